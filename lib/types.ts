@@ -1,0 +1,81 @@
+/**
+ * Public value types shared by the sensor, the policy and the responders. Pure
+ * declarations and the name tables that mirror native/hit_record.h; nothing here
+ * does I/O. The kind and proto tables are part of the JS contract: their order
+ * matches the numeric values the capture thread writes.
+ */
+
+export type Proto = 'tcp' | 'udp' | 'sctp'
+
+/** IANA protocol numbers, as the record carries them. */
+export const PROTO_NUMBERS: Readonly<Record<Proto, number>> = { tcp: 6, udp: 17, sctp: 132 }
+
+/** Scan kinds in native order (index = ScanKind value). */
+export const SCAN_KINDS = [
+  'none',
+  'syn',
+  'connect',
+  'fin',
+  'null',
+  'xmas',
+  'ack',
+  'maimon',
+  'rst',
+  'odd-flags',
+  'udp',
+  'sctp-init',
+  'sctp-cookie-echo',
+  'sctp-other',
+  'fragment',
+] as const
+
+export type ScanKind = Exclude<(typeof SCAN_KINDS)[number], 'none'>
+
+/** One probe to a tripwire, as yielded by `for await (const hit of sensor)`. */
+export interface Hit {
+  /** Capture time, milliseconds since the epoch (fractional: microsecond precision). */
+  time: number
+  /** Capture time, nanoseconds since the epoch, as the kernel stamped it. */
+  timeNs: bigint
+  src: string
+  srcPort: number
+  dst: string
+  dstPort: number
+  family: 4 | 6
+  proto: Proto
+  kind: ScanKind
+  /** Raw TCP flag byte (0 for UDP/SCTP). */
+  tcpFlags: number
+  /** IPv4 TTL or IPv6 hop limit; 0 when unknown (verified connects). */
+  ttl: number
+  /** True only for a completed TCP handshake (kind `connect`): the source cannot be forged. */
+  verified: boolean
+  /** Interface name the frame arrived on; '' when unknown. */
+  interface: string
+  ifindex: number
+  /** Outer VLAN id, when the frame was tagged. */
+  vlan?: number
+  fragment: boolean
+  ipOptions: boolean
+  extHeaders: boolean
+  truncated: boolean
+  /** First SCTP chunk type (SCTP only). */
+  sctpChunk?: number
+  /** IPv4 identification or IPv6 fragment identification. */
+  ipId: number
+  wireLen: number
+}
+
+/** A tripwire: one port or an inclusive range, on one protocol. */
+export interface PortRange {
+  proto: Proto
+  from: number
+  to: number
+}
+
+/** What `open()` and `setPorts()` accept: '2222/tcp', '9000-9010/udp', 2222 (tcp), or objects. */
+export type PortSpec =
+  | string
+  | number
+  | { port: number; proto?: Proto }
+  | { from: number; to: number; proto?: Proto }
