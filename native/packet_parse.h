@@ -26,9 +26,21 @@ enum class ParseResult : uint8_t {
   kHit = 0,             // *out holds a classified TCP/UDP/SCTP probe
   kNotIp,               // not IPv4/IPv6 (after VLAN tags)
   kNotTransport,        // IP, but not TCP/UDP/SCTP (or the chain ends without one)
-  kNonFirstFragment,    // a fragment that carries no transport header
-  kMalformed,           // lengths that contradict each other or the capture
+  kNonFirstFragment,    // a fragment that carries no transport ports: any fragment with a
+                        // non-zero offset (whatever its protocol), or a first fragment
+                        // holding fewer than 4 transport bytes
+  kMalformed,           // lengths that contradict each other or the capture (including a
+                        // snap length too short to reach the ports or the TCP flags)
 };
+
+// Hit semantics worth knowing on the consumer side:
+//  - kind kFragment: a first fragment with both ports but an incomplete fixed transport
+//    header (TCP < 20 bytes or options past the fragment, UDP < 8, SCTP < 13). tcp_flags
+//    is filled when the fragment reaches byte 13, and then only for information.
+//  - SCTP without a chunk (a bare 12-byte common header, unfragmented) is kSctpOther with
+//    sctp_chunk 0, indistinguishable from a DATA chunk.
+//  - wire_len is max(meta.wire_len, captured length), saturated; kFlagVlan comes from
+//    meta.vlan_valid (id = meta.vlan_tci & 0xfff) or else the first in-band tag.
 
 // Parses from the network header. `ethertype` is the protocol the link layer
 // announced (sll_protocol, host order); 802.1Q / 802.1ad tags still in the data
