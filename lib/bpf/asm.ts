@@ -7,9 +7,9 @@
  * ancillary offsets, shift counts below 32, no division by a constant zero, no read
  * of a scratch word before it is written, at most BPF_MAXINSNS instructions.
  * Conditional jumps carry 8-bit offsets, so a branch to a label more than 255
- * instructions ahead is routed through a `ja` trampoline (32-bit offset) inserted
- * right after it, or through an earlier trampoline to the same place that is still
- * within reach. Pure and synchronous.
+ * instructions ahead is routed through a `ja` trampoline (32-bit offset) that sits
+ * within reach after a jump or ret, shared by every branch to the same place that
+ * can reach it. Pure and synchronous.
  */
 
 import { PortanoiaError } from '../errors.js'
@@ -336,7 +336,20 @@ export function assemble(insns: readonly Insn[], opts: { maxInstructions?: numbe
   return encode(filters)
 }
 
+/**
+ * Routes every conditional branch that cannot reach its target (more than 255
+ * instructions ahead) through a `ja`. A trampoline may only sit after an
+ * instruction that never falls through implicitly (a jump or a ret), so that no
+ * straight-line code runs into it; it is placed as far ahead as reach allows, so
+ * that the branches that follow can share it. Inserting moves code, so this
+ * repeats until every branch reaches: each round only adds trampolines, and a
+ * branch whose trampoline drifted out of reach simply gets another one.
+ */
 function placeTrampolines(initial: Node[], max: number): Node[] {
+  // Room left for trampolines that the same round inserts between a branch and
+  // the one it shares; a shortfall is fixed by the next round, only less tightly.
+  const slack = 32
+  const reach = 255 - slack
   let nodes = initial
   for (;;) {
     if (nodes.length > max) {
@@ -344,38 +357,43 @@ function placeTrampolines(initial: Node[], max: number): Node[] {
     }
     const pos = new Map<Node, number>()
     nodes.forEach((n, i) => pos.set(n, i))
-    const byTarget = new Map<Node, Node[]>()
+    // lastSafe[i]: the last index ≤ i after which a trampoline may be inserted.
+    const lastSafe = new Int32Array(nodes.length)
+    nodes.forEach((n, i) => {
+      const cls = n.code & 0x07
+      lastSafe[i] = cls === BPF_JMP || cls === BPF_RET ? i : i > 0 ? (lastSafe[i - 1] ?? -1) : -1
+    })
+    const sharable = new Map<Node, Array<{ t: Node; at: number }>>()
     for (const n of nodes) {
-      if (n.trampolineTo) byTarget.set(n.trampolineTo, [...(byTarget.get(n.trampolineTo) ?? []), n])
+      if (n.trampolineTo) {
+        sharable.set(n.trampolineTo, [...(sharable.get(n.trampolineTo) ?? []), { t: n, at: (pos.get(n) ?? 0) - 1 }])
+      }
     }
-    const inserts = new Map<Node, Node[]>()
+    const inserts = new Map<number, Node[]>()
     nodes.forEach((n, i) => {
       if (!isConditional(n)) return
       for (const branch of ['jt', 'jf'] as const) {
         const target = n[branch]
         if (target === undefined) continue
-        const dist = (pos.get(target) ?? 0) - i - 1
-        if (dist <= 255) continue
+        if ((pos.get(target) ?? 0) - i - 1 <= 255) continue
         const final = target.trampolineTo ?? target
-        const mine = inserts.get(n) ?? []
-        const reuse =
-          mine.find((t) => t.trampolineTo === final) ??
-          (byTarget.get(final) ?? []).find((t) => {
-            const p = pos.get(t) ?? -1
-            return p > i && p - i - 1 <= 255
-          })
-        if (reuse) {
-          n[branch] = reuse
+        const candidates = sharable.get(final) ?? []
+        const shared = candidates.find(({ at }) => at >= i && at - i <= reach)
+        if (shared) {
+          n[branch] = shared.t
           continue
         }
-        const t: Node = { code: BPF_JMP | BPF_JA, k: 0, jt: final, trampolineTo: final, where: `trampoline after ${n.where}` }
-        mine.push(t)
-        inserts.set(n, mine)
+        const finalAt = pos.get(final) ?? 0
+        const anchor = Math.max(i, lastSafe[Math.min(i + reach, finalAt - 1)] ?? i)
+        const t: Node = { code: BPF_JMP | BPF_JA, k: 0, jt: final, trampolineTo: final, where: `trampoline for ${n.where}` }
+        inserts.set(anchor, [...(inserts.get(anchor) ?? []), t])
+        candidates.push({ t, at: anchor })
+        sharable.set(final, candidates)
         n[branch] = t
       }
     })
     if (inserts.size === 0) return nodes
-    nodes = nodes.flatMap((n) => [n, ...(inserts.get(n) ?? [])])
+    nodes = nodes.flatMap((n, i) => [n, ...(inserts.get(i) ?? [])])
   }
 }
 
