@@ -311,7 +311,8 @@ inline ParseResult Finish(ParseResult result, HitRecord* out) {
 ParseResult ParseNetwork(const uint8_t* data, size_t len, uint16_t ethertype,
                          const FrameMeta& meta, HitRecord* out) {
   *out = HitRecord{};
-  return Finish(ParseFrom(data, len, ethertype, meta.wire_len, len, meta, out), out);
+  const size_t wire = meta.wire_len > meta.link_len ? meta.wire_len - meta.link_len : 0;
+  return Finish(ParseFrom(data, len, ethertype, wire, len + meta.link_len, meta, out), out);
 }
 
 ParseResult ParseEthernet(const uint8_t* frame, size_t len, const FrameMeta& meta,

@@ -18,6 +18,10 @@ struct FrameMeta {
   uint64_t ts_ns = 0;
   uint32_t ifindex = 0;
   uint32_t wire_len = 0;      // tp_len: bytes on the wire (may exceed the captured length)
+  // ParseNetwork only: link-header bytes before `data` that wire_len counts (tp_net -
+  // tp_mac on a SOCK_RAW ring). It keeps truncation detection honest: a network header
+  // claiming more than the wire carried is malformed, not a truncated capture.
+  uint32_t link_len = 0;
   uint16_t vlan_tci = 0;      // tag the kernel stripped (TP_STATUS_VLAN_VALID)
   bool vlan_valid = false;
 };
@@ -39,7 +43,9 @@ enum class ParseResult : uint8_t {
 //    is filled when the fragment reaches byte 13, and then only for information.
 //  - SCTP without a chunk (a bare 12-byte common header, unfragmented) is kSctpOther with
 //    sctp_chunk 0, indistinguishable from a DATA chunk.
-//  - wire_len is max(meta.wire_len, captured length), saturated; kFlagVlan comes from
+//  - wire_len is max(meta.wire_len, captured length + meta.link_len for ParseNetwork),
+//    saturated at 65535; kFlagTruncated means the IP header declared bytes that the
+//    capture lacks but the wire carried. kFlagVlan comes from
 //    meta.vlan_valid (id = meta.vlan_tci & 0xfff) or else the first in-band tag.
 
 // Parses from the network header. `ethertype` is the protocol the link layer

@@ -3,14 +3,15 @@
 // parse_selftest (without libFuzzer), whose seeded mutation loop calls
 // LLVMFuzzerTestOneInput directly, so the invariants live in exactly one place.
 //
-// Input layout: byte 0 picks the entry and the FrameMeta; the rest is the frame, copied
+// Input layout: bytes 0-1 pick the entry and the FrameMeta; the rest is the frame, copied
 // into an allocation of exactly its size so ASan flags a read one byte past the capture
-// (libFuzzer's own buffer would hide it behind the selector byte in front).
-//   bit 0     0 = ParseEthernet, 1 = ParseNetwork
-//   bit 1     meta.vlan_valid
-//   bits 2-3  ParseNetwork's ethertype: IPv4, IPv6, 802.1Q, 802.1ad
-//   bits 4-5  meta.wire_len: unknown (0), = captured, captured + 1000, 70000 (saturates)
-//   bits 6-7  meta.vlan_tci: 0, 0xefff (PCP/DEI set), 0x0064, 0xffff
+// (libFuzzer's own buffer would hide it behind the selector bytes in front).
+//   byte 0 bit 0     0 = ParseEthernet, 1 = ParseNetwork
+//   byte 0 bit 1     meta.vlan_valid
+//   byte 0 bits 2-3  ParseNetwork's ethertype: IPv4, IPv6, 802.1Q, 802.1ad
+//   byte 0 bits 4-5  meta.wire_len: unknown (0), = captured, captured + 1000, 70000
+//   byte 0 bits 6-7  meta.vlan_tci: 0, 0xefff (PCP/DEI set), 0x0064, 0xffff
+//   byte 1 bits 0-1  meta.link_len: 0, 14, 18, 4 ("captured" above includes it)
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -65,9 +66,11 @@ bool KindFitsProto(uint8_t proto, uint8_t kind_byte) {
 }  // namespace
 
 // Checks one parse result against everything the contract promises. `frame` is what the
-// entry saw, so "read from the frame" can be checked by looking for the bytes in it.
+// entry saw, so "read from the frame" can be checked by looking for the bytes in it;
+// `frame_len` is the captured length the record describes (len, plus meta.link_len for
+// ParseNetwork).
 void CheckParse(ParseResult result, const HitRecord& rec, const uint8_t* frame, size_t len,
-                const FrameMeta& meta) {
+                size_t frame_len, const FrameMeta& meta) {
   PN_CHECK(static_cast<uint8_t>(result) <= static_cast<uint8_t>(ParseResult::kMalformed));
   if (result != ParseResult::kHit) {
     static const HitRecord kZero{};
@@ -102,9 +105,9 @@ void CheckParse(ParseResult result, const HitRecord& rec, const uint8_t* frame, 
   }
   PN_CHECK(rec.ts_ns == meta.ts_ns);
   PN_CHECK(rec.ifindex == meta.ifindex);
-  size_t wire = meta.wire_len < len ? len : meta.wire_len;
+  size_t wire = meta.wire_len < frame_len ? frame_len : meta.wire_len;
   PN_CHECK(rec.wire_len == (wire > 0xffff ? 0xffff : wire));
-  PN_CHECK(!(rec.flags & kFlagTruncated) || meta.wire_len > len);
+  PN_CHECK(!(rec.flags & kFlagTruncated) || meta.wire_len > frame_len);
 
   // Provenance: the addresses and the port pair must be bytes of this frame.
   if (rec.family == 4) {
@@ -141,7 +144,7 @@ ParseResult RunAndCheck(bool network, const uint8_t* frame, size_t len, uint16_t
                                      : ParseEthernet(frame, len, meta, &clean);
   PN_CHECK(first == second);
   PN_CHECK(std::memcmp(&dirty, &clean, sizeof clean) == 0);
-  CheckParse(first, clean, frame, len, meta);
+  CheckParse(first, clean, frame, len, network ? len + meta.link_len : len, meta);
   *out = clean;
   return first;
 }
@@ -150,29 +153,32 @@ ParseResult RunAndCheck(bool network, const uint8_t* frame, size_t len, uint16_t
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace portanoia;
-  if (size == 0) return 0;
+  if (size < 2) return 0;
   const uint8_t selector = data[0];
-  const size_t len = size - 1;
+  const bool network = (selector & 1) != 0;
+  const size_t len = size - 2;
 
   static const uint16_t kEthertypes[4] = {0x0800, 0x86dd, 0x8100, 0x88a8};
   static const uint16_t kTcis[4] = {0x0000, 0xefff, 0x0064, 0xffff};
+  static const uint32_t kLinkLens[4] = {0, 14, 18, 4};
   FrameMeta meta;
+  meta.link_len = kLinkLens[data[1] & 3];
+  const size_t captured = network ? len + meta.link_len : len;
   meta.ts_ns = 0x1122334455667788ull;
   meta.ifindex = 7;
   meta.vlan_valid = (selector & 0x02) != 0;
   meta.vlan_tci = kTcis[(selector >> 6) & 3];
   switch ((selector >> 4) & 3) {
     case 0: meta.wire_len = 0; break;
-    case 1: meta.wire_len = static_cast<uint32_t>(len); break;
-    case 2: meta.wire_len = static_cast<uint32_t>(len + 1000); break;
+    case 1: meta.wire_len = static_cast<uint32_t>(captured); break;
+    case 2: meta.wire_len = static_cast<uint32_t>(captured + 1000); break;
     default: meta.wire_len = 70000; break;
   }
 
   // Exactly-sized copy: new[] of zero bytes is still a distinct allocation ASan guards.
   std::unique_ptr<uint8_t[]> frame(new uint8_t[len]);
-  if (len > 0) std::memcpy(frame.get(), data + 1, len);
+  if (len > 0) std::memcpy(frame.get(), data + 2, len);
   HitRecord rec;
-  fuzz::RunAndCheck((selector & 1) != 0, frame.get(), len, kEthertypes[(selector >> 2) & 3], meta,
-                    &rec);
+  fuzz::RunAndCheck(network, frame.get(), len, kEthertypes[(selector >> 2) & 3], meta, &rec);
   return 0;
 }

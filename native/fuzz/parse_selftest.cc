@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 namespace portanoia::fuzz {
 void CheckParse(ParseResult result, const HitRecord& rec, const uint8_t* frame, size_t len,
-                const FrameMeta& meta);
+                size_t frame_len, const FrameMeta& meta);
 }  // namespace portanoia::fuzz
 
 namespace portanoia {
@@ -165,14 +165,14 @@ ParseResult Eth(const Bytes& frame, const FrameMeta& meta, HitRecord* rec) {
   Bytes copy(frame);
   copy.shrink_to_fit();
   const ParseResult r = ParseEthernet(copy.data(), copy.size(), meta, rec);
-  fuzz::CheckParse(r, *rec, copy.data(), copy.size(), meta);
+  fuzz::CheckParse(r, *rec, copy.data(), copy.size(), copy.size(), meta);
   return r;
 }
 ParseResult Net(const Bytes& data, uint16_t ethertype, const FrameMeta& meta, HitRecord* rec) {
   Bytes copy(data);
   copy.shrink_to_fit();
   const ParseResult r = ParseNetwork(copy.data(), copy.size(), ethertype, meta, rec);
-  fuzz::CheckParse(r, *rec, copy.data(), copy.size(), meta);
+  fuzz::CheckParse(r, *rec, copy.data(), copy.size(), copy.size() + meta.link_len, meta);
   return r;
 }
 
@@ -309,6 +309,19 @@ void TestTruncation() {
   EXPECT(Eth(Head(full, 14 + 12), Meta(full.size()), &rec) == ParseResult::kMalformed);
   EXPECT(Eth(Head(full, 10), Meta(full.size()), &rec) == ParseResult::kMalformed);
   EXPECT(Eth(Bytes(), Meta(), &rec) == ParseResult::kMalformed);
+  // From the network header of a SOCK_RAW ring: wire_len counts the link header too.
+  FrameMeta raw = Meta(full.size());
+  raw.link_len = 14;
+  const Bytes net_snapped(snapped.begin() + 14, snapped.end());
+  EXPECT(Net(net_snapped, 0x0800, raw, &rec) == ParseResult::kHit);
+  EXPECT((rec.flags & kFlagTruncated) && rec.wire_len == full.size());
+  // A complete capture whose IP total length claims 10 bytes the wire never carried: the
+  // link header must not be mistaken for missing network bytes.
+  Bytes liar(full.begin() + 14, full.end());
+  Put16(liar, 2, static_cast<uint16_t>(liar.size() + 10));
+  EXPECT(Net(liar, 0x0800, raw, &rec) == ParseResult::kMalformed);
+  EXPECT(Net(Bytes(full.begin() + 14, full.end()), 0x0800, raw, &rec) == ParseResult::kHit);
+  EXPECT(rec.flags == kFlagIpv4 && rec.wire_len == full.size());
   // A wire length past 64 KiB saturates.
   EXPECT(Eth(snapped, Meta(70000), &rec) == ParseResult::kHit && rec.wire_len == 0xffff);
 }
@@ -619,7 +632,7 @@ void RunMutations(uint64_t iterations, uint64_t seed) {
   const std::vector<Bytes> seeds = SeedFrames();
   Rng rng{seed};
   for (uint64_t i = 0; i < iterations; ++i) {
-    Bytes input(1, rng.Byte());  // the selector: entry and meta
+    Bytes input = {rng.Byte(), rng.Byte()};  // the selector: entry and meta
     Bytes frame = seeds[rng.Below(seeds.size())];
     Mutate(rng, frame);
     // ParseNetwork starts past the MACs; feed it the network part of the frame.
@@ -634,7 +647,9 @@ bool WriteCorpus(const std::string& dir) {
   const std::vector<Bytes> seeds = SeedFrames();
   for (size_t i = 0; i < seeds.size(); ++i) {
     for (int entry = 0; entry < 2; ++entry) {
-      Bytes input(1, static_cast<uint8_t>(entry == 0 ? 0x10 : 0x11));
+      // Wire length = captured; the network entry also says a 14-byte link header came first.
+      Bytes input = {static_cast<uint8_t>(entry == 0 ? 0x10 : 0x11),
+                     static_cast<uint8_t>(entry == 0 ? 0 : 1)};
       const size_t skip = entry == 0 ? 0 : 14;
       input.insert(input.end(), seeds[i].begin() + static_cast<long>(skip), seeds[i].end());
       const std::string path =
