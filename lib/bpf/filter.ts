@@ -207,7 +207,7 @@ function ipv6(out: Insn[], present: readonly Proto[]): void {
       { op: 'add', k: 8 },
       { op: 'tax' },
       { op: 'ldb', k: net(-8), ind: true },
-      { op: 'ja', to: next },
+      // falls through into ext_{i+1}
     )
   }
 }
