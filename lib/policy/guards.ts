@@ -1,0 +1,399 @@
+/**
+ * Guards: the addresses portanoia must never block, kept as one immutable set per
+ * reason (self, gateway, resolver, peer, allowlist, special) and swapped in as a
+ * whole by `update()`, so a check never sees half of a refresh. Also the pure
+ * parsers that turn the host's own descriptions of itself (/proc/net/route,
+ * /proc/net/ipv6_route, /etc/resolv.conf, /proc/net/tcp{,6}, /proc/net/if_inet6,
+ * `ip -j addr`, os.networkInterfaces()) into guard entries. No I/O here: the text
+ * is read by host-facts.ts; every parser skips lines it does not understand rather
+ * than throwing, because a kernel adding a column must not take the daemon down.
+ */
+
+import type { NetworkInterfaceInfo } from 'node:os'
+import { PortanoiaError } from '../errors.js'
+import {
+  type Address,
+  CidrSet,
+  classifyAddress,
+  directedBroadcast,
+  formatAddress,
+  makeAddress,
+  parseAddress,
+} from './addr.js'
+
+export type GuardReason = 'self' | 'gateway' | 'resolver' | 'peer' | 'allowlist' | 'special'
+
+/** Check order: the first matching reason is the one reported. */
+export const GUARD_REASONS: readonly GuardReason[] = ['special', 'self', 'gateway', 'resolver', 'peer', 'allowlist']
+
+/** One address configured on an interface of this host. */
+export interface InterfaceAddress {
+  address: string
+  prefixLength: number
+  interface?: string
+}
+
+/**
+ * Facts about the host, by category. In `update()`, a category that is present
+ * replaces the previous one; an absent category is kept.
+ */
+export interface GuardSnapshot {
+  /** Own addresses with prefixes: guarded as `self`; IPv4 directed broadcasts as `special`. */
+  interfaces?: readonly InterfaceAddress[]
+  /** Further own addresses (e.g. a VIP the interfaces do not show). */
+  self?: readonly string[]
+  /** IPv4 and IPv6 next hops of the routing tables. */
+  gateways?: readonly string[]
+  /** DNS resolvers. */
+  resolvers?: readonly string[]
+  /** Remote addresses of established TCP connections. */
+  peers?: readonly string[]
+  /** Operator-configured networks or addresses (CIDR syntax). */
+  allowlist?: readonly string[]
+}
+
+interface GuardState {
+  readonly self: CidrSet
+  readonly broadcasts: CidrSet
+  readonly gateway: CidrSet
+  readonly resolver: CidrSet
+  readonly peer: CidrSet
+  readonly allowlist: CidrSet
+}
+
+type SetName = keyof GuardState
+
+function buildSet(category: string, entries: readonly string[], exact: boolean): CidrSet {
+  const set = new CidrSet()
+  for (const entry of entries) {
+    if (exact) {
+      const a = parseAddress(entry)
+      if (a === null) {
+        throw new PortanoiaError('PORTANOIA_BAD_GUARD', `${category}: ${JSON.stringify(entry)} is not an IP address`, {
+          hint: 'guard entries for self, gateways, resolvers and peers are single addresses',
+        })
+      }
+      set.add({ family: a.family, network: a.value, prefix: a.family === 4 ? 32 : 128 })
+    } else {
+      try {
+        set.add(entry)
+      } catch (e) {
+        if (e instanceof PortanoiaError) {
+          throw new PortanoiaError(e.code, `${category}: ${e.message}`, { hint: e.hint, cause: e })
+        }
+        throw e
+      }
+    }
+  }
+  return set
+}
+
+/**
+ * The guard sets. `check()` is called for every hit, so it does no allocation
+ * beyond parsing a string address.
+ */
+export class Guards {
+  #state: GuardState
+
+  constructor(snapshot: GuardSnapshot = {}) {
+    const empty = new CidrSet()
+    this.#state = {
+      self: empty,
+      broadcasts: empty,
+      gateway: empty,
+      resolver: empty,
+      peer: empty,
+      allowlist: empty,
+    }
+    this.update(snapshot)
+  }
+
+  /**
+   * Replaces the categories present in `snapshot`. All new sets are built before
+   * any is installed: an invalid entry throws PortanoiaError and changes nothing.
+   */
+  update(snapshot: GuardSnapshot): void {
+    const next: Partial<Record<SetName, CidrSet>> = {}
+    if (snapshot.interfaces !== undefined || snapshot.self !== undefined) {
+      const interfaces = snapshot.interfaces ?? []
+      const own = [...interfaces.map((i) => i.address), ...(snapshot.self ?? [])]
+      next.self = buildSet('self', own, true)
+      const broadcasts = new CidrSet()
+      for (const i of interfaces) {
+        const b = directedBroadcast(i.address, i.prefixLength)
+        if (b !== null) broadcasts.add({ family: 4, network: b.value, prefix: 32 })
+      }
+      next.broadcasts = broadcasts
+    }
+    if (snapshot.gateways !== undefined) next.gateway = buildSet('gateways', snapshot.gateways, true)
+    if (snapshot.resolvers !== undefined) next.resolver = buildSet('resolvers', snapshot.resolvers, true)
+    if (snapshot.peers !== undefined) next.peer = buildSet('peers', snapshot.peers, true)
+    if (snapshot.allowlist !== undefined) next.allowlist = buildSet('allowlist', snapshot.allowlist, false)
+    // One assignment: a concurrent reader (the next check) sees either all of the
+    // old sets or all of the new ones.
+    this.#state = { ...this.#state, ...next }
+  }
+
+  /** Why `addr` must not be blocked, or null. Unparseable input is never guarded. */
+  check(addr: string | Address): GuardReason | null {
+    const a = typeof addr === 'string' ? parseAddress(addr) : makeAddress(addr.family, addr.value)
+    if (a === null) return null
+    const s = this.#state
+    if (classifyAddress(a) !== null || s.broadcasts.has(a)) return 'special'
+    if (s.self.has(a)) return 'self'
+    if (s.gateway.has(a)) return 'gateway'
+    if (s.resolver.has(a)) return 'resolver'
+    if (s.peer.has(a)) return 'peer'
+    if (s.allowlist.has(a)) return 'allowlist'
+    return null
+  }
+
+  /** Entries per reason (special counts only the directed broadcasts). */
+  counts(): Record<GuardReason, number> {
+    const s = this.#state
+    return {
+      special: s.broadcasts.size,
+      self: s.self.size,
+      gateway: s.gateway.size,
+      resolver: s.resolver.size,
+      peer: s.peer.size,
+      allowlist: s.allowlist.size,
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Parsers for the host's own descriptions of itself. Text in, addresses out.
+
+/** Byte order of the u32 words /proc prints with %08X (the host's). */
+export type Endianness = 'LE' | 'BE'
+
+const RTF_UP = 0x1
+const RTF_GATEWAY = 0x2
+
+function dataLines(text: string): string[][] {
+  return text
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length > 1)
+}
+
+/** A u32 printed with %08X from a network-order word, back to an address value. */
+function v4FromHexWord(hex: string, endianness: Endianness): bigint | null {
+  if (!/^[0-9A-Fa-f]{8}$/.test(hex)) return null
+  const word = Number.parseInt(hex, 16)
+  if (endianness === 'BE') return BigInt(word)
+  const swapped = (((word & 0xff) << 24) | ((word & 0xff00) << 8) | ((word >>> 8) & 0xff00) | (word >>> 24)) >>> 0
+  return BigInt(swapped)
+}
+
+function v6FromHexBytes(hex: string): bigint | null {
+  return /^[0-9A-Fa-f]{32}$/.test(hex) ? BigInt(`0x${hex}`) : null
+}
+
+function v6FromHexWords(hex: string, endianness: Endianness): bigint | null {
+  if (!/^[0-9A-Fa-f]{32}$/.test(hex)) return null
+  let value = 0n
+  for (let i = 0; i < 4; i++) {
+    const w = v4FromHexWord(hex.slice(i * 8, i * 8 + 8), endianness)
+    if (w === null) return null
+    value = (value << 32n) | w
+  }
+  return value
+}
+
+function unique(values: Iterable<string>): string[] {
+  return [...new Set(values)]
+}
+
+/**
+ * IPv4 gateways from /proc/net/route: the Gateway column of routes flagged
+ * RTF_UP|RTF_GATEWAY. The kernel prints the network-order address as a host-order
+ * u32, so on little-endian hosts 0102A8C0 is 192.168.2.1.
+ */
+export function parseProcNetRoute(text: string, endianness: Endianness = 'LE'): string[] {
+  const out: string[] = []
+  for (const f of dataLines(text)) {
+    if (f.length < 4) continue
+    const flags = Number.parseInt(f[3] as string, 16)
+    if (!Number.isFinite(flags) || (flags & (RTF_UP | RTF_GATEWAY)) !== (RTF_UP | RTF_GATEWAY)) continue
+    const gw = v4FromHexWord(f[2] as string, endianness)
+    if (gw === null || gw === 0n) continue
+    out.push(formatAddress({ family: 4, value: gw }))
+  }
+  return unique(out)
+}
+
+/**
+ * IPv6 gateways from /proc/net/ipv6_route: the next-hop column (5th) of routes
+ * flagged RTF_GATEWAY. Unlike /proc/net/route these are plain byte strings in
+ * network order. Next hops are often link-local (already guarded as special) but
+ * a global one must be guarded too.
+ */
+export function parseProcNetIpv6Route(text: string): string[] {
+  const out: string[] = []
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/)
+    if (f.length < 10) continue
+    const flags = Number.parseInt(f[8] as string, 16)
+    if (!Number.isFinite(flags) || (flags & RTF_GATEWAY) === 0) continue
+    const hop = v6FromHexBytes(f[4] as string)
+    if (hop === null || hop === 0n) continue
+    out.push(formatAddress(makeAddress(6, hop)))
+  }
+  return unique(out)
+}
+
+/**
+ * Nameservers from resolv.conf(5) text. Comments start with '#' or ';'; a zone
+ * index (fe80::1%eth0) is dropped because guards compare addresses, not scopes.
+ */
+export function parseResolvConf(text: string): string[] {
+  const out: string[] = []
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/[#;].*$/, '').trim()
+    const m = /^nameserver\s+(\S+)/.exec(line)
+    if (m === null) continue
+    const addr = parseAddress((m[1] as string).replace(/%.*$/, ''))
+    if (addr !== null) out.push(formatAddress(addr))
+  }
+  return unique(out)
+}
+
+/** One row of /proc/net/tcp, tcp6, udp or udp6. */
+export interface SocketEntry {
+  local: string
+  localPort: number
+  remote: string
+  remotePort: number
+  /** Kernel TCP state number (1 ESTABLISHED, 10 LISTEN; UDP uses 7 for unconnected). */
+  state: number
+}
+
+export const TCP_ESTABLISHED = 0x01
+export const TCP_LISTEN = 0x0a
+
+function parseEndpoint(text: string, endianness: Endianness): { addr: string; port: number } | null {
+  const colon = text.indexOf(':')
+  if (colon === -1) return null
+  const hex = text.slice(0, colon)
+  const port = Number.parseInt(text.slice(colon + 1), 16)
+  if (!Number.isInteger(port) || port < 0 || port > 0xffff) return null
+  if (hex.length === 8) {
+    const v = v4FromHexWord(hex, endianness)
+    return v === null ? null : { addr: formatAddress({ family: 4, value: v }), port }
+  }
+  const v = v6FromHexWords(hex, endianness)
+  return v === null ? null : { addr: formatAddress(makeAddress(6, v)), port }
+}
+
+/**
+ * Rows of /proc/net/{tcp,tcp6,udp,udp6}. Addresses are printed as host-order u32
+ * words (four of them for IPv6), ports as plain hex. IPv4-mapped peers on tcp6
+ * sockets come back as IPv4.
+ */
+export function parseProcNetSockets(text: string, endianness: Endianness = 'LE'): SocketEntry[] {
+  const out: SocketEntry[] = []
+  for (const f of dataLines(text)) {
+    if (f.length < 4) continue
+    const local = parseEndpoint(f[1] as string, endianness)
+    const remote = parseEndpoint(f[2] as string, endianness)
+    const state = Number.parseInt(f[3] as string, 16)
+    if (local === null || remote === null || !Number.isInteger(state)) continue
+    out.push({ local: local.addr, localPort: local.port, remote: remote.addr, remotePort: remote.port, state })
+  }
+  return out
+}
+
+/**
+ * Remote addresses of ESTABLISHED connections in /proc/net/tcp or tcp6 text. Both
+ * directions count: an admin's SSH session in, and this host's own connections out
+ * (its package mirror, its monitoring server) are peers it needs to keep reaching.
+ */
+export function parseEstablishedPeers(text: string, endianness: Endianness = 'LE'): string[] {
+  return unique(
+    parseProcNetSockets(text, endianness)
+      .filter((e) => e.state === TCP_ESTABLISHED)
+      .map((e) => e.remote),
+  )
+}
+
+/**
+ * Own IPv6 addresses from /proc/net/if_inet6: address (32 hex, network order),
+ * ifindex, prefix length (hex), scope, flags, interface name.
+ */
+export function parseIfInet6(text: string): InterfaceAddress[] {
+  const out: InterfaceAddress[] = []
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/)
+    if (f.length < 6) continue
+    const v = v6FromHexBytes(f[0] as string)
+    const prefixLength = Number.parseInt(f[2] as string, 16)
+    if (v === null || !Number.isInteger(prefixLength) || prefixLength > 128) continue
+    out.push({ address: formatAddress(makeAddress(6, v)), prefixLength, interface: f[5] as string })
+  }
+  return out
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/**
+ * Own addresses from `ip -j addr` output (both families). Throws PortanoiaError
+ * (PORTANOIA_BAD_HOST_FACTS) when the text is not the JSON array `ip` prints;
+ * entries inside it that do not look like addresses are skipped.
+ */
+export function parseIpAddrJson(text: string): InterfaceAddress[] {
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch (e) {
+    throw new PortanoiaError('PORTANOIA_BAD_HOST_FACTS', '`ip -j addr` output is not JSON', {
+      hint: 'use iproute2 4.14 or later, which supports -j',
+      cause: e,
+    })
+  }
+  if (!Array.isArray(doc)) {
+    throw new PortanoiaError('PORTANOIA_BAD_HOST_FACTS', '`ip -j addr` output is not a JSON array', {
+      hint: 'pass the output of `ip -j addr show` unchanged',
+    })
+  }
+  const out: InterfaceAddress[] = []
+  for (const link of doc) {
+    if (!isRecord(link) || !Array.isArray(link.addr_info)) continue
+    const ifname = typeof link.ifname === 'string' ? link.ifname : undefined
+    for (const info of link.addr_info) {
+      if (!isRecord(info) || typeof info.local !== 'string' || typeof info.prefixlen !== 'number') continue
+      const a = parseAddress(info.local)
+      if (a === null) continue
+      const entry: InterfaceAddress = { address: formatAddress(a), prefixLength: info.prefixlen }
+      if (ifname !== undefined) entry.interface = ifname
+      out.push(entry)
+    }
+  }
+  return out
+}
+
+/** Own addresses from the value of os.networkInterfaces(). */
+export function parseNetworkInterfaces(
+  ifaces: Readonly<Record<string, readonly NetworkInterfaceInfo[] | undefined>>,
+): InterfaceAddress[] {
+  const out: InterfaceAddress[] = []
+  for (const [name, infos] of Object.entries(ifaces)) {
+    for (const info of infos ?? []) {
+      // Node reports link-local IPv6 without the zone; cidr is null only for
+      // malformed netmasks, in which case the address is still ours.
+      const a = parseAddress(info.address)
+      if (a === null) continue
+      const prefix = info.cidr === null ? NaN : Number(info.cidr.slice(info.cidr.lastIndexOf('/') + 1))
+      out.push({
+        address: formatAddress(a),
+        prefixLength: Number.isInteger(prefix) ? prefix : a.family === 4 ? 32 : 128,
+        interface: name,
+      })
+    }
+  }
+  return out
+}
