@@ -18,6 +18,14 @@
  * between ranges are merged until it fits and the result says `exact: false`:
  * the kernel then passes a superset, and user space must re-check the exact set
  * (portInSet in ports.ts). Pure and synchronous.
+ *
+ * Limits, by design (the README lists them): it matches the destination port only;
+ * it looks through one in-band tag, so frames with three or more tags on the wire
+ * are dropped; it drops non-first fragments, and IPv6 first fragments that break
+ * RFC 7112 by not carrying the header chain through the port; an IPv6 chain still
+ * undecided after IPV6_EXT_HEADER_LIMIT headers is accepted for user space to
+ * judge; tunnels and other encapsulations (GRE, VXLAN, IP-in-IP, 6in4, MPLS,
+ * PPPoE, ESP) are not entered and are dropped.
  */
 
 import { PortanoiaError } from '../errors.js'
