@@ -1,0 +1,734 @@
+/**
+ * PolicyEngine: turns the sensor's Hits into Decisions. Pure and synchronous: time
+ * comes from an injected clock, host facts from a Guards instance, and the output is
+ * a list of decisions for the caller to hand to responders and the event stream.
+ * Per hit the order is guards → verification → aggregation → threshold → caps.
+ *
+ * Invariants:
+ * - Memory is bounded: at most `maxTrackedSources` sources in each of two tables
+ *   (sources with verified evidence, sources with only spoofable evidence), the
+ *   oldest window evicted first; spoofable blocks never exceed `maxActiveBlocks`.
+ *   Verified blocks live in their own table, so no amount of forged traffic can
+ *   evict one or stop a new one.
+ * - Output is bounded: per source and window, one decision when the window opens,
+ *   one more when it escalates (below threshold → report → block, or spoofable →
+ *   verified), and one summary (`final`) when it closes with hits not yet reported.
+ *   While the spoofable-blocking breaker is open, capped sources are counted, not
+ *   reported one by one; the breaker's open and close decisions carry the totals.
+ * - A `block` decision is emitted exactly once per block the engine makes.
+ */
+
+import { PortanoiaError } from '../errors.js'
+import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
+import { type Address, type Family, formatAddress, parseAddress } from './addr.js'
+import type { Action, BreakerState, Decision, ReasonCode, Trigger } from './decision.js'
+import { type GuardReason, Guards } from './guards.js'
+
+export type BlockMode = 'verified' | 'all' | 'off'
+
+export interface PolicyConfig {
+  /**
+   * 'verified' blocks sources that completed a handshake; 'all' also blocks
+   * spoofable ones (short TTL, capped); 'off' blocks nothing and is exactly
+   * 'verified' in dry-run: decisions say what the default policy would do.
+   */
+  block: BlockMode
+  /** Lifetime of a block from verified evidence. */
+  blockTtlMs: number
+  /** Lifetime of a block from spoofable evidence. */
+  spoofableTtlMs: number
+  /** Completed handshakes from one source in a window before it is blocked. */
+  threshold: number
+  /** Hits of any kind from one spoofable source in a window before it is acted on. */
+  spoofableThreshold: number
+  /** Aggregation window; each source's window opens at its first hit. */
+  windowMs: number
+  /** New blocks from spoofable evidence per trailing minute. */
+  maxBlocksPerMinute: number
+  /** Blocks from spoofable evidence active at once. */
+  maxActiveBlocks: number
+  /** Sources tracked per table (verified / spoofable-only); the oldest is evicted. */
+  maxTrackedSources: number
+  /** Distinct ports remembered per source and window. */
+  maxPortsPerSource: number
+  /** Decide and account as usual, but report would-be blocks (`dry-run`) instead of blocking. */
+  dryRun: boolean
+}
+
+/**
+ * Defaults. A handshake to a port nobody serves is deliberate, so one is enough
+ * (threshold 1). Spoofable evidence also uses 1: a forger sends N packets as easily
+ * as one, so a higher number buys no safety; the safety is in the short TTL and the
+ * caps. 60 new spoofable blocks a minute and 1000 active bound what forged traffic
+ * can do to the firewall (at most 1000 addresses denied for 5 minutes) while a
+ * steady trickle of real scanners (60/min × 5 min = 300) stays below the active cap.
+ */
+export const DEFAULT_POLICY: Readonly<PolicyConfig> = Object.freeze({
+  block: 'verified',
+  blockTtlMs: 60 * 60_000,
+  spoofableTtlMs: 5 * 60_000,
+  threshold: 1,
+  spoofableThreshold: 1,
+  windowMs: 60_000,
+  maxBlocksPerMinute: 60,
+  maxActiveBlocks: 1000,
+  maxTrackedSources: 16_384,
+  maxPortsPerSource: 32,
+  dryRun: false,
+})
+
+const BLOCK_MODES: readonly BlockMode[] = ['verified', 'all', 'off']
+
+const INT_LIMITS: Readonly<Record<Exclude<keyof PolicyConfig, 'block' | 'dryRun'>, readonly [number, string]>> = {
+  // nft timeouts have second granularity.
+  blockTtlMs: [1000, 'at least 1000 (1 s)'],
+  spoofableTtlMs: [1000, 'at least 1000 (1 s)'],
+  threshold: [1, 'at least 1'],
+  spoofableThreshold: [1, 'at least 1'],
+  windowMs: [1000, 'at least 1000 (1 s)'],
+  maxBlocksPerMinute: [1, 'at least 1'],
+  maxActiveBlocks: [1, 'at least 1'],
+  maxTrackedSources: [1, 'at least 1'],
+  maxPortsPerSource: [1, 'at least 1'],
+}
+
+function badPolicy(field: string, message: string, hint: string): PortanoiaError {
+  return new PortanoiaError('PORTANOIA_BAD_POLICY', `policy.${field}: ${message}`, { hint })
+}
+
+/**
+ * Defaults merged with `input`, validated. Throws PortanoiaError
+ * (PORTANOIA_BAD_POLICY) naming the field; unknown fields are errors, since a
+ * misspelt cap silently falling back to its default is how floods get through.
+ */
+export function resolvePolicyConfig(input: Partial<PolicyConfig> = {}): PolicyConfig {
+  const out: PolicyConfig = { ...DEFAULT_POLICY }
+  for (const [key, value] of Object.entries(input) as Array<[string, unknown]>) {
+    if (value === undefined) continue
+    if (key === 'block') {
+      if (!BLOCK_MODES.includes(value as BlockMode)) {
+        throw badPolicy(key, `${JSON.stringify(value)} is not a block mode`, "use 'verified', 'all' or 'off'")
+      }
+      out.block = value as BlockMode
+    } else if (key === 'dryRun') {
+      if (typeof value !== 'boolean') throw badPolicy(key, 'must be true or false', 'pass a boolean')
+      out.dryRun = value
+    } else if (Object.hasOwn(INT_LIMITS, key)) {
+      const [min, text] = INT_LIMITS[key as keyof typeof INT_LIMITS]
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+        throw badPolicy(key, `${JSON.stringify(value)} is not an integer ${text}`, `set ${key} to an integer ${text}`)
+      }
+      out[key as keyof typeof INT_LIMITS] = value
+    } else {
+      throw badPolicy(key, 'unknown setting', `known settings: ${Object.keys(DEFAULT_POLICY).join(', ')}`)
+    }
+  }
+  return out
+}
+
+/** A block found in the kernel at start (e.g. read from the nft sets). */
+export interface AdoptedBlock {
+  src: string
+  /** Time left; absent for a block without expiry. */
+  expiresInMs?: number
+  /** The element's original timeout, used to guess `verified` when it is not given. */
+  timeoutMs?: number
+  /**
+   * Whether it came from verified evidence. When absent: a timeout longer than
+   * `spoofableTtlMs` (or none) means verified, otherwise spoofable, so adopted
+   * spoofable blocks keep counting against `maxActiveBlocks` after a restart.
+   */
+  verified?: boolean
+}
+
+export interface AdoptResult {
+  adopted: number
+  /** Entries whose `src` is not an address (ignored). */
+  invalid: string[]
+  /** Adopted blocks on addresses the guards now protect: the caller should remove them. */
+  guarded: Array<{ src: string; reason: GuardReason }>
+}
+
+export interface ActiveBlock {
+  src: string
+  family: Family
+  verified: boolean
+  /** Infinity for adopted blocks without expiry. */
+  expiresAt: number
+}
+
+export interface PolicyStats {
+  hits: number
+  /** Hits whose source was not an address (a sensor bug if ever non-zero). */
+  invalidSources: number
+  trackedSources: number
+  /** Sources dropped from tracking to respect `maxTrackedSources`. */
+  evictions: number
+  /** Decisions emitted, by reason. */
+  decisions: Record<ReasonCode, number>
+  activeBlocks: { verified: number; spoofable: number }
+  /** New spoofable blocks in the trailing minute. */
+  spoofableBlocksLastMinute: number
+  breaker: BreakerState
+  breakerCause?: BreakerCause
+  breakerTrips: number
+  /** Hits reported only through the breaker's totals, since start. */
+  suppressedHits: number
+}
+
+export interface PolicyEngineOptions {
+  config?: Partial<PolicyConfig>
+  guards?: Guards
+  /** Milliseconds; default Date.now. */
+  now?: () => number
+}
+
+type BreakerCause = 'rate-capped' | 'active-cap'
+
+interface Verdict {
+  action: Action
+  reason: ReasonCode
+  verified: boolean
+  ttlMs?: number
+  expiresAt?: number
+  upgrade?: boolean
+  breaker?: BreakerState
+  /** Counted into the open breaker instead of being reported. */
+  suppress?: boolean
+}
+
+interface BlockRecord {
+  family: Family
+  verified: boolean
+  expiresAt: number
+}
+
+interface SourceState {
+  src: string
+  addr: Address
+  windowStart: number
+  firstSeen: number
+  lastSeen: number
+  count: number
+  verifiedCount: number
+  /** proto index × 65536 + port: no string built per hit. */
+  ports: Set<number>
+  portsTruncated: boolean
+  kinds: Set<ScanKind>
+  lastHit: Hit
+  emitted: Verdict | null
+  last: Verdict | null
+  sinceEmit: number
+  demandCounted: boolean
+  suppressedCounted: boolean
+}
+
+interface Breaker {
+  cause: BreakerCause
+  openedAt: number
+  src: string
+  family: Family
+  hit: Hit
+  sources: number
+  hits: number
+}
+
+const MINUTE_MS = 60_000
+const MAINTAIN_EVERY_MS = 1000
+const DEMAND_BUCKET_MS = 5000
+const DEMAND_BUCKETS = MINUTE_MS / DEMAND_BUCKET_MS
+const PROTO_INDEX: Readonly<Record<Proto, number>> = { tcp: 0, udp: 1, sctp: 2 }
+const PROTO_BY_INDEX: readonly Proto[] = ['tcp', 'udp', 'sctp']
+const NO_DECISIONS: readonly Decision[] = Object.freeze([])
+
+function rank(v: Verdict): number {
+  if (v.action === 'block') return 3
+  if (v.action === 'report') return 2
+  return v.reason === 'below-threshold' ? 0 : 1
+}
+
+function zeroCounts(): Record<ReasonCode, number> {
+  return {
+    blocked: 0,
+    'already-blocked': 0,
+    'below-threshold': 0,
+    'spoofable-report-only': 0,
+    'guard:self': 0,
+    'guard:gateway': 0,
+    'guard:resolver': 0,
+    'guard:peer': 0,
+    'guard:allowlist': 0,
+    'guard:special': 0,
+    'rate-capped': 0,
+    'active-cap': 0,
+    'dry-run': 0,
+  }
+}
+
+function triggerOf(hit: Hit): Trigger {
+  return {
+    dst: hit.dst,
+    dstPort: hit.dstPort,
+    srcPort: hit.srcPort,
+    proto: hit.proto,
+    kind: hit.kind,
+    interface: hit.interface,
+  }
+}
+
+export class PolicyEngine {
+  readonly #config: Readonly<PolicyConfig>
+  readonly #guards: Guards
+  readonly #now: () => number
+  readonly #blockAll: boolean
+  readonly #dryRun: boolean
+
+  // Insertion order is window-start order (a new window re-inserts), so the first
+  // key is always the oldest: that is the eviction victim.
+  readonly #verifiedSources = new Map<string, SourceState>()
+  readonly #spoofableSources = new Map<string, SourceState>()
+  readonly #verifiedBlocks = new Map<string, BlockRecord>()
+  readonly #spoofableBlocks = new Map<string, BlockRecord>()
+  /** Times of new spoofable blocks in the trailing minute; never longer than the cap. */
+  #recentBlocks: number[] = []
+  /** Spoofable sources that crossed the threshold, in 5 s buckets: the breaker's view of pressure. */
+  readonly #demand: Array<{ slot: number; n: number }> = Array.from({ length: DEMAND_BUCKETS }, () => ({
+    slot: -Infinity,
+    n: 0,
+  }))
+  #breaker: Breaker | null = null
+  #lastMaintain = -Infinity
+
+  #hits = 0
+  #invalid = 0
+  #evictions = 0
+  #breakerTrips = 0
+  #suppressedHits = 0
+  readonly #decisions = zeroCounts()
+
+  constructor(options: PolicyEngineOptions = {}) {
+    this.#config = Object.freeze(resolvePolicyConfig(options.config))
+    this.#guards = options.guards ?? new Guards()
+    this.#now = options.now ?? Date.now
+    this.#blockAll = this.#config.block === 'all'
+    this.#dryRun = this.#config.dryRun || this.#config.block === 'off'
+  }
+
+  get config(): Readonly<PolicyConfig> {
+    return this.#config
+  }
+
+  get guards(): Guards {
+    return this.#guards
+  }
+
+  /**
+   * Accounts one hit and returns the decisions to emit now: usually none or one;
+   * also any window summaries and a breaker close that fell due. Never throws on
+   * packet data.
+   */
+  observe(hit: Hit): readonly Decision[] {
+    const now = this.#now()
+    this.#hits++
+    let out: Decision[] | null = null
+    const push = (d: Decision): void => {
+      this.#decisions[d.reason]++
+      ;(out ??= []).push(d)
+    }
+    this.#maintain(now, push, false)
+
+    const addr = parseAddress(hit.src)
+    if (addr === null) {
+      this.#invalid++
+      return out ?? NO_DECISIONS
+    }
+    const src = formatAddress(addr)
+    const st = this.#track(src, addr, hit, now, push)
+
+    const v = this.#evaluate(st, now)
+    st.last = v
+    if (v.suppress === true) {
+      const b = this.#breaker as Breaker
+      b.hits++
+      this.#suppressedHits++
+      if (!st.suppressedCounted) {
+        st.suppressedCounted = true
+        b.sources++
+      }
+      st.sinceEmit++
+      return out ?? NO_DECISIONS
+    }
+    const e = st.emitted
+    if (
+      e === null ||
+      v.action === 'block' ||
+      v.breaker !== undefined ||
+      rank(v) > rank(e) ||
+      // Proof that the address is real matters only where something may be done about it.
+      (v.verified && !e.verified && v.action !== 'none')
+    ) {
+      push(this.#build(st, v, now, false))
+      st.emitted = v
+      st.sinceEmit = 0
+    } else {
+      st.sinceEmit++
+    }
+    return out ?? NO_DECISIONS
+  }
+
+  /**
+   * Time-driven work: expire blocks, close ended windows (their summaries), close
+   * the breaker when pressure has fallen. Call about once a second; `observe` also
+   * does it, at most once a second, but a quiet sensor calls nothing.
+   */
+  tick(): readonly Decision[] {
+    const out: Decision[] = []
+    this.#maintain(
+      this.#now(),
+      (d) => {
+        this.#decisions[d.reason]++
+        out.push(d)
+      },
+      true,
+    )
+    return out
+  }
+
+  /**
+   * Takes over blocks that already exist in the kernel (a restart), so their sources
+   * are `already-blocked` and spoofable ones count against the active cap.
+   */
+  adopt(blocks: readonly AdoptedBlock[]): AdoptResult {
+    const now = this.#now()
+    const result: AdoptResult = { adopted: 0, invalid: [], guarded: [] }
+    const sorted = [...blocks].sort(
+      (a, b) => (a.expiresInMs ?? Number.POSITIVE_INFINITY) - (b.expiresInMs ?? Number.POSITIVE_INFINITY),
+    )
+    for (const b of sorted) {
+      const addr = typeof b.src === 'string' ? parseAddress(b.src) : null
+      if (addr === null) {
+        result.invalid.push(String(b.src))
+        continue
+      }
+      const src = formatAddress(addr)
+      const left = b.expiresInMs ?? Number.POSITIVE_INFINITY
+      if (!(left > 0)) continue
+      const verified =
+        b.verified ?? (b.timeoutMs === undefined ? left > this.#config.spoofableTtlMs : b.timeoutMs > this.#config.spoofableTtlMs)
+      const rec: BlockRecord = { family: addr.family, verified, expiresAt: now + left }
+      this.#verifiedBlocks.delete(src)
+      this.#spoofableBlocks.delete(src)
+      ;(verified ? this.#verifiedBlocks : this.#spoofableBlocks).set(src, rec)
+      result.adopted++
+      const guard = this.#guards.check(addr)
+      if (guard !== null) result.guarded.push({ src, reason: guard })
+    }
+    return result
+  }
+
+  /** Forgets a block (after an operator's unblock). True when there was one. */
+  release(src: string): boolean {
+    const addr = parseAddress(src)
+    if (addr === null) return false
+    const key = formatAddress(addr)
+    const a = this.#verifiedBlocks.delete(key)
+    const b = this.#spoofableBlocks.delete(key)
+    return a || b
+  }
+
+  /** Whether the engine holds an unexpired block for `src` (in dry-run: a simulated one). */
+  isBlocked(src: string): boolean {
+    const addr = parseAddress(src)
+    return addr !== null && this.#activeBlock(formatAddress(addr), this.#now()) !== undefined
+  }
+
+  activeBlocks(): ActiveBlock[] {
+    const now = this.#now()
+    const out: ActiveBlock[] = []
+    for (const table of [this.#verifiedBlocks, this.#spoofableBlocks]) {
+      for (const [src, r] of table) {
+        if (r.expiresAt > now) out.push({ src, family: r.family, verified: r.verified, expiresAt: r.expiresAt })
+      }
+    }
+    return out
+  }
+
+  stats(): PolicyStats {
+    const now = this.#now()
+    this.#expireBlocks(now)
+    this.#pruneRecent(now)
+    const s: PolicyStats = {
+      hits: this.#hits,
+      invalidSources: this.#invalid,
+      trackedSources: this.#verifiedSources.size + this.#spoofableSources.size,
+      evictions: this.#evictions,
+      decisions: { ...this.#decisions },
+      activeBlocks: { verified: this.#verifiedBlocks.size, spoofable: this.#spoofableBlocks.size },
+      spoofableBlocksLastMinute: this.#recentBlocks.length,
+      breaker: this.#breaker === null ? 'closed' : 'open',
+      breakerTrips: this.#breakerTrips,
+      suppressedHits: this.#suppressedHits,
+    }
+    if (this.#breaker !== null) s.breakerCause = this.#breaker.cause
+    return s
+  }
+
+  // -------------------------------------------------------------------------
+
+  #track(src: string, addr: Address, hit: Hit, now: number, push: (d: Decision) => void): SourceState {
+    let table = this.#verifiedSources
+    let st = table.get(src)
+    if (st === undefined) {
+      table = this.#spoofableSources
+      st = table.get(src)
+    }
+    if (st !== undefined && now >= st.windowStart + this.#config.windowMs) {
+      this.#endWindow(st, table, now, push)
+      st = undefined
+    }
+    if (st === undefined) {
+      table = hit.verified ? this.#verifiedSources : this.#spoofableSources
+      st = {
+        src,
+        addr,
+        windowStart: now,
+        firstSeen: now,
+        lastSeen: now,
+        count: 0,
+        verifiedCount: 0,
+        ports: new Set(),
+        portsTruncated: false,
+        kinds: new Set(),
+        lastHit: hit,
+        emitted: null,
+        last: null,
+        sinceEmit: 0,
+        demandCounted: false,
+        suppressedCounted: false,
+      }
+      this.#insert(table, st)
+    } else if (hit.verified && table === this.#spoofableSources) {
+      // Verified evidence moves the source out of reach of forged-traffic churn.
+      this.#spoofableSources.delete(src)
+      this.#insert(this.#verifiedSources, st)
+    }
+    st.count++
+    if (hit.verified) st.verifiedCount++
+    st.lastSeen = now
+    st.lastHit = hit
+    st.kinds.add(hit.kind)
+    const portKey = (PROTO_INDEX[hit.proto] ?? 0) * 65536 + hit.dstPort
+    if (!st.ports.has(portKey)) {
+      if (st.ports.size < this.#config.maxPortsPerSource) st.ports.add(portKey)
+      else st.portsTruncated = true
+    }
+    return st
+  }
+
+  #insert(table: Map<string, SourceState>, st: SourceState): void {
+    if (table.size >= this.#config.maxTrackedSources) {
+      const oldest = table.keys().next()
+      if (oldest.done !== true) {
+        table.delete(oldest.value)
+        this.#evictions++
+      }
+    }
+    table.set(st.src, st)
+  }
+
+  #evaluate(st: SourceState, now: number): Verdict {
+    const cfg = this.#config
+    const verified = st.verifiedCount > 0
+    const guard = this.#guards.check(st.addr)
+    if (guard !== null) return { action: 'none', reason: `guard:${guard}`, verified }
+
+    const block = this.#activeBlock(st.src, now)
+    const already = (b: BlockRecord): Verdict => {
+      const v: Verdict = { action: 'none', reason: 'already-blocked', verified }
+      if (Number.isFinite(b.expiresAt)) v.expiresAt = b.expiresAt
+      return v
+    }
+    if (verified) {
+      if (block?.verified === true) return already(block)
+      if (st.verifiedCount < cfg.threshold) {
+        return block !== undefined ? already(block) : { action: 'none', reason: 'below-threshold', verified }
+      }
+      return this.#applyBlock(st, now, true, block !== undefined)
+    }
+
+    if (block !== undefined) return already(block)
+    if (st.count < cfg.spoofableThreshold) return { action: 'none', reason: 'below-threshold', verified }
+    if (!this.#blockAll) return { action: 'report', reason: 'spoofable-report-only', verified }
+
+    if (!st.demandCounted) {
+      st.demandCounted = true
+      this.#addDemand(now)
+    }
+    if (this.#breaker !== null) {
+      return { action: 'report', reason: this.#breaker.cause, verified, suppress: true }
+    }
+    this.#pruneRecent(now)
+    if (this.#recentBlocks.length >= cfg.maxBlocksPerMinute) return this.#openBreaker('rate-capped', st, now)
+    if (this.#spoofableBlocks.size >= cfg.maxActiveBlocks) {
+      this.#expireTable(this.#spoofableBlocks, now)
+      if (this.#spoofableBlocks.size >= cfg.maxActiveBlocks) return this.#openBreaker('active-cap', st, now)
+    }
+    return this.#applyBlock(st, now, false, false)
+  }
+
+  #applyBlock(st: SourceState, now: number, verified: boolean, upgrade: boolean): Verdict {
+    const ttlMs = verified ? this.#config.blockTtlMs : this.#config.spoofableTtlMs
+    const expiresAt = now + ttlMs
+    const rec: BlockRecord = { family: st.addr.family, verified, expiresAt }
+    if (verified) {
+      this.#spoofableBlocks.delete(st.src)
+      this.#verifiedBlocks.delete(st.src)
+      this.#verifiedBlocks.set(st.src, rec)
+    } else {
+      this.#spoofableBlocks.set(st.src, rec)
+      this.#recentBlocks.push(now)
+    }
+    const v: Verdict = this.#dryRun
+      ? { action: 'report', reason: 'dry-run', verified, ttlMs, expiresAt }
+      : { action: 'block', reason: 'blocked', verified, ttlMs, expiresAt }
+    if (upgrade) v.upgrade = true
+    return v
+  }
+
+  #openBreaker(cause: BreakerCause, st: SourceState, now: number): Verdict {
+    this.#breaker = {
+      cause,
+      openedAt: now,
+      src: st.src,
+      family: st.addr.family,
+      hit: st.lastHit,
+      sources: 0,
+      hits: 0,
+    }
+    this.#breakerTrips++
+    return { action: 'report', reason: cause, verified: false, breaker: 'open' }
+  }
+
+  #activeBlock(src: string, now: number): BlockRecord | undefined {
+    for (const table of [this.#verifiedBlocks, this.#spoofableBlocks]) {
+      const r = table.get(src)
+      if (r === undefined) continue
+      if (r.expiresAt > now) return r
+      table.delete(src)
+    }
+    return undefined
+  }
+
+  #addDemand(now: number): void {
+    const slot = Math.floor(now / DEMAND_BUCKET_MS)
+    const b = this.#demand[((slot % DEMAND_BUCKETS) + DEMAND_BUCKETS) % DEMAND_BUCKETS] as { slot: number; n: number }
+    if (b.slot !== slot) {
+      b.slot = slot
+      b.n = 0
+    }
+    b.n++
+  }
+
+  #demandLastMinute(now: number): number {
+    const slot = Math.floor(now / DEMAND_BUCKET_MS)
+    let n = 0
+    for (const b of this.#demand) if (b.slot <= slot && slot - b.slot < DEMAND_BUCKETS) n += b.n
+    return n
+  }
+
+  #pruneRecent(now: number): void {
+    const cut = now - MINUTE_MS
+    let i = 0
+    while (i < this.#recentBlocks.length && (this.#recentBlocks[i] as number) <= cut) i++
+    if (i > 0) this.#recentBlocks = this.#recentBlocks.slice(i)
+  }
+
+  #expireTable(table: Map<string, BlockRecord>, now: number): void {
+    for (const [src, r] of table) if (r.expiresAt <= now) table.delete(src)
+  }
+
+  #expireBlocks(now: number): void {
+    this.#expireTable(this.#verifiedBlocks, now)
+    this.#expireTable(this.#spoofableBlocks, now)
+  }
+
+  #maintain(now: number, push: (d: Decision) => void, force: boolean): void {
+    if (!force && now - this.#lastMaintain < MAINTAIN_EVERY_MS) return
+    this.#lastMaintain = now
+    this.#expireBlocks(now)
+    for (const table of [this.#verifiedSources, this.#spoofableSources]) {
+      for (const st of table.values()) {
+        if (now >= st.windowStart + this.#config.windowMs) this.#endWindow(st, table, now, push)
+      }
+    }
+    const b = this.#breaker
+    if (b === null || now - b.openedAt < MINUTE_MS) return
+    // Hysteresis: close only well below the caps, or every expiring block would
+    // re-trip it and the operator would read a flapping breaker.
+    const cfg = this.#config
+    if (
+      this.#demandLastMinute(now) <= Math.floor(cfg.maxBlocksPerMinute / 2) &&
+      this.#spoofableBlocks.size <= Math.floor((cfg.maxActiveBlocks * 3) / 4)
+    ) {
+      this.#breaker = null
+      push({
+        action: 'none',
+        reason: b.cause,
+        src: b.src,
+        family: b.family,
+        verified: false,
+        ports: [],
+        portsTruncated: false,
+        kinds: [],
+        count: 0,
+        verifiedCount: 0,
+        firstSeen: b.openedAt,
+        lastSeen: now,
+        windowStart: b.openedAt,
+        windowMs: now - b.openedAt,
+        time: now,
+        final: false,
+        breaker: 'closed',
+        suppressed: { sources: b.sources, hits: b.hits },
+        trigger: triggerOf(b.hit),
+      })
+    }
+  }
+
+  #endWindow(st: SourceState, table: Map<string, SourceState>, now: number, push: (d: Decision) => void): void {
+    table.delete(st.src)
+    const last = st.last
+    if (st.emitted === null || st.sinceEmit === 0 || last === null || last.suppress === true) return
+    const summary: Verdict = { action: last.action === 'block' ? 'none' : last.action, reason: last.reason, verified: last.verified }
+    if (last.expiresAt !== undefined) summary.expiresAt = last.expiresAt
+    if (last.ttlMs !== undefined) summary.ttlMs = last.ttlMs
+    push(this.#build(st, summary, now, true))
+  }
+
+  #build(st: SourceState, v: Verdict, now: number, final: boolean): Decision {
+    const d: Decision = {
+      action: v.action,
+      reason: v.reason,
+      src: st.src,
+      family: st.addr.family,
+      verified: v.verified,
+      ports: [...st.ports].sort((a, b) => a - b).map((k) => `${k % 65536}/${PROTO_BY_INDEX[Math.floor(k / 65536)]}`),
+      portsTruncated: st.portsTruncated,
+      kinds: SCAN_KINDS.filter((k): k is ScanKind => st.kinds.has(k as ScanKind)),
+      count: st.count,
+      verifiedCount: st.verifiedCount,
+      firstSeen: st.firstSeen,
+      lastSeen: st.lastSeen,
+      windowStart: st.windowStart,
+      windowMs: this.#config.windowMs,
+      time: now,
+      final,
+      trigger: triggerOf(st.lastHit),
+    }
+    if (v.ttlMs !== undefined) d.ttlMs = v.ttlMs
+    if (v.expiresAt !== undefined) d.expiresAt = v.expiresAt
+    if (v.upgrade === true) d.upgrade = true
+    if (v.breaker !== undefined) d.breaker = v.breaker
+    return d
+  }
+}

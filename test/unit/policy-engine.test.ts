@@ -1,0 +1,403 @@
+// PolicyEngine with a fake clock: every reason code, thresholds and windows, the
+// one-event-per-source-per-window rule, caps and the circuit breaker under a flood
+// of 10,000 forged sources, adoption of kernel blocks, and bounded memory.
+import { describe, expect, it } from 'vitest'
+import { REASON_CODES, type Decision, type ReasonCode } from '../../lib/policy/decision.js'
+import { DEFAULT_POLICY, PolicyEngine, type PolicyConfig, resolvePolicyConfig } from '../../lib/policy/engine.js'
+import { Guards } from '../../lib/policy/guards.js'
+import type { Hit } from '../../lib/types.js'
+
+const seen = new Set<ReasonCode>()
+
+function hit(src: string, over: Partial<Hit> = {}): Hit {
+  return {
+    time: 0,
+    timeNs: 0n,
+    src,
+    srcPort: 40000,
+    dst: src.includes(':') ? 'fd52:43dd::1' : '198.18.0.1',
+    dstPort: 2222,
+    family: src.includes(':') && !src.startsWith('::ffff:') ? 6 : 4,
+    proto: 'tcp',
+    kind: 'syn',
+    tcpFlags: 0x02,
+    ttl: 64,
+    verified: false,
+    interface: 'eth0',
+    ifindex: 2,
+    fragment: false,
+    ipOptions: false,
+    extHeaders: false,
+    truncated: false,
+    ipId: 1,
+    wireLen: 60,
+    ...over,
+  }
+}
+
+const connect = (src: string, over: Partial<Hit> = {}): Hit =>
+  hit(src, { kind: 'connect', verified: true, ttl: 0, tcpFlags: 0x10, ...over })
+
+/** 198.18.0.0/15 has 131,072 addresses; this walks them from 198.18.1.0. */
+const forged = (i: number): string => `198.${18 + ((i + 256) >> 16)}.${((i + 256) >> 8) & 255}.${(i + 256) & 255}`
+
+function setup(config: Partial<PolicyConfig> = {}, guards = new Guards()) {
+  const clock = { t: 1_700_000_000_000 }
+  const engine = new PolicyEngine({ config, guards, now: () => clock.t })
+  const log: Decision[] = []
+  const record = (ds: readonly Decision[]): Decision[] => {
+    for (const d of ds) {
+      seen.add(d.reason)
+      log.push(d)
+    }
+    return [...ds]
+  }
+  return {
+    engine,
+    clock,
+    log,
+    observe: (h: Hit) => record(engine.observe(h)),
+    tick: () => record(engine.tick()),
+    advance: (ms: number) => {
+      clock.t += ms
+    },
+  }
+}
+
+describe('config', () => {
+  it('has documented defaults', () => {
+    expect(resolvePolicyConfig()).toEqual(DEFAULT_POLICY)
+    expect(DEFAULT_POLICY).toMatchObject({
+      block: 'verified',
+      blockTtlMs: 3_600_000,
+      spoofableTtlMs: 300_000,
+      threshold: 1,
+      spoofableThreshold: 1,
+      windowMs: 60_000,
+      dryRun: false,
+    })
+  })
+
+  it('names the field that is wrong', () => {
+    const bad: Array<[Record<string, unknown>, RegExp]> = [
+      [{ block: 'some' }, /policy\.block/],
+      [{ threshold: 0 }, /policy\.threshold/],
+      [{ windowMs: 1.5 }, /policy\.windowMs/],
+      [{ maxActiveBlocks: '10' }, /policy\.maxActiveBlocks/],
+      [{ dryRun: 'yes' }, /policy\.dryRun/],
+      [{ maxBlocksPerMinut: 5 }, /policy\.maxBlocksPerMinut: unknown/],
+    ]
+    for (const [input, message] of bad) {
+      expect(() => resolvePolicyConfig(input as Partial<PolicyConfig>)).toThrow(message)
+      expect(() => new PolicyEngine({ config: input as Partial<PolicyConfig> })).toThrow(
+        expect.objectContaining({ code: 'PORTANOIA_BAD_POLICY' }),
+      )
+    }
+  })
+})
+
+describe('verified sources', () => {
+  it('blocks on the first completed handshake, then stays quiet for the window', () => {
+    const s = setup()
+    const [d] = s.observe(connect('198.18.0.7'))
+    expect(d).toMatchObject({
+      action: 'block',
+      reason: 'blocked',
+      src: '198.18.0.7',
+      family: 4,
+      verified: true,
+      ttlMs: 3_600_000,
+      expiresAt: s.clock.t + 3_600_000,
+      count: 1,
+      verifiedCount: 1,
+      ports: ['2222/tcp'],
+      kinds: ['connect'],
+      final: false,
+      trigger: { dst: '198.18.0.1', dstPort: 2222, srcPort: 40000, proto: 'tcp', kind: 'connect', interface: 'eth0' },
+    })
+    expect(s.engine.isBlocked('198.18.0.7')).toBe(true)
+    // The sensor sees packets before the firewall drops them: a blocked scanner keeps producing hits.
+    for (let p = 1; p <= 20; p++) {
+      s.advance(100)
+      expect(s.observe(hit('198.18.0.7', { dstPort: 3000 + p }))).toEqual([])
+    }
+    s.advance(60_000)
+    const [summary, ...rest] = s.tick()
+    expect(rest).toEqual([])
+    expect(summary).toMatchObject({ action: 'none', reason: 'already-blocked', final: true, count: 21, verified: true })
+    expect(summary!.ports).toHaveLength(21)
+    expect(summary!.kinds).toEqual(['syn', 'connect'])
+    expect(s.tick()).toEqual([])
+    // A new window opens with one already-blocked decision.
+    const [again] = s.observe(hit('198.18.0.7'))
+    expect(again).toMatchObject({ action: 'none', reason: 'already-blocked', count: 1, verified: false })
+    expect(s.engine.stats().decisions.blocked).toBe(1)
+  })
+
+  it('escalates from spoofable-report-only to blocked within one window', () => {
+    const s = setup()
+    expect(s.observe(hit('198.18.0.8'))).toMatchObject([{ action: 'report', reason: 'spoofable-report-only', verified: false }])
+    expect(s.observe(hit('198.18.0.8'))).toEqual([])
+    expect(s.observe(connect('198.18.0.8'))).toMatchObject([{ action: 'block', reason: 'blocked', verified: true, count: 3 }])
+  })
+
+  it('applies the threshold to completed handshakes within a window', () => {
+    const s = setup({ threshold: 3, windowMs: 10_000 })
+    expect(s.observe(connect('198.18.0.9'))).toMatchObject([{ action: 'none', reason: 'below-threshold' }])
+    s.advance(1000)
+    expect(s.observe(connect('198.18.0.9'))).toEqual([])
+    s.advance(9500) // the window (10 s from the first hit) has ended: counts start again
+    const out = s.observe(connect('198.18.0.9'))
+    expect(out).toMatchObject([
+      { reason: 'below-threshold', final: true, count: 2 },
+      { reason: 'below-threshold', final: false, count: 1 },
+    ])
+    s.observe(connect('198.18.0.9'))
+    expect(s.observe(connect('198.18.0.9'))).toMatchObject([{ action: 'block', reason: 'blocked', verifiedCount: 3 }])
+  })
+
+  it('re-blocks after the block expires', () => {
+    const s = setup({ blockTtlMs: 5000, windowMs: 1000 })
+    s.observe(connect('fd52:43dd::7'))
+    s.advance(5000)
+    s.tick()
+    expect(s.engine.isBlocked('fd52:43dd::7')).toBe(false)
+    expect(s.observe(connect('fd52:43dd::7'))).toMatchObject([{ action: 'block', reason: 'blocked', family: 6 }])
+  })
+
+  it('reports IPv4-mapped sources as IPv4 and aggregates both spellings', () => {
+    const s = setup()
+    expect(s.observe(hit('::ffff:198.18.0.10'))).toMatchObject([{ src: '198.18.0.10', family: 4 }])
+    expect(s.observe(connect('198.18.0.10'))).toMatchObject([{ src: '198.18.0.10', reason: 'blocked', count: 2 }])
+  })
+
+  it('counts invalid sources without deciding', () => {
+    const s = setup()
+    expect(s.observe(hit('198.18.0.1; reboot'))).toEqual([])
+    expect(s.engine.stats().invalidSources).toBe(1)
+  })
+})
+
+describe('guards', () => {
+  const guards = () =>
+    new Guards({
+      interfaces: [{ address: '198.18.0.1', prefixLength: 24 }],
+      gateways: ['198.18.0.254', 'fd52:43dd::fffe'],
+      resolvers: ['198.18.0.53'],
+      peers: ['198.18.0.22'],
+      allowlist: ['198.19.0.0/16'],
+    })
+
+  it('never blocks a guarded source, even verified and with block all, and says why', () => {
+    const s = setup({ block: 'all' }, guards())
+    const cases: Array<[string, ReasonCode]> = [
+      ['198.18.0.1', 'guard:self'],
+      ['198.18.0.254', 'guard:gateway'],
+      ['fd52:43dd::fffe', 'guard:gateway'],
+      ['198.18.0.53', 'guard:resolver'],
+      ['198.18.0.22', 'guard:peer'],
+      ['198.19.3.4', 'guard:allowlist'],
+      ['127.0.0.1', 'guard:special'],
+      ['::1', 'guard:special'],
+      ['fe80::1', 'guard:special'],
+      ['224.0.0.1', 'guard:special'],
+      ['198.18.0.255', 'guard:special'],
+      ['::ffff:198.18.0.254', 'guard:gateway'],
+      ['::ffff:198.18.0.22', 'guard:peer'],
+    ]
+    for (const [src, reason] of cases) {
+      // Each case in its own window: both spellings of one address are one source.
+      s.advance(60_000)
+      s.tick()
+      expect(s.observe(hit(src)), src).toMatchObject([{ action: 'none', reason }])
+      expect(s.observe(connect(src, { dstPort: 2323 })), src).toEqual([])
+      expect(s.engine.isBlocked(src)).toBe(false)
+    }
+    expect(s.log.every((d) => d.action === 'none')).toBe(true)
+    expect(s.engine.stats().activeBlocks).toEqual({ verified: 0, spoofable: 0 })
+  })
+
+  it('follows guard updates while running', () => {
+    const g = guards()
+    const s = setup({ windowMs: 1000 }, g)
+    expect(s.observe(connect('198.18.0.30'))).toMatchObject([{ reason: 'blocked' }])
+    g.update({ peers: ['198.18.0.31'] })
+    expect(s.observe(connect('198.18.0.31'))).toMatchObject([{ reason: 'guard:peer' }])
+  })
+})
+
+describe('dry-run and block off', () => {
+  it('dry-run reports would-be blocks with their TTL and blocks nothing', () => {
+    const s = setup({ dryRun: true, block: 'all' })
+    expect(s.observe(connect('198.18.0.40'))).toMatchObject([{ action: 'report', reason: 'dry-run', ttlMs: 3_600_000, verified: true }])
+    expect(s.observe(hit('198.18.0.41'))).toMatchObject([{ action: 'report', reason: 'dry-run', ttlMs: 300_000, verified: false }])
+    expect(s.log.some((d) => d.action === 'block')).toBe(false)
+    // Simulated blocks make the rest of the run read like the real one would.
+    s.advance(60_000)
+    s.tick()
+    expect(s.observe(connect('198.18.0.40'))).toMatchObject([{ action: 'none', reason: 'already-blocked' }])
+  })
+
+  it("block 'off' is the default policy in dry-run", () => {
+    const s = setup({ block: 'off' })
+    expect(s.observe(connect('198.18.0.42'))).toMatchObject([{ action: 'report', reason: 'dry-run', verified: true }])
+    expect(s.observe(hit('198.18.0.43'))).toMatchObject([{ action: 'report', reason: 'spoofable-report-only' }])
+  })
+})
+
+describe('spoofable sources with block all', () => {
+  it('blocks with the short TTL, after the spoofable threshold', () => {
+    const s = setup({ block: 'all', spoofableThreshold: 2 })
+    expect(s.observe(hit('198.18.0.50'))).toMatchObject([{ action: 'none', reason: 'below-threshold' }])
+    expect(s.observe(hit('198.18.0.50', { proto: 'udp', kind: 'udp', dstPort: 5353 }))).toMatchObject([
+      { action: 'block', reason: 'blocked', verified: false, ttlMs: 300_000, ports: ['2222/tcp', '5353/udp'], kinds: ['syn', 'udp'] },
+    ])
+    expect(s.engine.stats().activeBlocks).toEqual({ verified: 0, spoofable: 1 })
+  })
+
+  it('upgrades a spoofable block when the source proves itself', () => {
+    const s = setup({ block: 'all' })
+    s.observe(hit('198.18.0.51'))
+    expect(s.observe(connect('198.18.0.51'))).toMatchObject([
+      { action: 'block', reason: 'blocked', verified: true, upgrade: true, ttlMs: 3_600_000 },
+    ])
+    expect(s.engine.stats().activeBlocks).toEqual({ verified: 1, spoofable: 0 })
+    expect(s.observe(connect('198.18.0.51'))).toEqual([])
+  })
+
+  it('rate cap: opens the breaker once, suppresses per-source noise, closes when the rate falls', () => {
+    const s = setup({ block: 'all', maxBlocksPerMinute: 3 })
+    for (let i = 0; i < 3; i++) expect(s.observe(hit(forged(i)))).toMatchObject([{ action: 'block' }])
+    expect(s.observe(hit(forged(3)))).toMatchObject([
+      { action: 'report', reason: 'rate-capped', breaker: 'open', src: forged(3) },
+    ])
+    for (let i = 4; i < 20; i++) expect(s.observe(hit(forged(i)))).toEqual([])
+    expect(s.engine.stats()).toMatchObject({ breaker: 'open', breakerCause: 'rate-capped', breakerTrips: 1 })
+    // Verified evidence is never capped.
+    expect(s.observe(connect('198.19.0.9'))).toMatchObject([{ action: 'block', verified: true }])
+    s.advance(30_000)
+    expect(s.tick()).toEqual([])
+    s.advance(31_000)
+    expect(s.tick()).toMatchObject([
+      { action: 'none', reason: 'rate-capped', breaker: 'closed', src: forged(3), suppressed: { sources: 16, hits: 16 } },
+    ])
+    expect(s.observe(hit(forged(100)))).toMatchObject([{ action: 'block', reason: 'blocked' }])
+  })
+
+  it('active cap: opens the breaker, closes after blocks expire', () => {
+    const s = setup({ block: 'all', maxActiveBlocks: 4, maxBlocksPerMinute: 100, spoofableTtlMs: 120_000 })
+    for (let i = 0; i < 4; i++) s.observe(hit(forged(i)))
+    expect(s.observe(hit(forged(4)))).toMatchObject([{ action: 'report', reason: 'active-cap', breaker: 'open' }])
+    expect(s.observe(hit(forged(5)))).toEqual([])
+    s.advance(61_000)
+    // Pressure is gone but all four blocks are still in force: stays open.
+    expect(s.tick().filter((d) => d.breaker)).toEqual([])
+    s.advance(60_000)
+    expect(s.tick().filter((d) => d.breaker)).toMatchObject([{ reason: 'active-cap', breaker: 'closed' }])
+    expect(s.engine.stats().activeBlocks.spoofable).toBe(0)
+  })
+
+  it('10,000 forged sources never exceed the caps; the breaker opens and closes once; a verified source is still blocked', () => {
+    const s = setup({ block: 'all' })
+    const { maxBlocksPerMinute, maxActiveBlocks } = DEFAULT_POLICY
+    let maxActive = 0
+    let verifiedBlocked: Decision | undefined
+    // 10,000 sources over 100 s (100 per second), three packets each.
+    for (let i = 0; i < 10_000; i++) {
+      s.advance(10)
+      for (let k = 0; k < 3; k++) s.observe(hit(forged(i), { dstPort: 1000 + k }))
+      if (i === 5000) verifiedBlocked = s.observe(connect('fd52:43dd::beef'))[0]
+      if (i % 500 === 0) maxActive = Math.max(maxActive, s.engine.stats().activeBlocks.spoofable)
+    }
+    expect(verifiedBlocked).toMatchObject({ action: 'block', reason: 'blocked', verified: true })
+    const blocks = s.log.filter((d) => d.action === 'block' && !d.verified)
+    expect(blocks.length).toBeLessThanOrEqual(maxBlocksPerMinute)
+    expect(maxActive).toBeLessThanOrEqual(maxActiveBlocks)
+    // Within any 60 s, no more new blocks than the cap.
+    const times = blocks.map((d) => d.time)
+    for (const t of times) expect(times.filter((u) => u > t - 60_000 && u <= t).length).toBeLessThanOrEqual(maxBlocksPerMinute)
+    // Output stayed bounded: nowhere near one event per packet or per source. Each
+    // blocked source has its block and its end-of-window summary; the rest are the
+    // breaker opening and closing and the verified block.
+    s.advance(60_000)
+    s.tick()
+    expect(s.log.filter((d) => d.final).length).toBe(blocks.length)
+    expect(s.log.length).toBe(2 * blocks.length + 3)
+    const breaker = s.log.filter((d) => d.breaker !== undefined)
+    expect(breaker.map((d) => d.breaker)).toEqual(['open', 'closed'])
+    expect(breaker[0]).toMatchObject({ reason: 'rate-capped' })
+    expect(breaker[1]!.suppressed!.hits).toBe(30_000 - 3 * maxBlocksPerMinute - 1)
+    expect(s.engine.isBlocked('fd52:43dd::beef')).toBe(true)
+    expect(s.engine.stats().activeBlocks.verified).toBe(1)
+  })
+})
+
+describe('adopt', () => {
+  it('adopts kernel blocks: already-blocked, spoofable ones count against the cap, guarded ones are reported', () => {
+    const guards = new Guards({ gateways: ['198.18.0.254'] })
+    const s = setup({ block: 'all', maxActiveBlocks: 2 }, guards)
+    const result = s.engine.adopt([
+      { src: '198.18.0.60', expiresInMs: 1_800_000, timeoutMs: 3_600_000 },
+      { src: '198.18.0.61', expiresInMs: 100_000, timeoutMs: 300_000 },
+      { src: '::ffff:198.18.0.62', expiresInMs: 200_000 },
+      { src: '198.18.0.254', expiresInMs: 200_000, verified: false },
+      { src: 'nonsense', expiresInMs: 1 },
+      { src: '198.18.0.63' },
+    ])
+    expect(result).toEqual({ adopted: 5, invalid: ['nonsense'], guarded: [{ src: '198.18.0.254', reason: 'gateway' }] })
+    expect(s.engine.stats().activeBlocks).toEqual({ verified: 2, spoofable: 3 })
+    expect(s.observe(hit('198.18.0.60'))).toMatchObject([{ reason: 'already-blocked', expiresAt: s.clock.t + 1_800_000 }])
+    expect(s.observe(hit('198.18.0.63'))).toMatchObject([{ reason: 'already-blocked' }])
+    expect(s.log.at(-1)!.expiresAt).toBeUndefined()
+    expect(s.observe(hit('198.18.0.64'))).toMatchObject([{ reason: 'active-cap', breaker: 'open' }])
+    expect(s.engine.activeBlocks().map((b) => b.src).sort()).toEqual([
+      '198.18.0.254',
+      '198.18.0.60',
+      '198.18.0.61',
+      '198.18.0.62',
+      '198.18.0.63',
+    ])
+    expect(s.engine.release('198.18.0.254')).toBe(true)
+    expect(s.engine.release('198.18.0.254')).toBe(false)
+  })
+})
+
+describe('bounded memory', () => {
+  it('caps tracked sources, evicting the oldest, and counts evictions', () => {
+    const s = setup({ maxTrackedSources: 100 })
+    for (let i = 0; i < 1000; i++) s.observe(hit(forged(i)))
+    const st = s.engine.stats()
+    expect(st.trackedSources).toBe(100)
+    expect(st.evictions).toBe(900)
+  })
+
+  it('a flood of forged sources cannot evict a verified source being counted', () => {
+    const s = setup({ maxTrackedSources: 100, threshold: 2 })
+    expect(s.observe(connect('fd52:43dd::5'))).toMatchObject([{ reason: 'below-threshold' }])
+    for (let i = 0; i < 5000; i++) s.observe(hit(forged(i)))
+    expect(s.observe(connect('fd52:43dd::5'))).toMatchObject([{ reason: 'blocked', verifiedCount: 2 }])
+  })
+
+  it('keeps at most maxPortsPerSource ports per source and says so', () => {
+    const s = setup({ maxPortsPerSource: 3, block: 'off' })
+    for (let p = 0; p < 10; p++) s.observe(hit('198.18.0.70', { dstPort: 100 + p }))
+    s.advance(60_000)
+    const [summary] = s.tick()
+    expect(summary).toMatchObject({ ports: ['100/tcp', '101/tcp', '102/tcp'], portsTruncated: true, count: 10, final: true })
+  })
+
+  it('drops ended windows on tick', () => {
+    const s = setup()
+    for (let i = 0; i < 500; i++) s.observe(hit(forged(i)))
+    expect(s.engine.stats().trackedSources).toBe(500)
+    s.advance(60_000)
+    s.tick()
+    expect(s.engine.stats().trackedSources).toBe(0)
+  })
+})
+
+describe('coverage of the reason codes', () => {
+  it('every reason code was produced above', () => {
+    expect([...seen].sort()).toEqual([...REASON_CODES].sort())
+  })
+})
