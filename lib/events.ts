@@ -1,0 +1,497 @@
+/**
+ * The event stream's stable schema: what `portanoia watch --json` prints, one JSON
+ * object per line, and what the pretty terminal output renders. Four types — `hit`,
+ * `decision`, `stats`, `error` — each with `type`, `time` (ISO 8601, UTC) and `v`
+ * (schema version). The TypeScript interfaces are the documentation (the README is
+ * generated from their JSDoc); the zod schemas are checked against them at compile
+ * time and let consumers validate a line. Pure, no I/O. Compatibility rule: within
+ * `v: 1` fields are only ever added, never renamed, retyped or removed.
+ */
+
+import { z } from 'zod'
+import { PortanoiaError } from './errors.js'
+import { isValidAddress } from './policy/addr.js'
+import { ACTIONS, type Action, type BreakerState, type Decision, REASON_CODES, type ReasonCode } from './policy/decision.js'
+import type { PolicyStats } from './policy/engine.js'
+import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from './types.js'
+
+/** The schema version every event carries as `v`. */
+export const EVENT_SCHEMA_VERSION = 1
+
+export type EventType = 'hit' | 'decision' | 'stats' | 'error'
+
+interface EventBase {
+  /** Which of the four event types this is. */
+  type: EventType
+  /** When it happened, ISO 8601 in UTC with milliseconds (`2025-01-31T12:00:00.000Z`). */
+  time: string
+  /** Schema version, 1. */
+  v: 1
+}
+
+/** One probe to a tripwire, as the sensor saw it. Emitted only when hits are requested (they are per packet). */
+export interface HitEvent extends EventBase {
+  type: 'hit'
+  /** Capture time (the kernel's timestamp) in ISO form. */
+  time: string
+  /** Capture time in nanoseconds since the epoch, as a decimal string (exceeds JSON's exact integers). */
+  timeNs: string
+  /** Source address, canonical (IPv4-mapped IPv6 is written as IPv4). Forgeable unless `verified`. */
+  src: string
+  srcPort: number
+  /** Destination address: the address of this host the probe was sent to. */
+  dst: string
+  /** The tripwire port. */
+  dstPort: number
+  /** 4 or 6. */
+  family: 4 | 6
+  /** 'tcp', 'udp' or 'sctp'. */
+  proto: Proto
+  /** Scan kind read from the wire: syn, connect, fin, null, xmas, ack, maimon, rst, odd-flags, udp, sctp-init, sctp-cookie-echo, sctp-other, fragment. */
+  kind: ScanKind
+  /** Raw TCP flag byte (0 for UDP and SCTP). */
+  tcpFlags: number
+  /** IPv4 TTL or IPv6 hop limit; 0 when unknown (completed handshakes). */
+  ttl: number
+  /** True only for a completed TCP handshake (`connect`): the source address cannot have been forged. */
+  verified: boolean
+  /** Interface the frame arrived on; '' when unknown. */
+  interface: string
+  /** Kernel interface index. */
+  ifindex: number
+  /** Outer VLAN id, when the frame was tagged. */
+  vlan?: number
+  /** The packet was an IP fragment. */
+  fragment: boolean
+  /** The IPv4 header carried options. */
+  ipOptions: boolean
+  /** The IPv6 packet carried extension headers. */
+  extHeaders: boolean
+  /** The capture was shorter than the packet. */
+  truncated: boolean
+  /** First SCTP chunk type (SCTP only). */
+  sctpChunk?: number
+  /** IPv4 identification or IPv6 fragment identification. */
+  ipId: number
+  /** Length of the frame on the wire, in bytes. */
+  wireLen: number
+}
+
+/**
+ * What the policy decided about one source, aggregated over its window: emitted
+ * when the source's window opens, when the decision escalates, and once more at the
+ * end of the window (`final`) if hits arrived after the last decision.
+ */
+export interface DecisionEvent extends EventBase {
+  type: 'decision'
+  /** When the decision was made. */
+  time: string
+  /** 'block' (a responder adds a block), 'report' (worth telling someone, nothing changed) or 'none'. */
+  action: Action
+  /**
+   * Why: `blocked`; `already-blocked` (a block is in force; blocked sources still reach the sensor,
+   * which sees packets before the firewall); `below-threshold`; `spoofable-report-only` (only forgeable
+   * evidence and `--block verified`); `guard:self|gateway|resolver|peer|allowlist|special` (never blocked);
+   * `rate-capped` / `active-cap` (a spoofable block refused by a cap); `dry-run` (would have been blocked).
+   */
+  reason: ReasonCode
+  /** The source address, canonical. */
+  src: string
+  family: 4 | 6
+  /** True when the window holds a completed handshake from `src`: the address is real. */
+  verified: boolean
+  /** Block lifetime in milliseconds: with `blocked`, and with `dry-run` (what would have been applied). */
+  ttlMs?: number
+  /** When the block expires: with `blocked`, `dry-run` and `already-blocked`. */
+  expiresAt?: string
+  /** True when a verified block replaces a shorter spoofable block on the same address. */
+  upgrade?: boolean
+  /** Distinct tripwires touched in the window, as 'port/proto', sorted (tcp, udp, sctp, then port). */
+  ports: string[]
+  /** More distinct ports were touched than `ports` lists. */
+  portsTruncated: boolean
+  /** Distinct scan kinds seen in the window. */
+  kinds: ScanKind[]
+  /** Hits from `src` in the window so far. */
+  count: number
+  /** Of which completed handshakes. */
+  verifiedCount: number
+  /** First hit of the window. */
+  firstSeen: string
+  /** Latest hit. */
+  lastSeen: string
+  /** Start of the source's window (its first hit). */
+  windowStart: string
+  /** Window length in milliseconds. */
+  windowMs: number
+  /** The end-of-window summary; never carries `action: 'block'`. */
+  final: boolean
+  /**
+   * Set when this decision opens or closes the circuit breaker on spoofable blocking. While open, spoofable
+   * sources are reported only through these two events; on `closed`, the source fields repeat the source
+   * that opened it and the window spans the time it was open.
+   */
+  breaker?: BreakerState
+  /** With `breaker: 'closed'`: sources and hits handled report-only, without their own decision, while open. */
+  suppressed?: { sources: number; hits: number }
+  /** The latest hit from `src`: the tripwire it touched and how. */
+  trigger: {
+    /** This host's address that was probed. */
+    dst: string
+    /** The tripwire port. */
+    dstPort: number
+    srcPort: number
+    proto: Proto
+    kind: ScanKind
+    /** Interface name; '' when unknown. */
+    interface: string
+  }
+}
+
+/** Counters, emitted periodically and on exit. */
+export interface StatsEvent extends EventBase {
+  type: 'stats'
+  /** Milliseconds since the watcher started. */
+  uptimeMs?: number
+  /** The policy engine's counters. */
+  policy: {
+    /** Hits seen. */
+    hits: number
+    /** Hits whose source was not an IP address (should stay 0). */
+    invalidSources: number
+    /** Sources currently aggregated. */
+    trackedSources: number
+    /** Sources dropped from tracking to bound memory. */
+    evictions: number
+    /** Decisions emitted, per reason code. */
+    decisions: Record<ReasonCode, number>
+    /** Blocks in force, by evidence. */
+    activeBlocks: { verified: number; spoofable: number }
+    /** New spoofable blocks in the trailing minute. */
+    spoofableBlocksLastMinute: number
+    /** 'open' while spoofable blocking is suspended. */
+    breaker: BreakerState
+    /** Which cap opened the breaker, while open. */
+    breakerCause?: 'rate-capped' | 'active-cap'
+    /** Times the breaker opened. */
+    breakerTrips: number
+    /** Hits handled report-only inside the breaker, since start. */
+    suppressedHits: number
+  }
+  /** The sensor's counters (packets received, dropped by the kernel, dropped by the hit ring, …). */
+  sensor?: Record<string, number>
+  /** Per responder name, its counters (applied, failed, queued, dropped, …). */
+  responders?: Record<string, Record<string, number>>
+}
+
+/** A responder failed to carry out an action. Capture and the other responders go on. */
+export interface ErrorEvent extends EventBase {
+  type: 'error'
+  /** Which responder: 'nftables', 'ipset', 'exec', 'webhook', … */
+  responder: string
+  /** Stable error code: an errno name (EPERM, ETIMEDOUT) or a PORTANOIA_* code. */
+  code: string
+  /** What went wrong. */
+  message: string
+  /** What to do about it. */
+  hint?: string
+  /** The action that failed. */
+  action?: Action
+  /** The reason of the decision being carried out. */
+  reason?: ReasonCode
+  /** The source address concerned, when the failure concerns one. */
+  src?: string
+  /** All addresses of a failed batch. */
+  addresses?: string[]
+}
+
+export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent
+
+// ---------------------------------------------------------------------------
+// Schemas. Each is checked both ways against its interface below, so the two
+// cannot drift apart silently.
+
+const KIND_VALUES = SCAN_KINDS.filter((k): k is ScanKind => k !== 'none')
+const isoTime = z.iso.datetime()
+const address = z.string().refine((s) => isValidAddress(s), 'not a canonical IP address')
+const port = z.number().int().min(0).max(65535)
+const count = z.number().int().min(0)
+const family = z.union([z.literal(4), z.literal(6)])
+const proto = z.enum(['tcp', 'udp', 'sctp'])
+const kind = z.enum(KIND_VALUES as [ScanKind, ...ScanKind[]])
+const action = z.enum(ACTIONS)
+const reason = z.enum(REASON_CODES)
+const version = z.literal(EVENT_SCHEMA_VERSION)
+
+export const hitEventSchema = z.object({
+  type: z.literal('hit'),
+  time: isoTime,
+  v: version,
+  timeNs: z.string().regex(/^\d+$/),
+  src: address,
+  srcPort: port,
+  dst: address,
+  dstPort: port,
+  family,
+  proto,
+  kind,
+  tcpFlags: z.number().int().min(0).max(255),
+  ttl: z.number().int().min(0).max(255),
+  verified: z.boolean(),
+  interface: z.string(),
+  ifindex: count,
+  vlan: z.number().int().min(0).max(4095).optional(),
+  fragment: z.boolean(),
+  ipOptions: z.boolean(),
+  extHeaders: z.boolean(),
+  truncated: z.boolean(),
+  sctpChunk: z.number().int().min(0).max(255).optional(),
+  ipId: count,
+  wireLen: count,
+})
+
+export const decisionEventSchema = z.object({
+  type: z.literal('decision'),
+  time: isoTime,
+  v: version,
+  action,
+  reason,
+  src: address,
+  family,
+  verified: z.boolean(),
+  ttlMs: count.optional(),
+  expiresAt: isoTime.optional(),
+  upgrade: z.boolean().optional(),
+  ports: z.array(z.string().regex(/^\d{1,5}\/(?:tcp|udp|sctp)$/)),
+  portsTruncated: z.boolean(),
+  kinds: z.array(kind),
+  count,
+  verifiedCount: count,
+  firstSeen: isoTime,
+  lastSeen: isoTime,
+  windowStart: isoTime,
+  windowMs: count,
+  final: z.boolean(),
+  breaker: z.enum(['open', 'closed']).optional(),
+  suppressed: z.object({ sources: count, hits: count }).optional(),
+  trigger: z.object({
+    dst: address,
+    dstPort: port,
+    srcPort: port,
+    proto,
+    kind,
+    interface: z.string(),
+  }),
+})
+
+export const statsEventSchema = z.object({
+  type: z.literal('stats'),
+  time: isoTime,
+  v: version,
+  uptimeMs: count.optional(),
+  policy: z.object({
+    hits: count,
+    invalidSources: count,
+    trackedSources: count,
+    evictions: count,
+    decisions: z.record(reason, count),
+    activeBlocks: z.object({ verified: count, spoofable: count }),
+    spoofableBlocksLastMinute: count,
+    breaker: z.enum(['open', 'closed']),
+    breakerCause: z.enum(['rate-capped', 'active-cap']).optional(),
+    breakerTrips: count,
+    suppressedHits: count,
+  }),
+  sensor: z.record(z.string(), z.number()).optional(),
+  responders: z.record(z.string(), z.record(z.string(), z.number())).optional(),
+})
+
+export const errorEventSchema = z.object({
+  type: z.literal('error'),
+  time: isoTime,
+  v: version,
+  responder: z.string().min(1),
+  code: z.string().min(1),
+  message: z.string(),
+  hint: z.string().optional(),
+  action: action.optional(),
+  reason: reason.optional(),
+  src: address.optional(),
+  addresses: z.array(address).optional(),
+})
+
+/** Any event; dispatches on `type`. */
+export const eventSchema = z.discriminatedUnion('type', [
+  hitEventSchema,
+  decisionEventSchema,
+  statsEventSchema,
+  errorEventSchema,
+])
+
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false
+const schemasMatch: [
+  Same<z.infer<typeof hitEventSchema>, HitEvent>,
+  Same<z.infer<typeof decisionEventSchema>, DecisionEvent>,
+  Same<z.infer<typeof statsEventSchema>, StatsEvent>,
+  Same<z.infer<typeof errorEventSchema>, ErrorEvent>,
+] = [true, true, true, true]
+void schemasMatch
+
+// ---------------------------------------------------------------------------
+// Builders: library values in, events out.
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString()
+}
+
+export function hitEvent(hit: Hit): HitEvent {
+  const e: HitEvent = {
+    type: 'hit',
+    time: iso(hit.time),
+    v: EVENT_SCHEMA_VERSION,
+    timeNs: hit.timeNs.toString(),
+    src: hit.src,
+    srcPort: hit.srcPort,
+    dst: hit.dst,
+    dstPort: hit.dstPort,
+    family: hit.family,
+    proto: hit.proto,
+    kind: hit.kind,
+    tcpFlags: hit.tcpFlags,
+    ttl: hit.ttl,
+    verified: hit.verified,
+    interface: hit.interface,
+    ifindex: hit.ifindex,
+    fragment: hit.fragment,
+    ipOptions: hit.ipOptions,
+    extHeaders: hit.extHeaders,
+    truncated: hit.truncated,
+    ipId: hit.ipId,
+    wireLen: hit.wireLen,
+  }
+  if (hit.vlan !== undefined) e.vlan = hit.vlan
+  if (hit.sctpChunk !== undefined) e.sctpChunk = hit.sctpChunk
+  return e
+}
+
+export function decisionEvent(d: Decision): DecisionEvent {
+  const e: DecisionEvent = {
+    type: 'decision',
+    time: iso(d.time),
+    v: EVENT_SCHEMA_VERSION,
+    action: d.action,
+    reason: d.reason,
+    src: d.src,
+    family: d.family,
+    verified: d.verified,
+    ports: [...d.ports],
+    portsTruncated: d.portsTruncated,
+    kinds: [...d.kinds],
+    count: d.count,
+    verifiedCount: d.verifiedCount,
+    firstSeen: iso(d.firstSeen),
+    lastSeen: iso(d.lastSeen),
+    windowStart: iso(d.windowStart),
+    windowMs: d.windowMs,
+    final: d.final,
+    trigger: { ...d.trigger },
+  }
+  if (d.ttlMs !== undefined) e.ttlMs = d.ttlMs
+  if (d.expiresAt !== undefined && Number.isFinite(d.expiresAt)) e.expiresAt = iso(d.expiresAt)
+  if (d.upgrade === true) e.upgrade = true
+  if (d.breaker !== undefined) e.breaker = d.breaker
+  if (d.suppressed !== undefined) e.suppressed = { ...d.suppressed }
+  return e
+}
+
+export interface StatsInput {
+  policy: PolicyStats
+  sensor?: Record<string, number>
+  responders?: Record<string, Record<string, number>>
+  uptimeMs?: number
+  /** Milliseconds; default now. */
+  time?: number
+}
+
+export function statsEvent(input: StatsInput): StatsEvent {
+  const e: StatsEvent = {
+    type: 'stats',
+    time: iso(input.time ?? Date.now()),
+    v: EVENT_SCHEMA_VERSION,
+    policy: { ...input.policy, decisions: { ...input.policy.decisions }, activeBlocks: { ...input.policy.activeBlocks } },
+  }
+  if (input.uptimeMs !== undefined) e.uptimeMs = Math.max(0, Math.round(input.uptimeMs))
+  if (input.sensor !== undefined) e.sensor = { ...input.sensor }
+  if (input.responders !== undefined) e.responders = { ...input.responders }
+  return e
+}
+
+export interface ErrorInput {
+  responder: string
+  /** A PortanoiaError, a system error (its `code` is kept) or anything thrown. */
+  error: unknown
+  action?: Action
+  reason?: ReasonCode
+  src?: string
+  addresses?: readonly string[]
+  /** Milliseconds; default now. */
+  time?: number
+}
+
+/** An `error` event from whatever a responder caught. */
+export function errorEvent(input: ErrorInput): ErrorEvent {
+  const err = input.error
+  let code = 'PORTANOIA_RESPONDER_FAILED'
+  let message = String(err)
+  let hint: string | undefined
+  if (err instanceof Error) {
+    message = err.message
+    const c = (err as { code?: unknown }).code
+    if (typeof c === 'string' && c !== '') code = c
+  }
+  if (err instanceof PortanoiaError) hint = err.hint
+  const e: ErrorEvent = {
+    type: 'error',
+    time: iso(input.time ?? Date.now()),
+    v: EVENT_SCHEMA_VERSION,
+    responder: input.responder,
+    code,
+    message,
+  }
+  if (hint !== undefined) e.hint = hint
+  if (input.action !== undefined) e.action = input.action
+  if (input.reason !== undefined) e.reason = input.reason
+  if (input.src !== undefined) e.src = input.src
+  if (input.addresses !== undefined) e.addresses = [...input.addresses]
+  return e
+}
+
+/** One line of the stream: the event as JSON followed by '\n'. */
+export function toJsonLine(event: PortanoiaEvent): string {
+  return `${JSON.stringify(event)}\n`
+}
+
+/**
+ * Parses and validates one line (trailing newline allowed). Throws PortanoiaError
+ * (PORTANOIA_BAD_EVENT) naming the first field that does not match the schema.
+ */
+export function parseEventLine(line: string): PortanoiaEvent {
+  let doc: unknown
+  try {
+    doc = JSON.parse(line)
+  } catch (e) {
+    throw new PortanoiaError('PORTANOIA_BAD_EVENT', 'event line is not JSON', {
+      hint: 'each line of the stream is one JSON object',
+      cause: e,
+    })
+  }
+  const r = eventSchema.safeParse(doc)
+  if (!r.success) {
+    const issue = r.error.issues[0]
+    const where = issue === undefined || issue.path.length === 0 ? 'event' : issue.path.join('.')
+    throw new PortanoiaError('PORTANOIA_BAD_EVENT', `${where}: ${issue?.message ?? 'invalid'}`, {
+      hint: `this reader understands schema v${EVENT_SCHEMA_VERSION}`,
+    })
+  }
+  return r.data
+}
