@@ -34,65 +34,107 @@ const V4_BITS = 32
 const V6_BITS = 128
 const MAX_V4 = 0xffff_ffffn
 const MAX_V6 = (1n << 128n) - 1n
-const DEC_OCTET = /^(?:0|[1-9][0-9]{0,2})$/
-const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/
 // Characters a canonical literal can contain: anything else (spaces, ';', '%', '/',
 // upper case) is refused before parsing, so a literal can be spliced into an nft
 // script or an argv without any quoting question arising.
 const CANONICAL_CHARS = /^[0-9a-f.:]{2,39}$/
 
-function parseV4(text: string): bigint | null {
-  const parts = text.split('.')
-  if (parts.length !== 4) return null
+/** Dotted quad to a u32, or -1. A hand-rolled scan: this runs once per hit. */
+function parseV4Number(text: string): number {
+  const n = text.length
+  if (n < 7 || n > 15) return -1
   let value = 0
-  for (const part of parts) {
+  let octet = 0
+  let digits = 0
+  let dots = 0
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 46) {
+      if (digits === 0) return -1
+      value = value * 256 + octet
+      dots++
+      octet = 0
+      digits = 0
+      continue
+    }
+    if (c < 48 || c > 57) return -1
     // Leading zeros are refused: inet_aton() reads them as octal, so '010' would
     // mean 8 to one tool and 10 to another.
-    if (!DEC_OCTET.test(part)) return null
-    const octet = Number(part)
-    if (octet > 255) return null
-    value = value * 256 + octet
+    if (digits > 0 && octet === 0) return -1
+    octet = octet * 10 + (c - 48)
+    digits++
+    if (octet > 255) return -1
   }
-  return BigInt(value)
+  if (dots !== 3 || digits === 0) return -1
+  return value * 256 + octet
 }
 
-function parseGroups(text: string, allowTrailingV4: boolean): number[] | null {
-  if (text === '') return []
-  const parts = text.split(':')
+function parseV4(text: string): bigint | null {
+  const v = parseV4Number(text)
+  return v < 0 ? null : BigInt(v)
+}
+
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48
+  if (c >= 97 && c <= 102) return c - 87
+  if (c >= 65 && c <= 70) return c - 55
+  return -1
+}
+
+/** Four 32-bit words to the 128-bit value: fewer bigint operations than eight groups. */
+function fromWords(w0: number, w1: number, w2: number, w3: number): bigint {
+  return (BigInt(w0) << 96n) | (BigInt(w1) << 64n) | (BigInt(w2) << 32n) | BigInt(w3)
+}
+
+/**
+ * RFC 4291 §2.2 text to a value: hex groups of 1–4 digits, at most one '::', an
+ * optional dotted quad in place of the last two groups. A single left-to-right
+ * scan, no regex or split: this runs once per hit from a new IPv6 source.
+ */
+function parseV6(text: string): bigint | null {
+  const n = text.length
+  if (n < 2 || n > 45) return null
   const groups: number[] = []
-  for (let i = 0; i < parts.length; i++) {
-    const part = parts[i] as string
-    if (allowTrailingV4 && i === parts.length - 1 && part.includes('.')) {
-      const v4 = parseV4(part)
-      if (v4 === null) return null
-      groups.push(Number(v4 >> 16n), Number(v4 & 0xffffn))
-    } else if (HEX_GROUP.test(part)) {
-      groups.push(Number.parseInt(part, 16))
-    } else {
+  let gapAt = -1
+  let i = 0
+  if (text.charCodeAt(0) === 58) {
+    if (text.charCodeAt(1) !== 58) return null
+    gapAt = 0
+    i = 2
+  }
+  while (i < n) {
+    let j = i
+    let v = 0
+    while (j < n && j - i < 5) {
+      const d = hexDigit(text.charCodeAt(j))
+      if (d < 0) break
+      v = v * 16 + d
+      j++
+    }
+    if (j < n && text.charCodeAt(j) === 46) {
+      const v4 = parseV4Number(text.slice(i))
+      if (v4 < 0) return null
+      groups.push(v4 >>> 16, v4 & 0xffff)
+      break
+    }
+    if (j === i || j - i > 4) return null
+    groups.push(v)
+    if (j === n) break
+    if (text.charCodeAt(j) !== 58) return null
+    j++
+    if (j < n && text.charCodeAt(j) === 58) {
+      if (gapAt !== -1) return null
+      gapAt = groups.length
+      j++
+    } else if (j === n) {
       return null
     }
+    i = j
   }
-  return groups
-}
-
-function parseV6(text: string): bigint | null {
-  if (text.length < 2 || text.length > 45) return null
-  const gap = text.indexOf('::')
-  let groups: number[]
-  if (gap === -1) {
-    const all = parseGroups(text, true)
-    if (all === null || all.length !== 8) return null
-    groups = all
-  } else {
-    if (text.indexOf('::', gap + 1) !== -1) return null
-    const head = parseGroups(text.slice(0, gap), false)
-    const tail = parseGroups(text.slice(gap + 2), true)
-    if (head === null || tail === null || head.length + tail.length > 7) return null
-    groups = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail]
-  }
-  let value = 0n
-  for (const g of groups) value = (value << 16n) | BigInt(g)
-  return value
+  if (gapAt === -1 ? groups.length !== 8 : groups.length > 7) return null
+  if (gapAt !== -1) groups.splice(gapAt, 0, ...new Array<number>(8 - groups.length).fill(0))
+  const g = groups as [number, number, number, number, number, number, number, number]
+  return fromWords(g[0] * 0x10000 + g[1], g[2] * 0x10000 + g[3], g[4] * 0x10000 + g[5], g[6] * 0x10000 + g[7])
 }
 
 /** Builds an Address, folding IPv4-mapped IPv6 into IPv4. */
@@ -122,7 +164,10 @@ function formatV4(value: bigint): string {
 
 function formatV6(value: bigint): string {
   const groups: number[] = []
-  for (let shift = 112n; shift >= 0n; shift -= 16n) groups.push(Number((value >> shift) & 0xffffn))
+  for (const shift of [96n, 64n, 32n, 0n]) {
+    const w = Number(BigInt.asUintN(32, value >> shift))
+    groups.push(w >>> 16, w & 0xffff)
+  }
   // RFC 5952 §4.2: compress the longest run of two or more zero groups, the first
   // one on a tie; a single zero group is written out.
   let bestStart = -1
@@ -233,8 +278,10 @@ export function cidrContains(cidr: Cidr, addr: Address): boolean {
   return cidr.family === addr.family && (addr.value & maskOf(cidr.family, cidr.prefix)) === cidr.network
 }
 
-function toAddress(addr: string | Address): Address | null {
-  return typeof addr === 'string' ? parseAddress(addr) : makeAddress(addr.family, addr.value)
+/** An Address from text or a (possibly IPv4-mapped) Address; allocates only when folding. */
+export function toAddress(addr: string | Address): Address | null {
+  if (typeof addr === 'string') return parseAddress(addr)
+  return addr.family === 6 && addr.value >> 32n === MAPPED_PREFIX ? makeAddress(6, addr.value) : addr
 }
 
 /**
@@ -319,12 +366,13 @@ export function classifyAddress(addr: string | Address): SpecialKind | null {
   if (a === null) return null
   const v = a.value
   if (a.family === 4) {
-    const top = Number(v >> 24n)
+    const n = Number(v)
+    const top = n >>> 24
     if (top === 0) return 'unspecified'
     if (top === 127) return 'loopback'
-    if (v >> 16n === 0xa9fen) return 'link-local'
+    if (n >>> 16 === 0xa9fe) return 'link-local'
     if (top >= 224 && top <= 239) return 'multicast'
-    if (v === MAX_V4) return 'broadcast'
+    if (n === 0xffff_ffff) return 'broadcast'
     return null
   }
   if (v === 0n) return 'unspecified'

@@ -211,11 +211,15 @@ interface SourceState {
   lastSeen: number
   count: number
   verifiedCount: number
-  /** proto index × 65536 + port: no string built per hit. */
-  ports: Set<number>
+  /** proto index × 65536 + port; a short array, linear search beats a Set at this size. */
+  ports: number[]
   portsTruncated: boolean
-  kinds: Set<ScanKind>
+  /** Bit i set for SCAN_KINDS[i]. */
+  kinds: number
   lastHit: Hit
+  /** `guards.check()` result, valid while `guardGeneration` matches the guards'. */
+  guard: GuardReason | null
+  guardGeneration: number
   emitted: Verdict | null
   last: Verdict | null
   sinceEmit: number
@@ -239,6 +243,7 @@ const DEMAND_BUCKET_MS = 5000
 const DEMAND_BUCKETS = MINUTE_MS / DEMAND_BUCKET_MS
 const PROTO_INDEX: Readonly<Record<Proto, number>> = { tcp: 0, udp: 1, sctp: 2 }
 const PROTO_BY_INDEX: readonly Proto[] = ['tcp', 'udp', 'sctp']
+const KIND_INDEX: ReadonlyMap<string, number> = new Map(SCAN_KINDS.map((k, i) => [k, i]))
 const NO_DECISIONS: readonly Decision[] = Object.freeze([])
 
 function rank(v: Verdict): number {
@@ -296,6 +301,7 @@ export class PolicyEngine {
     slot: -Infinity,
     n: 0,
   }))
+  readonly #cursors = new Map<Map<string, SourceState>, Iterator<string>>()
   #breaker: Breaker | null = null
   #lastMaintain = -Infinity
 
@@ -337,13 +343,11 @@ export class PolicyEngine {
     }
     this.#maintain(now, push, false)
 
-    const addr = parseAddress(hit.src)
-    if (addr === null) {
+    const st = this.#track(hit, now, push)
+    if (st === null) {
       this.#invalid++
       return out ?? NO_DECISIONS
     }
-    const src = formatAddress(addr)
-    const st = this.#track(src, addr, hit, now, push)
 
     const v = this.#evaluate(st, now)
     st.last = v
@@ -475,13 +479,31 @@ export class PolicyEngine {
 
   // -------------------------------------------------------------------------
 
-  #track(src: string, addr: Address, hit: Hit, now: number, push: (d: Decision) => void): SourceState {
-    let table = this.#verifiedSources
-    let st = table.get(src)
-    if (st === undefined) {
-      table = this.#spoofableSources
-      st = table.get(src)
+  #lookup(src: string): [Map<string, SourceState>, SourceState] | null {
+    const v = this.#verifiedSources.get(src)
+    if (v !== undefined) return [this.#verifiedSources, v]
+    const s = this.#spoofableSources.get(src)
+    return s === undefined ? null : [this.#spoofableSources, s]
+  }
+
+  /** The source's state with this hit added, or null when `hit.src` is not an address. */
+  #track(hit: Hit, now: number, push: (d: Decision) => void): SourceState | null {
+    // Sources repeat (a scanner sends many packets), and the sensor's text is
+    // usually canonical already: try it as a key before parsing.
+    let found = this.#lookup(hit.src)
+    let src = hit.src
+    let addr: Address
+    if (found !== null) {
+      addr = found[1].addr
+    } else {
+      const parsed = parseAddress(hit.src)
+      if (parsed === null) return null
+      addr = parsed
+      src = formatAddress(parsed)
+      if (src !== hit.src) found = this.#lookup(src)
     }
+    let table = found?.[0] ?? this.#spoofableSources
+    let st = found?.[1]
     if (st !== undefined && now >= st.windowStart + this.#config.windowMs) {
       this.#endWindow(st, table, now, push)
       st = undefined
@@ -496,10 +518,12 @@ export class PolicyEngine {
         lastSeen: now,
         count: 0,
         verifiedCount: 0,
-        ports: new Set(),
+        ports: [],
         portsTruncated: false,
-        kinds: new Set(),
+        kinds: 0,
         lastHit: hit,
+        guard: null,
+        guardGeneration: -1,
         emitted: null,
         last: null,
         sinceEmit: 0,
@@ -516,30 +540,53 @@ export class PolicyEngine {
     if (hit.verified) st.verifiedCount++
     st.lastSeen = now
     st.lastHit = hit
-    st.kinds.add(hit.kind)
+    st.kinds |= 1 << (KIND_INDEX.get(hit.kind) ?? 0)
     const portKey = (PROTO_INDEX[hit.proto] ?? 0) * 65536 + hit.dstPort
-    if (!st.ports.has(portKey)) {
-      if (st.ports.size < this.#config.maxPortsPerSource) st.ports.add(portKey)
+    if (!st.ports.includes(portKey)) {
+      if (st.ports.length < this.#config.maxPortsPerSource) st.ports.push(portKey)
       else st.portsTruncated = true
     }
     return st
   }
 
   #insert(table: Map<string, SourceState>, st: SourceState): void {
-    if (table.size >= this.#config.maxTrackedSources) {
-      const oldest = table.keys().next()
-      if (oldest.done !== true) {
-        table.delete(oldest.value)
-        this.#evictions++
-      }
-    }
+    if (table.size >= this.#config.maxTrackedSources && this.#evictOldest(table)) this.#evictions++
     table.set(st.src, st)
+  }
+
+  /**
+   * Deletes the table's oldest entry. A fresh `keys().next()` would be O(n) here:
+   * V8 leaves deleted slots in place until a rehash and a new iterator walks them
+   * from the start, so under churn every eviction rescans all earlier evictions.
+   * One long-lived iterator walks them once: every key before its position has
+   * been deleted, so the next key it yields is the oldest present one.
+   */
+  #evictOldest(table: Map<string, SourceState>): boolean {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      let cursor = this.#cursors.get(table)
+      if (cursor === undefined) {
+        cursor = table.keys()
+        this.#cursors.set(table, cursor)
+      }
+      const next = cursor.next()
+      if (next.done !== true) {
+        table.delete(next.value)
+        return true
+      }
+      // An exhausted iterator never sees later insertions: start a new one.
+      this.#cursors.delete(table)
+    }
+    return false
   }
 
   #evaluate(st: SourceState, now: number): Verdict {
     const cfg = this.#config
     const verified = st.verifiedCount > 0
-    const guard = this.#guards.check(st.addr)
+    if (st.guardGeneration !== this.#guards.generation) {
+      st.guard = this.#guards.check(st.addr)
+      st.guardGeneration = this.#guards.generation
+    }
+    const guard = st.guard
     if (guard !== null) return { action: 'none', reason: `guard:${guard}`, verified }
 
     const block = this.#activeBlock(st.src, now)
@@ -610,12 +657,13 @@ export class PolicyEngine {
   }
 
   #activeBlock(src: string, now: number): BlockRecord | undefined {
-    for (const table of [this.#verifiedBlocks, this.#spoofableBlocks]) {
-      const r = table.get(src)
-      if (r === undefined) continue
-      if (r.expiresAt > now) return r
-      table.delete(src)
-    }
+    return this.#liveBlock(this.#verifiedBlocks, src, now) ?? this.#liveBlock(this.#spoofableBlocks, src, now)
+  }
+
+  #liveBlock(table: Map<string, BlockRecord>, src: string, now: number): BlockRecord | undefined {
+    const r = table.get(src)
+    if (r === undefined || r.expiresAt > now) return r
+    table.delete(src)
     return undefined
   }
 
@@ -712,9 +760,10 @@ export class PolicyEngine {
       src: st.src,
       family: st.addr.family,
       verified: v.verified,
-      ports: [...st.ports].sort((a, b) => a - b).map((k) => `${k % 65536}/${PROTO_BY_INDEX[Math.floor(k / 65536)]}`),
+      ports: [...st.ports]
+        .sort((a, b) => a - b).map((k) => `${k % 65536}/${PROTO_BY_INDEX[Math.floor(k / 65536)]}`),
       portsTruncated: st.portsTruncated,
-      kinds: SCAN_KINDS.filter((k): k is ScanKind => st.kinds.has(k as ScanKind)),
+      kinds: SCAN_KINDS.filter((_, i) => (st.kinds & (1 << i)) !== 0) as ScanKind[],
       count: st.count,
       verifiedCount: st.verifiedCount,
       firstSeen: st.firstSeen,

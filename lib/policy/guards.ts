@@ -19,6 +19,7 @@ import {
   formatAddress,
   makeAddress,
   parseAddress,
+  toAddress,
 } from './addr.js'
 
 export type GuardReason = 'self' | 'gateway' | 'resolver' | 'peer' | 'allowlist' | 'special'
@@ -94,6 +95,7 @@ function buildSet(category: string, entries: readonly string[], exact: boolean):
  */
 export class Guards {
   #state: GuardState
+  #generation = 0
 
   constructor(snapshot: GuardSnapshot = {}) {
     const empty = new CidrSet()
@@ -132,11 +134,17 @@ export class Guards {
     // One assignment: a concurrent reader (the next check) sees either all of the
     // old sets or all of the new ones.
     this.#state = { ...this.#state, ...next }
+    this.#generation++
+  }
+
+  /** Changes on every update: lets callers cache a `check()` result per address. */
+  get generation(): number {
+    return this.#generation
   }
 
   /** Why `addr` must not be blocked, or null. Unparseable input is never guarded. */
   check(addr: string | Address): GuardReason | null {
-    const a = typeof addr === 'string' ? parseAddress(addr) : makeAddress(addr.family, addr.value)
+    const a = toAddress(addr)
     if (a === null) return null
     const s = this.#state
     if (classifyAddress(a) !== null || s.broadcasts.has(a)) return 'special'

@@ -223,6 +223,11 @@ describe('guards', () => {
     expect(s.observe(connect('198.18.0.30'))).toMatchObject([{ reason: 'blocked' }])
     g.update({ peers: ['198.18.0.31'] })
     expect(s.observe(connect('198.18.0.31'))).toMatchObject([{ reason: 'guard:peer' }])
+    // A source already being aggregated picks up the new guard on its next hit.
+    expect(s.observe(hit('198.18.0.32'))).toMatchObject([{ reason: 'spoofable-report-only' }])
+    g.update({ peers: ['198.18.0.32'] })
+    expect(s.observe(connect('198.18.0.32'))).toEqual([])
+    expect(s.engine.isBlocked('198.18.0.32')).toBe(false)
   })
 })
 
