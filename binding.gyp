@@ -1,7 +1,8 @@
 # One native target: the AF_PACKET sniffer. Sources are listed explicitly so a stray
 # file never changes what ships. node-addon-api is used with C++ exceptions
 # (its `node_addon_api_except` target sets the define and the flags); NAPI_VERSION is
-# pinned so one prebuild serves every Node >= 20.
+# pinned so one prebuild serves every Node >= 20. node-addon-api's headers are
+# included as system headers so our warning flags apply to our code only.
 {
   "targets": [
     {
@@ -23,6 +24,7 @@
       ],
       "cflags_cc": [
         "-std=c++17",
+        "-isystem <!(node -p \"require('path').dirname(require.resolve('node-addon-api/package.json'))\")",
         "-Wall",
         "-Wextra",
         "-Wshadow",

@@ -1,0 +1,151 @@
+/**
+ * The one place that loads the native addon (through node-gyp-build: a prebuild
+ * from prebuilds/ when one matches, else build/Release). It types the addon with a
+ * hand-written interface, never `any`, and checks at load that the HitRecord layout
+ * the binary was built with is the one lib/decode.ts reads: a stale or foreign
+ * prebuild fails here, loudly, instead of decoding garbage.
+ */
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { PortanoiaError } from './errors.js'
+import { HIT_RECORD_LAYOUT, HIT_RECORD_SIZE } from './decode.js'
+
+/** Node-style system error as thrown by the addon. */
+export interface NativeSystemError extends Error {
+  code: string
+  errno: number
+  syscall: string
+  detail?: string
+}
+
+export interface NativePortBitmaps {
+  tcp: Buffer
+  udp: Buffer
+  sctp: Buffer
+}
+
+export interface NativeCaptureOptions {
+  interface?: string
+  netns?: string
+  filter: Buffer
+  ports: NativePortBitmaps
+  ringRecords?: number
+  blockSize?: number
+  blockCount?: number
+  retireMs?: number
+  dedup?: boolean
+}
+
+export interface NativeCaptureStats {
+  kernelPackets: number
+  kernelDrops: number
+  kernelFreezes: number
+  frames: number
+  hits: number
+  ringDrops: number
+  notTripwire: number
+  malformed: number
+  duplicates: number
+  connects: number
+  blocks: number
+}
+
+export interface NativeCapture {
+  start(onReady: () => void): void
+  /** Copies up to buffer.length / 64 records into `buffer`; returns the count. */
+  drain(buffer: Buffer): number
+  /** Arms the doorbell; false means "do not sleep: records or the end are there". */
+  arm(): boolean
+  disarm(): void
+  ended(): boolean
+  error(): NativeSystemError | null
+  setFilter(filter: Buffer, ports: NativePortBitmaps): void
+  addListener(port: number): void
+  removeListener(port: number): void
+  listenerPorts(): number[]
+  stats(): NativeCaptureStats
+  /** Name of an interface in the capture's namespace, '' when unknown. */
+  interfaceName(ifindex: number): string
+  ref(): void
+  unref(): void
+  close(): void
+}
+
+export interface NativeSendResult {
+  sent: number
+  failed: number
+  elapsedNs: number
+  lastError: string | null
+}
+
+export interface NativeSender {
+  send(frames: Buffer, lengths: Uint32Array, total: number, pps?: number): NativeSendResult
+  close(): void
+}
+
+export interface NativeParseMeta {
+  ifindex?: number
+  wireLen?: number
+  vlanTci?: number
+  tsSec?: number
+  /** Parse from the network header with this link-layer protocol instead of from Ethernet. */
+  ethertype?: number
+}
+
+export interface NativeBinding {
+  Capture: new (options: NativeCaptureOptions) => NativeCapture
+  Sender: new (options: { interface: string; netns?: string }) => NativeSender
+  parseFrame(frame: Buffer, meta?: NativeParseMeta): { result: number; record: Buffer }
+  hitRecordSize: number
+  hitRecordLayout: Record<string, number>
+}
+
+/** The package root, where binding.gyp, build/ and prebuilds/ live. */
+export const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+/** Checks a binding's record layout against the decoder's; throws on any difference. */
+export function checkLayout(binding: Pick<NativeBinding, 'hitRecordSize' | 'hitRecordLayout'>): void {
+  const problems: string[] = []
+  if (binding.hitRecordSize !== HIT_RECORD_SIZE) {
+    problems.push(`record size ${binding.hitRecordSize}, expected ${HIT_RECORD_SIZE}`)
+  }
+  for (const [field, offset] of Object.entries(HIT_RECORD_LAYOUT)) {
+    const actual = binding.hitRecordLayout[field]
+    if (actual !== offset) problems.push(`${field} at ${String(actual)}, expected ${offset}`)
+  }
+  for (const field of Object.keys(binding.hitRecordLayout)) {
+    if (!(field in HIT_RECORD_LAYOUT)) problems.push(`unknown field ${field}`)
+  }
+  if (problems.length > 0) {
+    throw new PortanoiaError('PORTANOIA_LAYOUT_MISMATCH', `native HitRecord layout does not match the decoder: ${problems.join('; ')}`, {
+      hint: 'the native binary is stale or from another version: rebuild it with `npm run build:native` or reinstall portanoia',
+    })
+  }
+}
+
+let cached: NativeBinding | undefined
+
+/** Loads (once) and layout-checks the addon. */
+export function loadBinding(): NativeBinding {
+  if (cached !== undefined) return cached
+  if (process.platform !== 'linux') {
+    throw new PortanoiaError('PORTANOIA_UNSUPPORTED', `portanoia needs Linux (AF_PACKET); this is ${process.platform}`, {
+      hint: 'run it on a Linux host',
+    })
+  }
+  const require = createRequire(import.meta.url)
+  const load = require('node-gyp-build') as (dir: string) => unknown
+  let binding: NativeBinding
+  try {
+    binding = load(PACKAGE_ROOT) as NativeBinding
+  } catch (cause) {
+    throw new PortanoiaError('PORTANOIA_NO_BINARY', 'the portanoia native addon could not be loaded', {
+      cause,
+      hint: 'reinstall portanoia, or build it with `npm run build:native` (needs python3, make, g++)',
+    })
+  }
+  checkLayout(binding)
+  cached = binding
+  return binding
+}

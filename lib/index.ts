@@ -1,0 +1,17 @@
+/**
+ * Public exports of portanoia, and nothing else: the sensor (open / Sensor), the
+ * value types, the port-spec parser, the errors, the policy layer and the events
+ * schema. Everything the CLI uses is reachable from here.
+ */
+export { open, Sensor } from './sensor.js'
+export type { SensorOptions, SensorStats } from './sensor.js'
+export type { Hit, Proto, ScanKind, PortRange, PortSpec } from './types.js'
+export { SCAN_KINDS } from './types.js'
+export { parsePorts, parsePortList, portsToString } from './bpf/ports.js'
+export { PortanoiaError, isPortanoiaError } from './errors.js'
+export { PolicyEngine, DEFAULT_POLICY, resolvePolicyConfig } from './policy/engine.js'
+export { Guards } from './policy/guards.js'
+export { readHostFacts } from './policy/host-facts.js'
+export { parseAddress, normalizeAddress, isValidAddress, parseCidr, CidrSet } from './policy/addr.js'
+export type { Decision, ReasonCode, Action } from './policy/decision.js'
+export * from './events.js'

@@ -1,0 +1,344 @@
+/**
+ * The Sensor: validates options, compiles the kernel filter, opens the native
+ * capture, and hands hits to JS through an async iterator. Runs on the JS thread.
+ * It owns the drain buffer the addon copies records into (a batch per call, never a
+ * callback per packet) and the doorbell protocol: when the ring is empty it arms the
+ * doorbell and sleeps until the capture thread rings; the addon's event loop handle
+ * is referenced only while a `next()` is waiting, so an idle, unread sensor never
+ * keeps a process alive. `close()` is idempotent, returns the same promise, joins
+ * the capture thread and ends a pending iteration.
+ */
+import { compileFilter } from './bpf/filter.js'
+import { parsePorts, portsToString } from './bpf/ports.js'
+import type { NativeBinding, NativeCapture, NativeCaptureStats, NativePortBitmaps, NativeSystemError } from './binding.js'
+import { loadBinding } from './binding.js'
+import { decodeHit, HIT_RECORD_SIZE } from './decode.js'
+import { PortanoiaError } from './errors.js'
+import type { Hit, PortRange, PortSpec } from './types.js'
+
+export interface SensorOptions {
+  /** Tripwires: '2222/tcp', '9000-9010/tcp', '5353/udp', '2905/sctp', 2222, { port, proto }. */
+  ports: readonly PortSpec[]
+  /** Interface name, or 'any' (default) for every interface. */
+  interface?: string
+  /** TCP tripwires accept and reset, so connects are verified (default true). */
+  listen?: boolean
+  /** Path of a network namespace (e.g. /run/netns/NAME) to capture in; default: the current one. */
+  netns?: string
+  /** Capacity of the record ring between the capture thread and JS (default 65536). */
+  ringRecords?: number
+  /** TPACKET_V3 block retire timeout in ms: the longest a lone probe waits in the kernel (default 2). */
+  retireMs?: number
+  blockSize?: number
+  blockCount?: number
+  /** Records copied per drain call (default 1024). */
+  batch?: number
+  /** Report a frame seen on several interfaces once (bridges, 'any'); default true. */
+  dedup?: boolean
+  /** For tests: a fake addon. */
+  binding?: NativeBinding
+}
+
+export interface SensorStats extends NativeCaptureStats {
+  /** Hits yielded to JS. */
+  delivered: number
+  /** TCP tripwires with a listening socket. */
+  listeners: number
+}
+
+const ERRNO_HINTS: Record<string, string> = {
+  EPERM: 'capturing needs root or CAP_NET_RAW (and CAP_NET_BIND_SERVICE for tripwires below 1024): run as root, or `setcap cap_net_raw,cap_net_bind_service+ep` on the node binary',
+  EACCES: 'capturing needs root or CAP_NET_RAW (and CAP_NET_BIND_SERVICE for tripwires below 1024): run as root, or `setcap cap_net_raw,cap_net_bind_service+ep` on the node binary',
+  ENODEV: "the interface does not exist: `ip link` lists them; use 'any' for every interface",
+  ENXIO: "the interface does not exist: `ip link` lists them; use 'any' for every interface",
+  ENETDOWN: 'the interface went down or was removed while capturing: open the sensor again once it is back',
+  EADDRINUSE: 'another program already listens on this port: pick another tripwire, stop that service, or open with listen: false (connects are then not verified)',
+  ENOMEM: 'the kernel refused the ring memory: lower blockSize/blockCount or raise RLIMIT_MEMLOCK',
+  ENOENT: 'the network namespace does not exist: `ip netns list` shows them',
+}
+
+/** Adds an actionable hint (and keeps code/errno/syscall) to an addon error. */
+export function withHint(err: unknown): Error {
+  if (!(err instanceof Error)) return new Error(String(err))
+  const sys = err as Partial<NativeSystemError> & { hint?: string }
+  if (typeof sys.code === 'string' && sys.hint === undefined && ERRNO_HINTS[sys.code] !== undefined) {
+    sys.hint = ERRNO_HINTS[sys.code]
+    if (sys.code === 'EADDRINUSE' && sys.detail !== undefined) {
+      err.message = `tripwire port ${sys.detail} is already in use (${err.message})`
+    }
+    err.message += ` — ${sys.hint}`
+  }
+  return err
+}
+
+/** Bitmaps of the exact tripwire set, one bit per port, as the addon takes them. */
+export function portBitmaps(ranges: readonly PortRange[]): NativePortBitmaps {
+  const maps: NativePortBitmaps = { tcp: Buffer.alloc(8192), udp: Buffer.alloc(8192), sctp: Buffer.alloc(8192) }
+  for (const r of ranges) {
+    const map = maps[r.proto]
+    for (let p = r.from; p <= r.to; p++) map[p >> 3] = map[p >> 3]! | (1 << (p & 7))
+  }
+  return maps
+}
+
+function tcpPorts(ranges: readonly PortRange[]): Set<number> {
+  const out = new Set<number>()
+  for (const r of ranges) {
+    if (r.proto !== 'tcp') continue
+    for (let p = r.from; p <= r.to; p++) out.add(p)
+  }
+  return out
+}
+
+function checkInterface(value: unknown): string {
+  if (value === undefined) return 'any'
+  // IFNAMSIZ is 16 with the terminating NUL; '/' and whitespace are never valid.
+  if (typeof value !== 'string' || value.length === 0 || value.length > 15 || /[\s/:]/.test(value)) {
+    throw new PortanoiaError('PORTANOIA_BAD_INTERFACE', `interface must be an interface name (1-15 characters) or 'any', got ${JSON.stringify(value)}`, {
+      hint: '`ip link` lists the interfaces of this host',
+    })
+  }
+  return value
+}
+
+function checkInt(name: string, value: unknown, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', `${name} must be an integer in ${min}..${max}, got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+export class Sensor implements AsyncIterable<Hit> {
+  readonly interface: string
+  readonly listen: boolean
+  #capture: NativeCapture
+  #ports: PortRange[]
+  #buffer: Buffer
+  #queue: Hit[] = []
+  #queueHead = 0
+  #delivered = 0
+  #ifnames = new Map<number, string>()
+  #wake: (() => void) | undefined
+  #closing: Promise<void> | undefined
+  #failure: Error | undefined
+  #failed = false
+  #reading: Promise<unknown> = Promise.resolve()
+  #busy = false
+
+  /** Use `open()`. */
+  constructor(capture: NativeCapture, ports: PortRange[], options: { interface: string; listen: boolean; batch: number }) {
+    this.#capture = capture
+    this.#ports = ports
+    this.interface = options.interface
+    this.listen = options.listen
+    this.#buffer = Buffer.alloc(options.batch * HIT_RECORD_SIZE)
+    // The doorbell holds the sensor only weakly, so an unclosed, unreachable sensor
+    // can still be collected (its finalizer stops the thread; close() is the contract).
+    const self = new WeakRef(this)
+    capture.start(() => {
+      const sensor = self.deref()
+      if (sensor !== undefined) sensor.#ring()
+    })
+  }
+
+  /** The tripwire set, normalised (sorted, merged ranges per protocol). */
+  get ports(): PortRange[] {
+    return this.#ports.map((r) => ({ ...r }))
+  }
+
+  get closed(): boolean {
+    return this.#closing !== undefined
+  }
+
+  #ring(): void {
+    const wake = this.#wake
+    this.#wake = undefined
+    wake?.()
+  }
+
+  #ifname = (index: number): string => {
+    let name = this.#ifnames.get(index)
+    if (name === undefined) {
+      name = this.#capture.interfaceName(index)
+      this.#ifnames.set(index, name)
+    }
+    return name
+  }
+
+  #decode(count: number): void {
+    const buf = this.#buffer
+    this.#queue.length = 0
+    this.#queueHead = 0
+    for (let i = 0; i < count; i++) this.#queue.push(decodeHit(buf, i * HIT_RECORD_SIZE, this.#ifname))
+  }
+
+  async #read(): Promise<IteratorResult<Hit, undefined>> {
+    for (;;) {
+      if (this.#queueHead < this.#queue.length) {
+        this.#delivered++
+        return { done: false, value: this.#queue[this.#queueHead++]! }
+      }
+      if (this.#closing !== undefined || this.#failed) return { done: true, value: undefined }
+      const n = this.#capture.drain(this.#buffer)
+      if (n > 0) {
+        this.#decode(n)
+        continue
+      }
+      if (this.#capture.ended()) {
+        // Hits queued before the failure were delivered above; now the error, once.
+        const err = this.#capture.error()
+        this.#failed = true
+        if (err !== null) {
+          this.#failure = withHint(err)
+          throw this.#failure
+        }
+        return { done: true, value: undefined }
+      }
+      if (!this.#capture.arm()) continue
+      this.#capture.ref()
+      try {
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve
+        })
+      } finally {
+        this.#capture.unref()
+      }
+    }
+  }
+
+  /** The next hit; concurrent calls are served in order. */
+  next(): Promise<IteratorResult<Hit, undefined>> {
+    // Fast path: a decoded batch is waiting and nobody else is reading.
+    if (!this.#busy && this.#queueHead < this.#queue.length) {
+      this.#delivered++
+      return Promise.resolve({ done: false, value: this.#queue[this.#queueHead++]! })
+    }
+    this.#busy = true
+    const result = this.#reading.then(() => this.#read())
+    this.#reading = result.then(
+      () => {
+        this.#busy = false
+      },
+      () => {
+        this.#busy = false
+      },
+    )
+    return result
+  }
+
+  /**
+   * Iterates hits until the sensor is closed. Leaving the loop early (break) does
+   * not close the sensor: hits keep queueing (up to ringRecords) for the next loop.
+   */
+  [Symbol.asyncIterator](): AsyncIterator<Hit, undefined> {
+    return {
+      next: () => this.next(),
+      return: async () => ({ done: true, value: undefined }),
+    }
+  }
+
+  /** Running totals since open. */
+  stats(): SensorStats {
+    return { ...this.#capture.stats(), delivered: this.#delivered, listeners: this.#capture.listenerPorts().length }
+  }
+
+  /**
+   * Replaces the tripwire set. Ports in both sets are captured throughout (the
+   * addon widens its exact set, swaps the kernel filter atomically, then narrows).
+   * Listeners for new TCP ports are opened first, so a port in use fails the call
+   * with nothing changed.
+   */
+  async setPorts(specs: readonly PortSpec[]): Promise<void> {
+    if (this.#closing !== undefined) throw closedError()
+    const ranges = parsePorts(specs)
+    const { program } = compileFilter(ranges)
+    const before = tcpPorts(this.#ports)
+    const after = this.listen ? tcpPorts(ranges) : new Set<number>()
+    const added: number[] = []
+    try {
+      for (const port of after) {
+        if (before.has(port)) continue
+        this.#capture.addListener(port)
+        added.push(port)
+      }
+      this.#capture.setFilter(program, portBitmaps(ranges))
+    } catch (err) {
+      for (const port of added) this.#capture.removeListener(port)
+      throw withHint(err)
+    }
+    for (const port of before) if (!after.has(port)) this.#capture.removeListener(port)
+    this.#ports = ranges
+  }
+
+  /** Stops capturing, joins the capture thread, ends pending iterations. Idempotent. */
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      this.#closing = Promise.resolve().then(() => {
+        this.#capture.close()
+        this.#ring()
+      })
+      // Ends a next() that is already waiting without waiting for a microtask.
+      this.#ring()
+    }
+    return this.#closing
+  }
+}
+
+function closedError(): PortanoiaError {
+  return new PortanoiaError('PORTANOIA_CLOSED', 'the sensor is closed', { hint: 'open a new sensor with open()' })
+}
+
+/** Opens a sensor: validates everything before any socket exists, then starts capturing. */
+export async function open(options: SensorOptions): Promise<Sensor> {
+  if (typeof options !== 'object' || options === null) {
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'open(options): options must be an object with a ports list')
+  }
+  if (!Array.isArray(options.ports)) {
+    throw new PortanoiaError('PORTANOIA_NO_PORTS', 'open(options): options.ports must be a list of tripwire ports', {
+      hint: "e.g. ports: ['2222/tcp', '3389/tcp', '5353/udp']",
+    })
+  }
+  const ranges = parsePorts(options.ports)
+  const iface = checkInterface(options.interface)
+  const listen = options.listen ?? true
+  if (typeof listen !== 'boolean') throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'listen must be true or false')
+  const batch = checkInt('batch', options.batch, 1, 65536) ?? 1024
+  const ringRecords = checkInt('ringRecords', options.ringRecords, 64, 1 << 24)
+  const retireMs = checkInt('retireMs', options.retireMs, 1, 1000)
+  const blockSize = checkInt('blockSize', options.blockSize, 4096, 1 << 28)
+  const blockCount = checkInt('blockCount', options.blockCount, 2, 4096)
+  if (blockSize !== undefined && blockSize % 4096 !== 0) {
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'blockSize must be a multiple of 4096 (the page size)')
+  }
+  if (options.netns !== undefined && (typeof options.netns !== 'string' || options.netns.length === 0)) {
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'netns must be the path of a network namespace, e.g. /run/netns/NAME')
+  }
+  const { program } = compileFilter(ranges)
+  const binding = options.binding ?? loadBinding()
+  let capture: NativeCapture
+  try {
+    capture = new binding.Capture({
+      interface: iface,
+      netns: options.netns ?? '',
+      filter: program,
+      ports: portBitmaps(ranges),
+      ...(ringRecords !== undefined && { ringRecords }),
+      ...(retireMs !== undefined && { retireMs }),
+      ...(blockSize !== undefined && { blockSize }),
+      ...(blockCount !== undefined && { blockCount }),
+      dedup: options.dedup ?? true,
+    })
+  } catch (err) {
+    throw withHint(err)
+  }
+  try {
+    if (listen) for (const port of tcpPorts(ranges)) capture.addListener(port)
+  } catch (err) {
+    capture.close()
+    throw withHint(err)
+  }
+  return new Sensor(capture, ranges, { interface: iface, listen, batch })
+}
+
+export { portsToString }

@@ -1,0 +1,44 @@
+// Module init only: registers the Capture and Sender classes, the parse test entry,
+// and the HitRecord layout (size and every field offset) that lib/binding.ts checks
+// against its decoder at load time, so a stale prebuild fails loudly instead of
+// decoding garbage. All state lives in the per-environment AddonData.
+#include <napi.h>
+
+#include "capture_wrap.h"
+#include "hit_record.h"
+#include "packet_parse.h"
+
+namespace portanoia {
+
+class Addon : public Napi::Addon<Addon> {
+ public:
+  Addon(Napi::Env env, Napi::Object exports) {
+    env.SetInstanceData(new AddonData());
+    AddonData* data = env.GetInstanceData<AddonData>();
+    Napi::Function capture = CaptureWrap::Define(env);
+    Napi::Function sender = SenderWrap::Define(env);
+    data->capture_ctor = Napi::Persistent(capture);
+    data->sender_ctor = Napi::Persistent(sender);
+
+    Napi::Object layout = Napi::Object::New(env);
+    for (const FieldOffset& f : kHitRecordFields) {
+      layout.Set(f.name, Napi::Number::New(env, static_cast<double>(f.offset)));
+    }
+    DefineAddon(exports, {
+                             InstanceValue("Capture", capture, napi_enumerable),
+                             InstanceValue("Sender", sender, napi_enumerable),
+                             InstanceValue("hitRecordSize", Napi::Number::New(env, kHitRecordSize), napi_enumerable),
+                             InstanceValue("hitRecordLayout", layout, napi_enumerable),
+                             InstanceMethod<&Addon::ParseFrameEntry>("parseFrame", napi_enumerable),
+                         });
+  }
+
+ private:
+  Napi::Value ParseFrameEntry(const Napi::CallbackInfo& info) { return ParseFrame(info); }
+};
+
+}  // namespace portanoia
+
+// The macro pastes the class name into an identifier, so it needs an unqualified name.
+using PortanoiaAddon = portanoia::Addon;
+NODE_API_ADDON(PortanoiaAddon)

@@ -1,0 +1,564 @@
+// Capture: see capture.h. Open() and the listener / filter calls run on the JS
+// thread; Run() and everything it calls run on the capture thread, which owns the
+// ring walk, the listener accepts and the running totals. The thread processes at
+// most one lap of the ring between polls, then does maintenance (listener changes,
+// kernel statistics, the stop flag), as Suricata's AF_PACKET source does.
+#include "capture.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if_ether.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "netns.h"
+#include "packet_parse.h"
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23
+#endif
+
+namespace portanoia {
+
+namespace {
+
+constexpr uint32_t kBatch = 64;
+constexpr size_t kSeenSlots = 4096;           // dedup table, power of two
+constexpr uint64_t kDuplicateWindowNs = 5'000'000;  // 5 ms: one frame crossing a bridge
+constexpr uint64_t kStatsIntervalNs = 50'000'000;
+
+uint64_t NowNs(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+}
+
+int ProtoIndex(uint8_t proto) {
+  switch (proto) {
+    case IPPROTO_TCP: return 0;
+    case IPPROTO_UDP: return 1;
+    case IPPROTO_SCTP: return 2;
+    default: return -1;
+  }
+}
+
+uint64_t Mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  return h;
+}
+
+uint64_t FrameKey(const HitRecord& r) {
+  uint64_t a, b, c, d;
+  std::memcpy(&a, r.src, 8);
+  std::memcpy(&b, r.src + 8, 8);
+  std::memcpy(&c, r.dst, 8);
+  std::memcpy(&d, r.dst + 8, 8);
+  uint64_t h = Mix(Mix(Mix(Mix(0, a), b), c), d);
+  h = Mix(h, uint64_t(r.src_port) << 48 | uint64_t(r.dst_port) << 32 | uint64_t(r.proto) << 24 |
+                 uint64_t(r.tcp_flags) << 16 | uint64_t(r.sctp_chunk) << 8 | r.kind);
+  return Mix(h, uint64_t(r.ip_id) << 16 | r.wire_len);
+}
+
+void SetAddress(const sockaddr_storage& ss, uint8_t out[16], uint16_t* port, bool* v4) {
+  if (ss.ss_family == AF_INET) {
+    const auto& sin = reinterpret_cast<const sockaddr_in&>(ss);
+    std::memset(out, 0, 10);
+    out[10] = 0xff;
+    out[11] = 0xff;
+    std::memcpy(out + 12, &sin.sin_addr, 4);
+    *port = ntohs(sin.sin_port);
+    *v4 = true;
+    return;
+  }
+  const auto& sin6 = reinterpret_cast<const sockaddr_in6&>(ss);
+  std::memcpy(out, &sin6.sin6_addr, 16);
+  *port = ntohs(sin6.sin6_port);
+  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  *v4 = std::memcmp(out, kMapped, 12) == 0;
+}
+
+}  // namespace
+
+Capture::Capture(const CaptureOptions& options)
+    : options_(options),
+      ring_(options.ring_records),
+      port_bits_(new std::atomic<uint64_t>[3 * 1024]()),
+      seen_(options.dedup ? kSeenSlots : 0, SeenFrame{0, 0, 0}) {
+  ApplyPortSet(options.ports, false);
+}
+
+std::unique_ptr<Capture> Capture::Open(const CaptureOptions& options, SysError* err) {
+  std::unique_ptr<Capture> capture(new Capture(options));
+  NetnsScope netns(options.netns);
+  if (!netns.ok()) {
+    *err = SysError{netns.err_no(), netns.syscall(), options.netns};
+    return nullptr;
+  }
+  unsigned ifindex = 0;
+  if (!options.interface.empty() && options.interface != "any") {
+    ifindex = if_nametoindex(options.interface.c_str());
+    if (ifindex == 0) {
+      *err = SysError{ENODEV, "if_nametoindex", options.interface};
+      return nullptr;
+    }
+  }
+  // Protocol 0 receives nothing until bind(), so no unfiltered frame can reach the
+  // ring between socket() and SO_ATTACH_FILTER.
+  const int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *err = SysError{errno, "socket", ""};
+    return nullptr;
+  }
+  capture->fd_ = fd;
+  int one = 1;
+  // Our own replies (SYN/ACK, RST) never matter; dropping them before the filter
+  // also saves the filter run. Old kernels lack it; the filter drops them too.
+  setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
+  sock_fprog prog{};
+  prog.len = static_cast<unsigned short>(options.filter.size());
+  prog.filter = const_cast<sock_filter*>(options.filter.data());
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) {
+    *err = SysError{errno, "setsockopt", "SO_ATTACH_FILTER"};
+    return nullptr;
+  }
+  const char* syscall = "";
+  if (int e = capture->tpacket_.Setup(fd, options.geometry, &syscall); e != 0) {
+    *err = SysError{e, syscall, "PACKET_RX_RING"};
+    return nullptr;
+  }
+  sockaddr_ll sll{};
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = static_cast<int>(ifindex);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sll), sizeof(sll)) != 0) {
+    *err = SysError{errno, "bind", options.interface};
+    return nullptr;
+  }
+  capture->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (capture->wake_fd_ < 0) {
+    *err = SysError{errno, "eventfd", ""};
+    return nullptr;
+  }
+  return capture;
+}
+
+Capture::~Capture() {
+  Stop();
+  for (const Listener& l : listeners_) close(l.fd);
+  for (int fd : retired_fds_) close(fd);
+  if (wake_fd_ >= 0) close(wake_fd_);
+  if (fd_ >= 0) close(fd_);
+}
+
+bool Capture::Start(Notify notify, SysError* err) {
+  if (started_) return true;
+  notify_ = std::move(notify);
+  try {
+    thread_ = std::thread([this] { Run(); });
+  } catch (const std::system_error& e) {
+    *err = SysError{e.code().value(), "pthread_create", ""};
+    return false;
+  }
+  started_ = true;
+  return true;
+}
+
+void Capture::Stop() {
+  if (!started_) {
+    ended_.store(true, std::memory_order_release);
+    return;
+  }
+  stop_.store(true, std::memory_order_release);
+  const uint64_t one = 1;
+  ssize_t ignored = write(wake_fd_, &one, sizeof(one));
+  (void)ignored;
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Capture::ArmDoorbell() {
+  sleeping_.store(true, std::memory_order_relaxed);
+  // Full fence between arming and looking at the ring; pairs with the fence in
+  // RingDoorbell() between publishing and reading the flag. One of the two sides
+  // always sees the other's store, so a wake-up cannot be lost.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!ring_.EmptyForConsumer() || ended_.load(std::memory_order_acquire)) {
+    sleeping_.store(false, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+void Capture::RingDoorbell() {
+  // Pairs with the fence in ArmDoorbell().
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_relaxed) &&
+      sleeping_.exchange(false, std::memory_order_acq_rel)) {
+    if (notify_) notify_();
+  }
+}
+
+SysError Capture::Error() const {
+  std::lock_guard<std::mutex> lock(error_mutex_);
+  return error_;
+}
+
+void Capture::Fail(int err_no, const char* syscall) {
+  std::lock_guard<std::mutex> lock(error_mutex_);
+  if (error_.err_no == 0) error_ = SysError{err_no, syscall, options_.interface};
+}
+
+void Capture::ApplyPortSet(const PortSet& ports, bool widen_only) {
+  const std::vector<uint64_t>* sets[3] = {&ports.tcp, &ports.udp, &ports.sctp};
+  for (int p = 0; p < 3; p++) {
+    for (size_t w = 0; w < 1024; w++) {
+      const uint64_t bits = w < sets[p]->size() ? (*sets[p])[w] : 0;
+      std::atomic<uint64_t>& word = port_bits_[size_t(p) * 1024 + w];
+      if (widen_only) {
+        word.fetch_or(bits, std::memory_order_relaxed);
+      } else {
+        word.store(bits, std::memory_order_relaxed);
+      }
+    }
+  }
+}
+
+bool Capture::InPortSet(uint8_t proto, uint16_t port) const {
+  const int p = ProtoIndex(proto);
+  if (p < 0) return false;
+  const uint64_t word = port_bits_[size_t(p) * 1024 + (port >> 6)].load(std::memory_order_relaxed);
+  return ((word >> (port & 63)) & 1) != 0;
+}
+
+bool Capture::SetFilter(const std::vector<sock_filter>& filter, const PortSet& ports,
+                        SysError* err) {
+  ApplyPortSet(ports, true);
+  sock_fprog prog{};
+  prog.len = static_cast<unsigned short>(filter.size());
+  prog.filter = const_cast<sock_filter*>(filter.data());
+  // SO_ATTACH_FILTER swaps the program under RCU: every frame sees the old or the new
+  // one, so ports present in both are never missed.
+  if (setsockopt(fd_, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) {
+    *err = SysError{errno, "setsockopt", "SO_ATTACH_FILTER"};
+    return false;
+  }
+  ApplyPortSet(ports, false);
+  return true;
+}
+
+bool Capture::AddListener(uint16_t port, SysError* err) {
+  {
+    std::lock_guard<std::mutex> lock(listeners_mutex_);
+    for (const Listener& l : listeners_) {
+      if (l.port == port) return true;
+    }
+  }
+  NetnsScope netns(options_.netns);
+  if (!netns.ok()) {
+    *err = SysError{netns.err_no(), netns.syscall(), options_.netns};
+    return false;
+  }
+  const std::string what = std::to_string(port) + "/tcp";
+  int family = AF_INET6;
+  int fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 && errno == EAFNOSUPPORT) {
+    family = AF_INET;
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  }
+  if (fd < 0) {
+    *err = SysError{errno, "socket", what};
+    return false;
+  }
+  int one = 1, zero = 0;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (family == AF_INET6) {
+    // One dual-stack socket serves IPv4 (as mapped addresses) and IPv6.
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    auto& sin6 = reinterpret_cast<sockaddr_in6&>(ss);
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_addr = in6addr_any;
+    sin6.sin6_port = htons(port);
+    len = sizeof(sin6);
+  } else {
+    auto& sin = reinterpret_cast<sockaddr_in&>(ss);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_ANY);
+    sin.sin_port = htons(port);
+    len = sizeof(sin);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd, SOMAXCONN) != 0) {
+    const int e = errno;
+    close(fd);
+    *err = SysError{e, "bind", what};
+    return false;
+  }
+  {
+    std::lock_guard<std::mutex> lock(listeners_mutex_);
+    listeners_.push_back(Listener{port, fd});
+  }
+  listeners_dirty_.store(true, std::memory_order_release);
+  const uint64_t wake = 1;
+  ssize_t ignored = write(wake_fd_, &wake, sizeof(wake));
+  (void)ignored;
+  return true;
+}
+
+void Capture::RemoveListener(uint16_t port) {
+  {
+    std::lock_guard<std::mutex> lock(listeners_mutex_);
+    auto it = std::find_if(listeners_.begin(), listeners_.end(),
+                           [port](const Listener& l) { return l.port == port; });
+    if (it == listeners_.end()) return;
+    if (started_ && !ended_.load(std::memory_order_acquire)) {
+      retired_fds_.push_back(it->fd);  // the capture thread closes it
+    } else {
+      close(it->fd);
+    }
+    listeners_.erase(it);
+  }
+  listeners_dirty_.store(true, std::memory_order_release);
+  const uint64_t wake = 1;
+  ssize_t ignored = write(wake_fd_, &wake, sizeof(wake));
+  (void)ignored;
+}
+
+std::vector<uint16_t> Capture::ListenerPorts() const {
+  std::lock_guard<std::mutex> lock(listeners_mutex_);
+  std::vector<uint16_t> ports;
+  for (const Listener& l : listeners_) ports.push_back(l.port);
+  return ports;
+}
+
+CaptureStats Capture::Stats() const {
+  CaptureStats s;
+  s.kernel_packets = kernel_packets_.load(std::memory_order_relaxed);
+  s.kernel_drops = kernel_drops_.load(std::memory_order_relaxed);
+  s.kernel_freezes = kernel_freezes_.load(std::memory_order_relaxed);
+  s.frames = frames_.load(std::memory_order_relaxed);
+  s.hits = hits_.load(std::memory_order_relaxed);
+  s.ring_drops = ring_.Dropped();
+  s.not_tripwire = not_tripwire_.load(std::memory_order_relaxed);
+  s.malformed = malformed_.load(std::memory_order_relaxed);
+  s.duplicates = duplicates_.load(std::memory_order_relaxed);
+  s.connects = connects_.load(std::memory_order_relaxed);
+  s.blocks = blocks_.load(std::memory_order_relaxed);
+  return s;
+}
+
+std::string Capture::InterfaceName(uint32_t ifindex) const {
+  NetnsScope netns(options_.netns);
+  char name[IF_NAMESIZE] = {0};
+  if (!netns.ok() || if_indextoname(ifindex, name) == nullptr) return "";
+  return name;
+}
+
+void Capture::FoldKernelStats() {
+  // PACKET_STATISTICS resets the kernel's counters on every read, so we keep running
+  // totals (as gopacket's afpacket does).
+  tpacket_stats_v3 st{};
+  socklen_t len = sizeof(st);
+  if (getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &st, &len) != 0) return;
+  kernel_packets_.fetch_add(st.tp_packets, std::memory_order_relaxed);
+  kernel_drops_.fetch_add(st.tp_drops, std::memory_order_relaxed);
+  kernel_freezes_.fetch_add(st.tp_freeze_q_cnt, std::memory_order_relaxed);
+}
+
+void Capture::Publish(const HitRecord* records, uint32_t n) {
+  if (n == 0) return;
+  const uint32_t room = ring_.Reserve(n);
+  for (uint32_t i = 0; i < room; i++) *ring_.Slot(i) = records[i];
+  ring_.Publish(room);
+  if (room < n) ring_.CountDropped(n - room);  // drop-newest: queued hits are kept
+  hits_.fetch_add(room, std::memory_order_relaxed);
+  RingDoorbell();
+}
+
+bool Capture::IsDuplicate(const HitRecord& record) {
+  if (seen_.empty()) return false;
+  const uint64_t key = FrameKey(record);
+  SeenFrame& slot = seen_[key & (kSeenSlots - 1)];
+  if (slot.key == key && slot.ifindex != record.ifindex &&
+      record.ts_ns - slot.ts_ns < kDuplicateWindowNs) {
+    return true;
+  }
+  slot = SeenFrame{key, record.ts_ns, record.ifindex};
+  return false;
+}
+
+bool Capture::WalkBlock(tpacket_block_desc* block) {
+  const uint32_t block_size = tpacket_.block_size();
+  const uint32_t count = block->hdr.bh1.num_pkts;
+  uint32_t offset = block->hdr.bh1.offset_to_first_pkt;
+  HitRecord batch[kBatch];
+  uint32_t n = 0;
+  uint64_t frames = 0, not_tripwire = 0, malformed = 0, duplicates = 0;
+  const auto* base = reinterpret_cast<const uint8_t*>(block);
+  constexpr uint32_t kHdrLen = TPACKET_ALIGN(sizeof(tpacket3_hdr));
+  for (uint32_t i = 0; i < count; i++) {
+    if (offset < sizeof(tpacket_block_desc) || offset > block_size - kHdrLen - sizeof(sockaddr_ll)) break;
+    const auto* hdr = reinterpret_cast<const tpacket3_hdr*>(base + offset);
+    const auto* sll = reinterpret_cast<const sockaddr_ll*>(base + offset + kHdrLen);
+    frames++;
+    const uint32_t mac = hdr->tp_mac, net = hdr->tp_net, snap = hdr->tp_snaplen;
+    if (sll->sll_pkttype != PACKET_OUTGOING) {
+      if (net < mac || net - mac > snap || uint64_t(offset) + mac + snap > block_size) {
+        malformed++;
+      } else {
+        FrameMeta meta;
+        meta.ts_ns = uint64_t(hdr->tp_sec) * 1'000'000'000u + hdr->tp_nsec;
+        meta.ifindex = static_cast<uint32_t>(sll->sll_ifindex);
+        meta.wire_len = hdr->tp_len;
+        meta.link_len = net - mac;  // tp_len counts the link header; the parser starts after it
+        meta.vlan_valid = (hdr->tp_status & TP_STATUS_VLAN_VALID) != 0;
+        meta.vlan_tci = static_cast<uint16_t>(hdr->hv1.tp_vlan_tci);
+        HitRecord& rec = batch[n];
+        const ParseResult r = ParseNetwork(base + offset + net, snap - (net - mac),
+                                           ntohs(sll->sll_protocol), meta, &rec);
+        if (r == ParseResult::kHit) {
+          if (!InPortSet(rec.proto, rec.dst_port)) {
+            not_tripwire++;
+          } else if (IsDuplicate(rec)) {
+            duplicates++;
+          } else if (++n == kBatch) {
+            Publish(batch, n);
+            n = 0;
+          }
+        } else if (r == ParseResult::kMalformed) {
+          malformed++;
+        } else {
+          not_tripwire++;
+        }
+      }
+    }
+    if (hdr->tp_next_offset == 0) break;
+    offset += hdr->tp_next_offset;
+  }
+  Publish(batch, n);
+  frames_.fetch_add(frames, std::memory_order_relaxed);
+  not_tripwire_.fetch_add(not_tripwire, std::memory_order_relaxed);
+  malformed_.fetch_add(malformed, std::memory_order_relaxed);
+  duplicates_.fetch_add(duplicates, std::memory_order_relaxed);
+  return true;
+}
+
+void Capture::AcceptAll(int listen_fd) {
+  HitRecord batch[kBatch];
+  uint32_t n = 0;
+  for (;;) {
+    sockaddr_storage peer{}, local{};
+    socklen_t peer_len = sizeof(peer), local_len = sizeof(local);
+    const int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &peer_len,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) break;  // EAGAIN, or a transient error (EMFILE, ECONNABORTED): poll again
+    const bool named = getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) == 0;
+    // Linger 0: close() sends RST and frees the socket at once, with no TIME_WAIT.
+    linger lg{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+    if (!named) continue;
+    HitRecord& rec = batch[n];
+    rec = HitRecord{};
+    rec.ts_ns = NowNs(CLOCK_REALTIME);
+    bool v4 = false, local_v4 = false;
+    SetAddress(peer, rec.src, &rec.src_port, &v4);
+    SetAddress(local, rec.dst, &rec.dst_port, &local_v4);
+    rec.family = v4 ? 4 : 6;
+    rec.proto = IPPROTO_TCP;
+    rec.kind = static_cast<uint8_t>(ScanKind::kConnect);
+    rec.tcp_flags = 0x10;  // the handshake's final ACK
+    rec.flags = static_cast<uint16_t>(kFlagVerified | (v4 ? kFlagIpv4 : 0));
+    connects_.fetch_add(1, std::memory_order_relaxed);
+    if (++n == kBatch) {
+      Publish(batch, n);
+      n = 0;
+    }
+  }
+  Publish(batch, n);
+}
+
+void Capture::Run() {
+  pthread_setname_np(pthread_self(), "portanoia-cap");
+  std::vector<pollfd> fds;
+  std::vector<int> retired;
+  auto rebuild = [&] {
+    fds.clear();
+    fds.push_back(pollfd{fd_, POLLIN, 0});
+    fds.push_back(pollfd{wake_fd_, POLLIN, 0});
+    std::lock_guard<std::mutex> lock(listeners_mutex_);
+    for (const Listener& l : listeners_) fds.push_back(pollfd{l.fd, POLLIN, 0});
+    retired.swap(retired_fds_);
+  };
+  listeners_dirty_.store(false, std::memory_order_relaxed);
+  rebuild();
+  uint64_t last_stats = NowNs(CLOCK_MONOTONIC);
+  bool busy = false;
+  while (!stop_.load(std::memory_order_acquire)) {
+    if (listeners_dirty_.exchange(false, std::memory_order_acq_rel)) {
+      rebuild();
+      // Retired listeners are out of the poll set now; closing them is safe.
+      for (int fd : retired) close(fd);
+      retired.clear();
+    }
+    const int ready = poll(fds.data(), fds.size(), busy ? 0 : 100);
+    if (ready < 0 && errno != EINTR) {
+      Fail(errno, "poll");
+      break;
+    }
+    if (ready > 0 && (fds[0].revents & (POLLERR | POLLNVAL)) != 0) {
+      int so_error = 0;
+      socklen_t len = sizeof(so_error);
+      getsockopt(fd_, SOL_SOCKET, SO_ERROR, &so_error, &len);
+      Fail(so_error != 0 ? so_error : EIO, "poll");
+      break;
+    }
+    if (ready > 0 && (fds[1].revents & POLLIN) != 0) {
+      uint64_t value = 0;
+      ssize_t ignored = read(wake_fd_, &value, sizeof(value));
+      (void)ignored;
+    }
+    for (size_t i = 2; ready > 0 && i < fds.size(); i++) {
+      if ((fds[i].revents & POLLIN) != 0) AcceptAll(fds[i].fd);
+    }
+    // At most one lap of the ring, then maintenance.
+    uint32_t walked = 0;
+    for (; walked < tpacket_.block_count(); walked++) {
+      tpacket_block_desc* block = tpacket_.CurrentBlock();
+      if (block == nullptr) break;
+      WalkBlock(block);
+      tpacket_.ReleaseCurrentBlock();
+    }
+    blocks_.fetch_add(walked, std::memory_order_relaxed);
+    busy = walked == tpacket_.block_count();
+    const uint64_t now = NowNs(CLOCK_MONOTONIC);
+    if (now - last_stats >= kStatsIntervalNs) {
+      FoldKernelStats();
+      last_stats = now;
+    }
+  }
+  // Frames retired before stop are still handed to JS; then the final totals.
+  for (uint32_t walked = 0; walked < tpacket_.block_count(); walked++) {
+    tpacket_block_desc* block = tpacket_.CurrentBlock();
+    if (block == nullptr) break;
+    WalkBlock(block);
+    tpacket_.ReleaseCurrentBlock();
+    blocks_.fetch_add(1, std::memory_order_relaxed);
+  }
+  FoldKernelStats();
+  for (int fd : retired) close(fd);
+  // Pairs with the acquire loads of ended_ in ArmDoorbell() and Ended().
+  ended_.store(true, std::memory_order_release);
+  RingDoorbell();
+}
+
+}  // namespace portanoia

@@ -1,0 +1,165 @@
+// The capture core, free of napi: one AF_PACKET socket with a TPACKET_V3 ring and a
+// kernel filter, the tripwire listeners, and the one capture thread that owns them
+// after Start(). The JS thread talks to the thread only through atomics, a mutex
+// for listener hand-over, and an eventfd that breaks the thread's poll (libpcap's
+// breakloop fd). Hits flow out through the SPSC HitRing; the doorbell callback runs
+// on the capture thread and must only schedule work (it is a thread-safe function).
+#pragma once
+
+#include <linux/filter.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "hit_record.h"
+#include "hit_ring.h"
+#include "tpacket_ring.h"
+
+namespace portanoia {
+
+struct SysError {
+  int err_no = 0;
+  const char* syscall = "";
+  std::string detail;  // e.g. the port or interface involved
+};
+
+// Membership of the exact tripwire set; the kernel filter may be a superset.
+struct PortSet {
+  // One bit per port for TCP, UDP and SCTP.
+  std::vector<uint64_t> tcp = std::vector<uint64_t>(1024, 0);
+  std::vector<uint64_t> udp = std::vector<uint64_t>(1024, 0);
+  std::vector<uint64_t> sctp = std::vector<uint64_t>(1024, 0);
+};
+
+struct CaptureOptions {
+  std::string interface;       // "" or "any": every interface
+  std::string netns;           // path of a network namespace to open sockets in; "" = current
+  std::vector<sock_filter> filter;
+  PortSet ports;
+  RingGeometry geometry;
+  uint32_t ring_records = 1u << 16;
+  bool dedup = true;           // drop a frame seen again on another interface (bridges, `any`)
+};
+
+struct CaptureStats {
+  uint64_t kernel_packets = 0;   // PACKET_STATISTICS tp_packets, running total
+  uint64_t kernel_drops = 0;     // tp_drops, running total
+  uint64_t kernel_freezes = 0;   // tp_freeze_q_cnt, running total
+  uint64_t frames = 0;           // frames user space walked
+  uint64_t hits = 0;             // records published to the ring
+  uint64_t ring_drops = 0;       // records dropped because the ring was full
+  uint64_t not_tripwire = 0;     // passed by a superset kernel filter, not in the exact set
+  uint64_t malformed = 0;
+  uint64_t duplicates = 0;       // same frame on a second interface
+  uint64_t connects = 0;         // handshakes completed with a tripwire listener
+  uint64_t blocks = 0;           // ring blocks handed back to the kernel
+};
+
+class Capture {
+ public:
+  using Notify = std::function<void()>;
+
+  // Opens the socket, attaches the filter, binds, maps the ring. Runs on the JS
+  // thread; nothing is started. Returns nullptr with *err set on failure.
+  static std::unique_ptr<Capture> Open(const CaptureOptions& options, SysError* err);
+  ~Capture();
+  Capture(const Capture&) = delete;
+  Capture& operator=(const Capture&) = delete;
+
+  // Starts the capture thread. `notify` is called from it when the doorbell is armed
+  // and records (or the end) became available.
+  bool Start(Notify notify, SysError* err);
+  // Stops and joins the thread; idempotent. Records still queued stay drainable.
+  void Stop();
+
+  // ---- JS thread ----
+  uint32_t Drain(uint8_t* out, uint32_t max) { return ring_.Drain(out, max); }
+  // Arms the doorbell before the consumer sleeps. Returns false when the consumer
+  // must not sleep (records are already there, or the thread ended).
+  bool ArmDoorbell();
+  void DisarmDoorbell() { sleeping_.store(false, std::memory_order_relaxed); }
+  // The thread ended (error or Stop) and published everything it had.
+  bool Ended() const { return ended_.load(std::memory_order_acquire); }
+  SysError Error() const;
+
+  // Swaps the kernel filter and the exact port set. Ports in both sets keep being
+  // captured throughout: the set is widened before the kernel filter changes and
+  // narrowed after (SO_ATTACH_FILTER replaces the filter atomically).
+  bool SetFilter(const std::vector<sock_filter>& filter, const PortSet& ports, SysError* err);
+
+  // Adds a TCP tripwire listener (accept + reset = verified connect). Synchronous, so a
+  // port already in use fails here with EADDRINUSE and the port named.
+  bool AddListener(uint16_t port, SysError* err);
+  void RemoveListener(uint16_t port);
+  std::vector<uint16_t> ListenerPorts() const;
+
+  CaptureStats Stats() const;
+
+  // Interface name of `ifindex` in the capture's namespace ("" when unknown).
+  std::string InterfaceName(uint32_t ifindex) const;
+
+ private:
+  explicit Capture(const CaptureOptions& options);
+  void Run();
+  bool WalkBlock(tpacket_block_desc* block);
+  void AcceptAll(int fd);
+  void FoldKernelStats();
+  void Publish(const HitRecord* records, uint32_t n);
+  void RingDoorbell();
+  bool InPortSet(uint8_t proto, uint16_t port) const;
+  bool IsDuplicate(const HitRecord& record);
+  void ApplyPortSet(const PortSet& ports, bool widen_only);
+  void Fail(int err_no, const char* syscall);
+
+  CaptureOptions options_;
+  int fd_ = -1;
+  int wake_fd_ = -1;  // eventfd: Stop() and listener changes break the poll
+  TpacketRing tpacket_;
+  HitRing ring_;
+  std::thread thread_;
+  Notify notify_;
+  bool started_ = false;
+
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> ended_{false};
+  std::atomic<bool> sleeping_{false};
+
+  // Exact tripwire set: 3 × 1024 words, read by the capture thread, written by JS.
+  std::unique_ptr<std::atomic<uint64_t>[]> port_bits_;
+
+  // Listener hand-over: JS adds and retires under the mutex, the thread picks the
+  // list up when `listeners_dirty_` is set and closes retired fds itself, so a fd is
+  // never closed while it is in the thread's poll set.
+  struct Listener {
+    uint16_t port;
+    int fd;
+  };
+  mutable std::mutex listeners_mutex_;
+  std::vector<Listener> listeners_;
+  std::vector<int> retired_fds_;
+  std::atomic<bool> listeners_dirty_{false};
+
+  mutable std::mutex error_mutex_;
+  SysError error_;
+
+  // Running totals, written by the capture thread.
+  std::atomic<uint64_t> kernel_packets_{0}, kernel_drops_{0}, kernel_freezes_{0};
+  std::atomic<uint64_t> frames_{0}, hits_{0}, not_tripwire_{0}, malformed_{0};
+  std::atomic<uint64_t> duplicates_{0}, connects_{0}, blocks_{0};
+
+  // Dedup table: capture thread only.
+  struct SeenFrame {
+    uint64_t key;
+    uint64_t ts_ns;
+    uint32_t ifindex;
+  };
+  std::vector<SeenFrame> seen_;
+};
+
+}  // namespace portanoia
