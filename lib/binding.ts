@@ -5,6 +5,7 @@
  * the binary was built with is the one lib/decode.ts reads: a stale or foreign
  * prebuild fails here, loudly, instead of decoding garbage.
  */
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -101,8 +102,26 @@ export interface NativeBinding {
   hitRecordLayout: Record<string, number>
 }
 
-/** The package root, where binding.gyp, build/ and prebuilds/ live. */
-export const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+/**
+ * The package root, where binding.gyp, build/ and prebuilds/ live. Found by walking
+ * up to portanoia's package.json rather than by a fixed depth: this module runs as
+ * dist/lib/binding.js when installed but as lib/binding.ts under the test runner.
+ */
+export const PACKAGE_ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)))
+
+function findPackageRoot(start: string): string {
+  for (let dir = start; ; ) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown }
+      if (pkg.name === 'portanoia') return dir
+    } catch {
+      // no package.json here (or not JSON): keep walking up
+    }
+    const parent = dirname(dir)
+    if (parent === dir) return join(start, '..', '..')
+    dir = parent
+  }
+}
 
 /** Checks a binding's record layout against the decoder's; throws on any difference. */
 export function checkLayout(binding: Pick<NativeBinding, 'hitRecordSize' | 'hitRecordLayout'>): void {
