@@ -1,0 +1,250 @@
+/**
+ * Namespace networks for the privileged tests, the benchmarks and `portanoia
+ * selftest`: a sensor namespace joined by veth pairs to one or more peer namespaces,
+ * created with unique names under a caller-chosen prefix and always torn down
+ * (explicitly by destroy(), and by a synchronous exit hook as a safety net for
+ * crashes and signals that end the process). Addressing is fixed by the project's
+ * rule: IPv4 in 198.18.0.0/15, IPv6 in fd52:43dd::/32; peer i sits on 198.18.i.0/24
+ * and fd52:43dd:i::/64 with the sensor at .1 / ::1 and the peer at .2 / ::2.
+ * Namespaces are isolated, so concurrent runs may reuse the same addresses. Every
+ * command runs through execFile with an argv array, never a shell. Runs on the main
+ * thread; needs root (CAP_SYS_ADMIN + CAP_NET_ADMIN).
+ */
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { promisify } from 'node:util'
+
+const run = promisify(execFile)
+
+export interface ExecResult {
+  stdout: string
+  stderr: string
+  code: number
+}
+
+export interface NetnsHost {
+  /** Namespace name, as `ip netns` knows it. */
+  ns: string
+  /** Path to pass as the sensor's `netns` option. */
+  path: string
+  /** The interface of this host on the link (in this host's namespace). */
+  ifname: string
+  ipv4: string
+  ipv6: string
+  mac: string
+  /** Runs argv in this namespace; never throws on a non-zero exit. */
+  exec(cmd: string, args: readonly string[], options?: { timeoutMs?: number; input?: string }): Promise<ExecResult>
+  /** Starts argv in this namespace; the caller ends it by PID. */
+  spawn(cmd: string, args: readonly string[]): ChildProcess
+}
+
+export interface NetnsLink {
+  /** The sensor side of the link. */
+  sensor: NetnsHost
+  /** The peer side. */
+  peer: NetnsHost
+}
+
+export interface NetnsNet {
+  id: string
+  /** The sensor's namespace (its addresses are on links[i].sensor). */
+  sensorNs: string
+  sensorPath: string
+  /** Every namespace this network created, sensor first. */
+  namespaces: readonly string[]
+  links: NetnsLink[]
+  /** Runs argv in the sensor namespace. */
+  sensorExec: NetnsHost['exec']
+  sensorSpawn: NetnsHost['spawn']
+  /** Deletes every namespace (and with them the veths); idempotent. */
+  destroy(): Promise<void>
+}
+
+export interface NetnsNetOptions {
+  /** Namespace name prefix, e.g. 'pnt-' for tests, 'pnself-' for selftest. */
+  prefix: string
+  /** Peer namespaces, 1..200 (default 1). */
+  peers?: number
+  /** The sensor routes everything via peer 0, which then is its gateway. */
+  defaultRoute?: boolean
+}
+
+const live = new Set<string>()
+let hooked = false
+
+function hookExit(): void {
+  if (hooked) return
+  hooked = true
+  // 'exit' handlers must be synchronous: execFileSync is the only way to clean up here.
+  process.on('exit', () => {
+    for (const ns of live) {
+      try {
+        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' })
+      } catch {
+        // already gone
+      }
+    }
+  })
+}
+
+/** Deletes, synchronously, every namespace created by this process and not yet destroyed. */
+export function destroyAllSync(): void {
+  for (const ns of live) {
+    try {
+      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' })
+    } catch {
+      // already gone
+    }
+    live.delete(ns)
+  }
+}
+
+async function ip(args: readonly string[]): Promise<void> {
+  await run('ip', [...args], { timeout: 10_000 })
+}
+
+/** Runs argv inside namespace `ns` (via `ip netns exec`); resolves with the exit code, never rejects on failure. */
+export function execInNetns(
+  ns: string,
+  cmd: string,
+  args: readonly string[],
+  options: { timeoutMs?: number; input?: string } = {},
+): Promise<ExecResult> {
+  return new Promise<ExecResult>((resolve) => {
+    const child = execFile(
+      'ip',
+      ['netns', 'exec', ns, cmd, ...args],
+      { timeout: options.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1
+        resolve({ stdout: String(stdout), stderr: String(stderr), code })
+      },
+    )
+    child.stdin?.end(options.input ?? '')
+  })
+}
+
+function makeHost(ns: string, ifname: string, ipv4: string, ipv6: string, mac: string): NetnsHost {
+  return {
+    ns,
+    path: `/run/netns/${ns}`,
+    ifname,
+    ipv4,
+    ipv6,
+    mac,
+    exec: (cmd, args, options) => execInNetns(ns, cmd, args, options),
+    spawn: (cmd, args) => spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
+  }
+}
+
+/**
+ * Creates the sensor namespace and `peers` peer namespaces, each linked to the
+ * sensor by its own veth pair. On any failure everything created so far is removed
+ * before the error is rethrown.
+ */
+export async function createNetnsNet(options: NetnsNetOptions): Promise<NetnsNet> {
+  hookExit()
+  const peers = options.peers ?? 1
+  if (!Number.isInteger(peers) || peers < 1 || peers > 200) throw new RangeError('peers must be 1..200')
+  if (!/^[a-z][a-z0-9-]{0,15}$/.test(options.prefix)) throw new RangeError('prefix must be short lowercase letters, digits and dashes')
+  // pid + random: unique across concurrent runs; short enough for 15-byte interface names.
+  const id = `${process.pid.toString(36)}${randomBytes(3).toString('hex')}`
+  const sensorNs = `${options.prefix}${id}-s`
+  const created: string[] = []
+  const destroy = async (): Promise<void> => {
+    for (const ns of [...created].reverse()) {
+      try {
+        await ip(['netns', 'del', ns])
+      } catch {
+        // already gone
+      }
+      live.delete(ns)
+    }
+    created.length = 0
+  }
+  try {
+    await ip(['netns', 'add', sensorNs])
+    created.push(sensorNs)
+    live.add(sensorNs)
+    await ip(['-n', sensorNs, 'link', 'set', 'lo', 'up'])
+    const links: NetnsLink[] = []
+    for (let i = 0; i < peers; i++) {
+      const peerNs = `${options.prefix}${id}-p${i}`
+      await ip(['netns', 'add', peerNs])
+      created.push(peerNs)
+      live.add(peerNs)
+      await ip(['-n', peerNs, 'link', 'set', 'lo', 'up'])
+      const sIf = `pns${i}`
+      const pIf = `pnp${i}`
+      const sMac = `02:52:00:00:${i.toString(16).padStart(2, '0')}:01`
+      const pMac = `02:52:00:00:${i.toString(16).padStart(2, '0')}:02`
+      // Created in the caller's namespace under unique names, then moved and renamed,
+      // so concurrent runs never collide on a host-side interface name.
+      await ip(['link', 'add', `${sIf}${id}`, 'type', 'veth', 'peer', 'name', `${pIf}${id}`])
+      await ip(['link', 'set', `${sIf}${id}`, 'netns', sensorNs])
+      await ip(['link', 'set', `${pIf}${id}`, 'netns', peerNs])
+      await ip(['-n', sensorNs, 'link', 'set', `${sIf}${id}`, 'name', sIf, 'address', sMac])
+      await ip(['-n', peerNs, 'link', 'set', `${pIf}${id}`, 'name', pIf, 'address', pMac])
+      const v4s = `198.18.${i}.1`
+      const v4p = `198.18.${i}.2`
+      const v6s = `fd52:43dd:${i.toString(16)}::1`
+      const v6p = `fd52:43dd:${i.toString(16)}::2`
+      await ip(['-n', sensorNs, 'addr', 'add', `${v4s}/24`, 'dev', sIf])
+      await ip(['-n', peerNs, 'addr', 'add', `${v4p}/24`, 'dev', pIf])
+      await ip(['-n', sensorNs, '-6', 'addr', 'add', `${v6s}/64`, 'dev', sIf, 'nodad'])
+      await ip(['-n', peerNs, '-6', 'addr', 'add', `${v6p}/64`, 'dev', pIf, 'nodad'])
+      await ip(['-n', sensorNs, 'link', 'set', sIf, 'up'])
+      await ip(['-n', peerNs, 'link', 'set', pIf, 'up'])
+      links.push({
+        sensor: makeHost(sensorNs, sIf, v4s, v6s, sMac),
+        peer: makeHost(peerNs, pIf, v4p, v6p, pMac),
+      })
+    }
+    if (options.defaultRoute === true) {
+      await ip(['-n', sensorNs, 'route', 'add', 'default', 'via', '198.18.0.2'])
+      await ip(['-n', sensorNs, '-6', 'route', 'add', 'default', 'via', 'fd52:43dd:0::2'])
+    }
+    const first = links[0]!.sensor
+    return {
+      id,
+      sensorNs,
+      sensorPath: `/run/netns/${sensorNs}`,
+      namespaces: [...created],
+      links,
+      sensorExec: first.exec,
+      sensorSpawn: first.spawn,
+      destroy,
+    }
+  } catch (err) {
+    await destroy()
+    throw err
+  }
+}
+
+/** Ends a process the caller started, by PID, and waits for it (SIGKILL after 3 s). */
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined) {
+        try {
+          process.kill(child.pid, 'SIGKILL')
+        } catch {
+          // gone
+        }
+      }
+    }, 3000)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    if (child.pid !== undefined) {
+      try {
+        process.kill(child.pid, signal)
+      } catch {
+        clearTimeout(timer)
+        resolve()
+      }
+    }
+  })
+}
