@@ -1,0 +1,123 @@
+/**
+ * What the firewall responders share: the gate every address and TTL passes before
+ * it can reach a script (canonical literal of the declared family, whole seconds in
+ * range), batch de-duplication, and result/error helpers. Pure, no I/O. Invariant:
+ * nothing returned in `valid` can contain a character other than [0-9a-f.:], so
+ * splicing it into an nft script or an ipset restore line raises no quoting question.
+ */
+import { PortanoiaError } from '../errors.js'
+import { isValidAddress, parseAddress } from '../policy/addr.js'
+import type { BlockRequest, ResponderResult } from './types.js'
+
+/** Longest TTL accepted: 68 years, the largest second count every tool stores without overflow. */
+export const MAX_TTL_SECONDS = 2 ** 31 - 1
+
+export interface ValidBlock {
+  address: string
+  family: 4 | 6
+  /** Whole seconds, ≥ 1. */
+  ttlS: number
+  upgrade: boolean
+}
+
+export interface Failure {
+  address: string
+  error: string
+}
+
+/** Why `address` cannot be used as family `family`, or null when it can. */
+export function addressProblem(address: unknown, family?: unknown): string | null {
+  if (!isValidAddress(address)) return 'not a canonical IPv4/IPv6 address'
+  const parsed = parseAddress(address)
+  if (parsed === null) return 'not an address'
+  if (family !== undefined && parsed.family !== family) return `family is ${parsed.family}, request says ${String(family)}`
+  return null
+}
+
+/**
+ * TTL in ms to whole seconds, rounded up so a block never ends early; a string
+ * saying why when it is not a finite duration of at least one second after rounding.
+ */
+export function ttlSeconds(ttlMs: unknown): number | string {
+  if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) return 'ttlMs must be a positive finite number'
+  const s = Math.ceil(ttlMs / 1000)
+  if (s > MAX_TTL_SECONDS) return `ttlMs exceeds ${MAX_TTL_SECONDS} s`
+  return Math.max(1, s)
+}
+
+/** Splits a batch into blocks safe to script and refusals; repeated addresses are merged (longest TTL, any upgrade). */
+export function checkBlocks(requests: readonly BlockRequest[]): { valid: ValidBlock[]; failed: Failure[] } {
+  const byAddress = new Map<string, ValidBlock>()
+  const failed: Failure[] = []
+  for (const r of requests) {
+    const address = typeof r?.address === 'string' ? r.address : String(r?.address)
+    const bad = addressProblem(r?.address, r?.family)
+    if (bad !== null) {
+      failed.push({ address, error: bad })
+      continue
+    }
+    const ttl = ttlSeconds(r.ttlMs)
+    if (typeof ttl === 'string') {
+      failed.push({ address, error: ttl })
+      continue
+    }
+    const prev = byAddress.get(address)
+    if (prev === undefined) {
+      byAddress.set(address, { address, family: r.family, ttlS: ttl, upgrade: r.upgrade === true })
+    } else {
+      prev.ttlS = Math.max(prev.ttlS, ttl)
+      prev.upgrade ||= r.upgrade === true
+    }
+  }
+  return { valid: [...byAddress.values()], failed }
+}
+
+/** Splits a list of addresses into valid, de-duplicated ones (with family) and refusals. */
+export function checkAddresses(addresses: readonly string[]): {
+  valid: Array<{ address: string; family: 4 | 6 }>
+  failed: Failure[]
+} {
+  const seen = new Set<string>()
+  const valid: Array<{ address: string; family: 4 | 6 }> = []
+  const failed: Failure[] = []
+  for (const a of addresses) {
+    const bad = addressProblem(a)
+    if (bad !== null) {
+      failed.push({ address: String(a), error: bad })
+      continue
+    }
+    if (seen.has(a)) continue
+    seen.add(a)
+    valid.push({ address: a, family: (parseAddress(a) as { family: 4 | 6 }).family })
+  }
+  return { valid, failed }
+}
+
+export function result(responder: string, fields: Partial<ResponderResult> = {}): ResponderResult {
+  const r: ResponderResult = { responder, ok: true, applied: [], failed: [], ...fields }
+  r.ok = r.failed.length === 0
+  return r
+}
+
+/** First meaningful line of a tool's stderr, for messages. */
+export function firstLine(text: string): string {
+  const line = text.split('\n').find((l) => l.trim() !== '')
+  return (line ?? '').trim()
+}
+
+/** A hint for the common ways a firewall tool fails. */
+export function toolHint(tool: string, code: number, stderr: string): string {
+  if (code === 127) return `${tool} is not installed or not on PATH`
+  if (/Operation not permitted|Permission denied|must be root|EPERM/i.test(stderr)) {
+    return 'run as root or with CAP_NET_ADMIN'
+  }
+  if (code === 124) return `${tool} did not finish in time; is another process holding the firewall lock?`
+  return `see ${tool}'s message above`
+}
+
+export function toolError(code: string, tool: string, what: string, r: { code: number; stderr: string }): PortanoiaError {
+  const msg = firstLine(r.stderr)
+  return new PortanoiaError(code, `${what}: ${tool} exited with ${r.code}${msg === '' ? '' : `: ${msg}`}`, {
+    hint: toolHint(tool, r.code, r.stderr),
+  })
+}

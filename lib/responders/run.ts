@@ -1,0 +1,134 @@
+/**
+ * The default RunFn: starts a program with an argv array (never a shell), feeds
+ * `input` to its stdin, collects stdout/stderr up to a byte bound, and kills the
+ * child by its own PID when it outlives its timeout. It never rejects: a program
+ * that cannot be started resolves with code 127, one killed on timeout with 124 and
+ * `timedOut`, so responders report failures as values. `netnsRun(ns)` wraps a RunFn
+ * so every command runs inside a named network namespace (`ip netns exec NS ...`),
+ * which is how the privileged tests keep real firewall commands off the host.
+ * Runs on the JS thread; the children are the only processes it ever signals.
+ */
+import { spawn } from 'node:child_process'
+import { PortanoiaError } from '../errors.js'
+import type { RunFn, RunResult } from './types.js'
+
+export interface RunOptions {
+  /** Kill the child (SIGKILL, by PID) after this many ms. Default 30 s. */
+  timeoutMs?: number
+  /** Bytes kept per stream; the rest is discarded (the run still completes). Default 64 MiB. */
+  maxBuffer?: number
+  /** Environment for the child; default the parent's. */
+  env?: NodeJS.ProcessEnv
+  /**
+   * Start the child in its own process group and kill the whole group on timeout,
+   * so `sh -c 'a; b'` cannot leave `a` running. The group is the child's own (its
+   * PGID is its PID), so only processes this call started are signalled.
+   */
+  killGroup?: boolean
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000
+// `nft -j list` of a set holding 100,000 IPv6 addresses is several MiB.
+const DEFAULT_MAX_BUFFER = 64 * 1024 * 1024
+
+/** Collects a stream's output up to `max` bytes. */
+class Sink {
+  #chunks: Buffer[] = []
+  #bytes = 0
+  truncated = false
+  constructor(readonly max: number) {}
+  push(chunk: Buffer): void {
+    const room = this.max - this.#bytes
+    if (room <= 0) {
+      this.truncated = true
+      return
+    }
+    const part = chunk.length > room ? chunk.subarray(0, room) : chunk
+    if (part.length < chunk.length) this.truncated = true
+    this.#chunks.push(part)
+    this.#bytes += part.length
+  }
+  text(): string {
+    return Buffer.concat(this.#chunks).toString('utf8')
+  }
+}
+
+/** A RunFn with the given bounds. */
+export function createRun(options: RunOptions = {}): RunFn {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  const maxBuffer = options.maxBuffer ?? DEFAULT_MAX_BUFFER
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError('timeoutMs must be a positive number')
+  if (!Number.isInteger(maxBuffer) || maxBuffer <= 0) throw new RangeError('maxBuffer must be a positive integer')
+  return (cmd, args, input) =>
+    new Promise<RunResult>((resolve) => {
+      const out = new Sink(maxBuffer)
+      const err = new Sink(maxBuffer)
+      let timedOut = false
+      let settled = false
+      const finish = (result: RunResult): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        resolve(result)
+      }
+      let child: ReturnType<typeof spawn>
+      try {
+        child = spawn(cmd, [...args], {
+          stdio: ['pipe', 'pipe', 'pipe'],
+          env: options.env ?? process.env,
+          shell: false,
+          detached: options.killGroup === true,
+        })
+      } catch (e) {
+        // spawn throws synchronously on bad arguments (e.g. a NUL byte in argv).
+        resolve({ code: 127, stdout: '', stderr: e instanceof Error ? e.message : String(e) })
+        return
+      }
+      const timer = setTimeout(() => {
+        timedOut = true
+        // Signal only the child we started, by its PID.
+        if (child.pid !== undefined) {
+          try {
+            process.kill(options.killGroup === true ? -child.pid : child.pid, 'SIGKILL')
+          } catch {
+            // already gone
+          }
+        }
+      }, timeoutMs)
+      child.stdout?.on('data', (c: Buffer) => out.push(c))
+      child.stderr?.on('data', (c: Buffer) => err.push(c))
+      child.on('error', (e: NodeJS.ErrnoException) => {
+        // ENOENT / EACCES: the program could not be started. 'close' may not follow.
+        finish({ code: 127, stdout: out.text(), stderr: `${cmd}: ${e.code ?? ''} ${e.message}`.trim() })
+      })
+      child.on('close', (code, signal) => {
+        let stderr = err.text()
+        if (out.truncated || err.truncated) stderr += `\n[output truncated at ${maxBuffer} bytes]`
+        if (timedOut) {
+          finish({ code: 124, stdout: out.text(), stderr: `${stderr}\n${cmd}: killed after ${timeoutMs} ms`.trim(), timedOut: true })
+        } else {
+          finish({ code: code ?? (signal !== null ? 128 : 1), stdout: out.text(), stderr })
+        }
+      })
+      // A child that exits without reading its stdin makes the write fail with EPIPE;
+      // the exit status says what happened, so the stream error is not news.
+      child.stdin?.on('error', () => {})
+      child.stdin?.end(input ?? '')
+    })
+}
+
+/** The RunFn responders use unless given another. */
+export const defaultRun: RunFn = createRun()
+
+// What `ip netns` accepts as a name, minus anything that could read as an option.
+const NETNS_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/
+
+/** Wraps `run` so every command executes in network namespace `ns`. */
+export function netnsRun(ns: string, run: RunFn = defaultRun): RunFn {
+  if (!NETNS_NAME.test(ns)) {
+    throw new PortanoiaError('PORTANOIA_BAD_NETNS', `${JSON.stringify(ns)} is not a network namespace name`, {
+      hint: 'use the name `ip netns list` shows',
+    })
+  }
+  return (cmd, args, input) => run('ip', ['netns', 'exec', ns, cmd, ...args], input)
+}
