@@ -90,11 +90,16 @@ function tcpPorts(ranges: readonly PortRange[]): Set<number> {
   return out
 }
 
+/** Text for a rejected option value; JSON.stringify throws on a bigint. */
+function show(value: unknown): string {
+  return typeof value === 'bigint' ? `${value}n` : (JSON.stringify(value) ?? String(value))
+}
+
 function checkInterface(value: unknown): string {
   if (value === undefined) return 'any'
   // IFNAMSIZ is 16 with the terminating NUL; '/' and whitespace are never valid.
   if (typeof value !== 'string' || value.length === 0 || value.length > 15 || /[\s/:]/.test(value)) {
-    throw new PortanoiaError('PORTANOIA_BAD_INTERFACE', `interface must be an interface name (1-15 characters) or 'any', got ${JSON.stringify(value)}`, {
+    throw new PortanoiaError('PORTANOIA_BAD_INTERFACE', `interface must be an interface name (1-15 characters) or 'any', got ${show(value)}`, {
       hint: '`ip link` lists the interfaces of this host',
     })
   }
@@ -104,7 +109,9 @@ function checkInterface(value: unknown): string {
 function checkInt(name: string, value: unknown, min: number, max: number): number | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new PortanoiaError('PORTANOIA_BAD_OPTION', `${name} must be an integer in ${min}..${max}, got ${JSON.stringify(value)}`)
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', `${name} must be an integer in ${min}..${max}, got ${show(value)}`, {
+      hint: `pass a whole number between ${min} and ${max}, or leave ${name} out for the default`,
+    })
   }
   return value
 }
@@ -292,7 +299,9 @@ function closedError(): PortanoiaError {
 /** Opens a sensor: validates everything before any socket exists, then starts capturing. */
 export async function open(options: SensorOptions): Promise<Sensor> {
   if (typeof options !== 'object' || options === null) {
-    throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'open(options): options must be an object with a ports list')
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'open(options): options must be an object with a ports list', {
+      hint: "e.g. open({ ports: ['2222/tcp'] })",
+    })
   }
   if (!Array.isArray(options.ports)) {
     throw new PortanoiaError('PORTANOIA_NO_PORTS', 'open(options): options.ports must be a list of tripwire ports', {
@@ -302,17 +311,25 @@ export async function open(options: SensorOptions): Promise<Sensor> {
   const ranges = parsePorts(options.ports)
   const iface = checkInterface(options.interface)
   const listen = options.listen ?? true
-  if (typeof listen !== 'boolean') throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'listen must be true or false')
+  if (typeof listen !== 'boolean') {
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', `listen must be true or false, got ${show(listen)}`, {
+      hint: 'leave listen out (true) to verify connects, or pass false when the ports must stay unbound',
+    })
+  }
   const batch = checkInt('batch', options.batch, 1, 65536) ?? 1024
   const ringRecords = checkInt('ringRecords', options.ringRecords, 64, 1 << 24)
   const retireMs = checkInt('retireMs', options.retireMs, 1, 1000)
   const blockSize = checkInt('blockSize', options.blockSize, 4096, 1 << 28)
   const blockCount = checkInt('blockCount', options.blockCount, 2, 4096)
   if (blockSize !== undefined && blockSize % 4096 !== 0) {
-    throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'blockSize must be a multiple of 4096 (the page size)')
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', `blockSize must be a multiple of 4096 (the page size), got ${blockSize}`, {
+      hint: 'use a power of two such as 1048576, or leave blockSize out for the default',
+    })
   }
   if (options.netns !== undefined && (typeof options.netns !== 'string' || options.netns.length === 0)) {
-    throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'netns must be the path of a network namespace, e.g. /run/netns/NAME')
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', `netns must be the path of a network namespace, got ${show(options.netns)}`, {
+      hint: 'pass e.g. /run/netns/NAME (`ip netns list` shows them), or leave netns out for the current namespace',
+    })
   }
   const { program } = compileFilter(ranges)
   const binding = options.binding ?? loadBinding()
