@@ -1,0 +1,614 @@
+/**
+ * The Sensor's TypeScript half without the addon: option validation in open() (every
+ * refusal is a PortanoiaError with a stable code and a hint, raised before any native
+ * Capture is constructed), the load-time layout check in lib/binding.ts, the errno
+ * hints added to addon errors, and the iterator's doorbell protocol driven by a fake
+ * capture (batch drains, arm → ref → sleep → ring → unref, queued hits before the
+ * error, close() idempotent and ending a pending next()). The fake mirrors the native
+ * contract documented in lib/binding.ts: arm() refuses to arm when records or the end
+ * are already there, and the doorbell fires asynchronously, once per arm.
+ */
+import { describe, expect, test } from 'vitest'
+import type { NativeBinding, NativeCapture, NativeCaptureOptions, NativeCaptureStats, NativePortBitmaps, NativeSystemError } from '../../lib/binding.js'
+import { checkLayout } from '../../lib/binding.js'
+import { HIT_FLAGS, HIT_RECORD_LAYOUT, HIT_RECORD_SIZE } from '../../lib/decode.js'
+import { PortanoiaError } from '../../lib/errors.js'
+import { open, withHint } from '../../lib/sensor.js'
+import type { Sensor, SensorOptions } from '../../lib/sensor.js'
+import type { Hit } from '../../lib/types.js'
+
+// ---------------------------------------------------------------- fakes
+
+function sysError(code: string, errno: number, syscall: string, detail?: string): NativeSystemError {
+  const e = new Error(`${syscall} ${code}${detail === undefined ? '' : ` ${detail}`}`) as NativeSystemError
+  e.code = code
+  e.errno = -errno
+  e.syscall = syscall
+  if (detail !== undefined) e.detail = detail
+  return e
+}
+
+/** A record as the capture thread would write it; srcPort carries a sequence number. */
+function record(seq: number): Buffer {
+  const b = Buffer.alloc(HIT_RECORD_SIZE)
+  b.writeBigUInt64LE(1_700_000_000_000_000_000n + BigInt(seq), HIT_RECORD_LAYOUT.tsNs)
+  b.set([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 2], HIT_RECORD_LAYOUT.src)
+  b.set([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 1], HIT_RECORD_LAYOUT.dst)
+  b.writeUInt16LE(seq & 0xffff, HIT_RECORD_LAYOUT.srcPort)
+  b.writeUInt16LE(2222, HIT_RECORD_LAYOUT.dstPort)
+  b.writeUInt32LE(3, HIT_RECORD_LAYOUT.ifindex)
+  b[HIT_RECORD_LAYOUT.family] = 4
+  b[HIT_RECORD_LAYOUT.proto] = 6
+  b[HIT_RECORD_LAYOUT.kind] = 1 // syn
+  b[HIT_RECORD_LAYOUT.tcpFlags] = 0x02
+  b.writeUInt16LE(HIT_FLAGS.ipv4, HIT_RECORD_LAYOUT.flags)
+  return b
+}
+
+const ZERO_STATS: NativeCaptureStats = {
+  kernelPackets: 0, kernelDrops: 0, kernelFreezes: 0, frames: 0, hits: 0, ringDrops: 0,
+  notTripwire: 0, malformed: 0, duplicates: 0, connects: 0, blocks: 0,
+}
+
+class FakeCapture implements NativeCapture {
+  readonly options: NativeCaptureOptions
+  queue: Buffer[] = []
+  isEnded = false
+  failure: NativeSystemError | null = null
+  armed = false
+  onReady: (() => void) | undefined
+  readonly calls = { drain: [] as number[], arm: 0, ref: 0, unref: 0, close: 0, interfaceName: 0 }
+  readonly listeners: number[] = []
+  refs = 0
+  failListener: NativeSystemError | undefined
+
+  constructor(options: NativeCaptureOptions) {
+    this.options = options
+  }
+
+  start(onReady: () => void): void {
+    this.onReady = onReady
+  }
+
+  drain(buffer: Buffer): number {
+    const max = Math.floor(buffer.length / HIT_RECORD_SIZE)
+    const n = Math.min(max, this.queue.length)
+    for (let i = 0; i < n; i++) this.queue.shift()!.copy(buffer, i * HIT_RECORD_SIZE)
+    this.calls.drain.push(n)
+    return n
+  }
+
+  arm(): boolean {
+    this.calls.arm++
+    this.armed = true
+    if (this.queue.length > 0 || this.isEnded) {
+      this.armed = false
+      return false
+    }
+    return true
+  }
+
+  disarm(): void {
+    this.armed = false
+  }
+
+  ended(): boolean {
+    return this.isEnded
+  }
+
+  error(): NativeSystemError | null {
+    return this.failure
+  }
+
+  setFilter(): void {}
+
+  addListener(port: number): void {
+    if (this.failListener !== undefined) throw this.failListener
+    this.listeners.push(port)
+  }
+
+  removeListener(port: number): void {
+    const i = this.listeners.indexOf(port)
+    if (i >= 0) this.listeners.splice(i, 1)
+  }
+
+  listenerPorts(): number[] {
+    return [...this.listeners]
+  }
+
+  stats(): NativeCaptureStats {
+    return { ...ZERO_STATS }
+  }
+
+  interfaceName(ifindex: number): string {
+    this.calls.interfaceName++
+    return `fake${ifindex}`
+  }
+
+  ref(): void {
+    this.calls.ref++
+    this.refs++
+  }
+
+  unref(): void {
+    this.calls.unref++
+    this.refs--
+  }
+
+  close(): void {
+    this.calls.close++
+    this.isEnded = true
+    this.ring()
+  }
+
+  // ---- the producer side, driven by the test ----
+
+  /** As the capture thread: publish, then ring only if the consumer armed (claiming the flag). */
+  push(...seqs: number[]): void {
+    for (const s of seqs) this.queue.push(record(s))
+    this.ring()
+  }
+
+  end(failure: NativeSystemError | null = null): void {
+    this.failure = failure
+    this.isEnded = true
+    this.ring()
+  }
+
+  ring(): void {
+    if (!this.armed) return
+    this.armed = false
+    // The thread-safe function runs the callback later, on the JS thread.
+    const cb = this.onReady
+    setImmediate(() => cb?.())
+  }
+}
+
+interface FakeBinding extends NativeBinding {
+  constructed: FakeCapture[]
+  failWith: NativeSystemError | undefined
+  failListener: NativeSystemError | undefined
+}
+
+function fakeBinding(): FakeBinding {
+  const binding: FakeBinding = {
+    constructed: [],
+    failWith: undefined,
+    failListener: undefined,
+    Capture: class {
+      constructor(options: NativeCaptureOptions) {
+        if (binding.failWith !== undefined) throw binding.failWith
+        const c = new FakeCapture(options)
+        c.failListener = binding.failListener
+        binding.constructed.push(c)
+        return c
+      }
+    } as unknown as NativeBinding['Capture'],
+    Sender: class {} as unknown as NativeBinding['Sender'],
+    parseFrame: () => ({ result: 1, record: Buffer.alloc(HIT_RECORD_SIZE) }),
+    hitRecordSize: HIT_RECORD_SIZE,
+    hitRecordLayout: { ...HIT_RECORD_LAYOUT },
+  }
+  return binding
+}
+
+async function openFake(extra: Partial<SensorOptions> = {}): Promise<{ sensor: Sensor; capture: FakeCapture; binding: FakeBinding }> {
+  const binding = fakeBinding()
+  const sensor = await open({ ports: ['2222/tcp', '5353/udp'], listen: false, ...extra, binding })
+  const capture = binding.constructed[0]!
+  return { sensor, capture, binding }
+}
+
+/** Lets setImmediate callbacks and the promise chains behind them run. */
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r))
+
+async function rejection(p: Promise<unknown>): Promise<PortanoiaError> {
+  try {
+    await p
+  } catch (e) {
+    return e as PortanoiaError
+  }
+  throw new Error('expected a rejection')
+}
+
+// ---------------------------------------------------------------- validation
+
+describe('open() validation happens before any native Capture exists', () => {
+  const cases: Array<[string, unknown, string]> = [
+    ['empty port list', { ports: [] }, 'PORTANOIA_NO_PORTS'],
+    ['ports not a list', { ports: '2222/tcp' }, 'PORTANOIA_NO_PORTS'],
+    ['no ports at all', {}, 'PORTANOIA_NO_PORTS'],
+    ['bad protocol', { ports: ['2222/icmp'] }, 'PORTANOIA_BAD_PORT'],
+    ['port 0', { ports: [0] }, 'PORTANOIA_BAD_PORT'],
+    ['port above 65535', { ports: ['70000/tcp'] }, 'PORTANOIA_BAD_PORT'],
+    ['reversed range', { ports: ['9010-9000/tcp'] }, 'PORTANOIA_BAD_PORT'],
+    ['garbage spec', { ports: ['ssh'] }, 'PORTANOIA_BAD_PORT'],
+    ['fractional port', { ports: [22.5] }, 'PORTANOIA_BAD_PORT'],
+    ['duplicate port', { ports: ['2222/tcp', 2222] }, 'PORTANOIA_DUPLICATE_PORT'],
+    ['overlapping ranges', { ports: ['9000-9010/tcp', { from: 9005, to: 9020, proto: 'tcp' }] }, 'PORTANOIA_DUPLICATE_PORT'],
+    ['empty interface', { ports: [2222], interface: '' }, 'PORTANOIA_BAD_INTERFACE'],
+    ['interface too long', { ports: [2222], interface: 'a'.repeat(16) }, 'PORTANOIA_BAD_INTERFACE'],
+    ['interface with a space', { ports: [2222], interface: 'eth 0' }, 'PORTANOIA_BAD_INTERFACE'],
+    ['interface with a slash', { ports: [2222], interface: '../eth0' }, 'PORTANOIA_BAD_INTERFACE'],
+    ['interface not a string', { ports: [2222], interface: 3 }, 'PORTANOIA_BAD_INTERFACE'],
+    ['interface null', { ports: [2222], interface: null }, 'PORTANOIA_BAD_INTERFACE'],
+    ['listen not boolean', { ports: [2222], listen: 'yes' }, 'PORTANOIA_BAD_OPTION'],
+    ['batch 0', { ports: [2222], batch: 0 }, 'PORTANOIA_BAD_OPTION'],
+    ['batch fractional', { ports: [2222], batch: 1.5 }, 'PORTANOIA_BAD_OPTION'],
+    ['batch NaN', { ports: [2222], batch: Number.NaN }, 'PORTANOIA_BAD_OPTION'],
+    ['batch as string', { ports: [2222], batch: '64' }, 'PORTANOIA_BAD_OPTION'],
+    ['batch as bigint', { ports: [2222], batch: 64n }, 'PORTANOIA_BAD_OPTION'],
+    ['ringRecords too small', { ports: [2222], ringRecords: 8 }, 'PORTANOIA_BAD_OPTION'],
+    ['ringRecords infinite', { ports: [2222], ringRecords: Number.POSITIVE_INFINITY }, 'PORTANOIA_BAD_OPTION'],
+    ['retireMs 0', { ports: [2222], retireMs: 0 }, 'PORTANOIA_BAD_OPTION'],
+    ['retireMs negative', { ports: [2222], retireMs: -1 }, 'PORTANOIA_BAD_OPTION'],
+    ['blockSize below a page', { ports: [2222], blockSize: 2048 }, 'PORTANOIA_BAD_OPTION'],
+    ['blockSize not page-aligned', { ports: [2222], blockSize: 4096 * 3 + 1 }, 'PORTANOIA_BAD_OPTION'],
+    ['blockCount 1', { ports: [2222], blockCount: 1 }, 'PORTANOIA_BAD_OPTION'],
+    ['blockCount too big', { ports: [2222], blockCount: 5000 }, 'PORTANOIA_BAD_OPTION'],
+    ['netns empty', { ports: [2222], netns: '' }, 'PORTANOIA_BAD_OPTION'],
+    ['netns not a string', { ports: [2222], netns: 7 }, 'PORTANOIA_BAD_OPTION'],
+  ]
+  for (const [name, options, code] of cases) {
+    test(`${name} → ${code}`, async () => {
+      const binding = fakeBinding()
+      const err = await rejection(open({ ...(options as SensorOptions), binding }))
+      expect(err).toBeInstanceOf(PortanoiaError)
+      expect(err.code).toBe(code)
+      expect(typeof err.hint, `hint for ${name}`).toBe('string')
+      expect(err.hint!.length).toBeGreaterThan(10)
+      expect(binding.constructed).toHaveLength(0)
+    })
+  }
+
+  test('options that are not an object → PORTANOIA_BAD_OPTION', async () => {
+    for (const bad of [null, undefined, 42, 'ports']) {
+      const err = await rejection(open(bad as unknown as SensorOptions))
+      expect(err.code).toBe('PORTANOIA_BAD_OPTION')
+      expect(err.hint).toBeDefined()
+    }
+  })
+
+  test('valid options reach the native constructor, normalised', async () => {
+    const { sensor, capture } = await openFake({
+      ports: ['9000-9010/tcp', { port: 5353, proto: 'udp' }, '2905/sctp'],
+      interface: 'eth0',
+      ringRecords: 1024,
+      retireMs: 5,
+      blockSize: 1 << 16,
+      blockCount: 4,
+      netns: '/run/netns/x',
+      dedup: false,
+    })
+    const o = capture.options
+    expect(o).toMatchObject({ interface: 'eth0', netns: '/run/netns/x', ringRecords: 1024, retireMs: 5, blockSize: 1 << 16, blockCount: 4, dedup: false })
+    expect(o.filter.length % 8).toBe(0)
+    const has = (map: NativePortBitmaps[keyof NativePortBitmaps], p: number): boolean => ((map[p >> 3]! >> (p & 7)) & 1) === 1
+    for (let p = 9000; p <= 9010; p++) expect(has(o.ports.tcp, p)).toBe(true)
+    expect(has(o.ports.tcp, 8999) || has(o.ports.tcp, 9011)).toBe(false)
+    expect(has(o.ports.udp, 5353)).toBe(true)
+    expect(has(o.ports.sctp, 2905)).toBe(true)
+    expect(sensor.interface).toBe('eth0')
+    await sensor.close()
+  })
+
+  test("interface defaults to 'any' and listeners open for each TCP tripwire", async () => {
+    const { sensor, capture } = await openFake({ ports: ['2222/tcp', '3389/tcp', '5353/udp'], listen: true })
+    expect(capture.options.interface).toBe('any')
+    expect(capture.listeners.sort()).toEqual([2222, 3389])
+    expect(sensor.stats().listeners).toBe(2)
+    await sensor.close()
+  })
+})
+
+// ---------------------------------------------------------------- layout check
+
+describe('checkLayout', () => {
+  const good = { hitRecordSize: HIT_RECORD_SIZE, hitRecordLayout: { ...HIT_RECORD_LAYOUT } as Record<string, number> }
+
+  test('accepts the decoder’s own layout', () => {
+    expect(() => checkLayout(good)).not.toThrow()
+  })
+
+  const expectMismatch = (b: typeof good, mention: string): void => {
+    let err: PortanoiaError | undefined
+    try {
+      checkLayout(b)
+    } catch (e) {
+      err = e as PortanoiaError
+    }
+    expect(err).toBeInstanceOf(PortanoiaError)
+    expect(err!.code).toBe('PORTANOIA_LAYOUT_MISMATCH')
+    expect(err!.message).toContain(mention)
+    expect(err!.hint).toMatch(/rebuild|reinstall/)
+  }
+
+  test('a different size', () => {
+    expectMismatch({ ...good, hitRecordSize: 72 }, 'record size 72')
+  })
+
+  test('every single moved field', () => {
+    for (const field of Object.keys(HIT_RECORD_LAYOUT)) {
+      const layout = { ...good.hitRecordLayout, [field]: good.hitRecordLayout[field]! + 1 }
+      expectMismatch({ ...good, hitRecordLayout: layout }, field)
+    }
+  })
+
+  test('a missing field', () => {
+    const layout = { ...good.hitRecordLayout }
+    delete layout.ipId
+    expectMismatch({ ...good, hitRecordLayout: layout }, 'ipId')
+  })
+
+  test('an extra field', () => {
+    expectMismatch({ ...good, hitRecordLayout: { ...good.hitRecordLayout, cookie: 64 } }, 'unknown field cookie')
+  })
+
+  test('open() with a fake binding does not bypass the caller’s binding (no addon load)', async () => {
+    const { sensor, binding } = await openFake()
+    expect(binding.constructed).toHaveLength(1)
+    await sensor.close()
+  })
+})
+
+// ---------------------------------------------------------------- hints
+
+describe('withHint on addon errors', () => {
+  test('EPERM says root or CAP_NET_RAW and keeps code/errno/syscall', () => {
+    const e = withHint(sysError('EPERM', 1, 'socket')) as NativeSystemError & { hint: string }
+    expect(e.code).toBe('EPERM')
+    expect(e.errno).toBe(-1)
+    expect(e.syscall).toBe('socket')
+    expect(e.hint).toMatch(/CAP_NET_RAW/)
+    expect(e.hint).toMatch(/root/)
+    expect(e.message).toContain(e.hint)
+  })
+
+  test('ENODEV says the interface does not exist', () => {
+    const e = withHint(sysError('ENODEV', 19, 'if_nametoindex', 'nosuch0')) as NativeSystemError & { hint: string }
+    expect(e.hint).toMatch(/interface does not exist/)
+    expect(e.message).toContain('nosuch0')
+  })
+
+  test('EADDRINUSE names the port', () => {
+    const e = withHint(sysError('EADDRINUSE', 98, 'bind', '2222/tcp')) as NativeSystemError & { hint: string }
+    expect(e.message).toMatch(/^tripwire port 2222\/tcp is already in use/)
+    expect(e.hint).toMatch(/listen: false/)
+  })
+
+  test('is applied once, and leaves unknown errors alone', () => {
+    const e = withHint(withHint(sysError('EPERM', 1, 'socket'))) as NativeSystemError & { hint: string }
+    expect(e.message.split(e.hint).length).toBe(2) // the hint appears exactly once
+    const plain = new Error('x')
+    expect(withHint(plain)).toBe(plain)
+    expect(plain.message).toBe('x')
+    expect(withHint('text').message).toBe('text')
+  })
+
+  test('open() attaches the hint to a constructor failure (ENODEV, EPERM)', async () => {
+    for (const [code, errno, re] of [['ENODEV', 19, /interface does not exist/], ['EPERM', 1, /CAP_NET_RAW/]] as const) {
+      const binding = fakeBinding()
+      binding.failWith = sysError(code, errno, code === 'ENODEV' ? 'if_nametoindex' : 'socket')
+      const err = (await rejection(open({ ports: [2222], interface: 'nosuch0', binding }))) as unknown as NativeSystemError & { hint: string }
+      expect(err.code).toBe(code)
+      expect(err.hint).toMatch(re)
+    }
+  })
+
+  test('open() closes the capture when a listener port is taken, and names the port', async () => {
+    const binding = fakeBinding()
+    binding.failListener = sysError('EADDRINUSE', 98, 'bind', '2222/tcp')
+    const err = (await rejection(open({ ports: ['2222/tcp'], binding }))) as unknown as NativeSystemError
+    expect(err.code).toBe('EADDRINUSE')
+    expect(err.message).toContain('2222/tcp')
+    expect(binding.constructed[0]!.calls.close).toBe(1)
+  })
+})
+
+// ---------------------------------------------------------------- iterator
+
+describe('Sensor iterator with a fake capture', () => {
+  test('drains in batches of the configured size, in order', async () => {
+    const { sensor, capture } = await openFake({ batch: 4 })
+    capture.push(...Array.from({ length: 10 }, (_, i) => i))
+    const got: number[] = []
+    for (let i = 0; i < 10; i++) {
+      const r = await sensor.next()
+      expect(r.done).toBe(false)
+      got.push((r.value as Hit).srcPort)
+    }
+    expect(got).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    expect(capture.calls.drain).toEqual([4, 4, 2])
+    expect(capture.calls.arm).toBe(0) // never slept: there was always something to drain
+    expect(sensor.stats().delivered).toBe(10)
+    const hit = (await Promise.race([sensor.next(), tick().then(() => null)]))
+    expect(hit).toBeNull() // empty now: the next read sleeps
+    await sensor.close()
+  })
+
+  test('the drain buffer is the sensor’s own and sized batch × record', async () => {
+    const { sensor, capture } = await openFake({ batch: 3 })
+    const sizes: number[] = []
+    const buffers = new Set<Buffer>()
+    const orig = capture.drain.bind(capture)
+    capture.drain = (b: Buffer): number => {
+      sizes.push(b.length)
+      buffers.add(b)
+      return orig(b)
+    }
+    capture.push(1, 2, 3, 4)
+    for (let i = 0; i < 4; i++) await sensor.next()
+    expect(new Set(sizes)).toEqual(new Set([3 * HIT_RECORD_SIZE]))
+    expect(buffers.size).toBe(1)
+    await sensor.close()
+  })
+
+  test('an empty ring arms the doorbell, refs the loop while waiting, wakes on ring and unrefs', async () => {
+    const { sensor, capture } = await openFake()
+    const pending = sensor.next()
+    await tick()
+    expect(capture.calls.arm).toBe(1)
+    expect(capture.armed).toBe(true)
+    expect(capture.refs).toBe(1) // a waiting next() keeps the process alive
+    capture.push(42)
+    const r = await pending
+    expect(r).toMatchObject({ done: false, value: { srcPort: 42, kind: 'syn', src: '198.18.0.2', interface: 'fake3' } })
+    expect(capture.refs).toBe(0)
+    expect(capture.calls.ref).toBe(capture.calls.unref)
+    await sensor.close()
+  })
+
+  test('an idle sensor nobody reads holds no reference', async () => {
+    const { sensor, capture } = await openFake()
+    capture.push(1)
+    await tick()
+    expect(capture.calls.ref).toBe(0)
+    await sensor.close()
+  })
+
+  test('arm() refusing (records arrived after the empty drain) means no sleep', async () => {
+    const { sensor, capture } = await openFake()
+    const origDrain = capture.drain.bind(capture)
+    let first = true
+    capture.drain = (b: Buffer): number => {
+      const n = origDrain(b)
+      if (first) {
+        first = false
+        capture.queue.push(record(7)) // published between drain and arm, doorbell not armed
+      }
+      return n
+    }
+    const r = await sensor.next()
+    expect(r.value?.srcPort).toBe(7)
+    expect(capture.calls.arm).toBe(1)
+    expect(capture.calls.ref).toBe(0)
+    await sensor.close()
+  })
+
+  test('many sleeps and wakes deliver everything in order', async () => {
+    const { sensor, capture } = await openFake({ batch: 2 })
+    const got: number[] = []
+    const reader = (async () => {
+      for await (const hit of sensor) got.push(hit.srcPort)
+    })()
+    let seq = 0
+    for (let round = 0; round < 50; round++) {
+      const n = 1 + (round % 5)
+      capture.push(...Array.from({ length: n }, () => seq++))
+      await tick()
+      await tick()
+    }
+    await tick()
+    await sensor.close()
+    await reader
+    expect(got).toEqual(Array.from({ length: seq }, (_, i) => i))
+    expect(capture.refs).toBe(0)
+  })
+
+  test('concurrent next() calls are served in order', async () => {
+    const { sensor, capture } = await openFake({ batch: 2 })
+    const p = [sensor.next(), sensor.next(), sensor.next()]
+    await tick()
+    capture.push(10, 11, 12)
+    const r = await Promise.all(p)
+    expect(r.map((x) => x.value?.srcPort)).toEqual([10, 11, 12])
+    await sensor.close()
+  })
+
+  test('hits queued before a capture-thread error are delivered first, then the error once, then done', async () => {
+    const { sensor, capture } = await openFake({ batch: 2 })
+    capture.push(1, 2, 3)
+    capture.end(sysError('ENETDOWN', 100, 'poll', 'pns0'))
+    const got: number[] = []
+    let failure: (NativeSystemError & { hint?: string }) | undefined
+    try {
+      for await (const hit of sensor) got.push(hit.srcPort)
+    } catch (e) {
+      failure = e as NativeSystemError & { hint?: string }
+    }
+    expect(got).toEqual([1, 2, 3])
+    expect(failure?.code).toBe('ENETDOWN')
+    expect(failure?.hint).toMatch(/interface went down/)
+    expect(await sensor.next()).toEqual({ done: true, value: undefined })
+    await sensor.close()
+  })
+
+  test('an error while a next() sleeps wakes it with the error', async () => {
+    const { sensor, capture } = await openFake()
+    const pending = sensor.next()
+    await tick()
+    capture.end(sysError('ENETDOWN', 100, 'poll'))
+    await expect(pending).rejects.toMatchObject({ code: 'ENETDOWN' })
+    expect(capture.refs).toBe(0)
+    await sensor.close()
+  })
+
+  test('a clean end (no error) finishes the iteration', async () => {
+    const { sensor, capture } = await openFake()
+    capture.push(5)
+    capture.end()
+    const got: number[] = []
+    for await (const hit of sensor) got.push(hit.srcPort)
+    expect(got).toEqual([5])
+    await sensor.close()
+  })
+
+  test('close() is idempotent, returns the same promise and closes the capture once', async () => {
+    const { sensor, capture } = await openFake()
+    const a = sensor.close()
+    const b = sensor.close()
+    expect(a).toBe(b)
+    await a
+    expect(sensor.close()).toBe(a)
+    expect(capture.calls.close).toBe(1)
+    expect(sensor.closed).toBe(true)
+    expect(await sensor.next()).toEqual({ done: true, value: undefined })
+    await expect(sensor.setPorts([2222])).rejects.toMatchObject({ code: 'PORTANOIA_CLOSED' })
+  })
+
+  test('close() ends a pending next() with done and drops its loop reference', async () => {
+    const { sensor, capture } = await openFake()
+    const pending = sensor.next()
+    const loop = (async () => {
+      const out: Hit[] = []
+      for await (const h of sensor) out.push(h)
+      return out
+    })()
+    await tick()
+    expect(capture.refs).toBe(1)
+    await sensor.close()
+    expect(await pending).toEqual({ done: true, value: undefined })
+    expect(await loop).toEqual([])
+    expect(capture.refs).toBe(0)
+  })
+
+  test('close() does not wait for a hit that never comes', async () => {
+    const { sensor } = await openFake()
+    const pending = sensor.next()
+    await tick()
+    const t0 = Date.now()
+    await sensor.close()
+    await pending
+    expect(Date.now() - t0).toBeLessThan(1000)
+  })
+
+  test('interface names are looked up once per index', async () => {
+    const { sensor, capture } = await openFake()
+    capture.push(1, 2, 3)
+    for (let i = 0; i < 3; i++) expect((await sensor.next()).value?.interface).toBe('fake3')
+    expect(capture.calls.interfaceName).toBe(1)
+    await sensor.close()
+  })
+
+  test('breaking out of for-await does not close the sensor', async () => {
+    const { sensor, capture } = await openFake()
+    capture.push(1, 2)
+    for await (const hit of sensor) {
+      expect(hit.srcPort).toBe(1)
+      break
+    }
+    expect(sensor.closed).toBe(false)
+    expect((await sensor.next()).value?.srcPort).toBe(2)
+    await sensor.close()
+  })
+})
