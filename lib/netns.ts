@@ -120,6 +120,9 @@ export function execInNetns(
         resolve({ stdout: String(stdout), stderr: String(stderr), code })
       },
     )
+    // A program that exits without reading stdin makes the write fail with EPIPE;
+    // its exit status already says what happened.
+    child.stdin?.on('error', () => {})
     child.stdin?.end(options.input ?? '')
   })
 }

@@ -1,0 +1,517 @@
+/**
+ * Daemon: the whole pipeline a Node service (or the `portanoia` CLI) runs —
+ * sensor → PolicyEngine → responders (one firewall, any number of notifiers) →
+ * events. Runs on the main thread. It owns the timers around the pure engine:
+ * engine.tick() every second, guard refresh from the host (plus the allowlist)
+ * every ~15 s, the `--unused` port sync (the sensor's live port swap, driven by the
+ * socket table) every few seconds, and stats events. Block requests are batched
+ * (flushed after `batchMs` or at `batchMax` requests) and firewall calls are
+ * serialised, so a flood becomes a few large `nft -f -` transactions, never one
+ * process per address. Invariants: nothing thrown by a responder, an event
+ * consumer or a refresh reaches the capture loop — each becomes an `error` event;
+ * everything is validated, and the sensor opened, before the firewall is touched,
+ * so a bad option changes nothing; close() is idempotent, flushes the pending
+ * batch, and closes the sensor, then the responders.
+ */
+import { parsePorts, portsToString } from './bpf/ports.js'
+import { PortanoiaError } from './errors.js'
+import {
+  decisionEvent,
+  errorEvent,
+  hitEvent,
+  type PortanoiaEvent,
+  statsEvent,
+} from './events.js'
+import { type HostView, localHostView, netnsHostView } from './host-view.js'
+import { samePorts, unusedTripwires } from './listening.js'
+import type { Decision } from './policy/decision.js'
+import { type PolicyConfig, PolicyEngine, resolvePolicyConfig } from './policy/engine.js'
+import { Guards } from './policy/guards.js'
+import type { BlockRequest, Responder, ResponderResult } from './responders/types.js'
+import { open, type Sensor, type SensorOptions } from './sensor.js'
+import type { PortRange, PortSpec } from './types.js'
+
+export interface DaemonOptions {
+  /** Tripwires, as open() takes them. At least one of `ports` / `unused` is needed. */
+  ports?: readonly PortSpec[]
+  /** Ranges whose ports become tripwires while no local socket uses them, kept in sync. */
+  unused?: readonly PortSpec[]
+  /** Capture interface; default 'any'. */
+  interface?: string
+  /**
+   * Network namespace name (`ip netns list`) to watch instead of this process's:
+   * capture, guard facts and the socket table all come from it. Firewall commands
+   * run wherever the responders run them (give them a netnsRun).
+   */
+  netns?: string
+  /**
+   * Accept-and-reset listeners on TCP tripwires (verified connects). Default true,
+   * false with `unused`: a listener would hold a port a service may want to bind
+   * later, and would itself show up in the socket table.
+   */
+  listen?: boolean
+  policy?: Partial<PolicyConfig>
+  /** Networks never blocked (CIDR or address). */
+  allowlist?: readonly string[]
+  /** The one responder that changes the firewall; null for none. */
+  firewall?: Responder | null
+  /** Told about every decision (exec, webhook, jsonl, ...). */
+  notifiers?: readonly Responder[]
+  /** Emit one `hit` event per packet (default false: decisions aggregate them). */
+  hits?: boolean
+  /** Stats event period; 0 emits one only at close. Default 60 s. */
+  statsIntervalMs?: number
+  /** Guard refresh period. Default 15 s. */
+  guardRefreshMs?: number
+  /** `unused` socket-table sync period. Default 3 s. */
+  unusedSyncMs?: number
+  /** Longest a block request waits for its batch. Default 10 ms. */
+  batchMs?: number
+  /** A batch is flushed at once when it holds this many requests. Default 256. */
+  batchMax?: number
+  /** Where host facts and the socket table come from (tests). Default: local, or the netns. */
+  host?: HostView
+  /** Every event, synchronously, in order. Exceptions are caught and reported on onLog. */
+  onEvent?: (event: PortanoiaEvent) => void
+  /** Operational messages that are not events (skipped ports, adopted blocks, ...). */
+  onLog?: (level: 'info' | 'warn', message: string) => void
+  /** Dry-run: the script a firewall responder would have run. */
+  onScript?: (script: string, responder: string) => void
+  /** Extra sensor options (retireMs, ringRecords, a fake binding, ...). */
+  sensor?: Partial<Omit<SensorOptions, 'ports' | 'interface' | 'netns' | 'listen'>>
+  /** Clock for the policy engine (ms). */
+  now?: () => number
+}
+
+export interface DaemonStats {
+  uptimeMs: number
+  /** Requests sent to the firewall, batches, failures. */
+  firewall: { requested: number; batches: number; applied: number; failed: number }
+  /** Events the async iterator had to drop because nobody read them. */
+  droppedEvents: number
+}
+
+const MAX_QUEUED_EVENTS = 65_536
+
+function checkMs(name: string, value: number | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', `${name} must be a number of milliseconds ≥ ${min}, got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+/** Runs `fn`, turning a synchronous throw into a rejection. */
+async function safely<T>(fn: () => Promise<T>): Promise<T> {
+  return await fn()
+}
+
+export class Daemon implements AsyncIterable<PortanoiaEvent> {
+  readonly engine: PolicyEngine
+  readonly sensor: Sensor
+  readonly host: HostView
+  readonly #opts: DaemonOptions
+  readonly #firewall: Responder | null
+  readonly #notifiers: readonly Responder[]
+  readonly #explicit: PortRange[]
+  readonly #unused: PortRange[]
+  readonly #allowlist: readonly string[]
+  readonly #dryRun: boolean
+  readonly #batchMs: number
+  readonly #batchMax: number
+  readonly #started = Date.now()
+  #pending: BlockRequest[] = []
+  #pendingNotify: Decision[] = []
+  #batchTimer: NodeJS.Timeout | undefined
+  #fwBusy: Promise<void> = Promise.resolve()
+  #fwInFlight = false
+  #timers: NodeJS.Timeout[] = []
+  #loop: Promise<void> = Promise.resolve()
+  #closing: Promise<void> | undefined
+  #syncing = false
+  #refreshing = false
+  #fwCounts = { requested: 0, batches: 0, applied: 0, failed: 0 }
+  #queue: PortanoiaEvent[] = []
+  #waiters: Array<(r: IteratorResult<PortanoiaEvent, undefined>) => void> = []
+  #iterating = false
+  #ended = false
+  #droppedEvents = 0
+  #failure: Error | undefined
+  #done: Promise<Error | undefined>
+  #resolveDone!: (err: Error | undefined) => void
+
+  private constructor(
+    opts: DaemonOptions,
+    parts: {
+      engine: PolicyEngine
+      sensor: Sensor
+      host: HostView
+      explicit: PortRange[]
+      unused: PortRange[]
+      allowlist: readonly string[]
+      batchMs: number
+      batchMax: number
+    },
+  ) {
+    this.#opts = opts
+    this.engine = parts.engine
+    this.sensor = parts.sensor
+    this.host = parts.host
+    this.#explicit = parts.explicit
+    this.#unused = parts.unused
+    this.#allowlist = parts.allowlist
+    this.#firewall = opts.firewall ?? null
+    this.#notifiers = [...(opts.notifiers ?? [])]
+    this.#dryRun = parts.engine.config.dryRun || parts.engine.config.block === 'off'
+    this.#batchMs = parts.batchMs
+    this.#batchMax = parts.batchMax
+    this.#done = new Promise((resolve) => {
+      this.#resolveDone = resolve
+    })
+  }
+
+  /**
+   * Validates every option, reads the host, opens the sensor, then sets up the
+   * firewall (adopting existing blocks; those that are now guarded are removed) and
+   * starts the pipeline. A failure at any step undoes the earlier ones and throws.
+   */
+  static async start(options: DaemonOptions): Promise<Daemon> {
+    // 1. Validation: nothing below runs unless every option is good.
+    const policy = resolvePolicyConfig(options.policy)
+    const explicit = options.ports !== undefined && options.ports.length > 0 ? parsePorts(options.ports) : []
+    const unused = options.unused !== undefined && options.unused.length > 0 ? parsePorts(options.unused) : []
+    if (explicit.length === 0 && unused.length === 0) {
+      throw new PortanoiaError('PORTANOIA_NO_PORTS', 'no tripwire ports given', { hint: 'give ports, unused ranges, or both' })
+    }
+    const allowlist = [...(options.allowlist ?? [])]
+    const guards = new Guards({ allowlist })
+    const batchMs = checkMs('batchMs', options.batchMs, 10, 0)
+    const batchMax = checkMs('batchMax', options.batchMax, 256, 1)
+    const statsMs = checkMs('statsIntervalMs', options.statsIntervalMs, 60_000, 0)
+    const guardMs = checkMs('guardRefreshMs', options.guardRefreshMs, 15_000, 100)
+    const syncMs = checkMs('unusedSyncMs', options.unusedSyncMs, 3000, 100)
+    const log = options.onLog ?? ((): void => {})
+
+    // 2. The host: guards and, for `unused`, the socket table.
+    const host = options.host ?? (options.netns !== undefined ? netnsHostView(options.netns) : localHostView())
+    const facts = await host.facts()
+    for (const w of facts.warnings) log('warn', `host facts: ${w}`)
+    guards.update(facts.snapshot)
+    let ports = explicit
+    if (unused.length > 0) ports = unusedTripwires(explicit, unused, await host.listening())
+    if (ports.length === 0) {
+      throw new PortanoiaError('PORTANOIA_NO_PORTS', 'every port of the unused ranges is in use: no tripwire left', {
+        hint: 'widen the --unused range or add explicit tripwires',
+      })
+    }
+
+    const engine = new PolicyEngine({ config: policy, guards, ...(options.now !== undefined && { now: options.now }) })
+
+    // 3. The sensor, before the firewall: a port in use or a missing capability must
+    //    not leave a half-made table behind.
+    const sensor = await open({
+      ...options.sensor,
+      ports,
+      ...(options.interface !== undefined && { interface: options.interface }),
+      ...(options.netns !== undefined && { netns: `/run/netns/${options.netns}` }),
+      listen: options.listen ?? unused.length === 0,
+    })
+    const daemon = new Daemon(options, { engine, sensor, host, explicit, unused, allowlist, batchMs, batchMax })
+
+    // 4. Responders. The firewall adopts what the kernel holds.
+    const started: Responder[] = []
+    try {
+      const fw = daemon.#firewall
+      if (fw !== null) {
+        const blocks = await fw.start()
+        started.push(fw)
+        const setup = (fw as { lastSetupScript?: unknown }).lastSetupScript
+        if (daemon.#dryRun && typeof setup === 'string' && setup !== '') options.onScript?.(setup, fw.name)
+        if (blocks.length > 0) {
+          const r = engine.adopt(
+            blocks.map((b) => ({
+              src: b.address,
+              ...(b.expiresInMs !== undefined && { expiresInMs: b.expiresInMs }),
+              ...(b.timeoutMs !== undefined && { timeoutMs: b.timeoutMs }),
+            })),
+          )
+          log('info', `adopted ${r.adopted} block(s) from ${fw.name}`)
+          if (r.guarded.length > 0) {
+            const srcs = r.guarded.map((g) => g.src)
+            const u = await fw.unblock(srcs)
+            for (const g of r.guarded) engine.release(g.src)
+            log('warn', `removed ${u.applied.length} adopted block(s) on guarded addresses: ${r.guarded.map((g) => `${g.src} (${g.reason})`).join(', ')}`)
+            daemon.#report(fw, u)
+          }
+        }
+      }
+      for (const n of daemon.#notifiers) {
+        await n.start()
+        started.push(n)
+      }
+    } catch (err) {
+      await sensor.close()
+      for (const r of started.reverse()) await r.close().catch(() => {})
+      throw err
+    }
+
+    log('info', `watching ${portsToString(sensor.ports)} on ${sensor.interface} (${host.label})`)
+    daemon.#loop = daemon.#capture()
+    const every = (ms: number, fn: () => void): void => {
+      const t = setInterval(fn, ms)
+      daemon.#timers.push(t)
+    }
+    every(1000, () => daemon.#handle(engine.tick()))
+    every(guardMs, () => void daemon.#refreshGuards())
+    if (unused.length > 0) every(syncMs, () => void daemon.syncPorts())
+    if (statsMs > 0) every(statsMs, () => daemon.#emit(daemon.#statsEvent()))
+    return daemon
+  }
+
+  /** Resolves when the daemon has stopped: undefined after close(), the error when capture failed. */
+  get done(): Promise<Error | undefined> {
+    return this.#done
+  }
+
+  stats(): DaemonStats {
+    return { uptimeMs: Date.now() - this.#started, firewall: { ...this.#fwCounts }, droppedEvents: this.#droppedEvents }
+  }
+
+  // ------------------------------------------------------------------ pipeline
+
+  async #capture(): Promise<void> {
+    const wantHits = this.#opts.hits === true
+    try {
+      for await (const hit of this.sensor) {
+        if (wantHits) this.#emit(hitEvent(hit))
+        const ds = this.engine.observe(hit)
+        if (ds.length > 0) this.#handle(ds)
+      }
+    } catch (err) {
+      this.#failure = err instanceof Error ? err : new Error(String(err))
+      this.#emit(errorEvent({ responder: 'sensor', error: err }))
+      void this.close()
+    }
+  }
+
+  #handle(ds: readonly Decision[]): void {
+    if (ds.length === 0) return
+    for (const d of ds) {
+      this.#emit(decisionEvent(d))
+      // In dry-run the engine reports would-be blocks as `dry-run`; the firewall
+      // responder is in dry-run too and turns them into the script it would run.
+      if (d.action === 'block' || (this.#dryRun && d.reason === 'dry-run' && !d.final)) {
+        const req: BlockRequest = { address: d.src, family: d.family, ttlMs: d.ttlMs ?? this.engine.config.blockTtlMs }
+        if (d.upgrade === true) req.upgrade = true
+        this.#pending.push(req)
+      }
+    }
+    if (this.#notifiers.length > 0) this.#pendingNotify.push(...ds)
+    if (this.#pending.length >= this.#batchMax) this.#flush()
+    else if (this.#batchTimer === undefined) {
+      this.#batchTimer = setTimeout(() => this.#flush(), this.#batchMs)
+    }
+  }
+
+  /** Sends what is pending: notifiers now (their queues are bounded), blocks as one batch behind the previous one. */
+  #flush(): void {
+    if (this.#batchTimer !== undefined) {
+      clearTimeout(this.#batchTimer)
+      this.#batchTimer = undefined
+    }
+    const notes = this.#pendingNotify
+    if (notes.length > 0) {
+      this.#pendingNotify = []
+      for (const n of this.#notifiers) {
+        safely(() => n.notify(notes)).then(
+          (r) => this.#report(n, r),
+          (err) => this.#emit(errorEvent({ responder: n.name, error: err })),
+        )
+      }
+    }
+    const fw = this.#firewall
+    if (fw === null) {
+      this.#pending = []
+      return
+    }
+    // While a transaction runs, requests keep accumulating; they go out together
+    // when it finishes, so a slow nft means bigger batches, not a queue of processes.
+    if (this.#fwInFlight || this.#pending.length === 0) return
+    const batch = this.#pending
+    this.#pending = []
+    this.#fwInFlight = true
+    this.#fwCounts.requested += batch.length
+    this.#fwCounts.batches++
+    this.#fwBusy = safely(() => fw.block(batch)).then(
+      (r) => {
+        this.#fwCounts.applied += r.applied.length
+        this.#fwCounts.failed += r.failed.length
+        // A block that did not reach the kernel must not be remembered as made:
+        // the next hit from that source tries again.
+        if (!r.dryRun) for (const f of r.failed) this.engine.release(f.address)
+        this.#report(fw, r, 'block')
+      },
+      (err) => {
+        this.#fwCounts.failed += batch.length
+        for (const b of batch) this.engine.release(b.address)
+        this.#emit(errorEvent({ responder: fw.name, error: err, action: 'block', addresses: batch.map((b) => b.address) }))
+      },
+    ).finally(() => {
+      this.#fwInFlight = false
+      if (this.#pending.length > 0) this.#flush()
+    })
+  }
+
+  /** Turns a responder's result into error events (one per distinct message) and dry-run scripts. */
+  #report(r: Responder, res: ResponderResult, action?: 'block'): void {
+    if (res.dryRun === true && res.script !== undefined && res.script !== '') this.#opts.onScript?.(res.script, r.name)
+    if (res.failed.length === 0) return
+    const byMessage = new Map<string, string[]>()
+    for (const f of res.failed) {
+      let list = byMessage.get(f.error)
+      if (list === undefined) byMessage.set(f.error, (list = []))
+      list.push(f.address)
+    }
+    for (const [message, addresses] of byMessage) {
+      const valid = addresses.filter((a) => /^[0-9a-f.:]+$/i.test(a))
+      this.#emit(
+        errorEvent({
+          responder: r.name,
+          error: new PortanoiaError('PORTANOIA_RESPONDER_FAILED', message),
+          ...(action !== undefined && { action }),
+          ...(valid.length === 1 ? { src: valid[0] } : { addresses: valid }),
+        }),
+      )
+    }
+  }
+
+  async #refreshGuards(): Promise<void> {
+    if (this.#refreshing || this.#closing !== undefined) return
+    this.#refreshing = true
+    try {
+      const facts = await this.host.facts()
+      this.engine.guards.update(facts.snapshot)
+    } catch (err) {
+      this.#emit(errorEvent({ responder: 'guards', error: err }))
+    } finally {
+      this.#refreshing = false
+    }
+  }
+
+  /**
+   * `unused` mode: re-reads the socket table and swaps the tripwire set when it
+   * changed. Public so a caller (or a test) can force a sync now.
+   */
+  async syncPorts(): Promise<void> {
+    if (this.#unused.length === 0 || this.#syncing || this.#closing !== undefined) return
+    this.#syncing = true
+    try {
+      const next = unusedTripwires(this.#explicit, this.#unused, await this.host.listening())
+      const current = this.sensor.ports
+      if (next.length > 0 && !samePorts(next, current) && this.#closing === undefined) {
+        await this.sensor.setPorts(next)
+        this.#opts.onLog?.('info', `tripwires now ${portsToString(next)}`)
+      }
+    } catch (err) {
+      this.#emit(errorEvent({ responder: 'sensor', error: err }))
+    } finally {
+      this.#syncing = false
+    }
+  }
+
+  /** Removes blocks (an operator's unblock): from the firewall and from the engine's memory. */
+  async unblock(addresses: readonly string[]): Promise<ResponderResult | null> {
+    for (const a of addresses) this.engine.release(a)
+    if (this.#firewall === null) return null
+    const fw = this.#firewall
+    await this.#fwBusy
+    const r = await safely(() => fw.unblock(addresses))
+    this.#report(fw, r)
+    return r
+  }
+
+  #statsEvent(): PortanoiaEvent {
+    const responders: Record<string, Record<string, number>> = {}
+    for (const r of [...(this.#firewall === null ? [] : [this.#firewall]), ...this.#notifiers]) {
+      try {
+        const s = r.stats?.()
+        if (s !== undefined) responders[r.name] = s
+      } catch {
+        // a responder's counters are informational
+      }
+    }
+    responders.daemon = { ...this.#fwCounts, droppedEvents: this.#droppedEvents }
+    const sensor: Record<string, number> = {}
+    for (const [k, v] of Object.entries(this.sensor.stats())) if (typeof v === 'number') sensor[k] = v
+    return statsEvent({ policy: this.engine.stats(), sensor, responders, uptimeMs: Date.now() - this.#started })
+  }
+
+  // -------------------------------------------------------------------- events
+
+  #emit(event: PortanoiaEvent): void {
+    if (this.#opts.onEvent !== undefined) {
+      try {
+        this.#opts.onEvent(event)
+      } catch (err) {
+        this.#opts.onLog?.('warn', `onEvent threw: ${(err as Error).message ?? String(err)}`)
+      }
+    }
+    if (!this.#iterating || this.#ended) return
+    const w = this.#waiters.shift()
+    if (w !== undefined) w({ done: false, value: event })
+    else if (this.#queue.length < MAX_QUEUED_EVENTS) this.#queue.push(event)
+    else this.#droppedEvents++
+  }
+
+  /**
+   * Events as an async iterator (in addition to onEvent). Events are queued from
+   * the first call on, up to 65,536 unread (then dropped and counted in stats()).
+   */
+  [Symbol.asyncIterator](): AsyncIterator<PortanoiaEvent, undefined> {
+    this.#iterating = true
+    return {
+      next: () => {
+        const e = this.#queue.shift()
+        if (e !== undefined) return Promise.resolve({ done: false, value: e })
+        if (this.#ended) return Promise.resolve({ done: true, value: undefined })
+        return new Promise((resolve) => this.#waiters.push(resolve))
+      },
+      return: async () => ({ done: true, value: undefined }),
+    }
+  }
+
+  // ------------------------------------------------------------------ shutdown
+
+  /** Stops the pipeline: timers, sensor, the pending batch, then the responders. Idempotent. */
+  close(): Promise<void> {
+    if (this.#closing === undefined) this.#closing = this.#shutdown()
+    return this.#closing
+  }
+
+  async #shutdown(): Promise<void> {
+    for (const t of this.#timers) clearInterval(t)
+    this.#timers = []
+    await this.sensor.close()
+    await this.#loop
+    // Hits already decided are carried out: the last batch goes to the firewall.
+    this.#flush()
+    for (;;) {
+      const busy = this.#fwBusy
+      await busy.catch(() => {})
+      if (busy === this.#fwBusy && this.#pending.length === 0) break
+      this.#flush()
+    }
+    this.#emit(this.#statsEvent())
+    const responders = [...this.#notifiers, ...(this.#firewall === null ? [] : [this.#firewall])]
+    for (const r of responders) {
+      try {
+        await r.close()
+      } catch (err) {
+        this.#emit(errorEvent({ responder: r.name, error: err }))
+      }
+    }
+    this.#ended = true
+    for (const w of this.#waiters.splice(0)) w({ done: true, value: undefined })
+    this.#resolveDone(this.#failure)
+  }
+}
