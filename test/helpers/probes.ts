@@ -9,8 +9,12 @@
  * out leaves its pending next() parked for the next collect on the same sensor, so
  * no hit is ever swallowed between two calls.
  */
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import type { NativeSendResult, NativeSender } from '../../lib/binding.js'
-import { loadBinding } from '../../lib/binding.js'
+import { loadBinding, PACKAGE_ROOT } from '../../lib/binding.js'
 import type { ProbeSpec } from '../../lib/craft/frames.js'
 import { buildFrame, bytesToIp, fragmentFrame, ipToBytes } from '../../lib/craft/frames.js'
 import type { Sensor } from '../../lib/sensor.js'
@@ -82,6 +86,40 @@ export function sendFrames(host: Host, frames: readonly Uint8Array[], options?: 
   } finally {
     sender.close()
   }
+}
+
+// The child loads the built binding and sends; argv carries everything, so no shell
+// and no file is involved. It prints the send result as JSON.
+const CHILD_SENDER = `
+const [bindingUrl, iface, netns, frames, lengths, total, pps] = process.argv.slice(1)
+const { loadBinding } = await import(bindingUrl)
+const sender = new (loadBinding().Sender)({ interface: iface, netns })
+const result = sender.send(Buffer.from(frames, 'base64'), Uint32Array.from(lengths.split(','), Number), Number(total), Number(pps))
+sender.close()
+process.stdout.write(JSON.stringify(result))
+`
+
+/**
+ * As ProbeSender.send, in a child process running the built package (dist/): the
+ * caller's event loop stays free for the whole send. Resolves with the send result.
+ */
+export async function sendInChild(host: Host, frames: readonly Uint8Array[], options: { total: number; pps: number }): Promise<NativeSendResult> {
+  const bindingJs = join(PACKAGE_ROOT, 'dist', 'lib', 'binding.js')
+  if (!existsSync(bindingJs)) throw new Error(`${bindingJs} is missing: run \`npm run build\` first`)
+  const lengths = Array.from(frames, (f) => f.length).join(',')
+  const payload = Buffer.concat(frames.map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength))).toString('base64')
+  const args = ['--input-type=module', '-e', CHILD_SENDER, pathToFileURL(bindingJs).href, host.ifname, host.path, payload, lengths, String(options.total), String(options.pps)]
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject)
+    child.once('exit', (c) => resolve(c))
+  })
+  if (code !== 0) throw new Error(`child sender exited with ${String(code)}: ${stderr}`)
+  return JSON.parse(stdout) as NativeSendResult
 }
 
 export interface Collected {

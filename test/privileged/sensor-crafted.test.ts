@@ -1,0 +1,511 @@
+/**
+ * The sensor against crafted traffic: probes the nmap suite cannot make (IPv4
+ * options, an IPv6 extension-header chain, 802.1Q and QinQ tags, fragmented SYNs,
+ * every SCTP chunk class, odd TCP flag sets) sent by the project's own raw sender
+ * and by hping3; the negatives (non-tripwire ports, our own replies, another
+ * interface, one frame seen twice through a bridge); and the sensor's contract
+ * under stress and failure (live setPorts, a port in use, an interface removed
+ * while capturing, an unknown interface, a 10,000-port set, stats, no privileges).
+ *
+ * Most checks use a sentinel: after the probes under test, one SYN from a fresh
+ * source port goes to a tripwire, and hits are read until it shows up. Frames
+ * cross one veth and one ring in order, so everything the probes produced is in
+ * hand by then, and "nothing else" can be asserted without sleeping.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { loadBinding, PACKAGE_ROOT } from '../../lib/binding.js'
+import { ACK, CWR, ECE, FIN, PSH, RST, SYN, URG } from '../../lib/craft/frames.js'
+import { decodeHit } from '../../lib/decode.js'
+import { open, type Sensor } from '../../lib/sensor.js'
+import type { Hit } from '../../lib/types.js'
+import { createTestNet, IS_ROOT, stop, warnIfNotRoot, type Host, type Link, type TestNet } from '../helpers/netns.js'
+import {
+  canonicalIp,
+  collectFor,
+  collectHits,
+  fragmentedProbe,
+  probeFrame,
+  sendFrames,
+  sendInChild,
+  type ProbeOptions,
+} from '../helpers/probes.js'
+
+warnIfNotRoot('test/privileged/sensor-crafted.test.ts')
+
+const TCP_PORT = 3000
+const UDP_PORT = 3100
+const SCTP_PORT = 3200
+const NOT_TRIPWIRE = 3999
+const TRIPWIRES = [`${TCP_PORT}/tcp`, `${UDP_PORT}/udp`, `${SCTP_PORT}/sctp`]
+
+// Every probe gets a source port of its own, so hits can be attributed exactly.
+let nextSrcPort = 40000
+const freshPort = (): number => nextSrcPort++
+
+const addr = (host: Host, family: 4 | 6): string => canonicalIp(family === 4 ? host.ipv4 : host.ipv6)
+
+/**
+ * Sends a SYN from a fresh source port to the TCP tripwire and reads hits until it
+ * arrives; returns the hits before it (the sentinel itself is checked and dropped).
+ */
+async function untilSentinel(sensor: Sensor, from: Host, to: Host, family: 4 | 6 = 4): Promise<Hit[]> {
+  const srcPort = freshPort()
+  sendFrames(from, [probeFrame(from, to, { family, proto: 'tcp', srcPort, dstPort: TCP_PORT })])
+  const isSentinel = (h: Hit): boolean => h.srcPort === srcPort && h.dstPort === TCP_PORT && h.kind === 'syn'
+  const got = await collectHits(sensor, (hits) => hits.some(isSentinel), 5000)
+  expect(got.matched, 'the sentinel probe was not reported').toBe(true)
+  const sentinels = got.hits.filter(isSentinel)
+  expect(sentinels).toHaveLength(1)
+  expect(sentinels[0]!.src).toBe(addr(from, family))
+  return got.hits.filter((h) => !isSentinel(h))
+}
+
+/** Sends frames, then a sentinel; returns every hit in between. */
+async function probeAndCollect(sensor: Sensor, link: Link, frames: Uint8Array[], family: 4 | 6 = 4): Promise<Hit[]> {
+  sendFrames(link.peer, frames)
+  return await untilSentinel(sensor, link.peer, link.sensor, family)
+}
+
+/** What the addon's parser makes of a frame on its own (the same code the capture thread runs). */
+function parsed(frame: Uint8Array): Hit | undefined {
+  const { result, record } = loadBinding().parseFrame(Buffer.from(frame))
+  return result === 0 ? decodeHit(record, 0, () => '') : undefined
+}
+
+function openFds(): number {
+  return readdirSync('/proc/self/fd').length
+}
+
+describe.skipIf(!IS_ROOT)('sensor vs crafted probes', () => {
+  let net: TestNet
+  let link: Link
+  let sensor: Sensor
+
+  beforeAll(async () => {
+    net = await createTestNet()
+    link = net.links[0]!
+    // No listeners here: a listener's SYN/ACK would draw RSTs from the attacker's
+    // kernel and muddy the one-probe-one-hit accounting.
+    sensor = await open({ ports: TRIPWIRES, netns: net.sensorPath, listen: false })
+  })
+
+  afterAll(async () => {
+    await sensor?.close()
+    await net?.destroy()
+  })
+
+  for (const family of [4, 6] as const) {
+    describe(`IPv${family}`, () => {
+      const one = async (probe: Omit<ProbeOptions, 'family'>, frames?: Uint8Array[]): Promise<Hit> => {
+        const hits = await probeAndCollect(sensor, link, frames ?? [probeFrame(link.peer, link.sensor, { family, ...probe })], family)
+        const mine = hits.filter((h) => h.srcPort === probe.srcPort)
+        expect(mine, `exactly one hit for the probe from port ${probe.srcPort}`).toHaveLength(1)
+        const hit = mine[0]!
+        expect(hit.src).toBe(addr(link.peer, family))
+        expect(hit.dst).toBe(addr(link.sensor, family))
+        expect(hit.family).toBe(family)
+        expect(hit.dstPort).toBe(probe.dstPort)
+        expect(hit.verified).toBe(false)
+        expect(hit.interface).toBe(link.sensor.ifname)
+        return hit
+      }
+
+      it(family === 4 ? 'plain SYN, and a SYN with IPv4 options' : 'plain SYN, and a SYN behind hop-by-hop + routing + destination options', async () => {
+        const plain = await one({ proto: 'tcp', srcPort: freshPort(), dstPort: TCP_PORT, ttl: 51 })
+        expect(plain).toMatchObject({ kind: 'syn', proto: 'tcp', tcpFlags: SYN, ttl: 51, ipOptions: false, extHeaders: false, fragment: false })
+        expect(plain.vlan).toBeUndefined()
+        if (family === 4) {
+          // Record Route with one empty slot (type 7, length 7, pointer 4), padded by the crafter.
+          const rr = Uint8Array.of(7, 7, 4, 0, 0, 0, 0)
+          const hit = await one({ proto: 'tcp', srcPort: freshPort(), dstPort: TCP_PORT, ipOptions: rr })
+          expect(hit).toMatchObject({ kind: 'syn', ipOptions: true, extHeaders: false })
+        } else {
+          const hit = await one({
+            proto: 'tcp',
+            srcPort: freshPort(),
+            dstPort: TCP_PORT,
+            ipv6ExtHeaders: [{ type: 'hop-by-hop' }, { type: 'routing' }, { type: 'destination', length: 16 }],
+          })
+          expect(hit).toMatchObject({ kind: 'syn', extHeaders: true, ipOptions: false })
+        }
+      })
+
+      it('802.1Q-tagged and QinQ (802.1ad + 802.1Q) frames report the outer VLAN id', async () => {
+        const q = await one({ proto: 'tcp', srcPort: freshPort(), dstPort: TCP_PORT, vlan: [{ id: 100 }] })
+        expect(q).toMatchObject({ kind: 'syn', vlan: 100 })
+        const qinq = await one({
+          proto: 'udp',
+          srcPort: freshPort(),
+          dstPort: UDP_PORT,
+          vlan: [
+            { id: 200, tpid: 0x88a8 },
+            { id: 300, tpid: 0x8100 },
+          ],
+        })
+        expect(qinq).toMatchObject({ kind: 'udp', proto: 'udp', vlan: 200 })
+      })
+
+      it('a fragmented SYN is reported once, from its first fragment', async () => {
+        // 8 bytes of TCP in the first fragment: ports, no flags; 24: the whole header.
+        for (const size of [8, 24]) {
+          const srcPort = freshPort()
+          const probe: ProbeOptions = { family, proto: 'tcp', srcPort, dstPort: TCP_PORT, payload: new Uint8Array(32), ipId: 0x4242 }
+          const frags = fragmentedProbe(link.peer, link.sensor, probe, size, 0x5eed0000 + size)
+          expect(frags.length).toBeGreaterThan(1)
+          const expected = parsed(frags[0]!)
+          expect(expected?.kind === 'syn' || expected?.kind === 'fragment').toBe(true)
+          const hit = await one(probe, frags)
+          expect(hit.fragment).toBe(true)
+          expect(hit.kind).toBe(expected!.kind)
+          if (hit.kind === 'syn') expect(hit.tcpFlags).toBe(SYN)
+        }
+      })
+
+      it('SCTP: INIT, COOKIE ECHO, and any other first chunk', async () => {
+        const init = await one({ proto: 'sctp', srcPort: freshPort(), dstPort: SCTP_PORT, sctpChunk: 1 })
+        expect(init).toMatchObject({ kind: 'sctp-init', proto: 'sctp', sctpChunk: 1, tcpFlags: 0 })
+        const echo = await one({ proto: 'sctp', srcPort: freshPort(), dstPort: SCTP_PORT, sctpChunk: 10 })
+        expect(echo).toMatchObject({ kind: 'sctp-cookie-echo', sctpChunk: 10 })
+        const heartbeat = await one({ proto: 'sctp', srcPort: freshPort(), dstPort: SCTP_PORT, sctpChunk: 4 })
+        expect(heartbeat).toMatchObject({ kind: 'sctp-other', sctpChunk: 4 })
+      })
+
+      it('TCP flag sets: odd combinations, RST, ECN bits on a SYN', async () => {
+        const cases: Array<[number, Hit['kind']]> = [
+          [SYN | FIN, 'odd-flags'],
+          [SYN | RST, 'odd-flags'],
+          [URG, 'odd-flags'],
+          [SYN | ACK, 'odd-flags'],
+          [PSH | ACK, 'odd-flags'],
+          [RST, 'rst'],
+          [RST | ACK, 'rst'],
+          [SYN | ECE | CWR, 'syn'],
+          [FIN | PSH | URG, 'xmas'],
+          [0, 'null'],
+          [FIN | ACK, 'maimon'],
+        ]
+        for (const [flags, kind] of cases) {
+          const hit = await one({ proto: 'tcp', srcPort: freshPort(), dstPort: TCP_PORT, tcpFlags: flags })
+          expect({ flags, kind: hit.kind, tcpFlags: hit.tcpFlags }).toEqual({ flags, kind, tcpFlags: flags })
+        }
+      })
+    })
+  }
+
+  describe('hping3', () => {
+    const hping = async (args: string[], srcPort: number): Promise<Hit[]> => {
+      // -k keeps the source port fixed, so the hit can be attributed.
+      const res = await link.peer.exec('hping3', ['-c', '1', '-k', '-s', String(srcPort), ...args, link.sensor.ipv4], { timeoutMs: 15_000 })
+      // 1 means "sent, no reply" (nothing answers a bare RST): the probe still went out.
+      expect([0, 1], res.stderr).toContain(res.code)
+      const hits = await untilSentinel(sensor, link.peer, link.sensor)
+      return hits.filter((h) => h.srcPort === srcPort)
+    }
+
+    const cases: Array<{ args: string[]; kind: Hit['kind']; flags?: number; fragment?: boolean }> = [
+      { args: ['-S', '-p', String(TCP_PORT)], kind: 'syn', flags: SYN },
+      { args: ['-F', '-p', String(TCP_PORT)], kind: 'fin', flags: FIN },
+      { args: ['-F', '-P', '-U', '-p', String(TCP_PORT)], kind: 'xmas', flags: FIN | PSH | URG },
+      // -X / -Y set the two bits above URG (ECE, CWR): a SYN with them is still a SYN.
+      { args: ['-S', '-X', '-Y', '-p', String(TCP_PORT)], kind: 'syn', flags: SYN | ECE | CWR },
+      { args: ['-A', '-p', String(TCP_PORT)], kind: 'ack', flags: ACK },
+      { args: ['-R', '-p', String(TCP_PORT)], kind: 'rst', flags: RST },
+      { args: ['-S', '-F', '-p', String(TCP_PORT)], kind: 'odd-flags', flags: SYN | FIN },
+      { args: ['-2', '-p', String(UDP_PORT)], kind: 'udp' },
+      // --frag cuts the 20-byte TCP header into 16-byte fragments: the first has ports
+      // and flags but not the whole header, so the parser calls it a fragment.
+      { args: ['-S', '--frag', '-p', String(TCP_PORT)], kind: 'fragment', fragment: true },
+    ]
+    for (const c of cases) {
+      it(`hping3 ${c.args.join(' ')} → ${c.kind}`, async () => {
+        const mine = await hping(c.args, freshPort())
+        expect(mine).toHaveLength(1)
+        const hit = mine[0]!
+        expect(hit.kind).toBe(c.kind)
+        expect(hit.src).toBe(link.peer.ipv4)
+        expect(hit.dst).toBe(link.sensor.ipv4)
+        expect(hit.verified).toBe(false)
+        expect(hit.fragment).toBe(c.fragment ?? false)
+        if (c.flags !== undefined) expect(hit.tcpFlags).toBe(c.flags)
+      })
+    }
+  })
+
+  describe('negatives', () => {
+    it('no hit for traffic to a non-tripwire port (dropped in the kernel)', async () => {
+      const frames: Uint8Array[] = []
+      for (let i = 0; i < 250; i++) {
+        const family = i % 2 === 0 ? 4 : 6
+        frames.push(probeFrame(link.peer, link.sensor, { family, proto: i % 3 === 0 ? 'udp' : 'tcp', srcPort: 20000 + i, dstPort: NOT_TRIPWIRE }))
+        frames.push(probeFrame(link.peer, link.sensor, { family, proto: 'sctp', srcPort: 20000 + i, dstPort: SCTP_PORT + 1 }))
+      }
+      const before = sensor.stats()
+      sendFrames(link.peer, frames, { total: 2000 })
+      const hits = await untilSentinel(sensor, link.peer, link.sensor)
+      expect(hits).toEqual([])
+      // The kernel filter, not user space, threw them away: almost nothing reached the ring.
+      const after = sensor.stats()
+      expect(after.frames - before.frames).toBeLessThan(50)
+      expect(after.notTripwire - before.notTripwire).toBeLessThan(50)
+    })
+  })
+})
+
+describe.skipIf(!IS_ROOT)('sensor negatives and contract', () => {
+  let net: TestNet | undefined
+  let sensor: Sensor | undefined
+  let child: ChildProcess | undefined
+
+  afterEach(async () => {
+    await sensor?.close()
+    sensor = undefined
+    if (child !== undefined) await stop(child)
+    child = undefined
+    await net?.destroy()
+    net = undefined
+  })
+
+  it('no hit for the replies leaving the host (SYN/ACK from a listener, RST from a closed port)', async () => {
+    net = await createTestNet()
+    const link = net.links[0]!
+    // 3001 is a tripwire and the attacker's source port: every reply the sensor sends
+    // goes *to* a tripwire port, and must still not count.
+    sensor = await open({ ports: ['3000-3001/tcp', '3002/udp'], netns: net.sensorPath, listen: true })
+    const frames: Uint8Array[] = []
+    for (const family of [4, 6] as const) {
+      frames.push(probeFrame(link.peer, link.sensor, { family, proto: 'tcp', srcPort: 3001, dstPort: 3000 })) // → SYN/ACK to 3001
+      frames.push(probeFrame(link.peer, link.sensor, { family, proto: 'tcp', srcPort: 3001, dstPort: NOT_TRIPWIRE })) // → RST to 3001
+      frames.push(probeFrame(link.peer, link.sensor, { family, proto: 'udp', srcPort: 3002, dstPort: NOT_TRIPWIRE })) // → ICMP unreachable
+    }
+    sendFrames(link.peer, frames)
+    // Give the replies (and the attacker kernel's RSTs to our SYN/ACKs) time to cross.
+    await new Promise((r) => setTimeout(r, 100))
+    const hits = [...(await untilSentinel(sensor, link.peer, link.sensor)), ...(await untilSentinel(sensor, link.peer, link.sensor, 6))]
+    const attacker = new Set([addr(link.peer, 4), addr(link.peer, 6)])
+    for (const h of hits) {
+      expect(attacker.has(h.src), `hit from ${h.src} → ${h.dst}:${h.dstPort} (${h.kind})`).toBe(true)
+    }
+    // What the attacker did send to a tripwire is there: the SYNs, and its kernel's RST
+    // answering a SYN/ACK it never asked for.
+    expect(hits.filter((h) => h.dstPort === 3000 && h.kind === 'syn')).toHaveLength(2)
+    expect(hits.filter((h) => h.dstPort === 3000).every((h) => h.kind === 'syn' || h.kind === 'rst')).toBe(true)
+    // Those RSTs prove the SYN/ACKs really left the host (so the check above had
+    // something to ignore).
+    expect(hits.filter((h) => h.dstPort === 3000 && h.kind === 'rst' && h.srcPort === 3001)).toHaveLength(2)
+    expect(hits.some((h) => h.dstPort === 3001 || h.dstPort === 3002)).toBe(false)
+  })
+
+  it('no hit for traffic on another interface when one is named', async () => {
+    net = await createTestNet({ peers: 2 })
+    const [l0, l1] = [net.links[0]!, net.links[1]!]
+    sensor = await open({ ports: TRIPWIRES, netns: net.sensorPath, listen: false, interface: l0.sensor.ifname })
+    expect(sensor.interface).toBe(l0.sensor.ifname)
+    const frames: Uint8Array[] = []
+    for (const family of [4, 6] as const) {
+      frames.push(probeFrame(l1.peer, l1.sensor, { family, proto: 'tcp', srcPort: freshPort(), dstPort: TCP_PORT }))
+      frames.push(probeFrame(l1.peer, l1.sensor, { family, proto: 'udp', srcPort: freshPort(), dstPort: UDP_PORT }))
+    }
+    sendFrames(l1.peer, frames, { total: 40 })
+    const hits = await untilSentinel(sensor, l0.peer, l0.sensor)
+    expect(hits).toEqual([])
+  })
+
+  it("reports each probe once with interface 'any', even when a bridge shows it twice", async () => {
+    net = await createTestNet()
+    const link = net.links[0]!
+    // Put the sensor's veth under a bridge that carries its address and MAC: every
+    // probe is then seen on the veth and again on the bridge.
+    const ipn = async (...args: string[]): Promise<void> => {
+      const res = await link.sensor.exec('ip', args)
+      if (res.code !== 0) throw new Error(`ip ${args.join(' ')}: ${res.stderr}`)
+    }
+    await ipn('link', 'add', 'pnbr0', 'type', 'bridge')
+    await ipn('link', 'set', 'pnbr0', 'address', link.sensor.mac)
+    await ipn('addr', 'flush', 'dev', link.sensor.ifname)
+    await ipn('link', 'set', link.sensor.ifname, 'master', 'pnbr0')
+    await ipn('addr', 'add', `${link.sensor.ipv4}/24`, 'dev', 'pnbr0')
+    await ipn('-6', 'addr', 'add', `${link.sensor.ipv6}/64`, 'dev', 'pnbr0', 'nodad')
+    await ipn('link', 'set', 'pnbr0', 'up')
+    sensor = await open({ ports: TRIPWIRES, netns: net.sensorPath, listen: false, interface: 'any' })
+    const frames: Uint8Array[] = []
+    for (let i = 0; i < 20; i++) {
+      frames.push(probeFrame(link.peer, link.sensor, { family: i % 2 === 0 ? 4 : 6, proto: 'tcp', srcPort: 21000 + i, dstPort: TCP_PORT }))
+    }
+    const hits = await probeAndCollect(sensor, link, frames)
+    expect(hits.map((h) => h.srcPort).sort()).toEqual(frames.map((_, i) => 21000 + i))
+    // Both copies reached the capture thread; the second of each was recognised.
+    expect(sensor.stats().duplicates).toBeGreaterThanOrEqual(frames.length)
+  })
+
+  it('setPorts swaps the filter live without missing a hit for a kept port', async () => {
+    net = await createTestNet()
+    const link = net.links[0]!
+    sensor = await open({ ports: ['4000/tcp', '4001/tcp'], netns: net.sensorPath, listen: false })
+    const frames = Array.from({ length: 64 }, (_, i) => probeFrame(link.peer, link.sensor, { family: i % 2 === 0 ? 4 : 6, proto: 'tcp', srcPort: 30000 + i, dstPort: 4000 }))
+    const total = 3000
+    const sending = sendInChild(link.peer, frames, { total, pps: 2000 })
+    let done = false
+    void sending.finally(() => (done = true))
+    const counting = collectHits(sensor, (hits) => hits.filter((h) => h.dstPort === 4000).length >= total, 30_000)
+    let swaps = 0
+    const sets = [['4000/tcp', '4002/tcp'], ['4000/tcp', '4001/tcp', '4003-4010/udp'], ['3990-4005/tcp'], ['4000/tcp']]
+    while (!done) {
+      await sensor.setPorts(sets[swaps % sets.length]!)
+      swaps++
+      await new Promise((r) => setTimeout(r, 1))
+    }
+    const sent = await sending
+    expect(sent.sent).toBe(total)
+    const got = await counting
+    const kept = got.hits.filter((h) => h.dstPort === 4000)
+    expect(swaps).toBeGreaterThan(50)
+    expect(kept).toHaveLength(total)
+    expect(sensor.stats().kernelDrops).toBe(0)
+  })
+
+  it('open rejects with EADDRINUSE naming the port when another program listens on it', async () => {
+    net = await createTestNet()
+    // A listener in the sensor namespace, owned by this test and ended by PID.
+    child = net.sensorSpawn('python3', ['-c', "import socket,time\ns=socket.socket()\ns.bind(('0.0.0.0',4500))\ns.listen()\nprint('ready',flush=True)\ntime.sleep(60)"])
+    await new Promise<void>((resolve, reject) => {
+      child!.stdout!.on('data', (d: Buffer) => {
+        if (d.toString().includes('ready')) resolve()
+      })
+      child!.once('exit', (code) => reject(new Error(`listener exited early (${String(code)})`)))
+    })
+    const fds = openFds()
+    const err = await open({ ports: ['4499-4501/tcp'], netns: net.sensorPath }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(err).toBeInstanceOf(Error)
+    expect(err).toMatchObject({ code: 'EADDRINUSE', syscall: 'bind' })
+    expect((err as Error).message).toContain('4500')
+    expect((err as { hint?: string }).hint).toMatch(/another program/)
+    expect(openFds()).toBe(fds)
+    // Same rule for a live sensor: setPorts fails and the old set stays.
+    sensor = await open({ ports: ['4499/tcp'], netns: net.sensorPath })
+    const swapErr = await sensor.setPorts(['4499/tcp', '4500/tcp']).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(swapErr).toMatchObject({ code: 'EADDRINUSE' })
+    expect((swapErr as Error).message).toContain('4500')
+    expect(sensor.ports).toEqual([{ proto: 'tcp', from: 4499, to: 4499 }])
+    expect(sensor.stats().listeners).toBe(1)
+  })
+
+  it('an interface removed while capturing ends the iteration with an error after the queued hits', async () => {
+    net = await createTestNet()
+    const link = net.links[0]!
+    sensor = await open({ ports: TRIPWIRES, netns: net.sensorPath, listen: false, interface: link.sensor.ifname })
+    const frames = Array.from({ length: 10 }, (_, i) => probeFrame(link.peer, link.sensor, { family: 4, proto: 'tcp', srcPort: 22000 + i, dstPort: TCP_PORT }))
+    sendFrames(link.peer, frames)
+    // Let the block retire and the capture thread queue the hits, unread.
+    const deadline = Date.now() + 5000
+    while (sensor.stats().hits < frames.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+    expect(sensor.stats().hits).toBe(frames.length)
+    const del = await link.sensor.exec('ip', ['link', 'del', link.sensor.ifname])
+    expect(del.code, del.stderr).toBe(0)
+    const got = await collectHits(sensor, () => false, 5000)
+    expect(got.timedOut).toBe(false)
+    expect(got.hits.map((h) => h.srcPort)).toEqual(frames.map((_, i) => 22000 + i))
+    expect(got.error).toBeInstanceOf(Error)
+    expect(got.error).toMatchObject({ code: 'ENETDOWN' })
+    expect((got.error as { hint?: string }).hint).toMatch(/removed/)
+    // The iteration stays ended.
+    expect(await sensor.next()).toEqual({ done: true, value: undefined })
+  })
+
+  it('an unknown interface fails with ENODEV before any socket is opened', async () => {
+    net = await createTestNet()
+    const fds = openFds()
+    const err = await open({ ports: TRIPWIRES, netns: net.sensorPath, interface: 'pnnope0' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(err).toMatchObject({ code: 'ENODEV', syscall: 'if_nametoindex' })
+    expect((err as Error).message).toContain('pnnope0')
+    expect((err as { hint?: string }).hint).toMatch(/ip link/)
+    expect(openFds()).toBe(fds)
+  })
+
+  it('the kernel accepts the filter for a 10,000-port set, and the exact set is enforced', async () => {
+    net = await createTestNet()
+    const link = net.links[0]!
+    // Every other port from 10000: ten thousand single-port tripwires, more than a
+    // 4096-instruction program can list one by one.
+    const ports = Array.from({ length: 10_000 }, (_, i) => ({ port: 10_000 + 2 * i, proto: 'tcp' as const }))
+    sensor = await open({ ports: [...ports, `${TCP_PORT}/tcp`], netns: net.sensorPath, listen: false })
+    const inside = 23456
+    const gap = 23457 // between two tripwires: the kernel may pass it, user space must not report it
+    const outside = 31000
+    const hits = await probeAndCollect(sensor, link, [
+      probeFrame(link.peer, link.sensor, { family: 4, proto: 'tcp', srcPort: 23001, dstPort: inside }),
+      probeFrame(link.peer, link.sensor, { family: 6, proto: 'tcp', srcPort: 23002, dstPort: gap }),
+      probeFrame(link.peer, link.sensor, { family: 4, proto: 'tcp', srcPort: 23003, dstPort: outside }),
+      probeFrame(link.peer, link.sensor, { family: 6, proto: 'tcp', srcPort: 23004, dstPort: 29998 }),
+    ])
+    expect(hits.map((h) => [h.srcPort, h.dstPort])).toEqual([
+      [23001, inside],
+      [23004, 29998],
+    ])
+  })
+
+  it('stats(): kernelPackets, hits and ringDrops are numbers that move', async () => {
+    net = await createTestNet()
+    const link = net.links[0]!
+    sensor = await open({ ports: TRIPWIRES, netns: net.sensorPath, listen: false, ringRecords: 64 })
+    const s0 = sensor.stats()
+    for (const key of ['kernelPackets', 'kernelDrops', 'hits', 'ringDrops', 'frames', 'delivered'] as const) {
+      expect(typeof s0[key]).toBe('number')
+    }
+    const frames = Array.from({ length: 200 }, (_, i) => probeFrame(link.peer, link.sensor, { family: 4, proto: 'udp', srcPort: 24000 + i, dstPort: UDP_PORT }))
+    // Nobody reads: the 64-record ring fills and the rest are dropped, newest first.
+    sendFrames(link.peer, frames)
+    const deadline = Date.now() + 5000
+    let s1 = sensor.stats()
+    while ((s1.hits + s1.ringDrops < frames.length || s1.kernelPackets < frames.length) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20))
+      s1 = sensor.stats()
+    }
+    expect(s1.kernelPackets).toBeGreaterThanOrEqual(s0.kernelPackets + frames.length)
+    expect(s1.hits).toBe(64)
+    expect(s1.ringDrops).toBe(frames.length - 64)
+    // The queued ones are the oldest: drop-newest keeps what came first.
+    const got = await collectFor(sensor, 100)
+    expect(got.map((h) => h.srcPort)).toEqual(frames.slice(0, 64).map((_, i) => 24000 + i))
+    expect(sensor.stats().delivered).toBe(64)
+  })
+
+  it('without privileges, open fails with EPERM and a hint about CAP_NET_RAW', async () => {
+    const index = pathToFileURL(join(PACKAGE_ROOT, 'dist', 'lib', 'index.js')).href
+    const code = `
+      const { open } = await import(${JSON.stringify(index)})
+      try {
+        const s = await open({ ports: ['2222/tcp'] })
+        await s.close()
+        console.log(JSON.stringify({ opened: true }))
+      } catch (e) {
+        console.log(JSON.stringify({ code: e.code, syscall: e.syscall, hint: e.hint, message: e.message }))
+      }`
+    child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, '--input-type=module', '-e', code], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    let errOut = ''
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr!.on('data', (d: Buffer) => (errOut += d.toString()))
+    const exit = await new Promise<number | null>((resolve) => child!.once('exit', (c) => resolve(c)))
+    expect(exit, errOut).toBe(0)
+    const result = JSON.parse(out) as { code?: string; syscall?: string; hint?: string; message?: string }
+    expect(result.code).toBe('EPERM')
+    expect(result.syscall).toBe('socket')
+    expect(result.hint).toContain('CAP_NET_RAW')
+    expect(result.message).toContain('CAP_NET_RAW')
+  })
+})
