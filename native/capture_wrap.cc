@@ -149,6 +149,17 @@ CaptureWrap::~CaptureWrap() {
   if (cleanup_) cleanup_->Remove(env_);
 }
 
+void CaptureWrap::OnEnvCleanup() {
+  Shutdown();
+  // The env is going away with this object unclosed (process exit, worker termination).
+  // node-addon-api's hook wrapper frees the hook's data once we return, and Node
+  // finalizes the thread-safe function itself in its own (later) hook; the finalizer
+  // that runs after both must touch neither: Remove() would free the data a second
+  // time and Release() would use a freed function.
+  cleanup_.reset();
+  has_doorbell_ = false;
+}
+
 void CaptureWrap::Shutdown() {
   if (capture_) {
     capture_->Stop();
@@ -167,7 +178,7 @@ Napi::Value CaptureWrap::Start(const Napi::CallbackInfo& info) {
   // Registered after the thread-safe function, so it runs before the function's own
   // teardown (hooks run in reverse order): the thread is joined before the function
   // it calls goes away, at process exit and at worker termination alike.
-  cleanup_.emplace(env.AddCleanupHook(std::function<void()>([this] { Shutdown(); })));
+  cleanup_.emplace(env.AddCleanupHook(std::function<void()>([this] { OnEnvCleanup(); })));
   Napi::ThreadSafeFunction tsfn = doorbell_;
   SysError err;
   // NonBlockingCall with an unlimited queue never blocks the capture thread; it

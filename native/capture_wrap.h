@@ -46,6 +46,7 @@ class CaptureWrap : public Napi::ObjectWrap<CaptureWrap> {
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   void Shutdown();
+  void OnEnvCleanup();
 
   std::unique_ptr<Capture> capture_;
   Napi::ThreadSafeFunction doorbell_;
