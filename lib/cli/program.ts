@@ -1,0 +1,208 @@
+/**
+ * The command line grammar (commander 14): `watch`, `list`, `unblock`, `uninstall`,
+ * `selftest`, and the original portanoia's `-p PORT -c CMD` form. Parsing only: it
+ * turns argv into a ParsedCommand and never starts anything, so the grammar is unit
+ * tested without root. Usage mistakes become UsageError (exit 2); help and version
+ * are returned as text to print.
+ */
+import { Command, CommanderError, Option } from 'commander'
+import type { Backend, WatchInput } from './options.js'
+import { UsageError } from './options.js'
+
+export type ParsedCommand =
+  | { command: 'watch'; input: WatchInput; config?: string; legacy: boolean }
+  | { command: 'list'; backend: Backend; json?: boolean; netns?: string }
+  | { command: 'unblock'; addresses: string[]; backend: Backend; netns?: string }
+  | { command: 'uninstall'; backend: Backend; netns?: string }
+  | { command: 'selftest'; json?: boolean; keep: boolean }
+  | { command: 'help'; text: string; exitCode: number }
+
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
+
+function backendOption(): Option {
+  return new Option('--backend <backend>', 'firewall backend').choices(['nftables', 'ipset']).default('nftables')
+}
+
+function netnsOption(): Option {
+  // Hidden: operators watching a container's namespace, and the privileged tests.
+  return new Option('--netns <name>', 'act in this network namespace (ip netns list)').hideHelp()
+}
+
+type Raw = Record<string, unknown>
+
+function str(o: Raw, k: string): string | undefined {
+  const v = o[k]
+  return typeof v === 'string' ? v : undefined
+}
+
+function list(o: Raw, k: string): string[] | undefined {
+  const v = o[k]
+  return Array.isArray(v) ? v.map(String) : undefined
+}
+
+function watchInput(o: Raw): WatchInput {
+  const input: WatchInput = {}
+  for (const k of ['tcp', 'udp', 'sctp', 'unused', 'allow'] as const) {
+    const v = list(o, k)
+    if (v !== undefined) input[k] = v
+  }
+  for (const k of [
+    'interface', 'netns', 'block', 'blockTtl', 'spoofableTtl', 'maxBlocksPerMinute', 'maxActiveBlocks',
+    'threshold', 'window', 'backend', 'exec', 'webhook', 'statsInterval',
+  ] as const) {
+    const v = str(o, k)
+    if (v !== undefined) input[k] = v
+  }
+  for (const k of ['json', 'dryRun', 'hits', 'forward'] as const) if (o[k] === true) input[k] = true
+  return input
+}
+
+export function buildProgram(out: (s: string) => void, err: (s: string) => void, onParsed: (p: ParsedCommand) => void): Command {
+  const program = new Command('portanoia')
+    .description('Tripwire ports for Linux: detect port scans in the kernel, block verified scanners with nftables')
+    .version('0.1.0')
+    .configureOutput({ writeOut: out, writeErr: err })
+    .exitOverride()
+    .showHelpAfterError('(run portanoia --help for usage)')
+    .addHelpText(
+      'after',
+      `
+Original portanoia form:
+  portanoia -p 1337 -c "iptables -A INPUT -s [SRC_IP] -j DROP"
+  tokens [SRC_IP] [DEST_IP] [DEST_PORT] [SRC_PORT] [LISTEN_PORT] are replaced by
+  validated address and port literals only`,
+    )
+    .option('-p, --port <ports>', 'legacy: tripwire TCP port(s), e.g. 1337 or 1337,2222', collect)
+    .option('-c, --command <cmd>', 'legacy: command to run for each verified scanner')
+    .option('--json', 'legacy: JSON lines output')
+    .action((o: Raw) => {
+      const ports = list(o, 'port')
+      const command = str(o, 'command')
+      if (ports === undefined) {
+        if (command !== undefined) throw new UsageError('-c needs -p: which port should trigger it?', 'e.g. portanoia -p 1337 -c "logger [SRC_IP]"')
+        onParsed({ command: 'help', text: program.helpInformation(), exitCode: 2 })
+        return
+      }
+      const input: WatchInput = { tcp: ports }
+      if (command !== undefined) {
+        input.command = command
+        // The command is the response, as in the original tool: no firewall table.
+        input.backend = 'none'
+      }
+      if (o.json === true) input.json = true
+      onParsed({ command: 'watch', input, legacy: true })
+    })
+
+  program
+    .command('watch')
+    .description('watch tripwire ports and respond')
+    .option('--tcp <ports>', 'TCP tripwires, e.g. 2222,2323 or 9000-9010 (repeatable)', collect)
+    .option('--udp <ports>', 'UDP tripwires (repeatable)', collect)
+    .option('--sctp <ports>', 'SCTP tripwires (repeatable)', collect)
+    .option('--unused <ranges>', 'every port of the range no local socket uses, kept in sync: 1-1023, 1-1023/udp (repeatable)', collect)
+    .option('-i, --interface <if>', "capture interface (default: 'any')")
+    .option('--config <file>', 'JSON config file (flags override its fields)')
+    .addOption(new Option('--block <mode>', 'block verified sources, all (incl. spoofable, capped), or off (default verified)'))
+    .option('--block-ttl <duration>', 'block lifetime for verified sources (default 1h)')
+    .option('--spoofable-ttl <duration>', 'block lifetime for spoofable sources (default 5m)')
+    .option('--max-blocks-per-minute <n>', 'new spoofable blocks per minute before report-only (default 60)')
+    .option('--max-active-blocks <n>', 'spoofable blocks active at once (default 1000)')
+    .option('--allow <cidr>', 'never block this network (repeatable)', collect)
+    .option('--threshold <n>', 'completed handshakes per window before a block (default 1)')
+    .option('--window <duration>', 'aggregation window per source (default 60s)')
+    .option('--backend <backend>', 'nftables, ipset or none (default nftables)')
+    .option('--exec <cmd>', "run a command per block, argv without a shell: 'logger blocked {src}'")
+    .option('--webhook <url>', 'POST each block/report decision as JSON')
+    .option('--json', 'JSON lines (default when stdout is not a terminal)')
+    .option('--dry-run', 'print the exact nft script instead of applying it; change nothing')
+    .option('--hits', 'also emit one event per packet')
+    .option('--forward', 'also drop blocked sources on the forward hook (published container ports)')
+    .option('--stats-interval <duration>', 'stats event period (default 60s)')
+    .addOption(netnsOption())
+    .action((o: Raw) => {
+      const config = str(o, 'config')
+      const p: ParsedCommand = { command: 'watch', input: watchInput(o), legacy: false }
+      if (config !== undefined) p.config = config
+      onParsed(p)
+    })
+
+  program
+    .command('list')
+    .description('active blocks with time left, read from the kernel')
+    .addOption(backendOption())
+    .option('--json', 'one JSON object per block')
+    .addOption(netnsOption())
+    .action((o: Raw) => {
+      const p: ParsedCommand = { command: 'list', backend: str(o, 'backend') as Backend }
+      if (o.json === true) p.json = true
+      const ns = str(o, 'netns')
+      if (ns !== undefined) p.netns = ns
+      onParsed(p)
+    })
+
+  program
+    .command('unblock')
+    .description('remove blocks')
+    .argument('<address...>', 'IPv4 or IPv6 addresses')
+    .addOption(backendOption())
+    .addOption(netnsOption())
+    .action((addresses: string[], o: Raw) => {
+      const p: ParsedCommand = { command: 'unblock', addresses, backend: str(o, 'backend') as Backend }
+      const ns = str(o, 'netns')
+      if (ns !== undefined) p.netns = ns
+      onParsed(p)
+    })
+
+  program
+    .command('uninstall')
+    .description("remove portanoia's firewall table (or ipset sets and rules) and nothing else")
+    .addOption(backendOption())
+    .addOption(netnsOption())
+    .action((o: Raw) => {
+      const p: ParsedCommand = { command: 'uninstall', backend: str(o, 'backend') as Backend }
+      const ns = str(o, 'netns')
+      if (ns !== undefined) p.netns = ns
+      onParsed(p)
+    })
+
+  program
+    .command('selftest')
+    .description('prove detection and response on this machine, in namespaces of its own')
+    .option('--json', 'JSON result instead of a table')
+    .addOption(new Option('--keep', 'leave the namespaces for inspection (debugging)').hideHelp())
+    .action((o: Raw) => {
+      const p: ParsedCommand = { command: 'selftest', keep: o.keep === true }
+      if (o.json === true) p.json = true
+      onParsed(p)
+    })
+
+  return program
+}
+
+/** Parses argv (without node and script). Throws UsageError on mistakes. */
+export function parseCommandLine(argv: readonly string[]): ParsedCommand {
+  let parsed: ParsedCommand | undefined
+  let output = ''
+  const program = buildProgram(
+    (s) => {
+      output += s
+    },
+    (s) => {
+      output += s
+    },
+    (p) => {
+      parsed = p
+    },
+  )
+  try {
+    program.parse([...argv], { from: 'user' })
+  } catch (e) {
+    if (e instanceof UsageError) throw e
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) return { command: 'help', text: output, exitCode: 0 }
+      throw new UsageError(e.message.replace(/^error: /, ''), 'run portanoia --help for usage')
+    }
+    throw e
+  }
+  return parsed ?? { command: 'help', text: program.helpInformation(), exitCode: 2 }
+}

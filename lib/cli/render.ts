@@ -1,0 +1,114 @@
+/**
+ * The terminal rendering of the event stream: one line per event, coloured with
+ * picocolors when the stream is a terminal — a rendering of exactly the JSON-lines
+ * events, never a separate source of truth. Also the table printers of `list` and
+ * `selftest`. Pure: strings in, strings out; colour is a parameter so tests can
+ * pin the plain text.
+ */
+import pc from 'picocolors'
+import type { DecisionEvent, ErrorEvent, HitEvent, PortanoiaEvent, StatsEvent } from '../events.js'
+import { formatDuration } from './options.js'
+
+export interface Colors {
+  red(s: string): string
+  yellow(s: string): string
+  green(s: string): string
+  cyan(s: string): string
+  dim(s: string): string
+  bold(s: string): string
+}
+
+export const NO_COLOR: Colors = { red: String, yellow: String, green: String, cyan: String, dim: String, bold: String }
+
+export function colors(enabled: boolean): Colors {
+  if (!enabled) return NO_COLOR
+  const c = pc.createColors(true)
+  return { red: c.red, yellow: c.yellow, green: c.green, cyan: c.cyan, dim: c.dim, bold: c.bold }
+}
+
+function clock(iso: string): string {
+  // HH:MM:SS.mmm in local time: an operator reads the terminal, not UTC.
+  const d = new Date(iso)
+  const p = (n: number, w = 2): string => String(n).padStart(w, '0')
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`
+}
+
+function label(text: string, paint: (s: string) => string): string {
+  return paint(text.padEnd(7))
+}
+
+function decisionLine(e: DecisionEvent, c: Colors): string {
+  const evidence = e.verified ? c.bold('verified') : 'spoofable'
+  const what = `${e.kinds.join(',')} → ${e.ports.join(',')}${e.portsTruncated ? ',…' : ''}`
+  const hits = e.count === 1 ? '1 hit' : `${e.count} hits`
+  let tag: string
+  let detail: string = e.reason
+  if (e.breaker === 'open') {
+    tag = label('CAPPED', c.red)
+    detail = `${e.reason}: spoofable blocking suspended, report-only until the rate falls`
+  } else if (e.breaker === 'closed') {
+    tag = label('RESUMED', c.green)
+    const s = e.suppressed
+    detail = `${e.reason} breaker closed${s === undefined ? '' : ` after ${s.sources} source(s), ${s.hits} hit(s) report-only`}`
+    return `${c.dim(clock(e.time))} ${tag} ${detail}`
+  } else if (e.action === 'block') {
+    tag = label('BLOCK', c.red)
+    detail = `${e.reason}${e.ttlMs === undefined ? '' : ` for ${formatDuration(e.ttlMs)}`}${e.upgrade === true ? ' (upgrade)' : ''}`
+  } else if (e.reason === 'dry-run') {
+    tag = label('WOULD', c.yellow)
+    detail = `block for ${formatDuration(e.ttlMs ?? 0)} (dry-run)`
+  } else if (e.reason.startsWith('guard:')) {
+    tag = label('GUARD', c.cyan)
+    detail = `${e.reason} (never blocked)`
+  } else if (e.action === 'report') {
+    tag = label('REPORT', c.yellow)
+  } else {
+    tag = label('SEEN', c.dim)
+  }
+  const summary = e.final ? c.dim(' (window summary)') : ''
+  return `${c.dim(clock(e.time))} ${tag} ${c.bold(e.src)} ${evidence} ${what} ${c.dim(hits)} ${detail}${summary}`
+}
+
+function hitLine(e: HitEvent, c: Colors): string {
+  const src = e.family === 6 ? `[${e.src}]:${e.srcPort}` : `${e.src}:${e.srcPort}`
+  const dst = e.family === 6 ? `[${e.dst}]:${e.dstPort}` : `${e.dst}:${e.dstPort}`
+  return `${c.dim(clock(e.time))} ${label('HIT', c.dim)} ${src} → ${dst}/${e.proto} ${e.kind}${e.verified ? ' verified' : ''}${e.interface === '' ? '' : c.dim(` on ${e.interface}`)}`
+}
+
+function statsLine(e: StatsEvent, c: Colors): string {
+  const p = e.policy
+  const s = e.sensor
+  const parts = [
+    `hits ${p.hits}`,
+    `blocks ${p.activeBlocks.verified} verified / ${p.activeBlocks.spoofable} spoofable`,
+    `breaker ${p.breaker}${p.breakerCause === undefined ? '' : ` (${p.breakerCause})`}`,
+  ]
+  if (s !== undefined) parts.push(`kernel drops ${(s.kernelDrops ?? 0) + (s.ringDrops ?? 0)}`)
+  return `${c.dim(clock(e.time))} ${label('STATS', c.dim)} ${c.dim(parts.join(', '))}`
+}
+
+function errorLine(e: ErrorEvent, c: Colors): string {
+  const who = e.src ?? (e.addresses !== undefined && e.addresses.length > 0 ? `${e.addresses.length} address(es)` : '')
+  return `${c.dim(clock(e.time))} ${label('ERROR', c.red)} ${e.responder} ${e.code}: ${e.message}${who === '' ? '' : ` [${who}]`}${e.hint === undefined ? '' : c.dim(` — ${e.hint}`)}`
+}
+
+/** One line (no newline) for an event. */
+export function renderEvent(e: PortanoiaEvent, c: Colors = NO_COLOR): string {
+  switch (e.type) {
+    case 'decision':
+      return decisionLine(e, c)
+    case 'hit':
+      return hitLine(e, c)
+    case 'stats':
+      return statsLine(e, c)
+    case 'error':
+      return errorLine(e, c)
+  }
+}
+
+/** A plain text table: columns padded to the widest cell. */
+export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (r: readonly string[]): string => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()
+  return [line(header), ...rows.map(line)].join('\n')
+}
