@@ -63,6 +63,8 @@ export function buildProgram(out: (s: string) => void, err: (s: string) => void,
     .version('0.1.0')
     .configureOutput({ writeOut: out, writeErr: err })
     .exitOverride()
+    // Root options (the legacy -p/-c/--json) only before a subcommand, so `list --json` is list's.
+    .enablePositionalOptions()
     .showHelpAfterError('(run portanoia --help for usage)')
     .addHelpText(
       'after',
@@ -70,7 +72,8 @@ export function buildProgram(out: (s: string) => void, err: (s: string) => void,
 Original portanoia form:
   portanoia -p 1337 -c "iptables -A INPUT -s [SRC_IP] -j DROP"
   tokens [SRC_IP] [DEST_IP] [DEST_PORT] [SRC_PORT] [LISTEN_PORT] are replaced by
-  validated address and port literals only`,
+  validated address and port literals only
+`,
     )
     .option('-p, --port <ports>', 'legacy: tripwire TCP port(s), e.g. 1337 or 1337,2222', collect)
     .option('-c, --command <cmd>', 'legacy: command to run for each verified scanner')

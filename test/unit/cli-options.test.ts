@@ -1,0 +1,178 @@
+/**
+ * The CLI's grammar and validation without root: durations, flag and config
+ * parsing (errors name the flag or field), flags overriding the config file, the
+ * legacy `-p/-c` form mapped onto watch, and default tripwire selection against a
+ * fake socket table.
+ */
+import { describe, expect, it } from 'vitest'
+import { formatDuration, needsShell, parseConfig, parseDuration, resolveWatch, UsageError } from '../../lib/cli/options.js'
+import { parseCommandLine } from '../../lib/cli/program.js'
+import { parsePorts } from '../../lib/bpf/ports.js'
+import { DEFAULT_TRIPWIRES, listeningPorts, unusedTripwires, withoutListening } from '../../lib/listening.js'
+
+function watchOf(argv: string[]) {
+  const p = parseCommandLine(argv)
+  if (p.command !== 'watch') throw new Error(`not watch: ${p.command}`)
+  return p
+}
+
+describe('durations', () => {
+  it('parses units and combinations', () => {
+    expect(parseDuration('90s')).toBe(90_000)
+    expect(parseDuration('5m')).toBe(300_000)
+    expect(parseDuration('1h')).toBe(3_600_000)
+    expect(parseDuration('2d')).toBe(172_800_000)
+    expect(parseDuration('500ms')).toBe(500)
+    expect(parseDuration('1h30m')).toBe(5_400_000)
+  })
+  it('refuses bare numbers and unknown units', () => {
+    for (const bad of ['5x', '60', '', 'h', '1.5h', '-1m', '1 h']) expect(() => parseDuration(bad), bad).toThrow(UsageError)
+  })
+  it('formats back', () => {
+    expect(formatDuration(3_600_000)).toBe('1h')
+    expect(formatDuration(5_400_000)).toBe('1h30m')
+    expect(formatDuration(90_000)).toBe('1m30s')
+  })
+})
+
+describe('watch flags', () => {
+  it('collects ports per protocol and maps options onto the policy', () => {
+    const p = watchOf(['watch', '--tcp', '2222,2323', '--tcp', '9000-9010', '--udp', '5353', '--sctp', '2905', '--block', 'all',
+      '--block-ttl', '2h', '--spoofable-ttl', '90s', '--max-blocks-per-minute', '10', '--max-active-blocks', '100',
+      '--allow', '10.0.0.0/8', '--allow', '2001:db8::/32', '--threshold', '2', '--window', '30s', '--backend', 'ipset',
+      '--exec', 'logger {src}', '--webhook', 'https://hooks.example/x', '--json', '--dry-run'])
+    const plan = resolveWatch(p.input)
+    expect(plan.ports).toEqual(parsePorts(['2222/tcp', '2323/tcp', '9000-9010/tcp', '5353/udp', '2905/sctp']))
+    expect(plan.policy).toMatchObject({ block: 'all', blockTtlMs: 7_200_000, spoofableTtlMs: 90_000, maxBlocksPerMinute: 10, maxActiveBlocks: 100, threshold: 2, windowMs: 30_000, dryRun: true })
+    expect(plan.allow).toEqual(['10.0.0.0/8', '2001:db8::/32'])
+    expect(plan).toMatchObject({ backend: 'ipset', exec: { command: 'logger {src}', shell: false }, webhook: 'https://hooks.example/x', json: true, dryRun: true, useDefaults: false })
+  })
+
+  it('uses the default set when no port is given', () => {
+    const plan = resolveWatch(watchOf(['watch']).input)
+    expect(plan.useDefaults).toBe(true)
+    expect(plan.policy.block).toBe('verified')
+    expect(plan.policy.blockTtlMs).toBe(3_600_000)
+    expect(plan.backend).toBe('nftables')
+  })
+
+  it.each([
+    [['watch', '--block-ttl', '5x'], /--block-ttl: "5x" is not a duration/],
+    [['watch', '--allow', '300.1.1.1/8'], /--allow "300.1.1.1\/8"/],
+    [['watch', '--tcp', '70000'], /--tcp: .*70000 is outside 1..65535/],
+    [['watch', '--tcp', '22/udp'], /--tcp: "22\/udp" is not a tcp port/],
+    [['watch', '--tcp', '2222,2222'], /listed twice/],
+    [['watch', '--block', 'maybe'], /--block: "maybe" is not a block mode/],
+    [['watch', '--threshold', '0'], /--threshold: "0" is not a whole number/],
+    [['watch', '--window', '500ms'], /--window: 500ms is shorter than the 1s minimum/],
+    [['watch', '--backend', 'pf'], /--backend: "pf" is not a backend/],
+    [['watch', '--webhook', 'ftp://x'], /--webhook: only http\(s\)/],
+    [['watch', '--interface', 'a/b'], /--interface/],
+  ])('%j is refused with a clear message', (argv, message) => {
+    expect(() => resolveWatch(watchOf(argv).input)).toThrow(message)
+  })
+
+  it('refuses unknown flags and missing values at parse time', () => {
+    expect(() => parseCommandLine(['watch', '--bogus'])).toThrow(/unknown option '--bogus'/)
+    expect(() => parseCommandLine(['watch', '--tcp'])).toThrow(/argument missing/)
+    expect(() => parseCommandLine(['nope'])).toThrow(UsageError)
+  })
+})
+
+describe('config file', () => {
+  it('holds what the flags hold; flags override field by field', () => {
+    const config = parseConfig(JSON.stringify({ tcp: [2222, '2323'], udp: '5353', block: 'all', blockTtl: '2h', allow: ['10.0.0.0/8'], json: true }), 'c.json')
+    const plan = resolveWatch(watchOf(['watch', '--block-ttl', '3h', '--allow', '192.0.2.0/24']).input, config, 'config c.json')
+    expect(plan.ports).toEqual(parsePorts(['2222/tcp', '2323/tcp', '5353/udp']))
+    expect(plan.policy.block).toBe('all')
+    expect(plan.policy.blockTtlMs).toBe(10_800_000)
+    expect(plan.allow).toEqual(['192.0.2.0/24'])
+    expect(plan.json).toBe(true)
+  })
+
+  it('names the field and what is wrong', () => {
+    expect(() => parseConfig('{"blokTtl": "1h"}', 'c.json')).toThrow(/config c.json: unknown field "blokTtl"/)
+    expect(() => parseConfig('{"block": "maybe"}', 'c.json')).toThrow(/config c.json: field block: /)
+    expect(() => parseConfig('{"maxActiveBlocks": 0}', 'c.json')).toThrow(/field maxActiveBlocks: /)
+    expect(() => parseConfig('{"tcp": true}', 'c.json')).toThrow(/field tcp: /)
+    expect(() => parseConfig('[1]', 'c.json')).toThrow(/config c.json: /)
+    expect(() => parseConfig('{', 'c.json')).toThrow(/not valid JSON/)
+    const bad = parseConfig('{"blockTtl": "5x"}', 'c.json')
+    expect(() => resolveWatch({}, bad, 'config c.json')).toThrow(/config c.json field blockTtl: "5x" is not a duration/)
+    const badAllow = parseConfig('{"allow": ["300.1.1.1/8"]}', 'c.json')
+    expect(() => resolveWatch({}, badAllow, 'config c.json')).toThrow(/config c.json field allow/)
+  })
+})
+
+describe('legacy form', () => {
+  it('maps -p/-c onto watch with the exec responder and no firewall table', () => {
+    const p = watchOf(['-p', '1337', '-c', 'iptables -A INPUT -s [SRC_IP] -j DROP'])
+    expect(p.legacy).toBe(true)
+    const plan = resolveWatch(p.input)
+    expect(plan.ports).toEqual(parsePorts(['1337/tcp']))
+    expect(plan.backend).toBe('none')
+    expect(plan.exec).toEqual({ command: 'iptables -A INPUT -s [SRC_IP] -j DROP', shell: false })
+    expect(plan.policy.block).toBe('verified')
+  })
+  it('runs commands with shell syntax through sh, plain ones as argv', () => {
+    expect(needsShell('iptables -A INPUT -s [SRC_IP] -j DROP')).toBe(false)
+    expect(needsShell("logger 'a | b' \"c;d\"")).toBe(false)
+    expect(needsShell('iptables -I INPUT -s [SRC_IP] -j DROP && logger x')).toBe(true)
+    expect(needsShell('echo [SRC_IP] >> /var/log/x')).toBe(true)
+    const p = watchOf(['-p', '1337', '-c', 'echo [SRC_IP] | logger'])
+    expect(resolveWatch(p.input).exec).toEqual({ command: 'echo [SRC_IP] | logger', shell: true })
+  })
+  it('-p without -c watches with the default response; -c without -p is an error', () => {
+    const plan = resolveWatch(watchOf(['-p', '1337,2222']).input)
+    expect(plan.ports).toEqual(parsePorts(['1337/tcp', '2222/tcp']))
+    expect(plan.backend).toBe('nftables')
+    expect(() => parseCommandLine(['-c', 'x'])).toThrow(/-c needs -p/)
+  })
+})
+
+describe('other commands', () => {
+  it('parses list, unblock, uninstall, selftest', () => {
+    expect(parseCommandLine(['list', '--json'])).toEqual({ command: 'list', backend: 'nftables', json: true })
+    expect(parseCommandLine(['unblock', '192.0.2.1', '2001:db8::1', '--netns', 'x'])).toEqual({ command: 'unblock', addresses: ['192.0.2.1', '2001:db8::1'], backend: 'nftables', netns: 'x' })
+    expect(parseCommandLine(['uninstall', '--backend', 'ipset'])).toEqual({ command: 'uninstall', backend: 'ipset' })
+    expect(() => parseCommandLine(['uninstall', '--backend', 'pf'])).toThrow(UsageError)
+    expect(parseCommandLine(['selftest'])).toEqual({ command: 'selftest', keep: false })
+    expect(() => parseCommandLine(['unblock'])).toThrow(/missing required argument/)
+    expect(parseCommandLine(['--help'])).toMatchObject({ command: 'help', exitCode: 0 })
+  })
+})
+
+// /proc/net/tcp rows: LISTEN (0A) on 0.0.0.0:6379 (18EB) and 0.0.0.0:22; an ESTABLISHED client.
+const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 1 1 0000000000000000 100 0 0 10 0
+   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 100 0 0 10 0
+   2: 0100007F:0BB8 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0
+`
+// UDP: 0.0.0.0:1900 (076C) unconnected (07); a connected client on 0BB9 (01) is not a service.
+const UDP = `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  1: 00000000:076C 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4 2 0000000000000000 0
+  2: 0100007F:0BB9 0100007F:0035 01 00000000:00000000 00:00000000 00000000     0        0 5 2 0000000000000000 0
+`
+
+describe('default tripwires and --unused', () => {
+  const listening = listeningPorts({ tcp: TCP, tcp6: null, udp: UDP, udp6: null, sctp: null }, 'LE')
+
+  it('reads the listening table', () => {
+    expect([...listening.tcp].sort((a, b) => a - b)).toEqual([22, 6379])
+    expect([...listening.udp]).toEqual([1900])
+  })
+
+  it('skips default tripwires a local service uses', () => {
+    const sel = withoutListening(parsePorts(DEFAULT_TRIPWIRES), listening)
+    expect(sel.skipped).toEqual(parsePorts(['6379/tcp', '1900/udp']))
+    const kept = sel.ports.map((r) => `${r.from}/${r.proto}`)
+    expect(kept).toContain('2222/tcp')
+    expect(kept).not.toContain('6379/tcp')
+    expect(kept).not.toContain('1900/udp')
+  })
+
+  it('--unused: the range minus listening ports, explicit tripwires kept', () => {
+    const set = unusedTripwires(parsePorts(['2222/tcp']), parsePorts(['20-25/tcp', '1899-1901/udp']), listening)
+    expect(set).toEqual(parsePorts(['20-21/tcp', '23-25/tcp', '2222/tcp', '1899/udp', '1901/udp']))
+  })
+})
