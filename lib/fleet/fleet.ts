@@ -312,10 +312,13 @@ export class FleetPush {
         this.#lastError = fields.message
         this.#onEvent(fleetEvent({ op: 'push-failed', ...fields, count: this.#queue.size }, this.#now()))
       }
-      // Attempts are spent only when LAPI answered and refused: an unreachable LAPI
-      // is an outage, and the bounded queue (not the retry count) limits what waits.
-      const answered = e instanceof LapiError && e.status !== undefined
-      const hopeless = e instanceof LapiError && !e.retryable
+      // Attempts are spent only when LAPI answered and refused this request: an
+      // unreachable LAPI is an outage, and so is a refused login (the password
+      // is wrong for every alert alike, until the operator fixes it); the bounded
+      // queue, not the retry count, limits what waits through those.
+      const auth = e instanceof LapiError && e.code === 'PORTANOIA_LAPI_AUTH'
+      const answered = e instanceof LapiError && e.status !== undefined && !auth
+      const hopeless = e instanceof LapiError && !e.retryable && !auth
       for (const [src, q] of batch) {
         if (this.#queue.get(src) !== q) continue
         if (answered) q.attempts++

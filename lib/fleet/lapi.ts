@@ -225,8 +225,15 @@ export interface LapiClientOptions {
   fetch?: FetchFn
   /** Milliseconds; default Date.now. */
   now?: () => number
+  /**
+   * `name/version`, exactly one slash: LAPI 1.4 records the part after the slash
+   * as the machine's version and refuses a login ("incorrect Username or
+   * Password") when the header has another shape. Default `portanoia/0.1.0`.
+   */
   userAgent?: string
 }
+
+export const DEFAULT_USER_AGENT = 'portanoia/0.1.0'
 
 const DEFAULT_TIMEOUT_MS = 5000
 const DEFAULT_RENEW_BEFORE_MS = 60_000
@@ -268,7 +275,12 @@ export class LapiClient {
     this.#renewBeforeMs = options.renewBeforeMs ?? DEFAULT_RENEW_BEFORE_MS
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init))
     this.#now = options.now ?? Date.now
-    this.#userAgent = options.userAgent ?? 'portanoia'
+    this.#userAgent = options.userAgent ?? DEFAULT_USER_AGENT
+    if (!/^[^/\s]+\/[^/\s]+$/.test(this.#userAgent)) {
+      throw new PortanoiaError('PORTANOIA_BAD_CONFIG', `LAPI user agent ${JSON.stringify(this.#userAgent)} is not name/version`, {
+        hint: 'LAPI refuses logins from any other shape; use e.g. portanoia/1.0.0',
+      })
+    }
   }
 
   /** True when push and delete can work (machine and password given). */

@@ -110,7 +110,9 @@ export async function startFakeLapi(options: { machine: string; password: string
     }
     if (req.method === 'POST' && url.pathname === '/v1/watchers/login') {
       const body = JSON.parse(raw) as { machine_id?: string; password?: string }
-      if (body.machine_id !== options.machine || body.password !== options.password) {
+      // LAPI 1.4 wants `name/version` and answers a bad user agent like a bad password.
+      const goodAgent = /^[^/\s]+\/[^/\s]+$/.test(req.headers['user-agent'] ?? '')
+      if (!goodAgent || body.machine_id !== options.machine || body.password !== options.password) {
         send(res, 401, { code: 401, message: 'incorrect Username or Password' })
         return
       }

@@ -132,6 +132,19 @@ describe('LapiClient', () => {
     expectNoSecret(e)
   })
 
+  it('sends a name/version user agent, the only shape LAPI 1.4 lets log in', async () => {
+    const f = await setup()
+    const bad = new LapiClient({ url: f.url, machine: 'host-a', password: PASSWORD, fetch: (u, init) => {
+      const headers = new Headers(init.headers)
+      headers.set('User-Agent', 'portanoia')
+      return fetch(u, { ...init, headers })
+    } })
+    await expect(bad.login()).rejects.toMatchObject({ code: 'PORTANOIA_LAPI_AUTH' })
+    await new LapiClient({ url: f.url, machine: 'host-a', password: PASSWORD }).login()
+    expect(() => new LapiClient({ url: f.url, userAgent: 'portanoia' })).toThrow(/name\/version/)
+    expect(() => new LapiClient({ url: f.url, userAgent: 'a/1 b/2' })).toThrow(/name\/version/)
+  })
+
   it('server errors are retryable and carry the status', async () => {
     const f = await setup()
     f.failNext('/v1/alerts', 1, 500)

@@ -184,6 +184,20 @@ describe('FleetPush', () => {
     expect(push.stats()).toMatchObject({ abandoned: 3, queued: 0 })
   })
 
+  it('a refused login keeps alerts queued until the password is fixed', async () => {
+    const f = await setup()
+    const events: FleetStreamEvent[] = []
+    const client = new LapiClient({ url: f.url, machine: 'host-a', password: 'wrong' })
+    const push = new FleetPush({ client, maxAttempts: 1, onEvent: (e) => events.push(e) })
+    closers.push(() => push.close())
+    push.push(decision('198.18.6.9'))
+    await push.flush()
+    await push.flush()
+    expect(push.stats()).toMatchObject({ pushFailures: 2, abandoned: 0, queued: 1 })
+    expect(events[0]).toMatchObject({ op: 'push-failed', code: 'PORTANOIA_LAPI_AUTH', status: 401 })
+    expect(JSON.stringify(events)).not.toContain('wrong')
+  })
+
   it('an unreachable LAPI spends no attempts: alerts wait in the bounded queue', async () => {
     const f = await setup()
     const url = f.url
