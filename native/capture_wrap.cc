@@ -80,6 +80,19 @@ PortSet GetPorts(Napi::Env env, Napi::Value v) {
 }
 
 
+// Runs the doorbell's JS callback on the JS thread. The default thread-safe-function
+// call goes through Napi::Function::Call, which throws a C++ exception when the env
+// refuses to run JS (a worker being terminated) and rethrows it out of a C callback:
+// std::terminate for the whole process. A raw call cannot throw; an exception from the
+// callback itself stays pending and Node reports it as uncaught, as for any callback.
+void RingJs(Napi::Env env, Napi::Function callback) {
+  if (env == nullptr || callback.IsEmpty()) return;
+  napi_value undefined = nullptr;
+  if (napi_get_undefined(env, &undefined) != napi_ok) return;
+  napi_value ignored = nullptr;
+  (void)napi_call_function(env, undefined, callback, 0, nullptr, &ignored);
+}
+
 }  // namespace
 
 Napi::Error MakeSysError(Napi::Env env, const SysError& err) {
@@ -183,7 +196,7 @@ Napi::Value CaptureWrap::Start(const Napi::CallbackInfo& info) {
   SysError err;
   // NonBlockingCall with an unlimited queue never blocks the capture thread; it
   // fails only while the function is closing, when nobody is waiting anyway.
-  if (!capture_->Start([tsfn]() mutable { tsfn.NonBlockingCall(); }, &err)) {
+  if (!capture_->Start([tsfn]() mutable { tsfn.NonBlockingCall(RingJs); }, &err)) {
     throw MakeSysError(env, err);
   }
   return env.Undefined();
