@@ -116,6 +116,16 @@ function checkInt(name: string, value: unknown, min: number, max: number): numbe
   return value
 }
 
+/**
+ * Sensors with a next() waiting for the doorbell. The doorbell holds a sensor only
+ * weakly and a `for await` loop is reachable only through the promise the sensor
+ * holds, so without this root a loop like `async function watch() { for await (...) }`
+ * forms an unreachable cycle: the first full GC would collect the sensor, its
+ * finalizer would stop the capture, and the process would exit mid-watch. A waiting
+ * read pins the sensor exactly as long as it refs the event loop.
+ */
+const waiting = new Set<Sensor>()
+
 export class Sensor implements AsyncIterable<Hit> {
   readonly interface: string
   readonly listen: boolean
@@ -204,11 +214,13 @@ export class Sensor implements AsyncIterable<Hit> {
       }
       if (!this.#capture.arm()) continue
       this.#capture.ref()
+      waiting.add(this)
       try {
         await new Promise<void>((resolve) => {
           this.#wake = resolve
         })
       } finally {
+        waiting.delete(this)
         this.#capture.unref()
       }
     }
