@@ -1,0 +1,115 @@
+/**
+ * Process exit at each stage of a capture, each in its own child process on loopback:
+ * process.exit() while hits stream in, an uncaught exception while hits stream in, main
+ * returning with an open sensor nobody reads (must exit: an idle sensor holds no event
+ * loop reference), and a pending `for await` (must stay alive until the sensor is
+ * closed). A clean exit is code 0 with no native crash signature; the capture thread
+ * and its thread-safe function must not stall or abort teardown. Needs root (AF_PACKET);
+ * traffic is UDP to 127.0.0.1 only.
+ */
+import { afterEach, describe, expect, test } from 'vitest'
+import { CRASH_MARKERS, floodLoopback, randomHighPort, runChild, type Child } from '../helpers/child.js'
+import { IS_ROOT, warnIfNotRoot } from '../helpers/netns.js'
+
+warnIfNotRoot('test/lifecycle/exit.test.ts')
+
+const children: Child[] = []
+const floods: Array<{ stop: () => Promise<number> }> = []
+
+afterEach(async () => {
+  for (const f of floods.splice(0)) await f.stop()
+  for (const c of children.splice(0)) await c.stop('SIGKILL')
+})
+
+function spawnChild(source: string): Child {
+  const c = runChild(source)
+  children.push(c)
+  return c
+}
+
+function expectNoCrash(stderr: string): void {
+  for (const m of CRASH_MARKERS) expect(stderr).not.toContain(m)
+}
+
+const prelude = (port: number): string => `
+import { open } from '__ENTRY__'
+const sensor = await open({ ports: ['${port}/udp'], interface: 'lo', listen: false })
+console.log('open')
+`
+
+describe.skipIf(!IS_ROOT)('process exit mid-capture', () => {
+  test('process.exit() while hits stream in exits cleanly and promptly', async () => {
+    const port = randomHighPort()
+    const child = spawnChild(`${prelude(port)}
+let n = 0
+for await (const hit of sensor) {
+  if (++n === 200) {
+    console.log('exiting ' + hit.dstPort)
+    process.exit(0)
+  }
+}
+`)
+    await child.line(/^open$/)
+    floods.push(floodLoopback(port))
+    const line = await child.line(/^exiting/)
+    expect(line).toBe(`exiting ${port}`)
+    const t0 = Date.now()
+    const e = await child.exited
+    expect(Date.now() - t0).toBeLessThan(5000)
+    expect(e.signal).toBeNull()
+    expect(e.code).toBe(0)
+    expectNoCrash(e.stderr)
+  })
+
+  test('an uncaught exception while hits stream in exits with code 1, no native crash', async () => {
+    const port = randomHighPort()
+    const child = spawnChild(`${prelude(port)}
+let n = 0
+for await (const hit of sensor) {
+  if (++n === 200) setTimeout(() => { throw new Error('boom-' + hit.dstPort) }, 0)
+}
+`)
+    await child.line(/^open$/)
+    floods.push(floodLoopback(port))
+    const e = await Promise.race([child.exited, new Promise<null>((r) => setTimeout(() => r(null), 20_000))])
+    expect(e, 'the child did not exit').not.toBeNull()
+    expect(e!.signal).toBeNull()
+    expect(e!.code).toBe(1)
+    expect(e!.stderr).toContain(`boom-${port}`)
+    expectNoCrash(e!.stderr)
+  })
+
+  test('main returning with an open, unread sensor exits (even while traffic arrives)', async () => {
+    const port = randomHighPort()
+    floods.push(floodLoopback(port))
+    const child = spawnChild(`${prelude(port)}
+setTimeout(() => console.log('still-running'), 0).unref()
+`)
+    await child.line(/^open$/)
+    const e = await Promise.race([child.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))])
+    expect(e, 'an idle unread sensor kept the process alive').not.toBeNull()
+    expect(e!.code).toBe(0)
+    expect(e!.signal).toBeNull()
+    expectNoCrash(e!.stderr)
+  })
+
+  test('a pending for-await keeps the process alive until the sensor is closed', async () => {
+    const port = randomHighPort()
+    const child = spawnChild(`${prelude(port)}
+// Signal handlers do not hold the event loop open; only the pending next() does.
+process.on('SIGUSR2', () => { console.log('closing'); void sensor.close() })
+let n = 0
+for await (const hit of sensor) n++
+console.log('loop-ended ' + n)
+`)
+    await child.line(/^open$/)
+    await new Promise((r) => setTimeout(r, 2000))
+    expect(child.alive(), 'the process exited while a for-await was pending').toBe(true)
+    process.kill(child.pid, 'SIGUSR2')
+    await child.line(/^loop-ended 0$/)
+    const e = await Promise.race([child.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))])
+    expect(e, 'the process did not exit after close()').not.toBeNull()
+    expect(e!.code).toBe(0)
+    expectNoCrash(e!.stderr)
+  })
+})
