@@ -2,7 +2,9 @@
 // thread; Run() and everything it calls run on the capture thread, which owns the
 // ring walk, the listener accepts and the running totals. The thread processes at
 // most one lap of the ring between polls, then does maintenance (listener changes,
-// kernel statistics, the stop flag), as Suricata's AF_PACKET source does.
+// kernel statistics, the stop flag), as Suricata's AF_PACKET source does. An accepted
+// connect is held until the frame of its handshake's final ACK has been walked, so
+// JS sees a connection's hits in wire order (syn, ack, then the verified connect).
 #include "capture.h"
 
 #include <arpa/inet.h>
@@ -36,6 +38,11 @@ constexpr uint32_t kBatch = 64;
 constexpr size_t kSeenSlots = 4096;           // dedup table, power of two
 constexpr uint64_t kDuplicateWindowNs = 5'000'000;  // 5 ms: one frame crossing a bridge
 constexpr uint64_t kStatsIntervalNs = 50'000'000;
+// How long a verified connect waits for its handshake's ACK frame before it is sent
+// anyway; far above a retire timeout, so it only matters when that frame is lost.
+constexpr uint64_t kConnectHoldNs = 50'000'000;
+constexpr size_t kMaxPendingConnects = 1024;
+constexpr uint8_t kTcpAckFlag = 0x10;
 
 uint64_t NowNs(clockid_t clock) {
   timespec ts{};
@@ -67,6 +74,18 @@ uint64_t FrameKey(const HitRecord& r) {
   h = Mix(h, uint64_t(r.src_port) << 48 | uint64_t(r.dst_port) << 32 | uint64_t(r.proto) << 24 |
                  uint64_t(r.tcp_flags) << 16 | uint64_t(r.sctp_chunk) << 8 | r.kind);
   return Mix(h, uint64_t(r.ip_id) << 16 | r.wire_len);
+}
+
+// The connection a record belongs to, as seen from the sensor: both records (the ACK
+// frame and the accepted socket) carry IPv4 as mapped IPv6, so the key is family-blind.
+uint64_t TupleKey(const HitRecord& r) {
+  uint64_t a, b, c, d;
+  std::memcpy(&a, r.src, 8);
+  std::memcpy(&b, r.src + 8, 8);
+  std::memcpy(&c, r.dst, 8);
+  std::memcpy(&d, r.dst + 8, 8);
+  const uint64_t h = Mix(Mix(Mix(Mix(0, a), b), c), d);
+  return Mix(h, uint64_t(r.src_port) << 16 | r.dst_port) | 1;  // never 0: 0 marks an empty slot
 }
 
 void SetAddress(const sockaddr_storage& ss, uint8_t out[16], uint16_t* port, bool* v4) {
@@ -430,9 +449,26 @@ bool Capture::WalkBlock(tpacket_block_desc* block) {
             not_tripwire++;
           } else if (IsDuplicate(rec)) {
             duplicates++;
-          } else if (++n == kBatch) {
-            Publish(batch, n);
-            n = 0;
+          } else {
+            const bool ack = rec.proto == IPPROTO_TCP && (rec.tcp_flags & kTcpAckFlag) != 0;
+            const uint64_t key = ack ? NoteAck(rec) : 0;
+            if (++n == kBatch) {
+              Publish(batch, n);
+              n = 0;
+            }
+            // A held connect goes right behind the ACK that completed its handshake.
+            for (size_t k = 0; key != 0 && k < pending_connects_.size();) {
+              if (pending_connects_[k].key != key) {
+                k++;
+                continue;
+              }
+              batch[n] = pending_connects_[k].record;
+              pending_connects_.erase(pending_connects_.begin() + static_cast<std::ptrdiff_t>(k));
+              if (++n == kBatch) {
+                Publish(batch, n);
+                n = 0;
+              }
+            }
           }
         } else if (r == ParseResult::kMalformed) {
           malformed++;
@@ -452,9 +488,46 @@ bool Capture::WalkBlock(tpacket_block_desc* block) {
   return true;
 }
 
-void Capture::AcceptAll(int listen_fd) {
+uint64_t Capture::NoteAck(const HitRecord& record) {
+  const uint64_t key = TupleKey(record);
+  recent_acks_[recent_ack_next_] = key;
+  recent_ack_next_ = (recent_ack_next_ + 1) % recent_acks_.size();
+  return key;
+}
+
+void Capture::FlushConnects(uint64_t now_ns, bool all) {
+  if (pending_connects_.empty()) return;
   HitRecord batch[kBatch];
   uint32_t n = 0;
+  size_t kept = 0;
+  for (size_t i = 0; i < pending_connects_.size(); i++) {
+    PendingConnect& p = pending_connects_[i];
+    if (all || now_ns >= p.due_ns) {
+      batch[n] = p.record;
+      if (++n == kBatch) {
+        Publish(batch, n);
+        n = 0;
+      }
+    } else {
+      pending_connects_[kept++] = p;
+    }
+  }
+  Publish(batch, n);
+  pending_connects_.resize(kept);
+}
+
+int Capture::PollTimeoutMs(bool busy, uint64_t now_ns) const {
+  if (busy) return 0;
+  int timeout = 100;
+  for (const PendingConnect& p : pending_connects_) {
+    const uint64_t left_ms = p.due_ns > now_ns ? (p.due_ns - now_ns + 999'999) / 1'000'000 : 0;
+    if (left_ms < uint64_t(timeout)) timeout = static_cast<int>(left_ms);
+  }
+  return timeout;
+}
+
+void Capture::AcceptAll(int listen_fd) {
+  const uint64_t due = NowNs(CLOCK_MONOTONIC) + kConnectHoldNs;
   for (;;) {
     sockaddr_storage peer{}, local{};
     socklen_t peer_len = sizeof(peer), local_len = sizeof(local);
@@ -467,8 +540,7 @@ void Capture::AcceptAll(int listen_fd) {
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     close(fd);
     if (!named) continue;
-    HitRecord& rec = batch[n];
-    rec = HitRecord{};
+    HitRecord rec{};
     rec.ts_ns = NowNs(CLOCK_REALTIME);
     bool v4 = false, local_v4 = false;
     SetAddress(peer, rec.src, &rec.src_port, &v4);
@@ -479,12 +551,18 @@ void Capture::AcceptAll(int listen_fd) {
     rec.tcp_flags = 0x10;  // the handshake's final ACK
     rec.flags = static_cast<uint16_t>(kFlagVerified | (v4 ? kFlagIpv4 : 0));
     connects_.fetch_add(1, std::memory_order_relaxed);
-    if (++n == kBatch) {
-      Publish(batch, n);
-      n = 0;
+    // Bounded: under a connect flood the oldest waiting connect goes out unordered.
+    if (pending_connects_.size() >= kMaxPendingConnects) {
+      Publish(&pending_connects_.front().record, 1);
+      pending_connects_.erase(pending_connects_.begin());
+    }
+    const uint64_t key = TupleKey(rec);
+    if (std::find(recent_acks_.begin(), recent_acks_.end(), key) != recent_acks_.end()) {
+      Publish(&rec, 1);  // its ACK was walked already: wire order holds as it is
+    } else {
+      pending_connects_.push_back(PendingConnect{rec, key, due});
     }
   }
-  Publish(batch, n);
 }
 
 void Capture::Run() {
@@ -510,7 +588,7 @@ void Capture::Run() {
       for (int fd : retired) close(fd);
       retired.clear();
     }
-    const int ready = poll(fds.data(), fds.size(), busy ? 0 : 100);
+    const int ready = poll(fds.data(), fds.size(), PollTimeoutMs(busy, NowNs(CLOCK_MONOTONIC)));
     if (ready < 0 && errno != EINTR) {
       Fail(errno, "poll");
       break;
@@ -541,6 +619,7 @@ void Capture::Run() {
     blocks_.fetch_add(walked, std::memory_order_relaxed);
     busy = walked == tpacket_.block_count();
     const uint64_t now = NowNs(CLOCK_MONOTONIC);
+    FlushConnects(now, false);
     if (now - last_stats >= kStatsIntervalNs) {
       FoldKernelStats();
       last_stats = now;
@@ -554,6 +633,7 @@ void Capture::Run() {
     tpacket_.ReleaseCurrentBlock();
     blocks_.fetch_add(1, std::memory_order_relaxed);
   }
+  FlushConnects(0, true);
   FoldKernelStats();
   for (int fd : retired) close(fd);
   // Pairs with the acquire loads of ended_ in ArmDoorbell() and Ended().

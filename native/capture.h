@@ -116,6 +116,9 @@ class Capture {
   bool IsDuplicate(const HitRecord& record);
   void ApplyPortSet(const PortSet& ports, bool widen_only);
   void Fail(int err_no, const char* syscall);
+  uint64_t NoteAck(const HitRecord& record);
+  void FlushConnects(uint64_t now_ns, bool all);
+  int PollTimeoutMs(bool busy, uint64_t now_ns) const;
 
   CaptureOptions options_;
   int fd_ = -1;
@@ -160,6 +163,21 @@ class Capture {
     uint32_t ifindex;
   };
   std::vector<SeenFrame> seen_;
+
+  // Verified connects wait here until the frame of the handshake's final ACK is walked,
+  // and are then published right behind it, so JS sees syn, ack, connect in wire order:
+  // accept() returns as soon as the kernel processed that ACK, usually before its ring
+  // block retires. A connect whose ACK never shows up (dropped, or the port left the
+  // set) goes out at `due_ns`. `recent_acks_` remembers the tuples of the last
+  // ACK-bearing hits, for a block that retired before accept() ran. Capture thread only.
+  struct PendingConnect {
+    HitRecord record;
+    uint64_t key;     // TupleKey
+    uint64_t due_ns;  // CLOCK_MONOTONIC
+  };
+  std::vector<PendingConnect> pending_connects_;
+  std::vector<uint64_t> recent_acks_ = std::vector<uint64_t>(64, 0);
+  size_t recent_ack_next_ = 0;
 };
 
 }  // namespace portanoia
