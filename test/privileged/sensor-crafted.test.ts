@@ -341,6 +341,19 @@ describe.skipIf(!IS_ROOT)('sensor negatives and contract', () => {
     expect(sensor.stats().duplicates).toBeGreaterThanOrEqual(frames.length)
   })
 
+  it('a verified connect whose ACK frame is never captured is still reported', async () => {
+    net = await createTestNet()
+    const link = net.links[0]!
+    // Bound to the veth, the sensor never sees a loopback handshake's frames; the
+    // capture thread holds each connect for its ACK, and must let it go without one.
+    sensor = await open({ ports: [`${TCP_PORT}/tcp`], netns: net.sensorPath, listen: true, interface: link.sensor.ifname })
+    const res = await link.sensor.exec('python3', ['-c', `import socket\ns=socket.create_connection(('127.0.0.1', ${TCP_PORT}), timeout=2)\ns.close()`])
+    expect(res.code, res.stderr).toBe(0)
+    const got = await collectHits(sensor, (hits) => hits.length > 0, 2000)
+    expect(got.hits).toHaveLength(1)
+    expect(got.hits[0]).toMatchObject({ kind: 'connect', verified: true, src: '127.0.0.1', dst: '127.0.0.1', dstPort: TCP_PORT })
+  })
+
   it('setPorts swaps the filter live without missing a hit for a kept port', async () => {
     net = await createTestNet()
     const link = net.links[0]!
