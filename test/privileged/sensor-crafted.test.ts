@@ -52,10 +52,10 @@ const addr = (host: Host, family: 4 | 6): string => canonicalIp(family === 4 ? h
  * Sends a SYN from a fresh source port to the TCP tripwire and reads hits until it
  * arrives; returns the hits before it (the sentinel itself is checked and dropped).
  */
-async function untilSentinel(sensor: Sensor, from: Host, to: Host, family: 4 | 6 = 4): Promise<Hit[]> {
+async function untilSentinel(sensor: Sensor, from: Host, to: Host, family: 4 | 6 = 4, dstPort = TCP_PORT): Promise<Hit[]> {
   const srcPort = freshPort()
-  sendFrames(from, [probeFrame(from, to, { family, proto: 'tcp', srcPort, dstPort: TCP_PORT })])
-  const isSentinel = (h: Hit): boolean => h.srcPort === srcPort && h.dstPort === TCP_PORT && h.kind === 'syn'
+  sendFrames(from, [probeFrame(from, to, { family, proto: 'tcp', srcPort, dstPort })])
+  const isSentinel = (h: Hit): boolean => h.srcPort === srcPort && h.dstPort === dstPort && h.kind === 'syn'
   const got = await collectHits(sensor, (hits) => hits.some(isSentinel), 5000)
   expect(got.matched, 'the sentinel probe was not reported').toBe(true)
   const sentinels = got.hits.filter(isSentinel)
@@ -64,16 +64,35 @@ async function untilSentinel(sensor: Sensor, from: Host, to: Host, family: 4 | 6
   return got.hits.filter((h) => !isSentinel(h))
 }
 
-/** Sends frames, then a sentinel; returns every hit in between. */
-async function probeAndCollect(sensor: Sensor, link: Link, frames: Uint8Array[], family: 4 | 6 = 4): Promise<Hit[]> {
+/** Sends frames, then a sentinel (to a TCP tripwire, TCP_PORT by default); returns every hit in between. */
+async function probeAndCollect(sensor: Sensor, link: Link, frames: Uint8Array[], family: 4 | 6 = 4, sentinelPort = TCP_PORT): Promise<Hit[]> {
   sendFrames(link.peer, frames)
-  return await untilSentinel(sensor, link.peer, link.sensor, family)
+  return await untilSentinel(sensor, link.peer, link.sensor, family, sentinelPort)
 }
 
 /** What the addon's parser makes of a frame on its own (the same code the capture thread runs). */
 function parsed(frame: Uint8Array): Hit | undefined {
   const { result, record } = loadBinding().parseFrame(Buffer.from(frame))
   return result === 0 ? decodeHit(record, 0, () => '') : undefined
+}
+
+/**
+ * Python for one loopback connect to the TCP tripwire from a fixed source port. The
+ * listener resets right after accept, so connect() itself may already see the reset
+ * (the handshake completed all the same).
+ */
+function connectOnce(srcPort: number): string {
+  return [
+    'import socket',
+    's = socket.socket()',
+    `s.bind(('127.0.0.1', ${srcPort}))`,
+    's.settimeout(2)',
+    'try:',
+    `    s.connect(('127.0.0.1', ${TCP_PORT}))`,
+    'except ConnectionResetError:',
+    '    pass',
+    's.close()',
+  ].join('\n')
 }
 
 function openFds(): number {
@@ -162,6 +181,23 @@ describe.skipIf(!IS_ROOT)('sensor vs crafted probes', () => {
           expect(hit.fragment).toBe(true)
           expect(hit.kind).toBe(expected!.kind)
           if (hit.kind === 'syn') expect(hit.tcpFlags).toBe(SYN)
+        }
+        if (family === 6) {
+          // Hop-by-hop stays in front of the fragment header; destination options and AH
+          // ride in the fragmentable part, so the first fragment carries them and the ports.
+          const srcPort = freshPort()
+          const probe: ProbeOptions = {
+            family,
+            proto: 'tcp',
+            srcPort,
+            dstPort: TCP_PORT,
+            payload: new Uint8Array(64),
+            ipv6ExtHeaders: [{ type: 'hop-by-hop' }, { type: 'destination' }, { type: 'ah' }],
+          }
+          const frags = fragmentedProbe(link.peer, link.sensor, probe, 48, 0x5eedf00d)
+          const expected = parsed(frags[0]!)
+          const hit = await one(probe, frags)
+          expect(hit).toMatchObject({ fragment: true, extHeaders: true, kind: expected!.kind })
         }
       })
 
@@ -347,11 +383,28 @@ describe.skipIf(!IS_ROOT)('sensor negatives and contract', () => {
     // Bound to the veth, the sensor never sees a loopback handshake's frames; the
     // capture thread holds each connect for its ACK, and must let it go without one.
     sensor = await open({ ports: [`${TCP_PORT}/tcp`], netns: net.sensorPath, listen: true, interface: link.sensor.ifname })
-    const res = await link.sensor.exec('python3', ['-c', `import socket\ns=socket.create_connection(('127.0.0.1', ${TCP_PORT}), timeout=2)\ns.close()`])
+    const res = await link.sensor.exec('python3', ['-c', connectOnce(freshPort())])
     expect(res.code, res.stderr).toBe(0)
     const got = await collectHits(sensor, (hits) => hits.length > 0, 2000)
     expect(got.hits).toHaveLength(1)
     expect(got.hits[0]).toMatchObject({ kind: 'connect', verified: true, src: '127.0.0.1', dst: '127.0.0.1', dstPort: TCP_PORT })
+  })
+
+  it("a loopback handshake with interface 'any' is reported once, in wire order", async () => {
+    net = await createTestNet()
+    // On lo every frame passes the tap twice (outgoing, then incoming): only the
+    // incoming copy may count.
+    sensor = await open({ ports: [`${TCP_PORT}/tcp`], netns: net.sensorPath, listen: true })
+    const srcPort = freshPort()
+    const res = await net.sensorExec('python3', ['-c', connectOnce(srcPort)])
+    expect(res.code, res.stderr).toBe(0)
+    const got = await collectHits(sensor, (hits) => hits.some((h) => h.kind === 'connect'), 2000)
+    got.hits.push(...(await collectFor(sensor, 100)))
+    const kinds = got.hits.filter((h) => h.srcPort === srcPort).map((h) => h.kind)
+    expect(kinds.slice(0, 3)).toEqual(['syn', 'ack', 'connect'])
+    // What may follow is the client's own close (FIN+ACK or RST), once.
+    expect(kinds.filter((k) => k === 'syn' || k === 'ack' || k === 'connect')).toHaveLength(3)
+    expect(got.hits.every((h) => h.interface === 'lo' || h.kind === 'connect')).toBe(true)
   })
 
   it('setPorts swaps the filter live without missing a hit for a kept port', async () => {
@@ -376,8 +429,20 @@ describe.skipIf(!IS_ROOT)('sensor negatives and contract', () => {
     const got = await counting
     const kept = got.hits.filter((h) => h.dstPort === 4000)
     expect(swaps).toBeGreaterThan(50)
-    expect(kept).toHaveLength(total)
+    const veth = await link.sensor.exec('ip', ['-s', 'link', 'show', link.sensor.ifname])
+    expect(kept.length, JSON.stringify({ stats: sensor.stats(), swaps, veth: veth.stdout })).toBe(total)
     expect(sensor.stats().kernelDrops).toBe(0)
+    // After the last swap only the last set counts: 4001 is gone, 4011/udp is new.
+    await sensor.setPorts(['4000/tcp', '4011/udp'])
+    const hits = await probeAndCollect(sensor, link, [
+      probeFrame(link.peer, link.sensor, { family: 4, proto: 'tcp', srcPort: 31001, dstPort: 4001 }),
+      probeFrame(link.peer, link.sensor, { family: 6, proto: 'udp', srcPort: 31002, dstPort: 4011 }),
+      probeFrame(link.peer, link.sensor, { family: 4, proto: 'tcp', srcPort: 31003, dstPort: 4000 }),
+    ], 4, 4000)
+    expect(hits.map((h) => [h.srcPort, h.dstPort, h.kind])).toEqual([
+      [31002, 4011, 'udp'],
+      [31003, 4000, 'syn'],
+    ])
   })
 
   it('open rejects with EADDRINUSE naming the port when another program listens on it', async () => {
