@@ -12,6 +12,17 @@
  * everything is validated, and the sensor opened, before the firewall is touched,
  * so a bad option changes nothing; close() is idempotent, flushes the pending
  * batch, and closes the sensor, then the responders.
+ *
+ * Two optional attachments. The fleet link (lib/fleet, CrowdSec's Local API)
+ * starts once the firewall has adopted its table: each local decision is offered
+ * to it (a synchronous enqueue: a slow or dead LAPI never slows the pipeline),
+ * fleet bans are applied through the same firewall responder (their own `nft -f -`
+ * transactions, which the kernel serialises with ours) unless a guard protects the
+ * address, and its events join the stream. It is closed after the last local batch
+ * reached the firewall, so that batch's blocks are still pushed, and before the
+ * responders. Metrics (lib/metrics.ts) count every hit in the capture loop and
+ * every event as it is emitted, and read the sensor, engine and fleet counters
+ * when scraped.
  */
 import { parsePorts, portsToString } from './bpf/ports.js'
 import { PortanoiaError } from './errors.js'
@@ -22,8 +33,10 @@ import {
   type PortanoiaEvent,
   statsEvent,
 } from './events.js'
+import { type Fleet, type ResolvedFleet, startFleet } from './fleet/index.js'
 import { type HostView, localHostView, netnsHostView } from './host-view.js'
 import { samePorts, unusedTripwires } from './listening.js'
+import type { Metrics } from './metrics.js'
 import type { Decision } from './policy/decision.js'
 import { type PolicyConfig, PolicyEngine, resolvePolicyConfig } from './policy/engine.js'
 import { Guards } from './policy/guards.js'
@@ -81,6 +94,14 @@ export interface DaemonOptions {
   sensor?: Partial<Omit<SensorOptions, 'ports' | 'interface' | 'netns' | 'listen'>>
   /** Clock for the policy engine (ms). */
   now?: () => number
+  /**
+   * Share blocks through CrowdSec's Local API (resolveFleetConfig's result):
+   * local blocks are pushed, fleet bans are applied through `firewall`. Without a
+   * firewall nothing can be applied: only pushing runs.
+   */
+  fleet?: ResolvedFleet
+  /** Prometheus metrics to feed (lib/metrics.ts); serving them is the caller's. */
+  metrics?: Metrics
 }
 
 export interface DaemonStats {
@@ -137,6 +158,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   #ended = false
   #droppedEvents = 0
   #failure: Error | undefined
+  #fleet: Fleet | null = null
+  #detachMetrics: (() => void) | undefined
   #done: Promise<Error | undefined>
   #resolveDone!: (err: Error | undefined) => void
 
@@ -249,10 +272,22 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         await n.start()
         started.push(n)
       }
+      if (options.fleet !== undefined) daemon.#startFleet(options.fleet, guards, log)
     } catch (err) {
+      await daemon.#fleet?.close().catch(() => {})
       await sensor.close()
       for (const r of started.reverse()) await r.close().catch(() => {})
       throw err
+    }
+    if (options.metrics !== undefined) {
+      const fleet = daemon.#fleet
+      const pull = fleet?.pull ?? null
+      daemon.#detachMetrics = options.metrics.attach({
+        sensor: () => sensor.stats(),
+        blocks: () => engine.activeBlocks(),
+        ...(pull !== null && { fleetBlocks: () => pull.active().values() }),
+        ...(fleet !== null && { fleet: () => fleet.stats() }),
+      })
     }
 
     log('info', `watching ${portsToString(sensor.ports)} on ${sensor.interface} (${host.label})`)
@@ -268,6 +303,40 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     return daemon
   }
 
+  /**
+   * Starts the fleet link. Without a firewall there is nothing to apply fleet bans
+   * through: pulling is turned off (and said so), pushing goes on.
+   */
+  #startFleet(config: ResolvedFleet, guards: Guards, log: NonNullable<DaemonOptions['onLog']>): void {
+    const fw = this.#firewall
+    let cfg = config
+    if (fw === null && cfg.pull) {
+      log('warn', 'crowdsec: no firewall backend to apply fleet bans through; pulling is off, pushing only')
+      cfg = { ...cfg, pull: false }
+    }
+    if (!cfg.push && !cfg.pull) {
+      log('warn', 'crowdsec: neither pushing nor pulling can run; the fleet link is off')
+      return
+    }
+    // Pull is off without a firewall, so this stand-in is never called.
+    const responder: Pick<Responder, 'name' | 'block' | 'unblock'> = fw ?? {
+      name: 'none',
+      block: async () => ({ responder: 'none', ok: true, applied: [], failed: [] }),
+      unblock: async () => ({ responder: 'none', ok: true, applied: [], failed: [] }),
+    }
+    const engine = this.engine
+    this.#fleet = startFleet(cfg, {
+      responder,
+      guards,
+      isLocalBlock: (a) => engine.isBlocked(a),
+      onEvent: (e) => this.#emit(e),
+    })
+    this.#opts.onLog?.(
+      'info',
+      `crowdsec: ${[cfg.push && `pushing blocks as ${cfg.machine ?? '?'}`, cfg.pull && 'applying fleet bans'].filter(Boolean).join(', ')} (${cfg.url})`,
+    )
+  }
+
   /** Resolves when the daemon has stopped: undefined after close(), the error when capture failed. */
   get done(): Promise<Error | undefined> {
     return this.#done
@@ -281,11 +350,20 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
 
   async #capture(): Promise<void> {
     const wantHits = this.#opts.hits === true
+    const metrics = this.#opts.metrics
     try {
       for await (const hit of this.sensor) {
+        metrics?.hit(hit)
         if (wantHits) this.#emit(hitEvent(hit))
         const ds = this.engine.observe(hit)
-        if (ds.length > 0) this.#handle(ds)
+        if (ds.length > 0) {
+          if (metrics !== undefined) {
+            // Capture timestamp to decision, on the wall clock both use.
+            const seconds = (Date.now() - hit.time) / 1000
+            for (let i = 0; i < ds.length; i++) metrics.decided(seconds)
+          }
+          this.#handle(ds)
+        }
       }
     } catch (err) {
       this.#failure = err instanceof Error ? err : new Error(String(err))
@@ -296,8 +374,11 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
 
   #handle(ds: readonly Decision[]): void {
     if (ds.length === 0) return
+    const fleet = this.#fleet
     for (const d of ds) {
       this.#emit(decisionEvent(d))
+      // Only `blocked` decisions are pushed (FleetPush filters); an enqueue, never a wait.
+      fleet?.offer(d)
       // In dry-run the engine reports would-be blocks as `dry-run`; the firewall
       // responder is in dry-run too and turns them into the script it would run.
       if (d.action === 'block' || (this.#dryRun && d.reason === 'dry-run' && !d.final)) {
@@ -440,6 +521,13 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         // a responder's counters are informational
       }
     }
+    if (this.#fleet !== null) {
+      try {
+        Object.assign(responders, this.#fleet.stats())
+      } catch {
+        // informational, as above
+      }
+    }
     responders.daemon = { ...this.#fwCounts, droppedEvents: this.#droppedEvents }
     const sensor: Record<string, number> = {}
     for (const [k, v] of Object.entries(this.sensor.stats())) if (typeof v === 'number') sensor[k] = v
@@ -449,6 +537,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   // -------------------------------------------------------------------- events
 
   #emit(event: PortanoiaEvent): void {
+    this.#opts.metrics?.event(event)
     if (this.#opts.onEvent !== undefined) {
       try {
         this.#opts.onEvent(event)
@@ -482,7 +571,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
 
   // ------------------------------------------------------------------ shutdown
 
-  /** Stops the pipeline: timers, sensor, the pending batch, then the responders. Idempotent. */
+  /** Stops the pipeline: timers, sensor, the pending batch, the fleet link, then the responders. Idempotent. */
   close(): Promise<void> {
     if (this.#closing === undefined) this.#closing = this.#shutdown()
     return this.#closing
@@ -501,7 +590,17 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       if (busy === this.#fwBusy && this.#pending.length === 0) break
       this.#flush()
     }
+    // After the last batch (its blocks were offered, so they get their push
+    // attempt) and before the responders (a poll in progress still has its firewall).
+    if (this.#fleet !== null) {
+      try {
+        await this.#fleet.close()
+      } catch (err) {
+        this.#emit(errorEvent({ responder: 'fleet', error: err }))
+      }
+    }
     this.#emit(this.#statsEvent())
+    this.#detachMetrics?.()
     const responders = [...this.#notifiers, ...(this.#firewall === null ? [] : [this.#firewall])]
     for (const r of responders) {
       try {

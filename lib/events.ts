@@ -1,8 +1,9 @@
 /**
  * The event stream's stable schema: what `portanoia watch --json` prints, one JSON
- * object per line, and what the pretty terminal output renders. Four types — `hit`,
- * `decision`, `stats`, `error` — each with `type`, `time` (ISO 8601, UTC) and `v`
- * (schema version). The TypeScript interfaces are the documentation (the README is
+ * object per line, and what the pretty terminal output renders. Five types — `hit`,
+ * `decision`, `stats`, `error`, `fleet` — each with `type`, `time` (ISO 8601, UTC)
+ * and `v` (schema version); a `decision` with `source: 'fleet'` is a CrowdSec fleet
+ * ban (lib/fleet/events.ts defines the fleet shapes, this module includes them). The TypeScript interfaces are the documentation (the README is
  * generated from their JSDoc); the zod schemas are checked against them at compile
  * time and let consumers validate a line. Pure, no I/O. Compatibility rule: within
  * `v: 1` fields are only ever added, never renamed, retyped or removed.
@@ -10,18 +11,25 @@
 
 import { z } from 'zod'
 import { PortanoiaError } from './errors.js'
+import { EVENT_SCHEMA_VERSION } from './event-version.js'
+import {
+  type FleetDecisionEvent,
+  type FleetEvent,
+  fleetDecisionEventSchema,
+  fleetEventSchema,
+} from './fleet/events.js'
 import { isValidAddress } from './policy/addr.js'
 import { ACTIONS, type Action, type BreakerState, type Decision, REASON_CODES, type ReasonCode } from './policy/decision.js'
 import type { PolicyStats } from './policy/engine.js'
 import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from './types.js'
 
-/** The schema version every event carries as `v`. */
-export const EVENT_SCHEMA_VERSION = 1
+export { EVENT_SCHEMA_VERSION }
+export type { FleetDecisionEvent, FleetEvent }
 
-export type EventType = 'hit' | 'decision' | 'stats' | 'error'
+export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet'
 
 interface EventBase {
-  /** Which of the four event types this is. */
+  /** Which of the five event types this is. */
   type: EventType
   /** When it happened, ISO 8601 in UTC with milliseconds (`2025-01-31T12:00:00.000Z`). */
   time: string
@@ -205,7 +213,11 @@ export interface ErrorEvent extends EventBase {
   addresses?: string[]
 }
 
-export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent
+/**
+ * Any event. A `decision` is either this host's (DecisionEvent, no `source`) or the
+ * fleet's (FleetDecisionEvent, `source: 'fleet'`): tell them apart by `source`.
+ */
+export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent
 
 // ---------------------------------------------------------------------------
 // Schemas. Each is checked both ways against its interface below, so the two
@@ -320,13 +332,19 @@ export const errorEventSchema = z.object({
   addresses: z.array(address).optional(),
 })
 
-/** Any event; dispatches on `type`. */
-export const eventSchema = z.discriminatedUnion('type', [
+// Two shapes share `type: 'decision'`, so `type` alone cannot dispatch: the fleet
+// decision (which requires `source: 'fleet'`) is tried first, everything else goes
+// through the discriminated union.
+const localEventSchema = z.discriminatedUnion('type', [
   hitEventSchema,
   decisionEventSchema,
   statsEventSchema,
   errorEventSchema,
+  fleetEventSchema,
 ])
+
+/** Any event: a fleet decision (`source: 'fleet'`), or one of the others by `type`. */
+export const eventSchema = z.union([fleetDecisionEventSchema, localEventSchema])
 
 type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false
 const schemasMatch: [
@@ -485,7 +503,11 @@ export function parseEventLine(line: string): PortanoiaEvent {
       cause: e,
     })
   }
-  const r = eventSchema.safeParse(doc)
+  // Dispatch before validating, so an error names the field that is wrong rather
+  // than "no union member matched".
+  const isFleetDecision =
+    typeof doc === 'object' && doc !== null && (doc as { type?: unknown }).type === 'decision' && 'source' in doc
+  const r = isFleetDecision ? fleetDecisionEventSchema.safeParse(doc) : localEventSchema.safeParse(doc)
   if (!r.success) {
     const issue = r.error.issues[0]
     const where = issue === undefined || issue.path.length === 0 ? 'event' : issue.path.join('.')

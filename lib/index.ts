@@ -1,7 +1,8 @@
 /**
  * Public exports of portanoia, and nothing else: the sensor (open / Sensor), the
  * value types, the port-spec parser, the errors, the policy layer and the events
- * schema. Everything the CLI uses is reachable from here.
+ * schema, the fleet link (CrowdSec LAPI) and the Prometheus metrics. Everything
+ * the CLI uses is reachable from here.
  */
 export { open, Sensor } from './sensor.js'
 export type { SensorOptions, SensorStats } from './sensor.js'
@@ -20,3 +21,7 @@ export type { DaemonOptions, DaemonStats } from './daemon.js'
 export { localHostView, netnsHostView } from './host-view.js'
 export type { HostView } from './host-view.js'
 export { DEFAULT_TRIPWIRES, listeningPorts, unusedTripwires, withoutListening } from './listening.js'
+export { Metrics, serveMetrics } from './metrics.js'
+export type { MetricsListen, MetricsOptions, MetricsServer, MetricsSources } from './metrics.js'
+export { fleetConfigSchema, resolveFleetConfig, startFleet } from './fleet/index.js'
+export type { Fleet, ResolvedFleet, StartFleetOptions } from './fleet/index.js'

@@ -6,7 +6,11 @@
  * crashes and signals that end the process). Addressing is fixed by the project's
  * rule: IPv4 in 198.18.0.0/15, IPv6 in fd52:43dd::/32; peer i sits on 198.18.i.0/24
  * and fd52:43dd:i::/64 with the sensor at .1 / ::1 and the peer at .2 / ::2.
- * Namespaces are isolated, so concurrent runs may reuse the same addresses. Every
+ * Namespaces are isolated, so concurrent runs may reuse the same addresses. A second
+ * shape, createBridgeNet, puts N host namespaces on one switched segment (a bridge
+ * in a hub namespace, 198.19.0.0/24 and fd52:43dd:ff::/64, hub at .1 / ::1, host i
+ * at .(i+2) / ::(i+2)), for tests where several sensors must reach one service and
+ * be reached by one attacker. Every
  * command runs through execFile with an argv array, never a shell. Runs on the main
  * thread; needs root (CAP_SYS_ADMIN + CAP_NET_ADMIN).
  */
@@ -216,6 +220,89 @@ export async function createNetnsNet(options: NetnsNetOptions): Promise<NetnsNet
       links,
       sensorExec: first.exec,
       sensorSpawn: first.spawn,
+      destroy,
+    }
+  } catch (err) {
+    await destroy()
+    throw err
+  }
+}
+
+export interface BridgeNet {
+  id: string
+  /** The hub namespace: holds the bridge and its address (a router, if a host routes via it). */
+  hub: { ns: string; ipv4: string; ipv6: string; exec: NetnsHost['exec'] }
+  /** One per host namespace, in creation order; `ifname` is the host's port to the bridge. */
+  hosts: NetnsHost[]
+  /** Every namespace this network created, hub first. */
+  namespaces: readonly string[]
+  /** Deletes every namespace (and with them the veths and the bridge); idempotent. */
+  destroy(): Promise<void>
+}
+
+/**
+ * Creates a hub namespace with a bridge and `hosts` host namespaces, each joined
+ * to the bridge by a veth pair: one L2 segment, every host reaches every other
+ * directly. No host has a default route; add one (via hub.ipv4) where a test
+ * needs a gateway. On any failure everything created so far is removed before
+ * the error is rethrown.
+ */
+export async function createBridgeNet(options: { prefix: string; hosts: number }): Promise<BridgeNet> {
+  hookExit()
+  const n = options.hosts
+  if (!Number.isInteger(n) || n < 1 || n > 200) throw new RangeError('hosts must be 1..200')
+  if (!/^[a-z][a-z0-9-]{0,15}$/.test(options.prefix)) throw new RangeError('prefix must be short lowercase letters, digits and dashes')
+  const id = `${process.pid.toString(36)}${randomBytes(3).toString('hex')}`
+  const hubNs = `${options.prefix}${id}-hub`
+  const created: string[] = []
+  const destroy = async (): Promise<void> => {
+    for (const ns of [...created].reverse()) {
+      try {
+        await ip(['netns', 'del', ns])
+      } catch {
+        // already gone
+      }
+      live.delete(ns)
+    }
+    created.length = 0
+  }
+  try {
+    await ip(['netns', 'add', hubNs])
+    created.push(hubNs)
+    live.add(hubNs)
+    await ip(['-n', hubNs, 'link', 'set', 'lo', 'up'])
+    await ip(['-n', hubNs, 'link', 'add', 'pnbr0', 'type', 'bridge'])
+    await ip(['-n', hubNs, 'addr', 'add', '198.19.0.1/24', 'dev', 'pnbr0'])
+    await ip(['-n', hubNs, '-6', 'addr', 'add', 'fd52:43dd:ff::1/64', 'dev', 'pnbr0', 'nodad'])
+    await ip(['-n', hubNs, 'link', 'set', 'pnbr0', 'up'])
+    const hosts: NetnsHost[] = []
+    for (let i = 0; i < n; i++) {
+      const ns = `${options.prefix}${id}-h${i}`
+      await ip(['netns', 'add', ns])
+      created.push(ns)
+      live.add(ns)
+      await ip(['-n', ns, 'link', 'set', 'lo', 'up'])
+      const hubIf = `pnb${i}`
+      const hostIf = `pnh${i}`
+      const mac = `02:52:00:ff:${i.toString(16).padStart(2, '0')}:02`
+      // Unique names in the caller's namespace, then moved and renamed (as above).
+      await ip(['link', 'add', `${hubIf}${id}`, 'type', 'veth', 'peer', 'name', `${hostIf}${id}`])
+      await ip(['link', 'set', `${hubIf}${id}`, 'netns', hubNs])
+      await ip(['link', 'set', `${hostIf}${id}`, 'netns', ns])
+      await ip(['-n', hubNs, 'link', 'set', `${hubIf}${id}`, 'name', hubIf, 'master', 'pnbr0', 'up'])
+      await ip(['-n', ns, 'link', 'set', `${hostIf}${id}`, 'name', hostIf, 'address', mac])
+      const v4 = `198.19.0.${i + 2}`
+      const v6 = `fd52:43dd:ff::${(i + 2).toString(16)}`
+      await ip(['-n', ns, 'addr', 'add', `${v4}/24`, 'dev', hostIf])
+      await ip(['-n', ns, '-6', 'addr', 'add', `${v6}/64`, 'dev', hostIf, 'nodad'])
+      await ip(['-n', ns, 'link', 'set', hostIf, 'up'])
+      hosts.push(makeHost(ns, hostIf, v4, v6, mac))
+    }
+    return {
+      id,
+      hub: { ns: hubNs, ipv4: '198.19.0.1', ipv6: 'fd52:43dd:ff::1', exec: (cmd, args, o) => execInNetns(hubNs, cmd, args, o) },
+      hosts,
+      namespaces: [...created],
       destroy,
     }
   } catch (err) {

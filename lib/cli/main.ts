@@ -7,10 +7,15 @@
  * codes: 0 success, 1 runtime failure (capture died, firewall refused, selftest
  * missed something), 2 usage or configuration error (nothing was changed).
  * SIGINT/SIGTERM stop the daemon gracefully (pending batch flushed, sensor closed).
+ * Fleet mode's secrets are read (resolveFleetConfig) and the metrics endpoint is
+ * bound before the daemon starts, so a missing secret file or a port in use
+ * leaves the firewall untouched; prom-client is loaded only when --metrics is given.
  */
 import { parsePorts, portsToString } from '../bpf/ports.js'
 import { Daemon } from '../daemon.js'
 import { toJsonLine } from '../events.js'
+import { type ResolvedFleet, resolveFleetConfig } from '../fleet/config.js'
+import type { Metrics } from '../metrics.js'
 import { localHostView, netnsHostView } from '../host-view.js'
 import { DEFAULT_TRIPWIRES, withoutListening } from '../listening.js'
 import { normalizeAddress } from '../policy/addr.js'
@@ -84,6 +89,16 @@ async function watch(p: Extract<ParsedCommand, { command: 'watch' }>, io: Io): P
   }
   if (plan.webhook !== undefined) notifiers.push(new WebhookResponder({ url: plan.webhook }))
 
+  // Fleet secrets: read now (a bad file is a configuration error, exit 2), never printed.
+  let fleet: ResolvedFleet | undefined
+  if (plan.crowdsec !== undefined) {
+    const resolved = await resolveFleetConfig({ crowdsec: plan.crowdsec })
+    if (resolved !== null) {
+      for (const w of resolved.warnings) log('warn', w)
+      fleet = resolved
+    }
+  }
+
   const host = plan.netns === undefined ? localHostView() : netnsHostView(plan.netns)
   let ports = plan.ports
   if (plan.useDefaults) {
@@ -93,26 +108,53 @@ async function watch(p: Extract<ParsedCommand, { command: 'watch' }>, io: Io): P
     if (ports.length === 0) throw new UsageError('every default tripwire is in use by a local service', 'name tripwires with --tcp/--udp')
   }
 
-  const daemon = await Daemon.start({
-    ports: ports.map((r) => `${r.from}-${r.to}/${r.proto}`),
-    unused: plan.unused.map((r) => `${r.from}-${r.to}/${r.proto}`),
-    ...(plan.interface !== undefined && { interface: plan.interface }),
-    ...(plan.netns !== undefined && { netns: plan.netns }),
-    policy: plan.policy,
-    allowlist: plan.allow,
-    firewall,
-    notifiers,
-    hits: plan.hits,
-    statsIntervalMs: plan.statsIntervalMs,
-    host,
-    onEvent: (e) => io.out(json ? toJsonLine(e) : `${renderEvent(e, c)}\n`),
-    onLog: log,
-    onScript: (script, responder) => {
-      const text = `# ${responder} (dry-run, not applied):\n${script}`
-      if (json) io.err(text)
-      else io.out(text)
-    },
-  })
+  // Bound before the daemon starts: a port in use stops us before the firewall is touched.
+  // With --netns the endpoint still listens in this process's namespace.
+  let metricsServer: { url: string; close(): Promise<void> } | undefined
+  let metrics: Metrics | undefined
+  if (plan.metrics !== undefined) {
+    const m = await import('../metrics.js')
+    metrics = new m.Metrics()
+    try {
+      metricsServer = await m.serveMetrics(metrics, plan.metrics)
+    } catch (e) {
+      const code = (e as { code?: unknown }).code
+      throw new UsageError(
+        `--metrics ${plan.metrics.host}:${plan.metrics.port}: cannot listen (${typeof code === 'string' ? code : String(e)})`,
+        code === 'EADDRINUSE' ? 'another program uses that port: pick another one' : 'check the address: it must be one of this host',
+      )
+    }
+    log('info', `metrics on ${metricsServer.url}`)
+  }
+
+  let daemon: Daemon
+  try {
+    daemon = await Daemon.start({
+      ports: ports.map((r) => `${r.from}-${r.to}/${r.proto}`),
+      unused: plan.unused.map((r) => `${r.from}-${r.to}/${r.proto}`),
+      ...(plan.interface !== undefined && { interface: plan.interface }),
+      ...(plan.netns !== undefined && { netns: plan.netns }),
+      policy: plan.policy,
+      allowlist: plan.allow,
+      firewall,
+      notifiers,
+      hits: plan.hits,
+      statsIntervalMs: plan.statsIntervalMs,
+      host,
+      ...(fleet !== undefined && { fleet }),
+      ...(metrics !== undefined && { metrics }),
+      onEvent: (e) => io.out(json ? toJsonLine(e) : `${renderEvent(e, c)}\n`),
+      onLog: log,
+      onScript: (script, responder) => {
+        const text = `# ${responder} (dry-run, not applied):\n${script}`
+        if (json) io.err(text)
+        else io.out(text)
+      },
+    })
+  } catch (e) {
+    await metricsServer?.close()
+    throw e
+  }
   const p0 = plan.policy
   log(
     'info',
@@ -123,6 +165,7 @@ async function watch(p: Extract<ParsedCommand, { command: 'watch' }>, io: Io): P
   const off = onSignals(() => void daemon.close())
   const failure = await daemon.done
   off()
+  await metricsServer?.close()
   if (failure !== undefined) {
     log('warn', `stopped: ${failure.message}`)
     return 1

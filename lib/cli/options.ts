@@ -4,14 +4,20 @@
  * field) become one WatchPlan, or a UsageError that names the flag or config field
  * and says what is wrong. Durations ('90s', '5m', '1h'), port lists, CIDRs, the
  * webhook URL and the exec template are all checked here, so the firewall is never
- * touched by a half-valid configuration. Pure apart from reading the config file.
+ * touched by a half-valid configuration. The `crowdsec` section (fleet mode) and the
+ * `--crowdsec-*` flags merge field by field the same way and are checked with the
+ * fleet's own schema; the plan holds secret *file names* only — the secrets are read
+ * later, by resolveFleetConfig, and never printed. Pure apart from reading the
+ * config file.
  */
 import { readFile } from 'node:fs/promises'
 import { z } from 'zod'
 import { parsePorts } from '../bpf/ports.js'
 import { isPortanoiaError, PortanoiaError } from '../errors.js'
+import { type CrowdsecConfig, FLEET_FLAGS, fleetConfigSchema } from '../fleet/config.js'
+import type { MetricsListen } from '../metrics.js'
 import { type BlockMode, type PolicyConfig, resolvePolicyConfig } from '../policy/engine.js'
-import { parseCidr } from '../policy/addr.js'
+import { normalizeAddress, parseCidr } from '../policy/addr.js'
 import type { PortRange, Proto } from '../types.js'
 
 /** A mistake in the command line or the config file: exit code 2, nothing done. */
@@ -83,6 +89,10 @@ export interface WatchInput {
   hits?: boolean
   forward?: boolean
   statsInterval?: string
+  /** Fleet mode: the config file's `crowdsec` section, or the `--crowdsec-*` flags (file names, never secrets). */
+  crowdsec?: Partial<CrowdsecConfig>
+  /** Prometheus endpoint, HOST:PORT. */
+  metrics?: string
 }
 
 export interface WatchPlan {
@@ -104,6 +114,10 @@ export interface WatchPlan {
   dryRun: boolean
   hits: boolean
   statsIntervalMs: number
+  /** Fleet mode, validated; secrets still in their files (resolveFleetConfig reads them). */
+  crowdsec?: CrowdsecConfig
+  /** Where to serve /metrics. */
+  metrics?: MetricsListen
 }
 
 // ---------------------------------------------------------------- config file
@@ -136,6 +150,8 @@ export const configSchema = z.strictObject({
   hits: z.boolean().optional(),
   forward: z.boolean().optional(),
   statsInterval: duration.optional(),
+  metrics: z.string().min(1).describe('HOST:PORT, e.g. 127.0.0.1:9464').optional(),
+  ...fleetConfigSchema.shape,
 })
 
 export type ConfigFile = z.infer<typeof configSchema>
@@ -211,6 +227,68 @@ const FLAG_NAMES: Record<keyof WatchInput, string> = {
   hits: '--hits',
   forward: '--forward',
   statsInterval: '--stats-interval',
+  crowdsec: '--crowdsec-*',
+  metrics: '--metrics',
+}
+
+/** The crowdsec section on its own (the config schema wraps it in `optional`). */
+const crowdsecSchema = fleetConfigSchema.shape.crowdsec.unwrap()
+
+/** Config key → its flag ('url' → '--crowdsec-url'), from the fleet's own table. */
+const CROWDSEC_FLAG_NAMES: Partial<Record<keyof CrowdsecConfig, string>> = Object.fromEntries(
+  Object.entries(FLEET_FLAGS).map(([flag, key]) => [key, flag.split(' ')[0] as string]),
+)
+
+/**
+ * `127.0.0.1:9464`, `[::1]:9464`, `0.0.0.0:9464`, or `:9464` (loopback). A bare
+ * port is refused: whether it means loopback or every interface is exactly the
+ * question an operator should answer in writing. Port 0 picks a free port.
+ */
+export function parseMetricsListen(text: string, where = '--metrics'): MetricsListen {
+  const bad = (why: string): UsageError =>
+    new UsageError(`${where}: ${JSON.stringify(text)} ${why}`, 'write HOST:PORT: 127.0.0.1:9464, [::1]:9464, or :9464 for loopback')
+  const s = text.trim()
+  if (/^\d+$/.test(s)) throw bad('is a bare port: which address should it listen on?')
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(s)
+  if (m === null) throw bad('is not HOST:PORT')
+  const port = Number(m[3])
+  if (port > 65535) throw bad('has a port above 65535')
+  if (m[1] !== undefined) {
+    if (normalizeAddress(m[1])?.includes(':') !== true) throw bad('does not hold an IPv6 address in brackets')
+    return { host: m[1], port }
+  }
+  const host = m[2] === '' || m[2] === undefined ? '127.0.0.1' : m[2]
+  if (!/^[A-Za-z0-9.-]{1,253}$/.test(host)) throw bad('does not start with a host name or IPv4 address')
+  return { host, port }
+}
+
+/**
+ * The crowdsec section: config fields overridden by the flags that are set, then
+ * checked (and defaulted) with the fleet's schema. Errors name the flag or field.
+ */
+function resolveCrowdsec(
+  flags: Partial<CrowdsecConfig> | undefined,
+  config: Partial<CrowdsecConfig> | undefined,
+  configName: string,
+): CrowdsecConfig | undefined {
+  if (flags === undefined && config === undefined) return undefined
+  const merged: Record<string, unknown> = { ...config }
+  for (const [k, v] of Object.entries(flags ?? {})) if (v !== undefined) merged[k] = v
+  const where = (key: string): string => {
+    const flag = CROWDSEC_FLAG_NAMES[key as keyof CrowdsecConfig]
+    return flags?.[key as keyof CrowdsecConfig] !== undefined && flag !== undefined ? flag : `${configName} field crowdsec.${key}`
+  }
+  if (merged.url === undefined) {
+    const given = Object.keys(merged).map(where).join(', ')
+    throw new UsageError(`${given}: fleet mode needs the Local API's URL`, "add --crowdsec-url (or crowdsec.url in the config), e.g. http://10.0.0.5:8080")
+  }
+  const r = crowdsecSchema.safeParse(merged)
+  if (!r.success) {
+    const issue = r.error.issues[0]
+    const key = issue?.path[0] === undefined ? 'url' : String(issue.path[0])
+    throw new UsageError(`${where(key)}: ${issue?.message ?? 'invalid'}`, 'see docs/fleet.md for the crowdsec settings')
+  }
+  return r.data
 }
 
 function rethrow(where: string, e: unknown): never {
@@ -347,6 +425,10 @@ export function resolveWatch(flags: WatchInput, config: WatchInput = {}, configN
     }
   }
 
+  const crowdsec = resolveCrowdsec(flags.crowdsec, config.crowdsec, configName)
+  const metricsText = pick('metrics')
+  const metrics = metricsText === undefined ? undefined : parseMetricsListen(metricsText, src('metrics'))
+
   const plan: WatchPlan = {
     ports: explicit,
     unused,
@@ -363,6 +445,8 @@ export function resolveWatch(flags: WatchInput, config: WatchInput = {}, configN
   if (netns !== undefined) plan.netns = netns
   if (exec !== undefined) plan.exec = exec
   if (webhook !== undefined) plan.webhook = webhook
+  if (crowdsec !== undefined) plan.crowdsec = crowdsec
+  if (metrics !== undefined) plan.metrics = metrics
   const json = pick('json')
   if (json !== undefined) plan.json = json
   return plan

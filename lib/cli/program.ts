@@ -6,6 +6,7 @@
  * are returned as text to print.
  */
 import { Command, CommanderError, Option } from 'commander'
+import { type CrowdsecConfig, FLEET_FLAGS } from '../fleet/config.js'
 import type { Backend, WatchInput } from './options.js'
 import { UsageError } from './options.js'
 
@@ -54,7 +55,28 @@ function watchInput(o: Raw): WatchInput {
     if (v !== undefined) input[k] = v
   }
   for (const k of ['json', 'dryRun', 'hits', 'forward'] as const) if (o[k] === true) input[k] = true
+  const metrics = str(o, 'metrics')
+  if (metrics !== undefined) input.metrics = metrics
+  // The fleet's flags, named by its own table (commander camel-cases them: --crowdsec-url → crowdsecUrl).
+  const crowdsec: Partial<CrowdsecConfig> = {}
+  for (const [flag, key] of Object.entries(FLEET_FLAGS)) {
+    const v = str(o, attributeName(flag))
+    if (v !== undefined) crowdsec[key] = v
+  }
+  if (Object.keys(crowdsec).length > 0) input.crowdsec = crowdsec
   return input
+}
+
+/** '--crowdsec-url <url>' → 'crowdsecUrl', as commander names the option's value. */
+function attributeName(flag: string): string {
+  return (flag.split(' ')[0] as string).replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
+}
+
+const FLEET_HELP: Record<keyof typeof FLEET_FLAGS, string> = {
+  '--crowdsec-url <url>': "fleet mode: CrowdSec Local API URL, e.g. http://10.0.0.5:8080 (see docs/fleet.md)",
+  '--crowdsec-machine <name>': 'push local blocks to LAPI as this machine (cscli machines add)',
+  '--crowdsec-password-file <file>': 'file holding the machine password (else $PORTANOIA_CROWDSEC_PASSWORD)',
+  '--crowdsec-bouncer-key-file <file>': "apply the fleet's bans: file holding this host's bouncer key (else $PORTANOIA_CROWDSEC_BOUNCER_KEY)",
 }
 
 export function buildProgram(out: (s: string) => void, err: (s: string) => void, onParsed: (p: ParsedCommand) => void): Command {
@@ -96,7 +118,7 @@ Original portanoia form:
       onParsed({ command: 'watch', input, legacy: true })
     })
 
-  program
+  const watchCmd = program
     .command('watch')
     .description('watch tripwire ports and respond')
     .option('--tcp <ports>', 'TCP tripwires, e.g. 2222,2323 or 9000-9010 (repeatable)', collect)
@@ -121,6 +143,9 @@ Original portanoia form:
     .option('--hits', 'also emit one event per packet')
     .option('--forward', 'also drop blocked sources on the forward hook (published container ports)')
     .option('--stats-interval <duration>', 'stats event period (default 60s)')
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 (:9464 = loopback)')
+  for (const flag of Object.keys(FLEET_FLAGS) as Array<keyof typeof FLEET_FLAGS>) watchCmd.option(flag, FLEET_HELP[flag])
+  watchCmd
     .addOption(netnsOption())
     .action((o: Raw) => {
       const config = str(o, 'config')

@@ -6,7 +6,7 @@
  * pin the plain text.
  */
 import pc from 'picocolors'
-import type { DecisionEvent, ErrorEvent, HitEvent, PortanoiaEvent, StatsEvent } from '../events.js'
+import type { DecisionEvent, ErrorEvent, FleetDecisionEvent, FleetEvent, HitEvent, PortanoiaEvent, StatsEvent } from '../events.js'
 import { formatDuration } from './options.js'
 
 export interface Colors {
@@ -69,6 +69,29 @@ function decisionLine(e: DecisionEvent, c: Colors): string {
   return `${c.dim(clock(e.time))} ${tag} ${c.bold(e.src)} ${evidence} ${what} ${c.dim(hits)} ${detail}${summary}`
 }
 
+/** A fleet ban (CrowdSec LAPI) applied here, or refused because a local guard protects the address. */
+function fleetDecisionLine(e: FleetDecisionEvent, c: Colors): string {
+  const from = c.dim(`from fleet (${e.origin}, ${e.scenario}${e.fleetId === undefined ? '' : `, #${e.fleetId}`})`)
+  if (e.action === 'block') {
+    const ttl = e.ttlMs === undefined ? '' : ` for ${formatDuration(Math.round(e.ttlMs / 1000) * 1000)}`
+    return `${c.dim(clock(e.time))} ${label('FLEET', c.red)} ${c.bold(e.src)} blocked${ttl} ${from}`
+  }
+  return `${c.dim(clock(e.time))} ${label('GUARD', c.cyan)} ${c.bold(e.src)} ${e.reason} (fleet ban refused) ${from}`
+}
+
+/** Everything else the fleet link reports: lifted bans, skips, LAPI outages and recoveries, queue drops. */
+function fleetLine(e: FleetEvent, c: Colors): string {
+  const bad = e.op === 'push-failed' || e.op === 'pull-failed' || e.op === 'apply-failed' || e.op === 'dropped' || e.op === 'abandoned'
+  const parts: string[] = [e.op]
+  if (e.src !== undefined) parts.push(c.bold(e.src))
+  if (e.why !== undefined) parts.push(`(${e.why}${e.detail === undefined ? '' : `: ${e.detail}`})`)
+  if (e.code !== undefined) parts.push(`${e.code}${e.status === undefined ? '' : ` ${e.status}`}:`)
+  if (e.message !== undefined) parts.push(e.message)
+  if (e.count !== undefined) parts.push(c.dim(`[${e.count}]`))
+  if (e.hint !== undefined) parts.push(c.dim(`— ${e.hint}`))
+  return `${c.dim(clock(e.time))} ${label('FLEET', bad ? c.yellow : c.dim)} ${parts.join(' ')}`
+}
+
 function hitLine(e: HitEvent, c: Colors): string {
   const src = e.family === 6 ? `[${e.src}]:${e.srcPort}` : `${e.src}:${e.srcPort}`
   const dst = e.family === 6 ? `[${e.dst}]:${e.dstPort}` : `${e.dst}:${e.dstPort}`
@@ -96,7 +119,9 @@ function errorLine(e: ErrorEvent, c: Colors): string {
 export function renderEvent(e: PortanoiaEvent, c: Colors = NO_COLOR): string {
   switch (e.type) {
     case 'decision':
-      return decisionLine(e, c)
+      return 'source' in e ? fleetDecisionLine(e, c) : decisionLine(e, c)
+    case 'fleet':
+      return fleetLine(e, c)
     case 'hit':
       return hitLine(e, c)
     case 'stats':

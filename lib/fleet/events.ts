@@ -11,7 +11,7 @@
  */
 
 import { z } from 'zod'
-import { EVENT_SCHEMA_VERSION } from '../events.js'
+import { EVENT_SCHEMA_VERSION } from '../event-version.js'
 import { isValidAddress } from '../policy/addr.js'
 import type { GuardReason } from '../policy/guards.js'
 
