@@ -8,30 +8,19 @@
  * is deleted; a fleet ban on B's gateway is refused on B and applied on A; with
  * LAPI killed, A's pushes queue (bounded) without slowing the caller and go out
  * when LAPI is back. LAPI and the hosts are ended by PID; namespaces always go.
+ * LAPI itself is set up by test/helpers/lapi.ts (shared with fleet-watch.test.ts).
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createLapi, HAVE_CROWDSEC, type Lapi, probeFrom } from '../helpers/lapi.js'
 import { createTestNet, IS_ROOT, stop, type TestNet } from '../helpers/netns.js'
 
 const execFileP = promisify(execFile)
-
-function has(bin: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
-
-const HAVE_CROWDSEC = has('crowdsec') && has('cscli') && has('nft')
 if (!IS_ROOT) console.warn('\n*** SKIPPED: test/privileged/crowdsec.test.ts needs root (namespaces, nftables). ***\n')
 else if (!HAVE_CROWDSEC) {
   console.warn(
@@ -97,42 +86,21 @@ class HostProc {
 
 describe.skipIf(!IS_ROOT || !HAVE_CROWDSEC)('fleet through a real CrowdSec LAPI', () => {
   let net: TestNet | null = null
-  let dir = ''
+  let lapiServer: Lapi | null = null
   let build = ''
-  let lapi: ChildProcess | null = null
   const hosts: HostProc[] = []
-  const password = randomBytes(16).toString('hex')
-  const keyA = randomBytes(16).toString('hex')
-  const keyB = randomBytes(16).toString('hex')
+  const files: Record<string, { passwordFile: string; bouncerKeyFile: string }> = {}
 
-  async function startLapi(): Promise<void> {
-    lapi = net!.sensorSpawn('crowdsec', ['-c', join(dir, 'config.yaml'), '-no-cs'])
-    lapi.stdout?.resume()
-    lapi.stderr?.resume()
-    // Ready when /health answers from host A's side of the veth.
-    const probe = `fetch('http://${LAPI_ADDR}:${LAPI_PORT}/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))`
-    const t0 = Date.now()
-    for (;;) {
-      const r = await net!.links[0]!.peer.exec(process.execPath, ['-e', probe], { timeoutMs: 5000 })
-      if (r.code === 0) return
-      if (lapi.exitCode !== null) throw new Error(`crowdsec exited with ${lapi.exitCode}; see ${dir}/log`)
-      if (Date.now() - t0 > 15_000) throw new Error('LAPI did not come up within 15 s')
-      await new Promise((res) => setTimeout(res, 100))
-    }
-  }
+  // Ready when /health answers from host A's side of the veth.
+  const startLapi = (): Promise<void> => lapiServer!.start()
+  const stopLapi = (): Promise<void> => lapiServer!.stop()
 
-  async function stopLapi(): Promise<void> {
-    if (lapi !== null) await stop(lapi)
-    lapi = null
-  }
-
-  function startHost(ns: string, name: string, key: string, guards: Record<string, string[]>, extra: Record<string, unknown> = {}): HostProc {
+  function startHost(ns: string, name: string, guards: Record<string, string[]>, extra: Record<string, unknown> = {}): HostProc {
     const cfg = {
       crowdsec: {
         url: `http://${LAPI_ADDR}:${LAPI_PORT}`,
         machine: name,
-        passwordFile: join(dir, `${name}.password`),
-        bouncerKeyFile: join(dir, `${name}.key`),
+        ...files[name],
         pushIntervalMs: 200,
         pullIntervalMs: 500,
         timeoutMs: 2000,
@@ -140,7 +108,6 @@ describe.skipIf(!IS_ROOT || !HAVE_CROWDSEC)('fleet through a real CrowdSec LAPI'
       },
       guards,
     }
-    void key
     const child = spawn(
       'ip',
       ['netns', 'exec', ns, process.execPath, join(build, 'test/helpers/fleet-host.js'), JSON.stringify(cfg)],
@@ -152,7 +119,6 @@ describe.skipIf(!IS_ROOT || !HAVE_CROWDSEC)('fleet through a real CrowdSec LAPI'
   }
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'portanoia-lapi-'))
     // The fleet host runs in a plain node inside a namespace: compile just its
     // import graph under node_modules/.cache (inside the repo, so packages resolve;
     // not build/, which a concurrent node-gyp rebuild wipes).
@@ -171,37 +137,18 @@ describe.skipIf(!IS_ROOT || !HAVE_CROWDSEC)('fleet through a real CrowdSec LAPI'
       if (!existsSync(join(build, 'test/helpers/fleet-host.js'))) throw new Error(`tsc failed: ${e.stdout ?? String(e)}`)
     })
 
-    for (const d of ['log', 'data']) await mkdir(join(dir, d))
-    await writeFile(join(dir, 'creds.yaml'), '')
-    await copyFile('/etc/crowdsec/profiles.yaml', join(dir, 'profiles.yaml'))
-    await writeFile(
-      join(dir, 'config.yaml'),
-      [
-        `common: {daemonize: false, log_media: file, log_level: info, log_dir: ${dir}/log/}`,
-        `config_paths: {config_dir: ${dir}/, data_dir: ${dir}/data/, hub_dir: /usr/share/crowdsec/hub/, index_path: /usr/share/crowdsec/hub/.index.json}`,
-        `db_config: {type: sqlite, db_path: ${dir}/data/crowdsec.db, use_wal: true}`,
-        'api:',
-        `  client: {credentials_path: ${dir}/creds.yaml}`,
-        `  server: {listen_uri: "${LAPI_ADDR}:${LAPI_PORT}", profiles_path: ${dir}/profiles.yaml}`,
-        'prometheus: {enabled: false}',
-        '',
-      ].join('\n'),
-    )
-    const cscli = async (args: string[]): Promise<void> => {
-      await execFileP('cscli', ['-c', join(dir, 'config.yaml'), ...args], { timeout: 30_000 })
-    }
-    // cscli itself talks to LAPI as machine `operator` (creds.yaml).
-    await cscli(['machines', 'add', 'operator', '--password', password, '-f', join(dir, 'creds.yaml'), '--force'])
-    for (const [name, key] of [['host-a', keyA], ['host-b', keyB]] as const) {
-      await cscli(['machines', 'add', name, '--password', password, '-f', join(dir, `${name}.creds.yaml`), '--force'])
-      await cscli(['bouncers', 'add', `${name}-bouncer`, '-k', key])
-      await writeFile(join(dir, `${name}.password`), `${password}\n`)
-      await writeFile(join(dir, `${name}.key`), `${key}\n`)
-      await chmod(join(dir, `${name}.password`), 0o600)
-      await chmod(join(dir, `${name}.key`), 0o600)
+    net = await createTestNet({ peers: 2 })
+    const n = net
+    lapiServer = await createLapi({
+      host: LAPI_ADDR,
+      port: LAPI_PORT,
+      spawn: (cmd, args) => n.sensorSpawn(cmd, args),
+      probe: probeFrom(n.links[0]!.peer.exec),
+    })
+    for (const name of ['host-a', 'host-b']) {
+      files[name] = { passwordFile: await lapiServer.addMachine(name), bouncerKeyFile: await lapiServer.addBouncer(`${name}-bouncer`) }
     }
 
-    net = await createTestNet({ peers: 2 })
     // Host B (peer 1) reaches LAPI's address on the other link through the LAPI namespace.
     const b = net.links[1]!.peer
     const r = await b.exec('ip', ['route', 'add', `${LAPI_ADDR}/32`, 'via', net.links[1]!.sensor.ipv4])
@@ -211,17 +158,16 @@ describe.skipIf(!IS_ROOT || !HAVE_CROWDSEC)('fleet through a real CrowdSec LAPI'
 
   afterAll(async () => {
     for (const h of hosts) await stop(h.child).catch(() => {})
-    await stopLapi().catch(() => {})
+    await lapiServer?.cleanup()
     await net?.destroy()
-    if (dir !== '') await rm(dir, { recursive: true, force: true })
     if (build !== '') await rm(build, { recursive: true, force: true })
   })
 
   it('shares blocks, honours deletions and guards, and rides out a LAPI outage', async () => {
     const netw = net!
-    const A = startHost(netw.links[0]!.peer.ns, 'host-a', keyA, { gateways: [LAPI_ADDR] }, { queueLimit: 20 })
+    const A = startHost(netw.links[0]!.peer.ns, 'host-a', { gateways: [LAPI_ADDR] }, { queueLimit: 20 })
     // B's gateway is the LAPI namespace's address on B's link.
-    const B = startHost(netw.links[1]!.peer.ns, 'host-b', keyB, { gateways: [netw.links[1]!.sensor.ipv4] })
+    const B = startHost(netw.links[1]!.peer.ns, 'host-b', { gateways: [netw.links[1]!.sensor.ipv4] })
     await A.waitFor((l) => l.type === 'ready', 30_000, 'A ready')
     await B.waitFor((l) => l.type === 'ready', 30_000, 'B ready')
 
@@ -250,7 +196,7 @@ describe.skipIf(!IS_ROOT || !HAVE_CROWDSEC)('fleet through a real CrowdSec LAPI'
 
     // --- A fleet ban on B's gateway: refused on B (guard), applied on A.
     const gwB = netw.links[1]!.sensor.ipv4
-    await netw.sensorExec('cscli', ['-c', join(dir, 'config.yaml'), 'decisions', 'add', '--ip', gwB, '--duration', '1h', '--reason', 'test'])
+    await netw.sensorExec('cscli', ['-c', lapiServer!.config, 'decisions', 'add', '--ip', gwB, '--duration', '1h', '--reason', 'test'])
       .then((r) => expect(r.code, r.stderr).toBe(0))
     const refused = await B.waitFor((l) => l.type === 'decision' && l.src === gwB, 5000, 'B refusing the guarded ban')
     expect(refused).toMatchObject({ action: 'none', reason: 'guard:gateway', source: 'fleet', origin: 'cscli' })
