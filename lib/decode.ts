@@ -78,8 +78,110 @@ export function formatAddress(buf: Uint8Array, offset: number, v4: boolean): str
   return out
 }
 
-function protoName(n: number): Proto {
-  return n === 6 ? 'tcp' : n === 17 ? 'udp' : 'sctp'
+const PROTO_NAMES: Array<Proto | undefined> = []
+PROTO_NAMES[6] = 'tcp'
+PROTO_NAMES[17] = 'udp'
+PROTO_NAMES[132] = 'sctp'
+
+/**
+ * A decoded hit. A class rather than a literal so every hit shares one hidden
+ * class, and so `timeNs` can be computed on demand: a BigInt per hit cost more than
+ * the rest of the decode, and as a getter it also keeps `JSON.stringify(hit)` from
+ * throwing on a BigInt.
+ */
+class DecodedHit implements Hit {
+  time: number
+  src: string
+  srcPort: number
+  dst: string
+  dstPort: number
+  family: 4 | 6
+  proto: Proto
+  kind: ScanKind
+  tcpFlags: number
+  ttl: number
+  verified: boolean
+  interface: string
+  ifindex: number
+  vlan?: number
+  fragment: boolean
+  ipOptions: boolean
+  extHeaders: boolean
+  truncated: boolean
+  sctpChunk?: number
+  ipId: number
+  wireLen: number
+  #tsHi: number
+  #tsLo: number
+
+  constructor(buf: Buffer, offset: number, ifname: (index: number) => string, dst: string | undefined) {
+    const flags = buf[offset + 56]! | (buf[offset + 57]! << 8)
+    const v4 = (flags & HIT_FLAGS.ipv4) !== 0
+    const protoNumber = buf[offset + 49]!
+    const kindIndex = buf[offset + 50]!
+    const ifindex = buf.readUInt32LE(offset + 44)
+    this.#tsLo = buf.readUInt32LE(offset)
+    this.#tsHi = buf.readUInt32LE(offset + 4)
+    // 2^32 ns = 4294.967296 ms; the sum keeps sub-microsecond resolution.
+    this.time = this.#tsHi * 4294.967296 + this.#tsLo / 1e6
+    this.src = formatAddress(buf, offset + 8, v4)
+    this.srcPort = buf[offset + 40]! | (buf[offset + 41]! << 8)
+    this.dst = dst ?? formatAddress(buf, offset + 24, v4)
+    this.dstPort = buf[offset + 42]! | (buf[offset + 43]! << 8)
+    this.family = v4 ? 4 : 6
+    this.proto = PROTO_NAMES[protoNumber] ?? 'sctp'
+    this.kind = (kindIndex > 0 && kindIndex < SCAN_KINDS.length ? SCAN_KINDS[kindIndex] : 'odd-flags') as ScanKind
+    this.tcpFlags = buf[offset + 51]!
+    this.ttl = buf[offset + 52]!
+    this.verified = (flags & HIT_FLAGS.verified) !== 0
+    this.interface = ifindex === 0 ? '' : ifname(ifindex)
+    this.ifindex = ifindex
+    this.vlan = (flags & HIT_FLAGS.vlan) !== 0 ? buf[offset + 54]! | (buf[offset + 55]! << 8) : undefined
+    this.fragment = (flags & HIT_FLAGS.fragment) !== 0
+    this.ipOptions = (flags & HIT_FLAGS.ipOptions) !== 0
+    this.extHeaders = (flags & HIT_FLAGS.extHeaders) !== 0
+    this.truncated = (flags & HIT_FLAGS.truncated) !== 0
+    this.sctpChunk = protoNumber === 132 ? buf[offset + 53]! : undefined
+    this.ipId = buf.readUInt32LE(offset + 60)
+    this.wireLen = buf[offset + 58]! | (buf[offset + 59]! << 8)
+  }
+
+  /** Capture time in nanoseconds since the epoch, exactly as the kernel stamped it. */
+  get timeNs(): bigint {
+    return (BigInt(this.#tsHi) << 32n) | BigInt(this.#tsLo)
+  }
+}
+
+/**
+ * Decodes HitRecords. Keeps the last destination address it formatted: a host has
+ * few addresses, so most hits reuse the string instead of formatting it again.
+ */
+export class HitDecoder {
+  #lastDst = new Uint8Array(16)
+  #lastDstString: string | undefined
+  #lastV4 = false
+  #ifname: (index: number) => string
+
+  constructor(ifname: (index: number) => string) {
+    this.#ifname = ifname
+  }
+
+  decode(buf: Buffer, offset: number): Hit {
+    const at = offset + 24
+    const last = this.#lastDst
+    let same = this.#lastDstString !== undefined
+    for (let i = 0; same && i < 16; i++) same = buf[at + i] === last[i]
+    // The IPv4 flag decides how the same 16 bytes print, so it is part of the key.
+    const v4 = (buf[offset + 56]! & HIT_FLAGS.ipv4) !== 0
+    if (v4 !== this.#lastV4) same = false
+    const hit = new DecodedHit(buf, offset, this.#ifname, same ? this.#lastDstString : undefined)
+    if (!same) {
+      for (let i = 0; i < 16; i++) last[i] = buf[at + i]!
+      this.#lastDstString = hit.dst
+      this.#lastV4 = v4
+    }
+    return hit
+  }
 }
 
 /**
@@ -88,36 +190,5 @@ function protoName(n: number): Proto {
  * to be in range, but an unknown kind still decodes as 'odd-flags' rather than throw.
  */
 export function decodeHit(buf: Buffer, offset: number, ifname: (index: number) => string): Hit {
-  const flags = buf.readUInt16LE(offset + 56)
-  const v4 = (flags & HIT_FLAGS.ipv4) !== 0
-  const proto = protoName(buf[offset + 49]!)
-  const kindIndex = buf[offset + 50]!
-  const kind = (kindIndex > 0 && kindIndex < SCAN_KINDS.length ? SCAN_KINDS[kindIndex] : 'odd-flags') as ScanKind
-  const timeNs = buf.readBigUInt64LE(offset)
-  const ifindex = buf.readUInt32LE(offset + 44)
-  const hit: Hit = {
-    time: Number(timeNs / 1000n) / 1000,
-    timeNs,
-    src: formatAddress(buf, offset + 8, v4),
-    srcPort: buf.readUInt16LE(offset + 40),
-    dst: formatAddress(buf, offset + 24, v4),
-    dstPort: buf.readUInt16LE(offset + 42),
-    family: v4 ? 4 : 6,
-    proto,
-    kind,
-    tcpFlags: buf[offset + 51]!,
-    ttl: buf[offset + 52]!,
-    verified: (flags & HIT_FLAGS.verified) !== 0,
-    interface: ifindex === 0 ? '' : ifname(ifindex),
-    ifindex,
-    fragment: (flags & HIT_FLAGS.fragment) !== 0,
-    ipOptions: (flags & HIT_FLAGS.ipOptions) !== 0,
-    extHeaders: (flags & HIT_FLAGS.extHeaders) !== 0,
-    truncated: (flags & HIT_FLAGS.truncated) !== 0,
-    ipId: buf.readUInt32LE(offset + 60),
-    wireLen: buf.readUInt16LE(offset + 58),
-  }
-  if ((flags & HIT_FLAGS.vlan) !== 0) hit.vlan = buf.readUInt16LE(offset + 54)
-  if (proto === 'sctp') hit.sctpChunk = buf[offset + 53]!
-  return hit
+  return new DecodedHit(buf, offset, ifname, undefined)
 }

@@ -12,7 +12,7 @@ import { compileFilter } from './bpf/filter.js'
 import { parsePorts, portsToString } from './bpf/ports.js'
 import type { NativeBinding, NativeCapture, NativeCaptureStats, NativePortBitmaps, NativeSystemError } from './binding.js'
 import { loadBinding } from './binding.js'
-import { decodeHit, HIT_RECORD_SIZE } from './decode.js'
+import { HIT_RECORD_SIZE, HitDecoder } from './decode.js'
 import { PortanoiaError } from './errors.js'
 import type { Hit, PortRange, PortSpec } from './types.js'
 
@@ -136,6 +136,7 @@ export class Sensor implements AsyncIterable<Hit> {
   #queueHead = 0
   #delivered = 0
   #ifnames = new Map<number, string>()
+  #decoder: HitDecoder
   #wake: (() => void) | undefined
   #closing: Promise<void> | undefined
   #failure: Error | undefined
@@ -150,6 +151,7 @@ export class Sensor implements AsyncIterable<Hit> {
     this.interface = options.interface
     this.listen = options.listen
     this.#buffer = Buffer.alloc(options.batch * HIT_RECORD_SIZE)
+    this.#decoder = new HitDecoder(this.#ifname)
     // The doorbell holds the sensor only weakly, so an unclosed, unreachable sensor
     // can still be collected (its finalizer stops the thread; close() is the contract).
     const self = new WeakRef(this)
@@ -187,7 +189,8 @@ export class Sensor implements AsyncIterable<Hit> {
     const buf = this.#buffer
     this.#queue.length = 0
     this.#queueHead = 0
-    for (let i = 0; i < count; i++) this.#queue.push(decodeHit(buf, i * HIT_RECORD_SIZE, this.#ifname))
+    const decoder = this.#decoder
+    for (let i = 0; i < count; i++) this.#queue.push(decoder.decode(buf, i * HIT_RECORD_SIZE))
   }
 
   async #read(): Promise<IteratorResult<Hit, undefined>> {

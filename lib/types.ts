@@ -35,8 +35,8 @@ export type ScanKind = Exclude<(typeof SCAN_KINDS)[number], 'none'>
 export interface Hit {
   /** Capture time, milliseconds since the epoch (fractional: microsecond precision). */
   time: number
-  /** Capture time, nanoseconds since the epoch, as the kernel stamped it. */
-  timeNs: bigint
+  /** Capture time, nanoseconds since the epoch, as the kernel stamped it (computed on access; not enumerable). */
+  readonly timeNs: bigint
   src: string
   srcPort: number
   dst: string
