@@ -565,6 +565,32 @@ void Capture::AcceptAll(int listen_fd) {
   }
 }
 
+void Capture::AwaitLastBlock() {
+  // The socket failed (its interface went away, typically), but frames the kernel took
+  // just before may sit in the block it was filling, and that block is handed over only
+  // when its retire timer fires: the timer belongs to the ring, not the device, so it
+  // still does. Wait for it, bounded, so those frames reach JS before the error does.
+  // tp_packets counts drops too, so accepted frames are packets - drops.
+  const uint64_t deadline =
+      NowNs(CLOCK_MONOTONIC) + uint64_t(options_.geometry.retire_ms) * 2'000'000u + 20'000'000u;
+  for (;;) {
+    for (uint32_t walked = 0; walked < tpacket_.block_count(); walked++) {
+      tpacket_block_desc* block = tpacket_.CurrentBlock();
+      if (block == nullptr) break;
+      WalkBlock(block);
+      tpacket_.ReleaseCurrentBlock();
+      blocks_.fetch_add(1, std::memory_order_relaxed);
+    }
+    FoldKernelStats();
+    const uint64_t accepted = kernel_packets_.load(std::memory_order_relaxed) -
+                              kernel_drops_.load(std::memory_order_relaxed);
+    if (accepted <= frames_.load(std::memory_order_relaxed)) return;
+    if (NowNs(CLOCK_MONOTONIC) >= deadline || stop_.load(std::memory_order_acquire)) return;
+    timespec pause{0, 1'000'000};
+    nanosleep(&pause, nullptr);
+  }
+}
+
 void Capture::Run() {
   pthread_setname_np(pthread_self(), "portanoia-cap");
   std::vector<pollfd> fds;
@@ -598,6 +624,7 @@ void Capture::Run() {
       socklen_t len = sizeof(so_error);
       getsockopt(fd_, SOL_SOCKET, SO_ERROR, &so_error, &len);
       Fail(so_error != 0 ? so_error : EIO, "poll");
+      AwaitLastBlock();
       break;
     }
     if (ready > 0 && (fds[1].revents & POLLIN) != 0) {

@@ -119,6 +119,7 @@ class Capture {
   uint64_t NoteAck(const HitRecord& record);
   void FlushConnects(uint64_t now_ns, bool all);
   int PollTimeoutMs(bool busy, uint64_t now_ns) const;
+  void AwaitLastBlock();
 
   CaptureOptions options_;
   int fd_ = -1;
