@@ -513,6 +513,19 @@ describe.skipIf(!IS_ROOT)('sensor negatives and contract', () => {
     expect(openFds()).toBe(fds)
   })
 
+  it('a network namespace that does not exist fails with ENOENT and a hint', async () => {
+    const fds = openFds()
+    const missing = `/run/netns/pnt-missing-${process.pid}`
+    const err = await open({ ports: TRIPWIRES, netns: missing }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(err).toMatchObject({ code: 'ENOENT' })
+    expect((err as Error).message).toContain(missing)
+    expect((err as { hint?: string }).hint).toMatch(/ip netns list/)
+    expect(openFds()).toBe(fds)
+  })
+
   it('the kernel accepts the filter for a 10,000-port set, and the exact set is enforced', async () => {
     net = await createTestNet()
     const link = net.links[0]!
