@@ -8,7 +8,7 @@
  * keeps a process alive. `close()` is idempotent, returns the same promise, joins
  * the capture thread and ends a pending iteration.
  */
-import { compileFilter } from './bpf/filter.js'
+import { compileFilter, DEFAULT_SNAP_LEN } from './bpf/filter.js'
 import { parsePorts, portsToString } from './bpf/ports.js'
 import type { NativeBinding, NativeCapture, NativeCaptureStats, NativePortBitmaps, NativeSystemError } from './binding.js'
 import { loadBinding } from './binding.js'
@@ -35,6 +35,13 @@ export interface SensorOptions {
   batch?: number
   /** Report a frame seen on several interfaces once (bridges, 'any'); default true. */
   dedup?: boolean
+  /**
+   * For benchmarking only: false attaches an accept-all kernel program instead of the
+   * compiled tripwire filter, so every frame on the interface is copied into the ring
+   * and parsed by the capture thread (which still reports only tripwire ports). It
+   * shows what the kernel filter saves; never turn it off in production. Default true.
+   */
+  kernelFilter?: boolean
   /** For tests: a fake addon. */
   binding?: NativeBinding
 }
@@ -69,6 +76,18 @@ export function withHint(err: unknown): Error {
     err.message += ` — ${sys.hint}`
   }
   return err
+}
+
+/**
+ * The kernel program for a tripwire set: the compiled filter, or (kernelFilter false,
+ * benchmarks only) one `ret #snaplen` instruction that accepts every frame.
+ */
+function kernelProgram(ranges: readonly PortRange[], kernelFilter: boolean): Buffer {
+  if (kernelFilter) return compileFilter(ranges).program
+  const acceptAll = Buffer.alloc(8)
+  acceptAll.writeUInt16LE(0x06, 0) // BPF_RET | BPF_K
+  acceptAll.writeUInt32LE(DEFAULT_SNAP_LEN, 4)
+  return acceptAll
 }
 
 /** Bitmaps of the exact tripwire set, one bit per port, as the addon takes them. */
@@ -131,6 +150,7 @@ export class Sensor implements AsyncIterable<Hit> {
   readonly listen: boolean
   #capture: NativeCapture
   #ports: PortRange[]
+  #kernelFilter: boolean
   #buffer: Buffer
   #queue: Hit[] = []
   #queueHead = 0
@@ -145,9 +165,10 @@ export class Sensor implements AsyncIterable<Hit> {
   #busy = false
 
   /** Use `open()`. */
-  constructor(capture: NativeCapture, ports: PortRange[], options: { interface: string; listen: boolean; batch: number }) {
+  constructor(capture: NativeCapture, ports: PortRange[], options: { interface: string; listen: boolean; batch: number; kernelFilter?: boolean }) {
     this.#capture = capture
     this.#ports = ports
+    this.#kernelFilter = options.kernelFilter ?? true
     this.interface = options.interface
     this.listen = options.listen
     this.#buffer = Buffer.alloc(options.batch * HIT_RECORD_SIZE)
@@ -274,7 +295,7 @@ export class Sensor implements AsyncIterable<Hit> {
   async setPorts(specs: readonly PortSpec[]): Promise<void> {
     if (this.#closing !== undefined) throw closedError()
     const ranges = parsePorts(specs)
-    const { program } = compileFilter(ranges)
+    const program = kernelProgram(ranges, this.#kernelFilter)
     const before = tcpPorts(this.#ports)
     const after = this.listen ? tcpPorts(ranges) : new Set<number>()
     const added: number[] = []
@@ -346,7 +367,13 @@ export async function open(options: SensorOptions): Promise<Sensor> {
       hint: 'pass e.g. /run/netns/NAME (`ip netns list` shows them), or leave netns out for the current namespace',
     })
   }
-  const { program } = compileFilter(ranges)
+  const kernelFilter = options.kernelFilter ?? true
+  if (typeof kernelFilter !== 'boolean') {
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', `kernelFilter must be true or false, got ${show(kernelFilter)}`, {
+      hint: 'leave kernelFilter out: false exists only to benchmark the kernel filter',
+    })
+  }
+  const program = kernelProgram(ranges, kernelFilter)
   const binding = options.binding ?? loadBinding()
   let capture: NativeCapture
   try {
@@ -370,7 +397,7 @@ export async function open(options: SensorOptions): Promise<Sensor> {
     capture.close()
     throw withHint(err)
   }
-  return new Sensor(capture, ranges, { interface: iface, listen, batch })
+  return new Sensor(capture, ranges, { interface: iface, listen, batch, kernelFilter })
 }
 
 export { portsToString }
