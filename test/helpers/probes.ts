@@ -3,7 +3,9 @@
  * another and push them through the project's own raw sender (the addon's Sender,
  * opened inside the sender's namespace), and collect a sensor's hits until a
  * predicate holds or a deadline passes. Runs on the test's JS thread; the Sender's
- * send() is synchronous, so a call returns once every frame is on the wire.
+ * send() is synchronous, so a call returns once every frame is on the wire, and
+ * sendInChild() runs it in a child process (the built dist/) when the test must keep
+ * its event loop free while frames flow at a steady rate.
  * Invariants: frames only ever go to test-network addresses (the target Host's own
  * address and MAC, so the veth delivers them as PACKET_HOST); a collect that times
  * out leaves its pending next() parked for the next collect on the same sensor, so
