@@ -58,11 +58,13 @@ export interface DaemonOptions {
    */
   netns?: string
   /**
-   * Accept-and-reset listeners on TCP tripwires (verified connects). Default true,
-   * false with `unused`: a listener would hold a port a service may want to bind
-   * later, and would itself show up in the socket table.
+   * Accept-and-reset listeners on TCP tripwires (verified connects), as open()
+   * takes them. Default: every TCP tripwire without `unused`; with `unused`, only
+   * the explicit TCP `ports` — a listener on an unused-range port would hold a port
+   * a service may want to bind later, and would itself show up in the socket
+   * table, while the ports the operator named keep their verification.
    */
-  listen?: boolean
+  listen?: boolean | readonly PortSpec[]
   policy?: Partial<PolicyConfig>
   /** Networks never blocked (CIDR or address). */
   allowlist?: readonly string[]
@@ -237,7 +239,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       ports,
       ...(options.interface !== undefined && { interface: options.interface }),
       ...(options.netns !== undefined && { netns: `/run/netns/${options.netns}` }),
-      listen: options.listen ?? unused.length === 0,
+      listen: options.listen ?? (unused.length === 0 || explicit.filter((r) => r.proto === 'tcp')),
     })
     const daemon = new Daemon(options, { engine, sensor, host, explicit, unused, allowlist, batchMs, batchMax })
 

@@ -21,8 +21,14 @@ export interface SensorOptions {
   ports: readonly PortSpec[]
   /** Interface name, or 'any' (default) for every interface. */
   interface?: string
-  /** TCP tripwires accept and reset, so connects are verified (default true). */
-  listen?: boolean
+  /**
+   * TCP tripwires that accept and reset, so connects to them are verified: true
+   * (default) for every TCP tripwire, false for none, or a list of TCP ports — e.g.
+   * ports the operator named get listeners while ports a service may bind later
+   * stay unbound. Listed ports that are not tripwires get none; setPorts() honours
+   * the list for every set it installs.
+   */
+  listen?: boolean | readonly PortSpec[]
   /** Path of a network namespace (e.g. /run/netns/NAME) to capture in; default: the current one. */
   netns?: string
   /** Capacity of the record ring between the capture thread and JS (default 65536). */
@@ -109,6 +115,32 @@ function tcpPorts(ranges: readonly PortRange[]): Set<number> {
   return out
 }
 
+/** The TCP tripwires of `ranges` that get a listener under `listen`. */
+function listenerPorts(ranges: readonly PortRange[], listen: boolean | readonly PortRange[]): Set<number> {
+  if (listen === false) return new Set()
+  const all = tcpPorts(ranges)
+  if (listen === true) return all
+  const wanted = tcpPorts(listen)
+  return new Set([...all].filter((p) => wanted.has(p)))
+}
+
+/** The `listen` option, checked: a boolean, or a list of TCP ports (normalised). */
+function checkListen(value: unknown): boolean | PortRange[] {
+  if (value === undefined) return true
+  if (typeof value === 'boolean') return value
+  const hint = "leave listen out (true) to verify connects, pass false when the ports must stay unbound, or a list of TCP ports such as ['2222/tcp']"
+  if (!Array.isArray(value)) {
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', `listen must be true, false or a list of TCP ports, got ${show(value)}`, { hint })
+  }
+  if (value.length === 0) return []
+  const ranges = parsePorts(value as PortSpec[])
+  const other = ranges.find((r) => r.proto !== 'tcp')
+  if (other !== undefined) {
+    throw new PortanoiaError('PORTANOIA_BAD_OPTION', `listen lists ${portsToString([other])}: only TCP tripwires can have listeners`, { hint })
+  }
+  return ranges
+}
+
 /** Text for a rejected option value; JSON.stringify throws on a bigint. */
 function show(value: unknown): string {
   return typeof value === 'bigint' ? `${value}n` : (JSON.stringify(value) ?? String(value))
@@ -147,7 +179,8 @@ const waiting = new Set<Sensor>()
 
 export class Sensor implements AsyncIterable<Hit> {
   readonly interface: string
-  readonly listen: boolean
+  /** Which TCP tripwires get listeners: all (true), none (false), or these TCP ports. */
+  readonly listen: boolean | readonly PortRange[]
   #capture: NativeCapture
   #ports: PortRange[]
   #kernelFilter: boolean
@@ -165,7 +198,7 @@ export class Sensor implements AsyncIterable<Hit> {
   #busy = false
 
   /** Use `open()`. */
-  constructor(capture: NativeCapture, ports: PortRange[], options: { interface: string; listen: boolean; batch: number; kernelFilter?: boolean }) {
+  constructor(capture: NativeCapture, ports: PortRange[], options: { interface: string; listen: boolean | PortRange[]; batch: number; kernelFilter?: boolean }) {
     this.#capture = capture
     this.#ports = ports
     this.#kernelFilter = options.kernelFilter ?? true
@@ -289,15 +322,15 @@ export class Sensor implements AsyncIterable<Hit> {
   /**
    * Replaces the tripwire set. Ports in both sets are captured throughout (the
    * addon widens its exact set, swaps the kernel filter atomically, then narrows).
-   * Listeners for new TCP ports are opened first, so a port in use fails the call
-   * with nothing changed.
+   * Listeners for new TCP ports (those the `listen` option selects) are opened
+   * first, so a port in use fails the call with nothing changed.
    */
   async setPorts(specs: readonly PortSpec[]): Promise<void> {
     if (this.#closing !== undefined) throw closedError()
     const ranges = parsePorts(specs)
     const program = kernelProgram(ranges, this.#kernelFilter)
-    const before = tcpPorts(this.#ports)
-    const after = this.listen ? tcpPorts(ranges) : new Set<number>()
+    const before = listenerPorts(this.#ports, this.listen)
+    const after = listenerPorts(ranges, this.listen)
     const added: number[] = []
     try {
       for (const port of after) {
@@ -346,12 +379,7 @@ export async function open(options: SensorOptions): Promise<Sensor> {
   }
   const ranges = parsePorts(options.ports)
   const iface = checkInterface(options.interface)
-  const listen = options.listen ?? true
-  if (typeof listen !== 'boolean') {
-    throw new PortanoiaError('PORTANOIA_BAD_OPTION', `listen must be true or false, got ${show(listen)}`, {
-      hint: 'leave listen out (true) to verify connects, or pass false when the ports must stay unbound',
-    })
-  }
+  const listen = checkListen(options.listen)
   const batch = checkInt('batch', options.batch, 1, 65536) ?? 1024
   const ringRecords = checkInt('ringRecords', options.ringRecords, 64, 1 << 24)
   const retireMs = checkInt('retireMs', options.retireMs, 1, 1000)
@@ -392,7 +420,7 @@ export async function open(options: SensorOptions): Promise<Sensor> {
     throw withHint(err)
   }
   try {
-    if (listen) for (const port of tcpPorts(ranges)) capture.addListener(port)
+    for (const port of listenerPorts(ranges, listen)) capture.addListener(port)
   } catch (err) {
     capture.close()
     throw withHint(err)

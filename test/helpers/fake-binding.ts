@@ -1,0 +1,173 @@
+/**
+ * A fake addon for tests that run the whole pipeline (Daemon, CLI wiring) without
+ * root: open() gets a Capture whose listeners are recorded and whose hits the test
+ * publishes (`hit()` writes a HitRecord as the capture thread would), plus a fake
+ * HostView with a fixed socket table and no guard facts beyond what the test
+ * gives. It follows the native contract in lib/binding.ts — arm() refuses when
+ * records or the end are already there, the doorbell fires asynchronously once per
+ * arm — as the sensor's own unit tests (test/unit/sensor-options.test.ts) do.
+ */
+import type { NativeBinding, NativeCapture, NativeCaptureOptions, NativeCaptureStats, NativeSystemError } from '../../lib/binding.js'
+import { HIT_FLAGS, HIT_RECORD_LAYOUT, HIT_RECORD_SIZE } from '../../lib/decode.js'
+import type { HostView } from '../../lib/host-view.js'
+import type { ListeningPorts } from '../../lib/listening.js'
+import { PROTO_NUMBERS, type Proto, SCAN_KINDS, type ScanKind } from '../../lib/types.js'
+
+export interface FakeHit {
+  src: string
+  dst?: string
+  dstPort: number
+  srcPort?: number
+  proto?: Proto
+  kind: ScanKind
+  /** Completed handshake with a listener (default: kind === 'connect'). */
+  verified?: boolean
+}
+
+/** A HitRecord for an IPv4 probe, laid out as native/hit_record.h says. */
+export function hitRecord(h: FakeHit): Buffer {
+  const b = Buffer.alloc(HIT_RECORD_SIZE)
+  b.writeBigUInt64LE(BigInt(Date.now()) * 1_000_000n, HIT_RECORD_LAYOUT.tsNs)
+  const v4 = (a: string): number[] => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...a.split('.').map(Number)]
+  b.set(v4(h.src), HIT_RECORD_LAYOUT.src)
+  b.set(v4(h.dst ?? '198.18.0.1'), HIT_RECORD_LAYOUT.dst)
+  b.writeUInt16LE(h.srcPort ?? 40_000, HIT_RECORD_LAYOUT.srcPort)
+  b.writeUInt16LE(h.dstPort, HIT_RECORD_LAYOUT.dstPort)
+  b.writeUInt32LE(3, HIT_RECORD_LAYOUT.ifindex)
+  b[HIT_RECORD_LAYOUT.family] = 4
+  b[HIT_RECORD_LAYOUT.proto] = PROTO_NUMBERS[h.proto ?? 'tcp']
+  b[HIT_RECORD_LAYOUT.kind] = SCAN_KINDS.indexOf(h.kind)
+  b[HIT_RECORD_LAYOUT.tcpFlags] = h.kind === 'syn' ? 0x02 : 0x10
+  const verified = h.verified ?? h.kind === 'connect'
+  b.writeUInt16LE(HIT_FLAGS.ipv4 | (verified ? HIT_FLAGS.verified : 0), HIT_RECORD_LAYOUT.flags)
+  return b
+}
+
+const ZERO_STATS: NativeCaptureStats = {
+  kernelPackets: 0, kernelDrops: 0, kernelFreezes: 0, frames: 0, hits: 0, ringDrops: 0,
+  notTripwire: 0, malformed: 0, duplicates: 0, connects: 0, blocks: 0,
+}
+
+export class FakeCapture implements NativeCapture {
+  readonly options: NativeCaptureOptions
+  readonly listeners = new Set<number>()
+  /** Every addListener call, in order (removals are not subtracted). */
+  readonly listenerLog: number[] = []
+  #queue: Buffer[] = []
+  #ended = false
+  #armed = false
+  #onReady: (() => void) | undefined
+
+  constructor(options: NativeCaptureOptions) {
+    this.options = options
+  }
+
+  start(onReady: () => void): void {
+    this.#onReady = onReady
+  }
+
+  drain(buffer: Buffer): number {
+    const n = Math.min(Math.floor(buffer.length / HIT_RECORD_SIZE), this.#queue.length)
+    for (let i = 0; i < n; i++) this.#queue.shift()!.copy(buffer, i * HIT_RECORD_SIZE)
+    return n
+  }
+
+  arm(): boolean {
+    this.#armed = this.#queue.length === 0 && !this.#ended
+    return this.#armed
+  }
+
+  disarm(): void {
+    this.#armed = false
+  }
+
+  ended(): boolean {
+    return this.#ended
+  }
+
+  error(): NativeSystemError | null {
+    return null
+  }
+
+  setFilter(): void {}
+
+  addListener(port: number): void {
+    this.listeners.add(port)
+    this.listenerLog.push(port)
+  }
+
+  removeListener(port: number): void {
+    this.listeners.delete(port)
+  }
+
+  listenerPorts(): number[] {
+    return [...this.listeners].sort((a, b) => a - b)
+  }
+
+  stats(): NativeCaptureStats {
+    return { ...ZERO_STATS }
+  }
+
+  interfaceName(ifindex: number): string {
+    return `fake${ifindex}`
+  }
+
+  ref(): void {}
+
+  unref(): void {}
+
+  close(): void {
+    this.#ended = true
+    this.#ring()
+  }
+
+  /** The capture thread's side: publish, ring only if the consumer armed. */
+  hit(...hits: FakeHit[]): void {
+    for (const h of hits) this.#queue.push(hitRecord(h))
+    this.#ring()
+  }
+
+  #ring(): void {
+    if (!this.#armed) return
+    this.#armed = false
+    const cb = this.#onReady
+    setImmediate(() => cb?.())
+  }
+}
+
+export interface FakeBinding extends NativeBinding {
+  captures: FakeCapture[]
+}
+
+export function fakeBinding(): FakeBinding {
+  const binding: FakeBinding = {
+    captures: [],
+    Capture: class {
+      constructor(options: NativeCaptureOptions) {
+        const c = new FakeCapture(options)
+        binding.captures.push(c)
+        return c
+      }
+    } as unknown as NativeBinding['Capture'],
+    Sender: class {} as unknown as NativeBinding['Sender'],
+    parseFrame: () => ({ result: 1, record: Buffer.alloc(HIT_RECORD_SIZE) }),
+    hitRecordSize: HIT_RECORD_SIZE,
+    hitRecordLayout: { ...HIT_RECORD_LAYOUT },
+  }
+  return binding
+}
+
+/** A host with no guard facts and `listening` as its socket table (mutable by the test). */
+export function fakeHost(listening: Partial<Record<Proto, number[]>> = {}): HostView & { listeningNow: ListeningPorts } {
+  const view = {
+    label: 'fake host',
+    listeningNow: {
+      tcp: new Set(listening.tcp ?? []),
+      udp: new Set(listening.udp ?? []),
+      sctp: new Set(listening.sctp ?? []),
+    } as ListeningPorts,
+    facts: async () => ({ snapshot: { interfaces: [], gateways: [], resolvers: [], peers: [] }, warnings: [] }),
+    listening: async () => view.listeningNow,
+  }
+  return view
+}

@@ -1,0 +1,131 @@
+/**
+ * The Daemon's wiring without root, on the fake addon (test/helpers/fake-binding.ts):
+ * which TCP tripwires get listeners (the sensor's `listen` list, honoured by
+ * setPorts; the daemon giving explicit ports listeners while `unused` ports stay
+ * unbound, so a connect to an explicit port is still verified and blocked).
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { Daemon, type DaemonOptions } from '../../lib/daemon.js'
+import type { PortanoiaEvent } from '../../lib/events.js'
+import type { BlockRequest, Responder, ResponderResult } from '../../lib/responders/types.js'
+import { open } from '../../lib/sensor.js'
+import { fakeBinding, fakeHost } from '../helpers/fake-binding.js'
+
+const closers: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c()
+})
+
+async function waitFor(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+/** A firewall that records what it was asked to block. */
+function recordingFirewall(): Responder & { blocked: BlockRequest[] } {
+  const ok = (applied: string[]): ResponderResult => ({ responder: 'fake-fw', ok: true, applied, failed: [] })
+  const fw = {
+    name: 'fake-fw',
+    blocked: [] as BlockRequest[],
+    start: async () => [],
+    block: async (reqs: readonly BlockRequest[]) => {
+      fw.blocked.push(...reqs)
+      return ok(reqs.map((r) => r.address))
+    },
+    unblock: async (a: readonly string[]) => ok([...a]),
+    list: async () => [],
+    notify: async () => ok([]),
+    close: async () => {},
+  }
+  return fw
+}
+
+async function startDaemon(options: Omit<DaemonOptions, 'sensor' | 'host'> & { listening?: { tcp?: number[] } }) {
+  const binding = fakeBinding()
+  const host = fakeHost(options.listening ?? {})
+  const events: PortanoiaEvent[] = []
+  const logs: string[] = []
+  const daemon = await Daemon.start({
+    statsIntervalMs: 0,
+    ...options,
+    host,
+    sensor: { binding },
+    onEvent: (e) => events.push(e),
+    onLog: (_level, m) => logs.push(m),
+  })
+  closers.push(() => daemon.close())
+  return { daemon, capture: binding.captures[0]!, host, events, logs }
+}
+
+describe('per-port listeners', () => {
+  it('open({ listen: [...] }) gives listeners to the listed TCP tripwires only, and setPorts keeps to the list', async () => {
+    const binding = fakeBinding()
+    const sensor = await open({ ports: ['2222/tcp', '3000-3002/tcp', '5353/udp'], listen: ['2222/tcp', 4000], binding })
+    closers.push(() => sensor.close())
+    const capture = binding.captures[0]!
+    expect(capture.listenerPorts()).toEqual([2222])
+    expect(sensor.stats().listeners).toBe(1)
+    // 4000 is on the list: it gets a listener once it becomes a tripwire; 3005 is not.
+    await sensor.setPorts(['2222/tcp', '3000-3002/tcp', '3005/tcp', '4000/tcp'])
+    expect(capture.listenerPorts()).toEqual([2222, 4000])
+    await sensor.setPorts(['3000/tcp', '4000/tcp'])
+    expect(capture.listenerPorts()).toEqual([4000])
+    // Ports that never had a listener were never opened.
+    expect(capture.listenerLog.sort((a, b) => a - b)).toEqual([2222, 4000])
+  })
+
+  it('listen: [] opens none; a non-TCP or malformed listen list is refused before any capture exists', async () => {
+    const binding = fakeBinding()
+    const sensor = await open({ ports: ['2222/tcp'], listen: [], binding })
+    closers.push(() => sensor.close())
+    expect(binding.captures[0]!.listenerPorts()).toEqual([])
+    for (const listen of [['5353/udp'], ['nope'], 'yes']) {
+      const b = fakeBinding()
+      await expect(open({ ports: ['2222/tcp'], listen: listen as never, binding: b })).rejects.toMatchObject({
+        code: expect.stringMatching(/^PORTANOIA_BAD_/),
+      })
+      expect(b.captures).toHaveLength(0)
+    }
+  })
+
+  it('with unused ranges, explicit TCP tripwires listen and unused ones do not, across port syncs', async () => {
+    const fw = recordingFirewall()
+    const { daemon, capture, host, events } = await startDaemon({
+      ports: ['2222/tcp', '5353/udp'],
+      unused: ['3000-3003'],
+      listening: { tcp: [3001] },
+      firewall: fw,
+    })
+    expect(daemon.sensor.ports).toEqual([
+      { proto: 'tcp', from: 2222, to: 2222 },
+      { proto: 'tcp', from: 3000, to: 3000 },
+      { proto: 'tcp', from: 3002, to: 3003 },
+      { proto: 'udp', from: 5353, to: 5353 },
+    ])
+    expect(capture.listenerPorts()).toEqual([2222])
+
+    // A service takes 3002: the tripwire set shrinks, the explicit listener stays.
+    host.listeningNow = { ...host.listeningNow, tcp: new Set([3001, 3002, 2222]) }
+    await daemon.syncPorts()
+    expect(daemon.sensor.ports.some((r) => r.proto === 'tcp' && r.from <= 3002 && r.to >= 3002)).toBe(false)
+    expect(capture.listenerPorts()).toEqual([2222])
+
+    // The listener completed a handshake: a verified connect, blocked.
+    capture.hit({ src: '198.18.0.2', dstPort: 2222, kind: 'syn' }, { src: '198.18.0.2', dstPort: 2222, kind: 'connect' })
+    await waitFor('the block', () => fw.blocked.length > 0)
+    expect(fw.blocked[0]).toMatchObject({ address: '198.18.0.2', family: 4 })
+    expect(events.find((e) => e.type === 'decision' && e.reason === 'blocked')).toMatchObject({ src: '198.18.0.2', verified: true })
+  })
+
+  it('unused ranges alone run without listeners; without unused every TCP tripwire listens', async () => {
+    const a = await startDaemon({ unused: ['3000-3003'], firewall: null })
+    expect(a.capture.listenerPorts()).toEqual([])
+    const b = await startDaemon({ ports: ['2222/tcp', '2323/tcp', '5353/udp'], firewall: null })
+    expect(b.capture.listenerPorts()).toEqual([2222, 2323])
+    const c = await startDaemon({ ports: ['2222/tcp'], unused: ['3000-3001'], listen: false, firewall: null })
+    expect(c.capture.listenerPorts()).toEqual([])
+  })
+})
