@@ -307,13 +307,18 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
 
   /**
    * Starts the fleet link. Without a firewall there is nothing to apply fleet bans
-   * through: pulling is turned off (and said so), pushing goes on.
+   * through, and in dry-run nothing may be applied: pulling is turned off (and said
+   * so) rather than emitting fleet `block` events for bans that never reached the
+   * kernel; pushing goes on (in dry-run no decision is `blocked`, so none is pushed).
    */
   #startFleet(config: ResolvedFleet, guards: Guards, log: NonNullable<DaemonOptions['onLog']>): void {
     const fw = this.#firewall
     let cfg = config
     if (fw === null && cfg.pull) {
       log('warn', 'crowdsec: no firewall backend to apply fleet bans through; pulling is off, pushing only')
+      cfg = { ...cfg, pull: false }
+    } else if (this.engine.config.dryRun && cfg.pull) {
+      log('warn', 'crowdsec: dry-run applies nothing, so fleet bans are not pulled; pulling is off')
       cfg = { ...cfg, pull: false }
     }
     if (!cfg.push && !cfg.pull) {

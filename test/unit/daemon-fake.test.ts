@@ -2,13 +2,20 @@
  * The Daemon's wiring without root, on the fake addon (test/helpers/fake-binding.ts):
  * which TCP tripwires get listeners (the sensor's `listen` list, honoured by
  * setPorts; the daemon giving explicit ports listeners while `unused` ports stay
- * unbound, so a connect to an explicit port is still verified and blocked).
+ * unbound, so a connect to an explicit port is still verified and blocked), and
+ * fleet mode's two degraded shapes against the fake LAPI: dry-run pulls nothing
+ * (so no fleet `block` event claims a ban that never reached the kernel), and
+ * without a firewall (`--backend none`) local blocks are still pushed.
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { Daemon, type DaemonOptions } from '../../lib/daemon.js'
 import type { PortanoiaEvent } from '../../lib/events.js'
-import type { BlockRequest, Responder, ResponderResult } from '../../lib/responders/types.js'
+import type { ResolvedFleet } from '../../lib/fleet/config.js'
+import { Secret } from '../../lib/fleet/lapi.js'
+import { NftablesResponder } from '../../lib/responders/nftables.js'
+import type { BlockRequest, Responder, ResponderResult, RunFn } from '../../lib/responders/types.js'
 import { open } from '../../lib/sensor.js'
+import { type FakeLapi, startFakeLapi } from '../helpers/fake-lapi.js'
 import { fakeBinding, fakeHost } from '../helpers/fake-binding.js'
 
 const closers: Array<() => Promise<void>> = []
@@ -127,5 +134,72 @@ describe('per-port listeners', () => {
     expect(b.capture.listenerPorts()).toEqual([2222, 2323])
     const c = await startDaemon({ ports: ['2222/tcp'], unused: ['3000-3001'], listen: false, firewall: null })
     expect(c.capture.listenerPorts()).toEqual([])
+  })
+})
+
+describe('fleet mode in degraded shapes (fake LAPI)', () => {
+  const PASSWORD = 'pw-not-printed'
+  const KEY = 'bouncer-key-not-printed'
+  let fake: FakeLapi
+
+  async function lapi(): Promise<FakeLapi> {
+    fake = await startFakeLapi({ machine: 'host-a', password: PASSWORD, bouncerKeys: [KEY] })
+    closers.push(() => fake.close())
+    return fake
+  }
+
+  function fleetConfig(over: Partial<ResolvedFleet>): ResolvedFleet {
+    return {
+      url: fake.url,
+      machine: 'host-a',
+      password: new Secret(PASSWORD),
+      bouncerKey: new Secret(KEY),
+      push: true,
+      pull: true,
+      pushIntervalMs: 50,
+      pullIntervalMs: 50,
+      queueLimit: 100,
+      timeoutMs: 2000,
+      warnings: [],
+      ...over,
+    }
+  }
+
+  it('--dry-run: fleet bans are not pulled, so no fleet block event claims an unapplied ban', async () => {
+    await lapi()
+    fake.feed({ new: [{ value: '198.18.9.9', origin: 'cscli' }] })
+    const runs: string[] = []
+    const run: RunFn = async (cmd, args, input) => {
+      runs.push(`${cmd} ${args.join(' ')} ${input ?? ''}`)
+      return { code: 0, stdout: '', stderr: '' }
+    }
+    const { events, logs } = await startDaemon({
+      ports: ['2222/tcp'],
+      policy: { dryRun: true },
+      firewall: new NftablesResponder({ run, dryRun: true }),
+      fleet: fleetConfig({ push: false }),
+    })
+    // Several poll intervals pass: a running pull would have fetched the stream by now.
+    await new Promise((r) => setTimeout(r, 300))
+    expect(fake.requests.filter((r) => r.includes('/v1/decisions/stream'))).toEqual([])
+    expect(events.filter((e) => e.type === 'decision' && 'source' in e && e.source === 'fleet')).toEqual([])
+    expect(logs.join('\n')).toMatch(/dry-run applies nothing.*pulling is off/)
+    expect(runs.join('\n')).not.toContain('198.18.9.9')
+  })
+
+  it('--backend none: local blocks are still pushed to LAPI; nothing is pulled', async () => {
+    await lapi()
+    const { capture, events, logs } = await startDaemon({
+      ports: ['2222/tcp'],
+      firewall: null,
+      fleet: fleetConfig({}),
+    })
+    expect(logs.join('\n')).toMatch(/no firewall backend.*pulling is off, pushing only/)
+    capture.hit({ src: '198.18.0.7', dstPort: 2222, kind: 'connect' })
+    await waitFor('the alert', () => fake.alertBatches.length > 0)
+    const alert = fake.alertBatches[0]![0] as { decisions: Array<{ value: string; origin: string; type: string }> }
+    expect(alert.decisions[0]).toMatchObject({ value: '198.18.0.7', origin: 'portanoia', type: 'ban' })
+    expect(events.find((e) => e.type === 'decision' && e.reason === 'blocked')).toMatchObject({ src: '198.18.0.7' })
+    expect(fake.requests.filter((r) => r.includes('/v1/decisions/stream'))).toEqual([])
   })
 })
