@@ -178,7 +178,9 @@ async function listBlocks(p: Extract<ParsedCommand, { command: 'list' }>, io: Io
   const blocks = await fw.list()
   const json = p.json ?? !io.isTTY
   if (json) {
-    for (const b of blocks) io.out(`${JSON.stringify(b)}\n`)
+    // One JSON document, so an empty table is `[]` — a valid result a script can
+    // parse, rather than no output at all.
+    io.out(`${JSON.stringify(blocks)}\n`)
     return 0
   }
   if (blocks.length === 0) {

@@ -158,7 +158,7 @@ Original portanoia form:
     .command('list')
     .description('active blocks with time left, read from the kernel')
     .addOption(backendOption())
-    .option('--json', 'one JSON object per block')
+    .option('--json', 'a JSON array of the blocks ([] when there are none)')
     .addOption(netnsOption())
     .action((o: Raw) => {
       const p: ParsedCommand = { command: 'list', backend: str(o, 'backend') as Backend }

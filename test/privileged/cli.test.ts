@@ -11,58 +11,17 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { CLI_MAIN, cli, startWatch, stopWatches, waitFor } from '../helpers/cli.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
 import { tcpConnect } from '../helpers/tcp.js'
 
 warnIfNotRoot('test/privileged/cli.test.ts')
 
-const MAIN = join(import.meta.dirname, '../../dist/lib/cli/main.js')
-
-function cli(args: readonly string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { timeout: timeoutMs }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) })
-    })
-  })
-}
-
-/** Starts `portanoia watch ...`, resolves once it logged that it is watching. */
-async function startWatch(args: readonly string[]): Promise<{ child: ChildProcess; out: () => string; err: () => string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout?.on('data', (c: Buffer) => (out += c.toString()))
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`watch did not start: ${err}`)), 15_000)
-    child.stderr?.on('data', (c: Buffer) => {
-      err += c.toString()
-      if (err.includes('watching ')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`watch exited ${String(code)}: ${err}`))
-    })
-  })
-  children.push(child)
-  return { child, out: () => out, err: () => err }
-}
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
-
 let net: TestNet | undefined
 const children: ChildProcess[] = []
 
 afterEach(async () => {
+  await stopWatches()
   for (const c of children.splice(0)) await stop(c)
   await net?.destroy()
   net = undefined
@@ -123,7 +82,8 @@ describe.skipIf(!IS_ROOT)('portanoia CLI', () => {
 
     const listed = await cli(['list', '--netns', net.sensorNs, '--json'])
     expect(listed.code).toBe(0)
-    const entry = JSON.parse(listed.stdout.trim()) as { address: string; family: number; expiresInMs: number }
+    const [entry, ...more] = JSON.parse(listed.stdout) as Array<{ address: string; family: number; expiresInMs: number }>
+    expect(more).toEqual([])
     expect(entry).toMatchObject({ address: a.peer.ipv4, family: 4 })
     expect(entry.expiresInMs).toBeGreaterThan(3_500_000)
 
@@ -131,8 +91,8 @@ describe.skipIf(!IS_ROOT)('portanoia CLI', () => {
     expect(un.code).toBe(0)
     expect(un.stdout).toContain(`unblocked ${a.peer.ipv4}`)
     expect(un.stdout).toContain('not blocked: 198.18.0.99')
-    // Not a terminal: JSON lines, one per block — none left.
-    expect((await cli(['list', '--netns', net.sensorNs])).stdout).toBe('')
+    // Not a terminal: JSON, one array of blocks — an empty one now.
+    expect((await cli(['list', '--netns', net.sensorNs])).stdout).toBe('[]\n')
     expect(await tcpConnect(a.peer, a.sensor.ipv4, 2222)).not.toBe('timeout')
 
     // An unrelated table in the same namespace survives uninstall.
@@ -166,7 +126,7 @@ describe.skipIf(!IS_ROOT)('portanoia CLI', () => {
     await writeFile(script, `#!/bin/sh\necho "$@" >> ${file}\n`, { mode: 0o755 })
     // Hidden --netns is a watch option; the legacy form is mapped onto watch, so use a wrapper
     // namespace through `ip netns exec` for the whole CLI instead.
-    const child = spawn('ip', ['netns', 'exec', net.sensorNs, process.execPath, MAIN, '-p', '1337', '-c', `${script} [SRC_IP] [DEST_IP] [DEST_PORT] [LISTEN_PORT]`, '--json'], {
+    const child = spawn('ip', ['netns', 'exec', net.sensorNs, process.execPath, CLI_MAIN, '-p', '1337', '-c', `${script} [SRC_IP] [DEST_IP] [DEST_PORT] [LISTEN_PORT]`, '--json'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     children.push(child)
