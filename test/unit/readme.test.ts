@@ -4,7 +4,8 @@
  * keys are data, not fields) is named in the Events section, every reason code
  * appears there, and every visible flag of `portanoia watch` — read from the
  * commander program itself, so a new flag fails this test until it is documented —
- * is named in the CLI section. A name counts when it appears as a word inside a
+ * is named in the CLI section; docs/fleet.md names every fleet metric of the
+ * registry. A name counts when it appears as a word inside a
  * code span (`like this`) or, for flags, anywhere in the section's code.
  */
 import { readFileSync } from 'node:fs'
@@ -14,9 +15,11 @@ import { z } from 'zod'
 import { buildProgram } from '../../lib/cli/program.js'
 import { decisionEventSchema, errorEventSchema, hitEventSchema, statsEventSchema } from '../../lib/events.js'
 import { fleetDecisionEventSchema, fleetEventSchema } from '../../lib/fleet/events.js'
+import { Metrics } from '../../lib/metrics.js'
 import { REASON_CODES } from '../../lib/policy/decision.js'
 
 const README = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8')
+const FLEET_DOC = readFileSync(join(import.meta.dirname, '../../docs/fleet.md'), 'utf8')
 
 /** The text of `## title` up to the next second-level heading. */
 function section(title: string): string {
@@ -90,5 +93,12 @@ describe('README.md stays true', () => {
     expect(flags.length).toBeGreaterThan(20)
     const cliWords = codeWords(section('CLI'))
     expect(flags.filter((f) => !cliWords.has(f)), 'README.md CLI section lacks these watch flags').toEqual([])
+  })
+
+  it('docs/fleet.md names every portanoia_fleet_* metric', () => {
+    const names = new Metrics({ defaultMetrics: false }).registry.getMetricsAsArray().map((m) => m.name)
+    const fleet = names.filter((n) => n.startsWith('portanoia_fleet_'))
+    expect(fleet.length).toBeGreaterThan(3)
+    expect(fleet.filter((n) => !FLEET_DOC.includes(n))).toEqual([])
   })
 })
