@@ -21,6 +21,8 @@ const { values } = parseArgs({
     'block-count': { type: 'string' },
     batch: { type: 'string' },
     listen: { type: 'boolean', default: false },
+    // Accept-all kernel program: shows what the tripwire filter saves.
+    'no-kernel-filter': { type: 'boolean', default: false },
   },
 })
 
@@ -30,6 +32,7 @@ if (values['retire-ms'] !== undefined) options.retireMs = Number(values['retire-
 if (values['block-size'] !== undefined) options.blockSize = Number(values['block-size'])
 if (values['block-count'] !== undefined) options.blockCount = Number(values['block-count'])
 if (values.batch !== undefined) options.batch = Number(values.batch)
+if (values['no-kernel-filter']) options.kernelFilter = false
 
 const sensor = await open(options)
 let syn = 0

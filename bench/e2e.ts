@@ -3,8 +3,9 @@
  * namespace at a tripwire in a sensor namespace, and what each receiver in the sensor
  * namespace makes of them. It owns the procedure and the arithmetic; bench/net.ts owns
  * namespaces and processes, bench/e2e-sender.ts and bench/e2e-receiver.ts are the
- * child programs, bench/baseline/raw_receiver.c the baseline (compiled here, at bench
- * time, into a temporary directory).
+ * child programs, bench/baseline/raw_receiver.c and bench/baseline/afpacket_receiver.c
+ * the C baselines (compiled here, at bench time, into a temporary directory), and
+ * bench/cap-receiver.ts the libpcap one (the npm `cap` package, see bench/cap.ts).
  *
  * Procedure. Phase 1 measures the sender's ceiling with no receiver. Phase 2 runs
  * rounds; each round runs every configuration once, in the same order (A B C A B C …),
@@ -28,6 +29,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { PACKAGE_ROOT } from '../lib/binding.js'
+import { compileFilter } from '../lib/bpf/filter.js'
 import { createBenchNet, cpuSeconds, linkCounters, PinnedChild, type BenchNet } from './net.js'
 import { summarize, type Summary } from './stats.js'
 
@@ -39,12 +41,21 @@ export interface SensorVariant {
   blockSize?: number
   blockCount?: number
   batch?: number
+  /** false: accept-all kernel program (SensorOptions.kernelFilter). */
+  kernelFilter?: boolean
 }
+
+/**
+ * none: sender alone; portanoia: the library (bench/e2e-receiver.ts); raw: AF_INET
+ * SOCK_RAW, one recvmsg per packet; afpacket: AF_PACKET + the same cBPF filter,
+ * recvmmsg, no ring; cap: libpcap through the npm `cap` package.
+ */
+export type ReceiverKind = 'none' | 'portanoia' | 'raw' | 'afpacket' | 'cap'
 
 export interface E2eConfig {
   /** Short, unique: the key in results. */
   name: string
-  receiver: 'none' | 'portanoia' | 'raw'
+  receiver: ReceiverKind
   /** Fraction of the phase-1 ceiling to pace at; 0 or absent: unpaced. */
   paced?: number
   sensor?: SensorVariant
@@ -58,6 +69,10 @@ export interface E2eOptions {
   configs: readonly E2eConfig[]
   pool?: number
   port?: number
+  /** Where bench/cap.ts installed `cap`; configs with receiver 'cap' need it. */
+  capDir?: string
+  /** Pinning; default sender on core 1, receiver on core 0 (both 0 on one core). */
+  cores?: { sender: number; receiver: number }
   log?: (line: string) => void
 }
 
@@ -123,18 +138,64 @@ export interface E2eResult {
 
 const SENDER_JS = fileURLToPath(new URL('./e2e-sender.js', import.meta.url))
 const RECEIVER_JS = fileURLToPath(new URL('./e2e-receiver.js', import.meta.url))
+const CAP_RECEIVER_JS = fileURLToPath(new URL('./cap-receiver.js', import.meta.url))
 const RAW_SOURCE = join(PACKAGE_ROOT, 'bench', 'baseline', 'raw_receiver.c')
+const AFPACKET_SOURCE = join(PACKAGE_ROOT, 'bench', 'baseline', 'afpacket_receiver.c')
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-async function compileRawReceiver(dir: string): Promise<string> {
-  const out = join(dir, 'raw_receiver')
+async function compileReceiver(dir: string, source: string, name: string): Promise<string> {
+  const out = join(dir, name)
   try {
-    await run('cc', ['-O2', '-Wall', '-Wextra', '-o', out, RAW_SOURCE], { timeout: 60_000 })
+    await run('cc', ['-O2', '-Wall', '-Wextra', '-o', out, source], { timeout: 60_000 })
   } catch (err) {
-    throw new Error(`cannot compile the baseline receiver (${RAW_SOURCE}) with cc: ${(err as Error).message}`)
+    throw new Error(`cannot compile the baseline receiver (${source}) with cc: ${(err as Error).message}`)
   }
   return out
+}
+
+/** Everything needed to start any receiver: the compiled baselines, the filter, cap's folder. */
+export interface ReceiverKit {
+  rawBinary: string
+  afpacketBinary: string
+  /** The tripwire's cBPF program (lib/bpf/filter.ts), hex, for the AF_PACKET baseline. */
+  filterHex: string
+  capDir?: string
+}
+
+/** Compiles the C baselines into `dir` (a temporary directory the caller removes). */
+export async function prepareReceivers(dir: string, port: number, capDir?: string): Promise<ReceiverKit> {
+  return {
+    rawBinary: await compileReceiver(dir, RAW_SOURCE, 'raw_receiver'),
+    afpacketBinary: await compileReceiver(dir, AFPACKET_SOURCE, 'afpacket_receiver'),
+    filterHex: compileFilter([{ proto: 'tcp', from: port, to: port }]).program.toString('hex'),
+    ...(capDir !== undefined && { capDir }),
+  }
+}
+
+/** The argv that starts `config`'s receiver on `ifname` (none for receiver 'none'). */
+export function receiverArgv(kit: ReceiverKit, ifname: string, port: number, config: E2eConfig): string[] {
+  switch (config.receiver) {
+    case 'none':
+      return []
+    case 'raw':
+      return [kit.rawBinary, String(port)]
+    case 'afpacket':
+      return [kit.afpacketBinary, ifname, String(port), kit.filterHex]
+    case 'cap':
+      if (kit.capDir === undefined) throw new Error('the cap receiver needs the npm cap package (bench/cap.ts)')
+      return [process.execPath, CAP_RECEIVER_JS, '--cap-dir', kit.capDir, '--interface', ifname, '--port', String(port)]
+    case 'portanoia': {
+      const argv = [process.execPath, RECEIVER_JS, '--interface', ifname, '--port', String(port)]
+      const s = config.sensor ?? {}
+      if (s.retireMs !== undefined) argv.push('--retire-ms', String(s.retireMs))
+      if (s.blockSize !== undefined) argv.push('--block-size', String(s.blockSize))
+      if (s.blockCount !== undefined) argv.push('--block-count', String(s.blockCount))
+      if (s.batch !== undefined) argv.push('--batch', String(s.batch))
+      if (s.kernelFilter === false) argv.push('--no-kernel-filter')
+      return argv
+    }
+  }
 }
 
 function num(record: Record<string, unknown>, key: string): number {
@@ -144,23 +205,12 @@ function num(record: Record<string, unknown>, key: string): number {
 
 interface Env {
   net: BenchNet
-  rawBinary: string
+  kit: ReceiverKit
   pool: number
   port: number
   seconds: number
   senderCore: number
   receiverCore: number
-}
-
-function receiverArgv(env: Env, config: E2eConfig, rawBinary: string): string[] {
-  if (config.receiver === 'raw') return [rawBinary, String(env.port)]
-  const argv = [process.execPath, RECEIVER_JS, '--interface', env.net.sensorIf, '--port', String(env.port)]
-  const s = config.sensor ?? {}
-  if (s.retireMs !== undefined) argv.push('--retire-ms', String(s.retireMs))
-  if (s.blockSize !== undefined) argv.push('--block-size', String(s.blockSize))
-  if (s.blockCount !== undefined) argv.push('--block-count', String(s.blockCount))
-  if (s.batch !== undefined) argv.push('--batch', String(s.batch))
-  return argv
 }
 
 /** One trial; never throws (a failure is recorded in `error`). */
@@ -193,7 +243,7 @@ async function trial(env: Env, config: E2eConfig, round: number, targetPps: numb
     if (net.aborted) throw new Error('interrupted')
     let pid = 0
     if (config.receiver !== 'none') {
-      receiver = new PinnedChild(`${config.name} receiver`, net.sensorNs, env.receiverCore, receiverArgv(env, config, env.rawBinary))
+      receiver = new PinnedChild(`${config.name} receiver`, net.sensorNs, env.receiverCore, receiverArgv(env.kit, net.sensorIf, env.port, config))
       pid = num(await receiver.next(), 'pid')
     }
     const senderArgv = [
@@ -307,16 +357,16 @@ export async function runE2e(options: E2eOptions): Promise<E2eResult> {
   if (process.getuid?.() !== 0) {
     throw new Error('the end-to-end benchmark needs root (it creates network namespaces and opens AF_PACKET sockets): run `sudo npm run bench`')
   }
-  const cores = availableParallelism() >= 2 ? { sender: 1, receiver: 0 } : { sender: 0, receiver: 0 }
+  const cores = options.cores ?? (availableParallelism() >= 2 ? { sender: 1, receiver: 0 } : { sender: 0, receiver: 0 })
   const dir = await mkdtemp(join(tmpdir(), 'pnperf-'))
   const net = await createBenchNet()
   try {
-    const rawBinary = await compileRawReceiver(dir)
+    const port = options.port ?? 2222
     const env: Env = {
       net,
-      rawBinary,
+      kit: await prepareReceivers(dir, port, options.capDir),
       pool: options.pool ?? 4096,
-      port: options.port ?? 2222,
+      port,
       seconds: options.seconds,
       senderCore: cores.sender,
       receiverCore: cores.receiver,
@@ -336,8 +386,12 @@ export async function runE2e(options: E2eOptions): Promise<E2eResult> {
     }
     const ceilingPps = summarize(ceiling.filter((t) => t.error === undefined).map((t) => t.offeredPps))
     const pacedPps: Record<string, number> = {}
-    const target = (c: E2eConfig): number => (c.paced !== undefined && c.paced > 0 ? Math.round(c.paced * ceilingPps.median) : 0)
-    for (const c of options.configs) if (target(c) > 0) pacedPps[c.name] = target(c)
+    // Paced rates follow the sender-alone trial of the same round (the first config of
+    // each round when there is one), so they track the machine's drift; phase 1's
+    // median stands in until a round has its own.
+    let roundCeiling = ceilingPps.median
+    const target = (c: E2eConfig): number => (c.paced !== undefined && c.paced > 0 ? Math.round(c.paced * roundCeiling) : 0)
+    const targets = new Map<string, number[]>()
 
     // Phase 2: interleaved rounds.
     const trials: Trial[] = [...ceiling]
@@ -346,6 +400,8 @@ export async function runE2e(options: E2eOptions): Promise<E2eResult> {
         if (net.aborted) break
         const t = await trial(env, c, r, target(c))
         trials.push(t)
+        if (c.receiver === 'none' && t.error === undefined && t.offeredPps > 0) roundCeiling = t.offeredPps
+        if (t.targetPps > 0) targets.set(c.name, [...(targets.get(c.name) ?? []), t.targetPps])
         const what = t.error !== undefined
           ? `ERROR ${t.error}`
           : c.receiver === 'none'
@@ -355,9 +411,10 @@ export async function runE2e(options: E2eOptions): Promise<E2eResult> {
       }
     }
 
+    for (const [name, values] of targets) pacedPps[name] = Math.round(summarize(values).median)
     const phase2 = trials.filter((t) => t.config !== 'ceiling')
     const configs = options.configs.map((c) => {
-      const s = summarizeConfig(c, target(c), phase2.filter((t) => t.config === c.name))
+      const s = summarizeConfig(c, pacedPps[c.name] ?? 0, phase2.filter((t) => t.config === c.name))
       if (c.receiver === 'portanoia') {
         // The baseline is the raw receiver at the same pacing.
         const base = options.configs.find((b) => b.receiver === 'raw' && (b.paced ?? 0) === (c.paced ?? 0))
