@@ -7,7 +7,7 @@
  * the same bytes), and an unpaced SYN flood to a port that is NOT a tripwire (a
  * receiver that filters in the kernel never sees it; one that filters in user space
  * pays for every packet). Each figure is a ratio to the no-receiver trial of the same
- * round; receivers are interleaved (none A B C … none A B C …). One receiver process
+ * round; receivers are interleaved, the order rotated by one each round. One receiver process
  * per receiver and round runs all three tests. Runs on the bench's main thread; every
  * child (receiver, iperf3 server, sender) is a PinnedChild, ended by PID, and the
  * namespaces are deleted on every path out (bench/net.ts).
