@@ -151,7 +151,9 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   #timers: NodeJS.Timeout[] = []
   #loop: Promise<void> = Promise.resolve()
   #closing: Promise<void> | undefined
-  #syncing = false
+  /** The latest sync, queued behind the one before it; #syncQueued counts those not finished. */
+  #syncChain: Promise<void> = Promise.resolve()
+  #syncQueued = 0
   #refreshing = false
   #fwCounts = { requested: 0, batches: 0, applied: 0, failed: 0 }
   #queue: PortanoiaEvent[] = []
@@ -300,7 +302,11 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     }
     every(1000, () => daemon.#handle(engine.tick()))
     every(guardMs, () => void daemon.#refreshGuards())
-    if (unused.length > 0) every(syncMs, () => void daemon.syncPorts())
+    if (unused.length > 0) {
+      every(syncMs, () => {
+        if (daemon.#syncQueued === 0) void daemon.syncPorts()
+      })
+    }
     if (statsMs > 0) every(statsMs, () => daemon.#emit(daemon.#statsEvent()))
     return daemon
   }
@@ -488,12 +494,22 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
 
   /**
    * `unused` mode: re-reads the socket table and swaps the tripwire set when it
-   * changed. Public so a caller (or a test) can force a sync now.
+   * changed. Public so a caller (or a test) can force a sync now: a call made while
+   * a sync runs waits for it and then reads the table again, so it resolves only
+   * after a read that began after the call (the periodic timer skips its turn
+   * instead while one is pending).
    */
-  async syncPorts(): Promise<void> {
-    if (this.#unused.length === 0 || this.#syncing || this.#closing !== undefined) return
-    this.#syncing = true
+  syncPorts(): Promise<void> {
+    if (this.#unused.length === 0 || this.#closing !== undefined) return Promise.resolve()
+    this.#syncQueued++
+    const run = this.#syncChain.then(() => this.#syncOnce())
+    this.#syncChain = run
+    return run
+  }
+
+  async #syncOnce(): Promise<void> {
     try {
+      if (this.#closing !== undefined) return
       const next = unusedTripwires(this.#explicit, this.#unused, await this.host.listening())
       const current = this.sensor.ports
       if (next.length > 0 && !samePorts(next, current) && this.#closing === undefined) {
@@ -503,7 +519,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     } catch (err) {
       this.#emit(errorEvent({ responder: 'sensor', error: err }))
     } finally {
-      this.#syncing = false
+      this.#syncQueued--
     }
   }
 

@@ -127,6 +127,28 @@ describe('per-port listeners', () => {
     expect(events.find((e) => e.type === 'decision' && e.reason === 'blocked')).toMatchObject({ src: '198.18.0.2', verified: true })
   })
 
+  it('a forced sync made while another runs resolves only after a read that began after it', async () => {
+    const { daemon, host } = await startDaemon({ unused: ['3000-3003'], firewall: null })
+    let reads = 0
+    // A slow read of the table as it was when the read began.
+    host.listening = async () => {
+      reads++
+      const table = host.listeningNow
+      await new Promise((r) => setTimeout(r, 30))
+      return table
+    }
+    const first = daemon.syncPorts()
+    // The table changes while the first read is in flight; the caller of the second
+    // sync must see the change once its promise resolves.
+    host.listeningNow = { ...host.listeningNow, tcp: new Set([3002]) }
+    await Promise.all([first, daemon.syncPorts()])
+    expect(reads).toBe(2)
+    expect(daemon.sensor.ports).toEqual([
+      { proto: 'tcp', from: 3000, to: 3001 },
+      { proto: 'tcp', from: 3003, to: 3003 },
+    ])
+  })
+
   it('unused ranges alone run without listeners; without unused every TCP tripwire listens', async () => {
     const a = await startDaemon({ unused: ['3000-3003'], firewall: null })
     expect(a.capture.listenerPorts()).toEqual([])
