@@ -8,8 +8,10 @@
  * between its markers (bench/report.ts). Flags: --quick (smoke run, under 2 minutes,
  * not for conclusions), --only a,b (section names), --rounds N, --seconds S,
  * --out FILE (results JSON; charts go to FILE without .json), --markdown FILE (report
- * to update; default BENCHMARKS.md for a full run, none for --quick), --no-markdown.
- * Exits 1, with the reasons, when any section could not be measured.
+ * to update; default BENCHMARKS.md for a full run, none for --quick), --no-markdown,
+ * --from FILE (measure nothing: redraw the charts and the report of an earlier
+ * results JSON, e.g. after a change to the renderer). Exits 1, with the reasons, when
+ * any section could not be measured.
  */
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
@@ -36,6 +38,7 @@ const { values } = parseArgs({
     out: { type: 'string' },
     markdown: { type: 'string' },
     'no-markdown': { type: 'boolean', default: false },
+    from: { type: 'string' },
   },
 })
 
@@ -43,6 +46,23 @@ const quick = values.quick
 const log = (line: string): void => console.error(`[bench] ${line}`)
 const only = values.only?.split(',').map((s) => s.trim()) ?? [...SECTIONS]
 const unknown = only.filter((s) => !(SECTIONS as readonly string[]).includes(s))
+if (values.from !== undefined) {
+  // Redraw only: the measurements stay as they were recorded.
+  const from = values.from
+  const old = JSON.parse(await readFile(from, 'utf8')) as BenchReport
+  if (old.schema !== 'portanoia-bench/2') throw new Error(`${from}: schema ${String(old.schema)}, expected portanoia-bench/2`)
+  const dir = from.replace(/\.json$/, '')
+  await mkdir(dir, { recursive: true })
+  for (const c of old.charts) {
+    const spec = old.sections[c.section]?.charts?.find((x) => x.id === c.id)
+    if (spec !== undefined) await writeFile(join(dirname(from), c.file), renderChart(spec))
+  }
+  const md = values.markdown ?? join(PACKAGE_ROOT, 'BENCHMARKS.md')
+  const existing = await readFile(md, 'utf8').catch(() => '')
+  await writeFile(md, renderReport(existing, old, { markdownFile: md, resultsFile: from }))
+  console.log(`charts of ${from} redrawn in ${dir}; report regenerated in ${md}`)
+  process.exit(0)
+}
 if (unknown.length > 0) {
   console.error(`--only takes a comma-separated list of ${SECTIONS.join(', ')}; unknown: ${unknown.join(', ')}`)
   process.exit(2)

@@ -56,7 +56,8 @@ export function renderChart(spec: ChartSpec): string {
   for (const g of spec.groups) for (const b of g.bars) if (finite(b.value)) values.push(b.value.max, b.value.median)
   if (spec.reference !== undefined) values.push(spec.reference.value)
   const useLog = spec.log === true && values.every((v) => v > 0) && values.length > 0
-  const top = niceMax(Math.max(0, ...values.filter(Number.isFinite)) * 1.05)
+  // No headroom factor: a delivered fraction of 1.0 should get a 0..100 % axis, not 0..200 %.
+  const top = niceMax(Math.max(0, ...values.filter(Number.isFinite)))
   const lo = useLog ? 10 ** Math.floor(Math.log10(Math.min(...values))) : 0
   const hi = useLog ? 10 ** Math.ceil(Math.log10(Math.max(...values))) : top
   const y = (v: number): number => {
