@@ -80,7 +80,12 @@ export interface DaemonOptions {
   guardRefreshMs?: number
   /** `unused` socket-table sync period. Default 3 s. */
   unusedSyncMs?: number
-  /** Longest a block request waits for its batch. Default 10 ms. */
+  /**
+   * Longest a block request waits for its batch while the firewall is idle. Default
+   * 0: the batch goes out on the next event-loop turn, after every decision of the
+   * current sensor drain; while a transaction runs, requests accumulate and follow it
+   * as one batch, so a flood still costs one nft process per transaction time.
+   */
   batchMs?: number
   /** A batch is flushed at once when it holds this many requests. Default 256. */
   batchMax?: number
@@ -145,7 +150,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   readonly #started = Date.now()
   #pending: BlockRequest[] = []
   #pendingNotify: Decision[] = []
-  #batchTimer: NodeJS.Timeout | undefined
+  #batchTimer: NodeJS.Timeout | NodeJS.Immediate | undefined
   #fwBusy: Promise<void> = Promise.resolve()
   #fwInFlight = false
   #timers: NodeJS.Timeout[] = []
@@ -212,7 +217,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     }
     const allowlist = [...(options.allowlist ?? [])]
     const guards = new Guards({ allowlist })
-    const batchMs = checkMs('batchMs', options.batchMs, 10, 0)
+    const batchMs = checkMs('batchMs', options.batchMs, 0, 0)
     const batchMax = checkMs('batchMax', options.batchMax, 256, 1)
     const statsMs = checkMs('statsIntervalMs', options.statsIntervalMs, 60_000, 0)
     const guardMs = checkMs('guardRefreshMs', options.guardRefreshMs, 15_000, 100)
@@ -402,15 +407,18 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     }
     if (this.#notifiers.length > 0) this.#pendingNotify.push(...ds)
     if (this.#pending.length >= this.#batchMax) this.#flush()
-    else if (this.#batchTimer === undefined) {
-      this.#batchTimer = setTimeout(() => this.#flush(), this.#batchMs)
+    else if (this.#batchTimer === undefined && !this.#fwInFlight) {
+      // A running transaction flushes what accumulated when it ends; only an idle
+      // firewall needs a timer. setImmediate runs after this drain's decisions.
+      this.#batchTimer = this.#batchMs === 0 ? setImmediate(() => this.#flush()) : setTimeout(() => this.#flush(), this.#batchMs)
     }
   }
 
   /** Sends what is pending: notifiers now (their queues are bounded), blocks as one batch behind the previous one. */
   #flush(): void {
     if (this.#batchTimer !== undefined) {
-      clearTimeout(this.#batchTimer)
+      if (this.#batchMs === 0) clearImmediate(this.#batchTimer as NodeJS.Immediate)
+      else clearTimeout(this.#batchTimer as NodeJS.Timeout)
       this.#batchTimer = undefined
     }
     const notes = this.#pendingNotify
