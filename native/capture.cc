@@ -205,25 +205,14 @@ void Capture::Stop() {
 }
 
 bool Capture::ArmDoorbell() {
-  sleeping_.store(true, std::memory_order_relaxed);
-  // Full fence between arming and looking at the ring; pairs with the fence in
-  // RingDoorbell() between publishing and reading the flag. One of the two sides
-  // always sees the other's store, so a wake-up cannot be lost.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (!ring_.EmptyForConsumer() || ended_.load(std::memory_order_acquire)) {
-    sleeping_.store(false, std::memory_order_relaxed);
-    return false;
-  }
-  return true;
+  // Pairs with the release store of ended_ at the end of Run().
+  return doorbell_.Arm([this] { return !ring_.EmptyForConsumer() || ended_.load(std::memory_order_acquire); });
 }
 
 void Capture::RingDoorbell() {
-  // Pairs with the fence in ArmDoorbell().
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (sleeping_.load(std::memory_order_relaxed) &&
-      sleeping_.exchange(false, std::memory_order_acq_rel)) {
+  doorbell_.Ring([this] {
     if (notify_) notify_();
-  }
+  });
 }
 
 SysError Capture::Error() const {

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "doorbell.h"
 #include "hit_record.h"
 #include "hit_ring.h"
 #include "tpacket_ring.h"
@@ -83,7 +84,7 @@ class Capture {
   // Arms the doorbell before the consumer sleeps. Returns false when the consumer
   // must not sleep (records are already there, or the thread ended).
   bool ArmDoorbell();
-  void DisarmDoorbell() { sleeping_.store(false, std::memory_order_relaxed); }
+  void DisarmDoorbell() { doorbell_.Disarm(); }
   // The thread ended (error or Stop) and published everything it had.
   bool Ended() const { return ended_.load(std::memory_order_acquire); }
   SysError Error() const;
@@ -132,7 +133,7 @@ class Capture {
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> ended_{false};
-  std::atomic<bool> sleeping_{false};
+  Doorbell doorbell_;
 
   // Exact tripwire set: 3 × 1024 words, read by the capture thread, written by JS.
   std::unique_ptr<std::atomic<uint64_t>[]> port_bits_;

@@ -31,8 +31,10 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "../doorbell.h"
 #include "../hit_ring.h"
 
 // Deliberately broken variants, built only by the test's self-check to prove that the
@@ -84,37 +86,28 @@ bool Intact(const HitRecord& got) {
   return std::memcmp(&got, &want, sizeof(HitRecord)) == 0;
 }
 
-// The doorbell of Capture, with the same atomics and fences (capture.cc); the notify
-// hook stands in for the thread-safe function.
+// Capture's doorbell (native/doorbell.h) wired as Capture wires it: Arm looks at the
+// ring and the end flag, Ring notifies; the notify hook stands in for the thread-safe
+// function.
 class Doorbell {
  public:
   explicit Doorbell(HitRing* ring) : ring_(ring) {}
 
   // Capture::ArmDoorbell.
   bool Arm() {
-    sleeping_.store(true, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in Ring()
+    return bell_.Arm([this] {
 #if RING_STRESS_MUTANT == 2
-    if (ended_.load(std::memory_order_acquire)) {
+      return ended_.load(std::memory_order_acquire);
 #else
-    if (!ring_->EmptyForConsumer() || ended_.load(std::memory_order_acquire)) {
+      return !ring_->EmptyForConsumer() || ended_.load(std::memory_order_acquire);
 #endif
-      sleeping_.store(false, std::memory_order_relaxed);
-      return false;
-    }
-    return true;
+    });
   }
 
   // Capture::RingDoorbell; returns true when this call claimed the flag and notified.
   template <typename Notify>
   bool Ring(Notify&& notify) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with the fence in Arm()
-    if (sleeping_.load(std::memory_order_relaxed) &&
-        sleeping_.exchange(false, std::memory_order_acq_rel)) {
-      notify();
-      return true;
-    }
-    return false;
+    return bell_.Ring(std::forward<Notify>(notify));
   }
 
   void End() { ended_.store(true, std::memory_order_release); }  // pairs with Arm()/Ended()
@@ -122,7 +115,7 @@ class Doorbell {
 
  private:
   HitRing* ring_;
-  std::atomic<bool> sleeping_{false};
+  portanoia::Doorbell bell_;
   std::atomic<bool> ended_{false};
 };
 
