@@ -5,8 +5,11 @@
  * no net module). The layout table here is what lib/binding.ts checks the addon's
  * exported offsets against.
  */
+import { formatAddressBytes as formatAddress } from './ip-text.js'
 import type { Hit, Proto, ScanKind } from './types.js'
 import { SCAN_KINDS } from './types.js'
+
+export { formatAddress }
 
 export const HIT_RECORD_SIZE = 64
 
@@ -38,45 +41,6 @@ export const HIT_FLAGS = {
   extHeaders: 1 << 5,
   ipv4: 1 << 6,
 } as const
-
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16))
-
-/** Formats 16 address bytes at `offset`: IPv4-mapped as dotted quad, else RFC 5952 IPv6. */
-export function formatAddress(buf: Uint8Array, offset: number, v4: boolean): string {
-  if (v4) {
-    return `${buf[offset + 12]}.${buf[offset + 13]}.${buf[offset + 14]}.${buf[offset + 15]}`
-  }
-  const words = new Array<number>(8)
-  for (let i = 0; i < 8; i++) words[i] = (buf[offset + 2 * i]! << 8) | buf[offset + 2 * i + 1]!
-  // RFC 5952: compress the longest run of two or more zero words (the first one on ties).
-  let bestStart = -1
-  let bestLen = 1
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && words[j] === 0) j++
-    if (j - i > bestLen) {
-      bestStart = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  let out = ''
-  for (let i = 0; i < 8; i++) {
-    if (i === bestStart) {
-      out += i === 0 ? '::' : ':'
-      i += bestLen - 1
-      continue
-    }
-    const w = words[i]!
-    out += (w >> 8 === 0 ? HEX[w]! : (w >> 8).toString(16) + HEX[w & 0xff]!.padStart(2, '0'))
-    if (i < 7) out += ':'
-  }
-  return out
-}
 
 const PROTO_NAMES: Array<Proto | undefined> = []
 PROTO_NAMES[6] = 'tcp'

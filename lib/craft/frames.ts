@@ -10,6 +10,7 @@
  */
 
 import { isIP } from 'node:net'
+import { formatAddressBytes } from '../ip-text.js'
 
 /** TCP flag bits, as they sit in byte 13 of the TCP header. */
 export const FIN = 0x01
@@ -134,30 +135,9 @@ export function ipToBytes(s: string): Uint8Array {
 export function bytesToIp(b: Uint8Array): string {
   if (b.length === 4) return Array.from(b).join('.')
   if (b.length !== 16) throw new RangeError(`an IP address is 4 or 16 bytes, got ${b.length}`)
-  const groups: number[] = []
-  for (let i = 0; i < 16; i += 2) groups.push(((b[i] ?? 0) << 8) | (b[i + 1] ?? 0))
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`
-  }
-  // RFC 5952: compress the longest run (leftmost on ties) of two or more zero groups.
-  let bestAt = -1
-  let bestLen = 1
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && groups[j] === 0) j++
-    if (j - i > bestLen) {
-      bestAt = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  const hex = groups.map((g) => g.toString(16))
-  if (bestAt < 0) return hex.join(':')
-  return `${hex.slice(0, bestAt).join(':')}::${hex.slice(bestAt + bestLen).join(':')}`
+  const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff
+  if (mapped) return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`
+  return formatAddressBytes(b, 0, false)
 }
 
 // ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@
  */
 
 import { PortanoiaError } from '../errors.js'
+import { formatAddressBytes } from '../ip-text.js'
 
 export type Family = 4 | 6
 
@@ -163,31 +164,14 @@ function formatV4(value: bigint): string {
 }
 
 function formatV6(value: bigint): string {
-  const groups: number[] = []
-  for (const shift of [96n, 64n, 32n, 0n]) {
-    const w = Number(BigInt.asUintN(32, value >> shift))
-    groups.push(w >>> 16, w & 0xffff)
-  }
-  // RFC 5952 §4.2: compress the longest run of two or more zero groups, the first
-  // one on a tie; a single zero group is written out.
-  let bestStart = -1
-  let bestLen = 1
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && groups[j] === 0) j++
-    if (j - i > bestLen) {
-      bestStart = i
-      bestLen = j - i
-    }
-    i = j
-  }
-  const hex = groups.map((g) => g.toString(16))
-  if (bestStart === -1) return hex.join(':')
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`
+  // Four BigInt steps (one per 32-bit word), not sixteen: this runs per IPv6 source.
+  const bytes = new Uint8Array(16)
+  const view = new DataView(bytes.buffer)
+  view.setUint32(0, Number(BigInt.asUintN(32, value >> 96n)))
+  view.setUint32(4, Number(BigInt.asUintN(32, value >> 64n)))
+  view.setUint32(8, Number(BigInt.asUintN(32, value >> 32n)))
+  view.setUint32(12, Number(BigInt.asUintN(32, value)))
+  return formatAddressBytes(bytes, 0, false)
 }
 
 /** The canonical text: dotted quad, or RFC 5952 lower-case compressed IPv6. */

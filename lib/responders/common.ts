@@ -7,7 +7,7 @@
  */
 import { PortanoiaError } from '../errors.js'
 import { isValidAddress, parseAddress } from '../policy/addr.js'
-import type { BlockRequest, ResponderResult } from './types.js'
+import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult } from './types.js'
 
 /** Longest TTL accepted: 68 years, the largest second count every tool stores without overflow. */
 export const MAX_TTL_SECONDS = 2 ** 31 - 1
@@ -120,4 +120,32 @@ export function toolError(code: string, tool: string, what: string, r: { code: n
   return new PortanoiaError(code, `${what}: ${tool} exited with ${r.code}${msg === '' ? '' : `: ${msg}`}`, {
     hint: toolHint(tool, r.code, r.stderr),
   })
+}
+
+/**
+ * Base of the responders that are told about decisions and hold no firewall state
+ * (exec, webhook, jsonl): the firewall half of the interface succeeds with nothing
+ * applied, so a ResponderSet can fan every call out to every responder.
+ */
+export abstract class Notifier implements Responder {
+  abstract readonly name: string
+
+  async start(): Promise<ActiveBlockEntry[]> {
+    return []
+  }
+
+  async block(_requests: readonly BlockRequest[]): Promise<ResponderResult> {
+    return result(this.name)
+  }
+
+  async unblock(_addresses: readonly string[]): Promise<ResponderResult> {
+    return result(this.name)
+  }
+
+  async list(): Promise<ActiveBlockEntry[]> {
+    return []
+  }
+
+  abstract notify(decisions: Parameters<Responder['notify']>[0]): Promise<ResponderResult>
+  abstract close(): Promise<void>
 }

@@ -17,9 +17,9 @@ import { PortanoiaError } from '../errors.js'
 import { isValidAddress } from '../policy/addr.js'
 import { ACTIONS, type Action, type Decision, REASON_CODES } from '../policy/decision.js'
 import { SCAN_KINDS } from '../types.js'
-import { firstLine, result } from './common.js'
+import { firstLine, Notifier, result } from './common.js'
 import { createRun } from './run.js'
-import type { BlockRequest, Responder, ResponderResult, RunFn, RunResult } from './types.js'
+import type { ResponderResult, RunFn, RunResult } from './types.js'
 
 export interface ExecOptions {
   /** The command template: a string (split once, quote-aware) or an argv array. */
@@ -160,7 +160,7 @@ interface Job {
   done: (outcome: { ok: boolean; error?: string }) => void
 }
 
-export class ExecResponder implements Responder {
+export class ExecResponder extends Notifier {
   readonly name: string
   readonly #template: readonly string[]
   readonly #shellCommand: string | null
@@ -174,6 +174,7 @@ export class ExecResponder implements Responder {
   #counts = { started: 0, succeeded: 0, failed: 0, timedOut: 0, dropped: 0, refused: 0 }
 
   constructor(options: ExecOptions) {
+    super()
     this.name = options.name ?? 'exec'
     const timeoutMs = options.timeoutMs ?? 10_000
     this.#concurrency = options.concurrency ?? 4
@@ -214,22 +215,6 @@ export class ExecResponder implements Responder {
   argvFor(d: Decision): string[] {
     if (this.#shellCommand !== null) return ['/bin/sh', '-c', expandWord(this.#shellCommand, d)]
     return expandArgv(this.#template, d)
-  }
-
-  async start(): Promise<[]> {
-    return []
-  }
-
-  async block(_requests: readonly BlockRequest[]): Promise<ResponderResult> {
-    return result(this.name)
-  }
-
-  async unblock(_addresses: readonly string[]): Promise<ResponderResult> {
-    return result(this.name)
-  }
-
-  async list(): Promise<[]> {
-    return []
   }
 
   async notify(decisions: readonly Decision[]): Promise<ResponderResult> {

@@ -11,8 +11,8 @@ import { createWriteStream } from 'node:fs'
 import type { Writable } from 'node:stream'
 import { decisionEvent, type PortanoiaEvent, toJsonLine } from '../events.js'
 import type { Action, Decision } from '../policy/decision.js'
-import { result } from './common.js'
-import type { BlockRequest, Responder, ResponderResult } from './types.js'
+import { Notifier, result } from './common.js'
+import type { ResponderResult } from './types.js'
 
 export interface JsonlOptions {
   /** Where lines go (e.g. process.stdout). Not ended by close(). */
@@ -26,7 +26,7 @@ export interface JsonlOptions {
   name?: string
 }
 
-export class JsonlResponder implements Responder {
+export class JsonlResponder extends Notifier {
   readonly name: string
   readonly #stream: Writable
   readonly #owned: boolean
@@ -40,6 +40,7 @@ export class JsonlResponder implements Responder {
   #counts = { written: 0, dropped: 0, failed: 0, buffered: 0 }
 
   constructor(options: JsonlOptions) {
+    super()
     this.name = options.name ?? 'jsonl'
     if ((options.stream === undefined) === (options.path === undefined)) {
       throw new RangeError('give exactly one of stream or path')
@@ -101,22 +102,6 @@ export class JsonlResponder implements Responder {
   }
 
   #onIdle: (() => void) | null = null
-
-  async start(): Promise<[]> {
-    return []
-  }
-
-  async block(_requests: readonly BlockRequest[]): Promise<ResponderResult> {
-    return result(this.name)
-  }
-
-  async unblock(_addresses: readonly string[]): Promise<ResponderResult> {
-    return result(this.name)
-  }
-
-  async list(): Promise<[]> {
-    return []
-  }
 
   async notify(decisions: readonly Decision[]): Promise<ResponderResult> {
     const applied: string[] = []

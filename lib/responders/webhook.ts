@@ -13,8 +13,8 @@ import { readFile } from 'node:fs/promises'
 import { PortanoiaError } from '../errors.js'
 import { decisionEvent } from '../events.js'
 import type { Action, Decision } from '../policy/decision.js'
-import { result } from './common.js'
-import type { BlockRequest, Responder, ResponderResult } from './types.js'
+import { Notifier, result } from './common.js'
+import type { ResponderResult } from './types.js'
 
 export interface WebhookOptions {
   url: string
@@ -57,7 +57,7 @@ function showUrl(u: URL): string {
   return `${u.protocol}//${u.host}${u.pathname}`
 }
 
-export class WebhookResponder implements Responder {
+export class WebhookResponder extends Notifier {
   readonly name: string
   readonly #url: URL
   readonly #shownUrl: string
@@ -81,6 +81,7 @@ export class WebhookResponder implements Responder {
   #counts = { delivered: 0, failed: 0, retries: 0, dropped: 0 }
 
   constructor(options: WebhookOptions) {
+    super()
     this.name = options.name ?? 'webhook'
     let url: URL
     try {
@@ -136,7 +137,7 @@ export class WebhookResponder implements Responder {
     }
   }
 
-  async start(): Promise<[]> {
+  override async start(): Promise<[]> {
     if (this.#token === undefined && this.#tokenFile !== undefined) {
       let text: string
       try {
@@ -151,18 +152,6 @@ export class WebhookResponder implements Responder {
       this.#checkToken(token)
       this.#token = token
     }
-    return []
-  }
-
-  async block(_requests: readonly BlockRequest[]): Promise<ResponderResult> {
-    return result(this.name)
-  }
-
-  async unblock(_addresses: readonly string[]): Promise<ResponderResult> {
-    return result(this.name)
-  }
-
-  async list(): Promise<[]> {
     return []
   }
 
