@@ -145,21 +145,31 @@ function makeHost(ns: string, ifname: string, ipv4: string, ipv6: string, mac: s
 }
 
 /**
- * Creates the sensor namespace and `peers` peer namespaces, each linked to the
- * sensor by its own veth pair. On any failure everything created so far is removed
- * before the error is rethrown.
+ * The namespaces of one network, removed together (and by the exit hook if the
+ * process dies first). The id (pid + random) keeps concurrent runs apart and is
+ * short enough for 15-byte interface names.
  */
-export async function createNetnsNet(options: NetnsNetOptions): Promise<NetnsNet> {
-  hookExit()
-  const peers = options.peers ?? 1
-  if (!Number.isInteger(peers) || peers < 1 || peers > 200) throw new RangeError('peers must be 1..200')
-  if (!/^[a-z][a-z0-9-]{0,15}$/.test(options.prefix)) throw new RangeError('prefix must be short lowercase letters, digits and dashes')
-  // pid + random: unique across concurrent runs; short enough for 15-byte interface names.
-  const id = `${process.pid.toString(36)}${randomBytes(3).toString('hex')}`
-  const sensorNs = `${options.prefix}${id}-s`
-  const created: string[] = []
-  const destroy = async (): Promise<void> => {
-    for (const ns of [...created].reverse()) {
+class NamespaceGroup {
+  readonly id = `${process.pid.toString(36)}${randomBytes(3).toString('hex')}`
+  readonly created: string[] = []
+
+  constructor(readonly prefix: string) {
+    hookExit()
+    if (!/^[a-z][a-z0-9-]{0,15}$/.test(prefix)) throw new RangeError('prefix must be short lowercase letters, digits and dashes')
+  }
+
+  /** Creates `<prefix><id>-<suffix>` with loopback up. */
+  async add(suffix: string): Promise<string> {
+    const ns = `${this.prefix}${this.id}-${suffix}`
+    await ip(['netns', 'add', ns])
+    this.created.push(ns)
+    live.add(ns)
+    await ip(['-n', ns, 'link', 'set', 'lo', 'up'])
+    return ns
+  }
+
+  destroy = async (): Promise<void> => {
+    for (const ns of [...this.created].reverse()) {
       try {
         await ip(['netns', 'del', ns])
       } catch {
@@ -167,31 +177,44 @@ export async function createNetnsNet(options: NetnsNetOptions): Promise<NetnsNet
       }
       live.delete(ns)
     }
-    created.length = 0
+    this.created.length = 0
   }
+
+  /**
+   * A veth pair from `a` to `b`. Created in the caller's namespace under unique
+   * names, then moved and renamed, so concurrent runs never collide on a host-side
+   * interface name. `extra` is appended to each side's final `link set`.
+   */
+  async veth(a: { ns: string; ifname: string; mac: string; extra?: string[] }, b: { ns: string; ifname: string; mac: string; extra?: string[] }): Promise<void> {
+    const tmpA = `${a.ifname}${this.id}`
+    const tmpB = `${b.ifname}${this.id}`
+    await ip(['link', 'add', tmpA, 'type', 'veth', 'peer', 'name', tmpB])
+    await ip(['link', 'set', tmpA, 'netns', a.ns])
+    await ip(['link', 'set', tmpB, 'netns', b.ns])
+    await ip(['-n', a.ns, 'link', 'set', tmpA, 'name', a.ifname, 'address', a.mac, ...(a.extra ?? [])])
+    await ip(['-n', b.ns, 'link', 'set', tmpB, 'name', b.ifname, 'address', b.mac, ...(b.extra ?? [])])
+  }
+}
+
+/**
+ * Creates the sensor namespace and `peers` peer namespaces, each linked to the
+ * sensor by its own veth pair. On any failure everything created so far is removed
+ * before the error is rethrown.
+ */
+export async function createNetnsNet(options: NetnsNetOptions): Promise<NetnsNet> {
+  const peers = options.peers ?? 1
+  if (!Number.isInteger(peers) || peers < 1 || peers > 200) throw new RangeError('peers must be 1..200')
+  const group = new NamespaceGroup(options.prefix)
   try {
-    await ip(['netns', 'add', sensorNs])
-    created.push(sensorNs)
-    live.add(sensorNs)
-    await ip(['-n', sensorNs, 'link', 'set', 'lo', 'up'])
+    const sensorNs = await group.add('s')
     const links: NetnsLink[] = []
     for (let i = 0; i < peers; i++) {
-      const peerNs = `${options.prefix}${id}-p${i}`
-      await ip(['netns', 'add', peerNs])
-      created.push(peerNs)
-      live.add(peerNs)
-      await ip(['-n', peerNs, 'link', 'set', 'lo', 'up'])
+      const peerNs = await group.add(`p${i}`)
       const sIf = `pns${i}`
       const pIf = `pnp${i}`
       const sMac = `02:52:00:00:${i.toString(16).padStart(2, '0')}:01`
       const pMac = `02:52:00:00:${i.toString(16).padStart(2, '0')}:02`
-      // Created in the caller's namespace under unique names, then moved and renamed,
-      // so concurrent runs never collide on a host-side interface name.
-      await ip(['link', 'add', `${sIf}${id}`, 'type', 'veth', 'peer', 'name', `${pIf}${id}`])
-      await ip(['link', 'set', `${sIf}${id}`, 'netns', sensorNs])
-      await ip(['link', 'set', `${pIf}${id}`, 'netns', peerNs])
-      await ip(['-n', sensorNs, 'link', 'set', `${sIf}${id}`, 'name', sIf, 'address', sMac])
-      await ip(['-n', peerNs, 'link', 'set', `${pIf}${id}`, 'name', pIf, 'address', pMac])
+      await group.veth({ ns: sensorNs, ifname: sIf, mac: sMac }, { ns: peerNs, ifname: pIf, mac: pMac })
       const v4s = `198.18.${i}.1`
       const v4p = `198.18.${i}.2`
       const v6s = `fd52:43dd:${i.toString(16)}::1`
@@ -213,17 +236,17 @@ export async function createNetnsNet(options: NetnsNetOptions): Promise<NetnsNet
     }
     const first = links[0]!.sensor
     return {
-      id,
+      id: group.id,
       sensorNs,
       sensorPath: `/run/netns/${sensorNs}`,
-      namespaces: [...created],
+      namespaces: [...group.created],
       links,
       sensorExec: first.exec,
       sensorSpawn: first.spawn,
-      destroy,
+      destroy: group.destroy,
     }
   } catch (err) {
-    await destroy()
+    await group.destroy()
     throw err
   }
 }
@@ -248,49 +271,23 @@ export interface BridgeNet {
  * the error is rethrown.
  */
 export async function createBridgeNet(options: { prefix: string; hosts: number }): Promise<BridgeNet> {
-  hookExit()
   const n = options.hosts
   if (!Number.isInteger(n) || n < 1 || n > 200) throw new RangeError('hosts must be 1..200')
-  if (!/^[a-z][a-z0-9-]{0,15}$/.test(options.prefix)) throw new RangeError('prefix must be short lowercase letters, digits and dashes')
-  const id = `${process.pid.toString(36)}${randomBytes(3).toString('hex')}`
-  const hubNs = `${options.prefix}${id}-hub`
-  const created: string[] = []
-  const destroy = async (): Promise<void> => {
-    for (const ns of [...created].reverse()) {
-      try {
-        await ip(['netns', 'del', ns])
-      } catch {
-        // already gone
-      }
-      live.delete(ns)
-    }
-    created.length = 0
-  }
+  const group = new NamespaceGroup(options.prefix)
   try {
-    await ip(['netns', 'add', hubNs])
-    created.push(hubNs)
-    live.add(hubNs)
-    await ip(['-n', hubNs, 'link', 'set', 'lo', 'up'])
+    const hubNs = await group.add('hub')
     await ip(['-n', hubNs, 'link', 'add', 'pnbr0', 'type', 'bridge'])
     await ip(['-n', hubNs, 'addr', 'add', '198.19.0.1/24', 'dev', 'pnbr0'])
     await ip(['-n', hubNs, '-6', 'addr', 'add', 'fd52:43dd:ff::1/64', 'dev', 'pnbr0', 'nodad'])
     await ip(['-n', hubNs, 'link', 'set', 'pnbr0', 'up'])
     const hosts: NetnsHost[] = []
     for (let i = 0; i < n; i++) {
-      const ns = `${options.prefix}${id}-h${i}`
-      await ip(['netns', 'add', ns])
-      created.push(ns)
-      live.add(ns)
-      await ip(['-n', ns, 'link', 'set', 'lo', 'up'])
+      const ns = await group.add(`h${i}`)
       const hubIf = `pnb${i}`
       const hostIf = `pnh${i}`
       const mac = `02:52:00:ff:${i.toString(16).padStart(2, '0')}:02`
-      // Unique names in the caller's namespace, then moved and renamed (as above).
-      await ip(['link', 'add', `${hubIf}${id}`, 'type', 'veth', 'peer', 'name', `${hostIf}${id}`])
-      await ip(['link', 'set', `${hubIf}${id}`, 'netns', hubNs])
-      await ip(['link', 'set', `${hostIf}${id}`, 'netns', ns])
-      await ip(['-n', hubNs, 'link', 'set', `${hubIf}${id}`, 'name', hubIf, 'master', 'pnbr0', 'up'])
-      await ip(['-n', ns, 'link', 'set', `${hostIf}${id}`, 'name', hostIf, 'address', mac])
+      const hubMac = `02:52:00:ff:${i.toString(16).padStart(2, '0')}:01`
+      await group.veth({ ns: hubNs, ifname: hubIf, mac: hubMac, extra: ['master', 'pnbr0', 'up'] }, { ns, ifname: hostIf, mac })
       const v4 = `198.19.0.${i + 2}`
       const v6 = `fd52:43dd:ff::${(i + 2).toString(16)}`
       await ip(['-n', ns, 'addr', 'add', `${v4}/24`, 'dev', hostIf])
@@ -299,14 +296,14 @@ export async function createBridgeNet(options: { prefix: string; hosts: number }
       hosts.push(makeHost(ns, hostIf, v4, v6, mac))
     }
     return {
-      id,
+      id: group.id,
       hub: { ns: hubNs, ipv4: '198.19.0.1', ipv6: 'fd52:43dd:ff::1', exec: (cmd, args, o) => execInNetns(hubNs, cmd, args, o) },
       hosts,
-      namespaces: [...created],
-      destroy,
+      namespaces: [...group.created],
+      destroy: group.destroy,
     }
   } catch (err) {
-    await destroy()
+    await group.destroy()
     throw err
   }
 }
