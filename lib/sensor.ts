@@ -314,6 +314,26 @@ export class Sensor implements AsyncIterable<Hit> {
     }
   }
 
+  /**
+   * Hits in the batches the capture thread hands over (up to `batch` per array):
+   * one await per batch instead of one per hit, for consumers of floods. Same
+   * semantics as the per-hit iterator (ends on close, throws the capture error after
+   * the hits queued before it); do not mix the two on one sensor concurrently.
+   */
+  async *batches(): AsyncGenerator<Hit[], void, undefined> {
+    for (;;) {
+      const first = await this.next()
+      if (first.done === true) return
+      const out = [first.value]
+      const queue = this.#queue
+      let head = this.#queueHead
+      while (head < queue.length) out.push(queue[head++]!)
+      this.#delivered += head - this.#queueHead
+      this.#queueHead = head
+      yield out
+    }
+  }
+
   /** Running totals since open. */
   stats(): SensorStats {
     return { ...this.#capture.stats(), delivered: this.#delivered, listeners: this.#capture.listenerPorts().length }

@@ -426,6 +426,36 @@ describe('Sensor iterator with a fake capture', () => {
     await sensor.close()
   })
 
+  test('batches() yields each drained batch as one array, in order, and counts them delivered', async () => {
+    const { sensor, capture } = await openFake({ batch: 4 })
+    capture.push(...Array.from({ length: 10 }, (_, i) => i))
+    const sizes: number[] = []
+    const got: number[] = []
+    for await (const hits of sensor.batches()) {
+      sizes.push(hits.length)
+      for (const h of hits) got.push(h.srcPort)
+      if (got.length === 10) break
+    }
+    expect(sizes).toEqual([4, 4, 2])
+    expect(got).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    expect(sensor.stats().delivered).toBe(10)
+    await sensor.close()
+  })
+
+  test('batches() delivers the hits queued before a capture error, then throws it', async () => {
+    const { sensor, capture } = await openFake({ batch: 2 })
+    capture.push(1, 2, 3)
+    capture.end(sysError('ENETDOWN', 100, 'poll', 'pns0'))
+    const got: number[] = []
+    await expect(
+      (async () => {
+        for await (const hits of sensor.batches()) for (const h of hits) got.push(h.srcPort)
+      })(),
+    ).rejects.toMatchObject({ code: 'ENETDOWN' })
+    expect(got).toEqual([1, 2, 3])
+    await sensor.close()
+  })
+
   test('the drain buffer is the sensor’s own and sized batch × record', async () => {
     const { sensor, capture } = await openFake({ batch: 3 })
     const sizes: number[] = []
