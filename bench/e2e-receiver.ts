@@ -23,6 +23,8 @@ const { values } = parseArgs({
     listen: { type: 'boolean', default: false },
     // Accept-all kernel program: shows what the tripwire filter saves.
     'no-kernel-filter': { type: 'boolean', default: false },
+    // Consume sensor.batches() (one await per drained batch) instead of per hit.
+    batches: { type: 'boolean', default: false },
   },
 })
 
@@ -39,6 +41,15 @@ let syn = 0
 let other = 0
 
 const consumer = (async () => {
+  if (values.batches) {
+    for await (const hits of sensor.batches()) {
+      for (const hit of hits) {
+        if (hit.kind === 'syn' && hit.dstPort === port) syn++
+        else other++
+      }
+    }
+    return
+  }
   for await (const hit of sensor) {
     if (hit.kind === 'syn' && hit.dstPort === port) syn++
     else other++

@@ -43,6 +43,8 @@ export interface SensorVariant {
   batch?: number
   /** false: accept-all kernel program (SensorOptions.kernelFilter). */
   kernelFilter?: boolean
+  /** true: the consumer reads sensor.batches() (one await per batch) instead of per hit. */
+  batches?: boolean
 }
 
 /**
@@ -193,6 +195,7 @@ export function receiverArgv(kit: ReceiverKit, ifname: string, port: number, con
       if (s.blockCount !== undefined) argv.push('--block-count', String(s.blockCount))
       if (s.batch !== undefined) argv.push('--batch', String(s.batch))
       if (s.kernelFilter === false) argv.push('--no-kernel-filter')
+      if (s.batches === true) argv.push('--batches')
       return argv
     }
   }

@@ -174,7 +174,8 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
   if (ethtoolMissing !== undefined) warnings.push(ethtoolMissing)
   const cap = await prepareCap(log)
   if (!cap.ok) warnings.push(`cap (libpcap) receiver unavailable: ${cap.reason}`)
-  const receivers = RECEIVERS.filter((r) => r.receiver !== 'cap' || cap.ok)
+  // How the consumer reads hits does not change what the host's own traffic pays.
+  const receivers = RECEIVERS.filter((r) => (r.receiver !== 'cap' || cap.ok) && r.sensor?.batches !== true)
 
   const dir = await mkdtemp(join(tmpdir(), 'pnperf-'))
   let net: BenchNet | undefined

@@ -22,6 +22,7 @@ export interface ReceiverSpec {
 
 export const RECEIVERS: readonly ReceiverSpec[] = [
   { label: 'portanoia', receiver: 'portanoia' },
+  { label: 'portanoia (batches)', receiver: 'portanoia', sensor: { batches: true } },
   { label: 'portanoia (no kernel filter)', receiver: 'portanoia', sensor: { kernelFilter: false } },
   { label: 'raw socket', receiver: 'raw' },
   { label: 'AF_PACKET recvmmsg', receiver: 'afpacket' },
