@@ -112,7 +112,10 @@ Capture::Capture(const CaptureOptions& options)
     : options_(options),
       ring_(options.ring_records),
       port_bits_(new std::atomic<uint64_t>[3 * 1024]()),
-      seen_(options.dedup ? kSeenSlots : 0, SeenFrame{0, 0, 0}) {
+      // Only a socket on every interface can see one frame twice (a bridge port and the
+      // bridge, a VLAN device and its parent); a socket bound to one ifindex cannot.
+      seen_(options.dedup && (options.interface.empty() || options.interface == "any") ? kSeenSlots : 0,
+            SeenFrame{0, 0, 0}) {
   ApplyPortSet(options.ports, false);
 }
 

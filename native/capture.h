@@ -45,7 +45,7 @@ struct CaptureOptions {
   PortSet ports;
   RingGeometry geometry;
   uint32_t ring_records = 1u << 16;
-  bool dedup = true;           // drop a frame seen again on another interface (bridges, `any`)
+  bool dedup = true;           // drop a frame seen again on another interface (`any` only)
 };
 
 struct CaptureStats {
