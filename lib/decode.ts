@@ -42,6 +42,11 @@ export const HIT_FLAGS = {
   ipv4: 1 << 6,
 } as const
 
+/** Little-endian u32 without Buffer's bounds-checked accessor (offsets come from our own loop). */
+function u32(buf: Buffer, at: number): number {
+  return (buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)) >>> 0
+}
+
 const PROTO_NAMES: Array<Proto | undefined> = []
 PROTO_NAMES[6] = 'tcp'
 PROTO_NAMES[17] = 'udp'
@@ -83,9 +88,9 @@ class DecodedHit implements Hit {
     const v4 = (flags & HIT_FLAGS.ipv4) !== 0
     const protoNumber = buf[offset + 49]!
     const kindIndex = buf[offset + 50]!
-    const ifindex = buf.readUInt32LE(offset + 44)
-    this.#tsLo = buf.readUInt32LE(offset)
-    this.#tsHi = buf.readUInt32LE(offset + 4)
+    const ifindex = u32(buf, offset + 44)
+    this.#tsLo = u32(buf, offset)
+    this.#tsHi = u32(buf, offset + 4)
     // 2^32 ns = 4294.967296 ms; the sum keeps sub-microsecond resolution.
     this.time = this.#tsHi * 4294.967296 + this.#tsLo / 1e6
     this.src = formatAddress(buf, offset + 8, v4)
@@ -106,7 +111,7 @@ class DecodedHit implements Hit {
     this.extHeaders = (flags & HIT_FLAGS.extHeaders) !== 0
     this.truncated = (flags & HIT_FLAGS.truncated) !== 0
     this.sctpChunk = protoNumber === 132 ? buf[offset + 53]! : undefined
-    this.ipId = buf.readUInt32LE(offset + 60)
+    this.ipId = u32(buf, offset + 60)
     this.wireLen = buf[offset + 58]! | (buf[offset + 59]! << 8)
   }
 
@@ -124,22 +129,39 @@ export class HitDecoder {
   #lastDst = new Uint8Array(16)
   #lastDstString: string | undefined
   #lastV4 = false
+  #lastIfindex = -1
+  #lastIfname = ''
   #ifname: (index: number) => string
 
   constructor(ifname: (index: number) => string) {
-    this.#ifname = ifname
+    // Hits come in runs from one interface: remember the last name, ask for others.
+    this.#ifname = (index) => {
+      if (index !== this.#lastIfindex) {
+        this.#lastIfname = ifname(index)
+        this.#lastIfindex = index
+      }
+      return this.#lastIfname
+    }
   }
 
   decode(buf: Buffer, offset: number): Hit {
     const at = offset + 24
-    const last = this.#lastDst
-    let same = this.#lastDstString !== undefined
-    for (let i = 0; same && i < 16; i++) same = buf[at + i] === last[i]
-    // The IPv4 flag decides how the same 16 bytes print, so it is part of the key.
+    // The IPv4 flag decides how the same 16 bytes print, so it is part of the key;
+    // an IPv4-mapped address differs only in its last four bytes.
     const v4 = (buf[offset + 56]! & HIT_FLAGS.ipv4) !== 0
-    if (v4 !== this.#lastV4) same = false
-    const hit = new DecodedHit(buf, offset, this.#ifname, same ? this.#lastDstString : undefined)
-    if (!same) {
+    let dst = v4 === this.#lastV4 ? this.#lastDstString : undefined
+    if (dst !== undefined) {
+      const last = this.#lastDst
+      for (let i = v4 ? 12 : 0; i < 16; i++) {
+        if (buf[at + i] !== last[i]) {
+          dst = undefined
+          break
+        }
+      }
+    }
+    const hit = new DecodedHit(buf, offset, this.#ifname, dst)
+    if (dst === undefined) {
+      const last = this.#lastDst
       for (let i = 0; i < 16; i++) last[i] = buf[at + i]!
       this.#lastDstString = hit.dst
       this.#lastV4 = v4

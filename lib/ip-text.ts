@@ -5,11 +5,13 @@
  */
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16))
+const DEC = Array.from({ length: 256 }, (_, i) => String(i))
 
 /** Formats 16 address bytes at `offset`: IPv4-mapped as dotted quad, else RFC 5952 IPv6. */
 export function formatAddressBytes(buf: Uint8Array, offset: number, v4: boolean): string {
   if (v4) {
-    return `${buf[offset + 12]}.${buf[offset + 13]}.${buf[offset + 14]}.${buf[offset + 15]}`
+    // Table lookups: four number-to-string conversions per hit add up under a flood.
+    return `${DEC[buf[offset + 12]!]}.${DEC[buf[offset + 13]!]}.${DEC[buf[offset + 14]!]}.${DEC[buf[offset + 15]!]}`
   }
   const words = new Array<number>(8)
   for (let i = 0; i < 8; i++) words[i] = (buf[offset + 2 * i]! << 8) | buf[offset + 2 * i + 1]!
