@@ -23,16 +23,15 @@
  * runs inside a bench namespace (a worker started there, or netnsRun).
  */
 import { execFile } from 'node:child_process'
-import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { parseArgs, promisify } from 'node:util'
+import { promisify } from 'node:util'
 import { NftablesResponder } from '../lib/responders/nftables.js'
 import { netnsRun } from '../lib/responders/run.js'
 import type { BlockRequest } from '../lib/responders/types.js'
 import { ipv4Bans, poolSources } from './addresses.js'
-import { printSection } from './latency.js'
 import { createBenchNet, linkCounters, PinnedChild, type BenchNet } from './net.js'
 import type { ChartSpec, SectionOptions, SectionRatio, SectionResult, SectionSummary, SectionTarget } from './section.js'
+import { runStandalone } from './standalone.js'
 import { fmt, si, summarize } from './stats.js'
 import { buildSynPool } from './traffic.js'
 
@@ -366,21 +365,4 @@ export async function run(options: BlockingOptions): Promise<SectionResult> {
 }
 
 /** `node dist/bench/blocking.js [--quick] [--rounds N] [--seconds S] [--json]`: this section alone. */
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { quick: { type: 'boolean', default: false }, rounds: { type: 'string' }, seconds: { type: 'string' }, json: { type: 'boolean', default: false } },
-  })
-  const quick = values.quick
-  const r = await run({
-    quick,
-    rounds: values.rounds !== undefined ? Number(values.rounds) : quick ? 2 : 5,
-    seconds: values.seconds !== undefined ? Number(values.seconds) : quick ? 1 : 3,
-    cores: availableParallelism() >= 2 ? { sender: 1, receiver: 0 } : { sender: 0, receiver: 0 },
-    log: (line) => console.error(`[bench] ${line}`),
-    netnsPrefix: 'pnperf-',
-  })
-  printSection(r, values.json)
-  if (!r.ok) process.exitCode = 1
-}
-
-if (process.argv[1] === fileURLToPath(import.meta.url)) await main()
+if (process.argv[1] === fileURLToPath(import.meta.url)) await runStandalone(run)

@@ -25,10 +25,8 @@
  * on the bench's main thread, one trial at a time; every namespace is torn down on
  * every path out (bench/net.ts), and every nft command runs inside it.
  */
-import { availableParallelism } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
 import { Daemon } from '../lib/daemon.js'
 import { Metrics } from '../lib/metrics.js'
 import { NftablesResponder } from '../lib/responders/nftables.js'
@@ -38,7 +36,8 @@ import type { Hit } from '../lib/types.js'
 import { createBenchNet, PinnedChild, type BenchNet } from './net.js'
 import { percentiles, RealtimeClock, type Percentiles } from './realtime.js'
 import type { ChartSpec, SectionOptions, SectionResult, SectionSummary, SectionTarget } from './section.js'
-import { fmt, si, summarize, table } from './stats.js'
+import { runStandalone } from './standalone.js'
+import { fmt, si, summarize } from './stats.js'
 
 const SENDER_JS = fileURLToPath(new URL('./e2e-sender.js', import.meta.url))
 const RECEIVER_JS = fileURLToPath(new URL('./latency-receiver.js', import.meta.url))
@@ -472,37 +471,5 @@ export async function run(options: LatencyOptions): Promise<SectionResult> {
   }
 }
 
-/** `node dist/bench/latency.js [--quick] [--rounds N] [--seconds S]`: this section alone, summary on stdout. */
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { quick: { type: 'boolean', default: false }, rounds: { type: 'string' }, seconds: { type: 'string' }, json: { type: 'boolean', default: false } },
-  })
-  const quick = values.quick
-  const r = await run({
-    quick,
-    rounds: values.rounds !== undefined ? Number(values.rounds) : quick ? 2 : 5,
-    seconds: values.seconds !== undefined ? Number(values.seconds) : quick ? 1 : 3,
-    cores: availableParallelism() >= 2 ? { sender: 1, receiver: 0 } : { sender: 0, receiver: 0 },
-    log: (line) => console.error(`[bench] ${line}`),
-    netnsPrefix: 'pnperf-',
-  })
-  printSection(r, values.json)
-  if (!r.ok) process.exitCode = 1
-}
-
-/** Prints a section's rows, targets and notes (standalone runs only; run.ts renders its own). */
-export function printSection(r: SectionResult, json: boolean): void {
-  if (json) {
-    console.log(JSON.stringify(r, null, 2))
-    return
-  }
-  if (!r.ok) console.log(`${r.name}: not measured: ${r.reason ?? '?'}`)
-  const head = Object.keys(r.rows[0] ?? {})
-  if (head.length > 0) console.log(table([head, ...r.rows.map((row) => head.map((k) => String(row[k] ?? '')))]))
-  for (const ratio of r.ratios ?? []) console.log(`${ratio.name}: ${fmt(ratio.value, (x) => `${x.toFixed(2)}×`)}`)
-  for (const t of r.targets ?? []) console.log(`target ${t.statement}: ${t.met ? 'MET' : 'MISSED'} — ${t.measured}${t.note !== undefined ? ` (${t.note})` : ''}`)
-  for (const w of r.warnings ?? []) console.log(`warning: ${w}`)
-  for (const n of r.notes ?? []) console.log(`note: ${n}`)
-}
-
-if (process.argv[1] === fileURLToPath(import.meta.url)) await main()
+/** `node dist/bench/latency.js [--quick] [--rounds N] [--seconds S] [--json]`: this section alone. */
+if (process.argv[1] === fileURLToPath(import.meta.url)) await runStandalone(run)
