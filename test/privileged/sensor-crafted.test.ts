@@ -172,17 +172,16 @@ describe.skipIf(!IS_ROOT)('sensor vs crafted probes', () => {
 
       it('a fragmented SYN is reported once, from its first fragment', async () => {
         // 8 bytes of TCP in the first fragment: ports, no flags; 24: the whole header.
-        for (const size of [8, 24]) {
+        // The expected kinds are fixed here, not taken from the addon's own parser.
+        for (const [size, kind] of [[8, 'fragment'], [24, 'syn']] as const) {
           const srcPort = freshPort()
           const probe: ProbeOptions = { family, proto: 'tcp', srcPort, dstPort: TCP_PORT, payload: new Uint8Array(32), ipId: 0x4242 }
           const frags = fragmentedProbe(link.peer, link.sensor, probe, size, 0x5eed0000 + size)
           expect(frags.length).toBeGreaterThan(1)
-          const expected = parsed(frags[0]!)
-          expect(expected?.kind === 'syn' || expected?.kind === 'fragment').toBe(true)
           const hit = await one(probe, frags)
           expect(hit.fragment).toBe(true)
-          expect(hit.kind).toBe(expected!.kind)
-          if (hit.kind === 'syn') expect(hit.tcpFlags).toBe(SYN)
+          expect(hit.kind).toBe(kind)
+          if (kind === 'syn') expect(hit.tcpFlags).toBe(SYN)
         }
         if (family === 6) {
           // Hop-by-hop stays in front of the fragment header; destination options and AH
