@@ -74,6 +74,8 @@ describe('config', () => {
       threshold: 1,
       spoofableThreshold: 1,
       windowMs: 60_000,
+      maxBlocksPerMinute: 60,
+      maxActiveBlocks: 1000,
       dryRun: false,
     })
   })
