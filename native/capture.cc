@@ -252,6 +252,10 @@ bool Capture::InPortSet(uint8_t proto, uint16_t port) const {
 
 bool Capture::SetFilter(const std::vector<sock_filter>& filter, const PortSet& ports,
                         SysError* err) {
+  // The set before widening, restored when the kernel refuses the program: a failed
+  // call must leave the exact set as it was, not the union of old and new.
+  std::vector<uint64_t> before(3 * 1024);
+  for (size_t i = 0; i < before.size(); i++) before[i] = port_bits_[i].load(std::memory_order_relaxed);
   ApplyPortSet(ports, true);
   sock_fprog prog{};
   prog.len = static_cast<unsigned short>(filter.size());
@@ -260,6 +264,7 @@ bool Capture::SetFilter(const std::vector<sock_filter>& filter, const PortSet& p
   // one, so ports present in both are never missed.
   if (setsockopt(fd_, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) {
     *err = SysError{errno, "setsockopt", "SO_ATTACH_FILTER"};
+    for (size_t i = 0; i < before.size(); i++) port_bits_[i].store(before[i], std::memory_order_relaxed);
     return false;
   }
   ApplyPortSet(ports, false);

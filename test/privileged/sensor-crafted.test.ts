@@ -22,7 +22,7 @@ import { compileFilter } from '../../lib/bpf/filter.js'
 import { parsePorts } from '../../lib/bpf/ports.js'
 import { ACK, CWR, ECE, FIN, PSH, RST, SYN, URG } from '../../lib/craft/frames.js'
 import { decodeHit } from '../../lib/decode.js'
-import { open, type Sensor } from '../../lib/sensor.js'
+import { open, portBitmaps, Sensor } from '../../lib/sensor.js'
 import type { Hit } from '../../lib/types.js'
 import { createTestNet, IS_ROOT, stop, warnIfNotRoot, type Host, type Link, type TestNet } from '../helpers/netns.js'
 import {
@@ -444,6 +444,29 @@ describe.skipIf(!IS_ROOT)('sensor negatives and contract', () => {
       [31002, 4011, 'udp'],
       [31003, 4000, 'syn'],
     ])
+  })
+
+  it('a setFilter the kernel refuses leaves the exact port set as it was', async () => {
+    net = await createTestNet()
+    const link = net.links[0]!
+    // Accept-all kernel program (ret #65535): only the exact set decides what is reported.
+    const acceptAll = Buffer.alloc(8)
+    acceptAll.writeUInt16LE(0x06, 0)
+    acceptAll.writeUInt32LE(65535, 4)
+    const raw = new (loadBinding().Capture)({
+      interface: 'any', netns: net.sensorPath, filter: acceptAll, ports: portBitmaps(parsePorts(['4000/tcp'])),
+    })
+    // A jump past the end: SO_ATTACH_FILTER fails with EINVAL.
+    const bad = Buffer.alloc(8)
+    bad.writeUInt16LE(0x05, 0) // BPF_JMP | BPF_JA
+    bad.writeUInt32LE(5, 4)
+    expect(() => raw.setFilter(bad, portBitmaps(parsePorts(['4000/tcp', '4001/tcp'])))).toThrow(expect.objectContaining({ code: 'EINVAL' }))
+    sensor = new Sensor(raw, parsePorts(['4000/tcp']), { interface: 'any', listen: false, batch: 64 })
+    const hits = await probeAndCollect(sensor, link, [
+      probeFrame(link.peer, link.sensor, { family: 4, proto: 'tcp', srcPort: 24001, dstPort: 4001 }),
+    ], 4, 4000)
+    expect(hits).toEqual([])
+    expect(sensor.stats().notTripwire).toBeGreaterThan(0)
   })
 
   it('open rejects with EADDRINUSE naming the port when another program listens on it', async () => {
