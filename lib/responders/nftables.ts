@@ -155,6 +155,24 @@ function setName(family: 4 | 6): string {
   return family === 4 ? NFT_SET4 : NFT_SET6
 }
 
+/**
+ * Whole seconds as an nft time string ('1d2h3m4s'). nft refuses a seconds field of
+ * more than eight digits ('100000000s': "value too large") yet takes the same span
+ * in days, so only TTLs past that are written in units.
+ */
+export function nftTimeout(seconds: number): string {
+  if (seconds <= 99_999_999) return `${seconds}s`
+  let left = seconds
+  let out = ''
+  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60]] as const) {
+    if (left >= size) {
+      out += `${Math.floor(left / size)}${unit}`
+      left %= size
+    }
+  }
+  return left > 0 ? `${out}${left}s` : out
+}
+
 function chunked<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = []
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
@@ -239,7 +257,7 @@ export class NftablesResponder implements Responder {
     for (const [name, want] of badSets) {
       const keep = (state?.sets.get(name)?.elements ?? []).filter((e) => e.family === want.family)
       const parts = keep.map((e) =>
-        e.expiresInMs !== undefined ? `${e.address} timeout ${Math.max(1, Math.ceil(e.expiresInMs / 1000))}s` : e.address,
+        e.expiresInMs !== undefined ? `${e.address} timeout ${nftTimeout(Math.max(1, Math.ceil(e.expiresInMs / 1000)))}` : e.address,
       )
       for (const c of chunked(parts, this.#chunk)) lines.push(`add element ${NFT_TABLE} ${name} { ${c.join(', ')} }`)
     }
@@ -266,7 +284,7 @@ export class NftablesResponder implements Responder {
       for (const family of [4, 6] as const) {
         const parts = items
           .filter((b) => b.family === family)
-          .map((b) => (withTimeout ? `${b.address} timeout ${b.ttlS}s` : b.address))
+          .map((b) => (withTimeout ? `${b.address} timeout ${nftTimeout(b.ttlS)}` : b.address))
         for (const c of chunked(parts, this.#chunk)) {
           lines.push(`${verb} element ${NFT_TABLE} ${setName(family)} { ${c.join(', ')} }`)
         }

@@ -181,6 +181,23 @@ add element inet portanoia block4 { 198.18.0.4 timeout 3600s }
     expect(calls[0]!.input).toBe('add element inet portanoia block4 { 198.18.0.8 timeout 1s }\n')
   })
 
+  it('writes TTLs past 99999999 s in units: nft refuses a longer seconds field ("value too large")', async () => {
+    // Like nft 1.0.6: a seconds field of nine or more digits is an error, the same span in days is not.
+    const calls: string[] = []
+    const run: RunFn = async (_cmd, _args, input) => {
+      calls.push(input ?? '')
+      return /timeout \d{9,}s/.test(input ?? '') ? { code: 1, stdout: '', stderr: 'Error: value too large' } : { code: 0, stdout: '', stderr: '' }
+    }
+    const nft = new NftablesResponder({ run })
+    const r = await nft.block([
+      { address: '198.18.0.2', family: 4, ttlMs: 2000 * 86_400_000 },
+      { address: '198.18.0.3', family: 4, ttlMs: (2 ** 31 - 1) * 1000 },
+      { address: '198.18.0.4', family: 4, ttlMs: 99_999_999_000 },
+    ])
+    expect(r.ok).toBe(true)
+    expect(calls[0]).toBe('add element inet portanoia block4 { 198.18.0.2 timeout 2000d, 198.18.0.3 timeout 24855d3h14m7s, 198.18.0.4 timeout 99999999s }\n')
+  })
+
   it('reports a failed transaction per address, and rebuilds a vanished table once', async () => {
     const a = fakeRun([{ code: 1, stderr: 'Error: Could not process rule: No such file or directory' }, MISSING, {}, {}])
     const r = await new NftablesResponder({ run: a.run }).block([{ address: '198.18.0.2', family: 4, ttlMs: 1000 }])
