@@ -445,7 +445,14 @@ export async function open(options: SensorOptions): Promise<Sensor> {
     capture.close()
     throw withHint(err)
   }
-  return new Sensor(capture, ranges, { interface: iface, listen, batch, kernelFilter })
+  try {
+    return new Sensor(capture, ranges, { interface: iface, listen, batch, kernelFilter })
+  } catch (err) {
+    // start() failed (pthread_create): release the socket and the bound listeners now,
+    // not whenever the capture object happens to be collected.
+    capture.close()
+    throw withHint(err)
+  }
 }
 
 export { portsToString }

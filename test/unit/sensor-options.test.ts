@@ -61,12 +61,14 @@ class FakeCapture implements NativeCapture {
   readonly listeners: number[] = []
   refs = 0
   failListener: NativeSystemError | undefined
+  failStart: NativeSystemError | undefined
 
   constructor(options: NativeCaptureOptions) {
     this.options = options
   }
 
   start(onReady: () => void): void {
+    if (this.failStart !== undefined) throw this.failStart
     this.onReady = onReady
   }
 
@@ -168,6 +170,7 @@ interface FakeBinding extends NativeBinding {
   constructed: FakeCapture[]
   failWith: NativeSystemError | undefined
   failListener: NativeSystemError | undefined
+  failStart: NativeSystemError | undefined
 }
 
 function fakeBinding(): FakeBinding {
@@ -175,11 +178,13 @@ function fakeBinding(): FakeBinding {
     constructed: [],
     failWith: undefined,
     failListener: undefined,
+    failStart: undefined,
     Capture: class {
       constructor(options: NativeCaptureOptions) {
         if (binding.failWith !== undefined) throw binding.failWith
         const c = new FakeCapture(options)
         c.failListener = binding.failListener
+        c.failStart = binding.failStart
         binding.constructed.push(c)
         return c
       }
@@ -401,6 +406,15 @@ describe('withHint on addon errors', () => {
     const err = (await rejection(open({ ports: ['2222/tcp'], binding }))) as unknown as NativeSystemError
     expect(err.code).toBe('EADDRINUSE')
     expect(err.message).toContain('2222/tcp')
+    expect(binding.constructed[0]!.calls.close).toBe(1)
+  })
+
+  test('open() closes the capture (and its listeners) when the capture thread fails to start', async () => {
+    const binding = fakeBinding()
+    binding.failStart = sysError('EAGAIN', 11, 'pthread_create')
+    const err = (await rejection(open({ ports: ['2222/tcp'], binding }))) as unknown as NativeSystemError
+    expect(err.code).toBe('EAGAIN')
+    expect(err.syscall).toBe('pthread_create')
     expect(binding.constructed[0]!.calls.close).toBe(1)
   })
 })
