@@ -411,11 +411,18 @@ describe('ResponderSet', () => {
 
   it('handle() blocks block decisions and notifies all, concurrently', async () => {
     const order: string[] = []
+    // Each side waits for the other to have started: run one after the other, they would never finish.
+    let blockStarted!: () => void
+    let notifyStarted!: () => void
+    const blockGate = new Promise<void>((r) => (blockStarted = r))
+    const notifyGate = new Promise<void>((r) => (notifyStarted = r))
     const set = new ResponderSet([
-      base('fw', { block: async (reqs) => { order.push(`block ${reqs.length}`); return { responder: 'fw', ok: true, applied: reqs.map((q) => q.address), failed: [] } } }),
-      base('note', { notify: async (ds) => { order.push(`notify ${ds.length}`); return { responder: 'note', ok: true, applied: ds.map((d) => d.src), failed: [] } } }),
+      base('fw', { block: async (reqs) => { blockStarted(); await notifyGate; order.push(`block ${reqs.length}`); return { responder: 'fw', ok: true, applied: reqs.map((q) => q.address), failed: [] } } }),
+      base('note', { notify: async (ds) => { notifyStarted(); await blockGate; order.push(`notify ${ds.length}`); return { responder: 'note', ok: true, applied: ds.map((d) => d.src), failed: [] } } }),
     ])
-    const rs = await set.handle([decision({ upgrade: true }), decision({ action: 'report', reason: 'spoofable-report-only', src: '198.18.0.7' })])
+    const handled = set.handle([decision({ upgrade: true }), decision({ action: 'report', reason: 'spoofable-report-only', src: '198.18.0.7' })])
+    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('handle() ran the responders one after the other')), 2000))
+    const rs = await Promise.race([handled, timeout])
     expect(rs.map((r) => r.responder)).toEqual(['fw', 'note'])
     expect(order.sort()).toEqual(['block 1', 'notify 2'])
     expect(blockRequests([decision({ upgrade: true })])).toEqual([{ address: '198.18.0.2', family: 4, ttlMs: 3_600_000, upgrade: true }])
