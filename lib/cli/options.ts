@@ -18,6 +18,7 @@ import { type CrowdsecConfig, FLEET_FLAGS, fleetConfigSchema } from '../fleet/co
 import type { MetricsListen } from '../metrics.js'
 import { type BlockMode, type PolicyConfig, resolvePolicyConfig } from '../policy/engine.js'
 import { normalizeAddress, parseCidr } from '../policy/addr.js'
+import { IPSET_MAX_TIMEOUT_S } from '../responders/ipset.js'
 import type { PortRange, Proto } from '../types.js'
 
 /** A mistake in the command line or the config file: exit code 2, nothing done. */
@@ -390,6 +391,17 @@ export function resolveWatch(flags: WatchInput, config: WatchInput = {}, configN
   const backend = pick('backend') ?? 'nftables'
   if (!['nftables', 'ipset', 'none'].includes(backend)) {
     throw new UsageError(`${src('backend')}: ${JSON.stringify(backend)} is not a backend`, 'use nftables, ipset or none')
+  }
+  if (backend === 'ipset') {
+    // ipset refuses longer timeouts: caught here, not after the sets and rules exist.
+    for (const [k, field] of [['blockTtl', 'blockTtlMs'], ['spoofableTtl', 'spoofableTtlMs']] as const) {
+      if (policy[field] > IPSET_MAX_TIMEOUT_S * 1000) {
+        throw new UsageError(
+          `${pick(k) === undefined ? `${FLAG_NAMES[k]} (default)` : src(k)}: ${formatDuration(policy[field])} is longer than ipset allows (${formatDuration(IPSET_MAX_TIMEOUT_S * 1000)})`,
+          'use a shorter TTL or --backend nftables',
+        )
+      }
+    }
   }
   const netns = pick('netns')
   if (netns !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/.test(netns)) {

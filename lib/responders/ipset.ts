@@ -61,6 +61,9 @@ export function parseIpsetSave(text: string, family: 4 | 6): ActiveBlockEntry[] 
   return out
 }
 
+/** Longest timeout ipset accepts, in seconds (the kernel's (UINT_MAX >> 1) / 1000; ipset 7: "out of range 0-2147483"). */
+export const IPSET_MAX_TIMEOUT_S = 2_147_483
+
 export class IpsetResponder implements Responder {
   readonly name = 'ipset'
   readonly #run: RunFn
@@ -153,9 +156,13 @@ export class IpsetResponder implements Responder {
 
   async block(requests: readonly BlockRequest[]): Promise<ResponderResult> {
     const { valid, failed } = checkBlocks(requests)
-    const refused = valid.filter((b) => b.family === 6 && !this.#ipv6)
-    const usable = valid.filter((b) => b.family === 4 || this.#ipv6)
-    for (const b of refused) failed.push({ address: b.address, error: 'IPv6 is disabled for this responder' })
+    // One out-of-range line would stop `ipset restore` half-way through the batch.
+    const usable: typeof valid = []
+    for (const b of valid) {
+      if (b.family === 6 && !this.#ipv6) failed.push({ address: b.address, error: 'IPv6 is disabled for this responder' })
+      else if (b.ttlS > IPSET_MAX_TIMEOUT_S) failed.push({ address: b.address, error: `ttl ${b.ttlS} s exceeds ipset's ${IPSET_MAX_TIMEOUT_S} s` })
+      else usable.push(b)
+    }
     this.#counts.failed += failed.length
     if (usable.length === 0) return result(this.name, { failed })
     const input = this.blockInput(usable)

@@ -68,8 +68,16 @@ describe('watch flags', () => {
     [['watch', '--backend', 'pf'], /--backend: "pf" is not a backend/],
     [['watch', '--webhook', 'ftp://x'], /--webhook: only http\(s\)/],
     [['watch', '--interface', 'a/b'], /--interface/],
+    // ipset's limit is 2147483 s (~24.8 days): refused before the sets and rules are made.
+    [['watch', '--backend', 'ipset', '--block-ttl', '30d'], /--block-ttl: 30d is longer than ipset allows \(24d20h31m23s\)/],
+    [['watch', '--backend', 'ipset', '--block-ttl', '1h', '--spoofable-ttl', '25d'], /--spoofable-ttl: 25d is longer than ipset allows/],
   ])('%j is refused with a clear message', (argv, message) => {
     expect(() => resolveWatch(watchOf(argv).input)).toThrow(message)
+  })
+
+  it('accepts the longest TTL ipset takes, and long TTLs with nftables', () => {
+    expect(resolveWatch(watchOf(['watch', '--backend', 'ipset', '--block-ttl', '24d20h31m23s']).input).policy.blockTtlMs).toBe(2_147_483_000)
+    expect(resolveWatch(watchOf(['watch', '--block-ttl', '30d']).input).policy.blockTtlMs).toBe(30 * 86_400_000)
   })
 
   it('refuses unknown flags and missing values at parse time', () => {

@@ -357,6 +357,25 @@ describe('ipset responder (fake run)', () => {
     ])
   })
 
+  it('refuses a TTL above ipset\'s 2147483 s per address instead of failing the restore half-way', async () => {
+    // Like ipset 7.17: "Syntax error: '2592000' is out of range 0-2147483" stops the restore at that line.
+    const inputs: string[] = []
+    const run: RunFn = async (_c, _a, input) => {
+      inputs.push(input ?? '')
+      return /timeout (\d+)/.test(input ?? '') && [...(input ?? '').matchAll(/timeout (\d+)/g)].some((m) => Number(m[1]) > 2_147_483)
+        ? { code: 1, stdout: '', stderr: "ipset v7.17: Syntax error: '2592000' is out of range 0-2147483" }
+        : { code: 0, stdout: '', stderr: '' }
+    }
+    const ips = new IpsetResponder({ run })
+    const r = await ips.block([
+      { address: '198.18.0.2', family: 4, ttlMs: 3_600_000 },
+      { address: '198.18.0.3', family: 4, ttlMs: 30 * 86_400_000 },
+    ])
+    expect(r.applied).toEqual(['198.18.0.2'])
+    expect(r.failed).toEqual([{ address: '198.18.0.3', error: expect.stringMatching(/exceeds ipset's 2147483 s/) }])
+    expect(inputs).toEqual(['add portanoia4 198.18.0.2 timeout 3600\n'])
+  })
+
   it('batches blocks into one restore and refuses bad input first', async () => {
     const inputs: string[] = []
     const run: RunFn = async (_c, _a, input) => {
