@@ -305,7 +305,14 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       const t = setInterval(fn, ms)
       daemon.#timers.push(t)
     }
-    every(1000, () => daemon.#handle(engine.tick()))
+    every(1000, () => {
+      // A timer callback that throws would end the process: report it as an event instead.
+      try {
+        daemon.#handle(engine.tick())
+      } catch (err) {
+        daemon.#emit(errorEvent({ responder: 'policy', error: err }))
+      }
+    })
     every(guardMs, () => void daemon.#refreshGuards())
     if (unused.length > 0) {
       every(syncMs, () => {
@@ -428,10 +435,10 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     if (notes.length > 0) {
       this.#pendingNotify = []
       for (const n of this.#notifiers) {
-        safely(() => n.notify(notes)).then(
-          (r) => this.#report(n, r),
-          (err) => this.#emit(errorEvent({ responder: n.name, error: err })),
-        )
+        safely(() => n.notify(notes))
+          .then((r) => this.#report(n, r))
+          // Also catches a throw from #report (a caller's onScript): never an unhandled rejection.
+          .catch((err: unknown) => this.#emit(errorEvent({ responder: n.name, error: err })))
       }
     }
     const fw = this.#firewall
@@ -461,10 +468,12 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         for (const b of batch) this.engine.release(b.address)
         this.#emit(errorEvent({ responder: fw.name, error: err, action: 'block', addresses: batch.map((b) => b.address) }))
       },
-    ).finally(() => {
-      this.#fwInFlight = false
-      if (this.#pending.length > 0) this.#flush()
-    })
+    )
+      .catch((err: unknown) => this.#emit(errorEvent({ responder: fw.name, error: err, action: 'block' })))
+      .finally(() => {
+        this.#fwInFlight = false
+        if (this.#pending.length > 0) this.#flush()
+      })
   }
 
   /** Turns a responder's result into error events (one per distinct message) and dry-run scripts. */

@@ -225,3 +225,31 @@ describe('fleet mode in degraded shapes (fake LAPI)', () => {
     expect(fake.requests.filter((r) => r.includes('/v1/decisions/stream'))).toEqual([])
   })
 })
+
+describe('failures inside the pipeline become events', () => {
+  it('a throwing onScript (dry-run) is an error event, not an unhandled rejection', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (e: unknown): void => {
+      unhandled.push(e)
+    }
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const run: RunFn = async () => ({ code: 0, stdout: '', stderr: '' })
+      const { capture, events } = await startDaemon({
+        ports: ['2222/tcp'],
+        policy: { dryRun: true },
+        firewall: new NftablesResponder({ run, dryRun: true }),
+        // The setup script at start is the caller's own call stack; the block script comes from the pipeline.
+        onScript: (script) => {
+          if (script.includes('add element')) throw new Error('terminal went away')
+        },
+      })
+      capture.hit({ src: '198.18.0.7', dstPort: 2222, kind: 'connect' })
+      await waitFor('an error event', () => events.some((e) => e.type === 'error' && e.message.includes('terminal went away')))
+      await new Promise((r) => setTimeout(r, 20))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
+})
