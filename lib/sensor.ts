@@ -75,7 +75,11 @@ export function withHint(err: unknown): Error {
   if (!(err instanceof Error)) return new Error(String(err))
   const sys = err as Partial<NativeSystemError> & { hint?: string }
   if (typeof sys.code === 'string' && sys.hint === undefined && ERRNO_HINTS[sys.code] !== undefined) {
-    sys.hint = ERRNO_HINTS[sys.code]
+    // ENOMEM from the filter swap is socket option memory, not the ring.
+    sys.hint =
+      sys.code === 'ENOMEM' && sys.detail === 'SO_ATTACH_FILTER'
+        ? 'the kernel refused the filter program memory: use fewer, more contiguous tripwire ports, or raise net.core.optmem_max'
+        : ERRNO_HINTS[sys.code]
     if (sys.code === 'EADDRINUSE' && sys.detail !== undefined) {
       err.message = `tripwire port ${sys.detail} is already in use (${err.message})`
     }

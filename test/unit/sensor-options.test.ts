@@ -359,6 +359,13 @@ describe('checkLayout', () => {
 // ---------------------------------------------------------------- hints
 
 describe('withHint on addon errors', () => {
+  test('ENOMEM from the filter swap points at the port set, ENOMEM from the ring at the ring', () => {
+    const filter = withHint(sysError('ENOMEM', 12, 'setsockopt', 'SO_ATTACH_FILTER')) as NativeSystemError & { hint: string }
+    expect(filter.hint).toMatch(/filter program.*optmem_max/)
+    const ring = withHint(sysError('ENOMEM', 12, 'setsockopt', 'PACKET_RX_RING')) as NativeSystemError & { hint: string }
+    expect(ring.hint).toMatch(/blockSize\/blockCount/)
+  })
+
   test('EPERM says root or CAP_NET_RAW and keeps code/errno/syscall', () => {
     const e = withHint(sysError('EPERM', 1, 'socket')) as NativeSystemError & { hint: string }
     expect(e.code).toBe('EPERM')
