@@ -27,8 +27,8 @@
  */
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
-import { Daemon } from '../lib/daemon.js'
-import { Metrics } from '../lib/metrics.js'
+import { Daemon } from '../lib/daemon/daemon.js'
+import { Metrics } from '../lib/daemon/metrics.js'
 import { NftablesResponder } from '../lib/responders/nftables.js'
 import { netnsRun } from '../lib/responders/run.js'
 import type { RunFn } from '../lib/responders/types.js'

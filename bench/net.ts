@@ -1,6 +1,6 @@
 /**
  * The benchmarks' network and process plumbing, on top of the library's namespace
- * networks (lib/netns.ts, shared with the tests and selftest): a `pnperf-` pair that
+ * networks (lib/lab/netns.ts, shared with the tests and selftest): a `pnperf-` pair that
  * is torn down on every path out (normal end, thrown error, SIGINT/SIGTERM), child
  * processes started inside a namespace and pinned to one core with taskset, a
  * line-oriented control channel to them (JSON lines on stdout, commands on stdin), and
@@ -14,7 +14,7 @@ import { execFile, spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
-import { createNetnsNet, stopChild, type NetnsNet } from '../lib/netns.js'
+import { createNetnsNet, stopChild, type NetnsNet } from '../lib/lab/netns.js'
 
 const run = promisify(execFile)
 

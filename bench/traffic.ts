@@ -3,11 +3,11 @@
  * distinct pseudo-random source in 198.18.0.0/15 (outside the link's own
  * 198.18.0.0/24, so no source is ever an address of either namespace), with correct
  * IPv4 and TCP checksums, packed into one buffer plus a lengths array: the shape the
- * addon's Sender takes. Built with lib/craft/frames.ts, so the bytes on the wire are
+ * addon's Sender takes. Built with lib/lab/frames.ts, so the bytes on the wire are
  * exactly those the tests use. Pure and deterministic for a given seed, so every
  * configuration in a run (and every run) offers the same pool.
  */
-import { buildFrame, SYN } from '../lib/craft/frames.js'
+import { buildFrame, SYN } from '../lib/lab/frames.js'
 
 export interface FramePool {
   /** The frames back to back. */

@@ -12,11 +12,11 @@
  * leaves the firewall untouched; prom-client is loaded only when --metrics is given.
  */
 import { parsePorts, portsToString } from '../bpf/ports.js'
-import { Daemon } from '../daemon.js'
-import { toJsonLine } from '../events.js'
+import { Daemon } from '../daemon/daemon.js'
+import { toJsonLine } from '../daemon/events.js'
 import { type ResolvedFleet, resolveFleetConfig } from '../fleet/config.js'
-import type { Metrics } from '../metrics.js'
-import { localHostView, netnsHostView } from '../host-view.js'
+import type { Metrics } from '../daemon/metrics.js'
+import { localHostView, netnsHostView } from '../daemon/host-view.js'
 import { DEFAULT_TRIPWIRES, withoutListening } from '../listening.js'
 import { normalizeAddress } from '../policy/addr.js'
 import { ExecResponder } from '../responders/exec.js'
@@ -113,7 +113,7 @@ async function watch(p: Extract<ParsedCommand, { command: 'watch' }>, io: Io): P
   let metricsServer: { url: string; close(): Promise<void> } | undefined
   let metrics: Metrics | undefined
   if (plan.metrics !== undefined) {
-    const m = await import('../metrics.js')
+    const m = await import('../daemon/metrics.js')
     metrics = new m.Metrics()
     try {
       metricsServer = await m.serveMetrics(metrics, plan.metrics)

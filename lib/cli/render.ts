@@ -6,7 +6,7 @@
  * pin the plain text.
  */
 import pc from 'picocolors'
-import type { DecisionEvent, ErrorEvent, FleetDecisionEvent, FleetEvent, HitEvent, PortanoiaEvent, StatsEvent } from '../events.js'
+import type { DecisionEvent, ErrorEvent, FleetDecisionEvent, FleetEvent, HitEvent, PortanoiaEvent, StatsEvent } from '../daemon/events.js'
 import { formatDuration } from './options.js'
 
 export interface Colors {

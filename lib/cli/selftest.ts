@@ -11,10 +11,10 @@
  * the last resort). Returns 0 only when every check passed.
  */
 import { loadBinding } from '../binding.js'
-import { ACK, buildFrame, FIN, PSH, type ProbeSpec, SCTP_COOKIE_ECHO, SCTP_INIT, SYN, URG } from '../craft/frames.js'
-import { Daemon } from '../daemon.js'
-import type { DecisionEvent, HitEvent, PortanoiaEvent } from '../events.js'
-import { createNetnsNet, type NetnsHost, type NetnsNet } from '../netns.js'
+import { ACK, buildFrame, FIN, PSH, type ProbeSpec, SCTP_COOKIE_ECHO, SCTP_INIT, SYN, URG } from '../lab/frames.js'
+import { Daemon } from '../daemon/daemon.js'
+import type { DecisionEvent, HitEvent, PortanoiaEvent } from '../daemon/events.js'
+import { createNetnsNet, type NetnsHost, type NetnsNet } from '../lab/netns.js'
 import { NftablesResponder } from '../responders/nftables.js'
 import { netnsRun } from '../responders/run.js'
 import type { ScanKind } from '../types.js'

@@ -1,5 +1,5 @@
 /**
- * The events the fleet link adds to the stream, in the style of lib/events.ts:
+ * The events the fleet link adds to the stream, in the style of lib/daemon/events.ts:
  * documented interfaces, zod schemas checked against them at compile time, and
  * builders. Two kinds: a decision-like `decision` event with `source: 'fleet'`
  * (a fleet ban applied here, or refused here because a local guard protects the
@@ -7,11 +7,11 @@
  * the fleet, a decision skipped and why, LAPI going down or coming back, queue
  * drops). Fleet decisions carry no ports, kinds or counts — the evidence lives on
  * the host that saw it — which is why they are not DecisionEvents. Pure, no I/O.
- * Compatibility rule as for lib/events.ts: fields are only ever added.
+ * Compatibility rule as for lib/daemon/events.ts: fields are only ever added.
  */
 
 import { z } from 'zod'
-import { EVENT_SCHEMA_VERSION } from '../event-version.js'
+import { EVENT_SCHEMA_VERSION } from '../daemon/event-version.js'
 import { isValidAddress } from '../policy/addr.js'
 import type { GuardReason } from '../policy/guards.js'
 

@@ -1,6 +1,6 @@
 /**
  * The JSON-lines responder: appends events (`hit`, `decision`, `stats`, `error`, in
- * the schema of lib/events.ts) to a writable stream or a file opened for append.
+ * the schema of lib/daemon/events.ts) to a writable stream or a file opened for append.
  * Writes never wait: when the stream signals backpressure (write() returned false),
  * lines are held in a buffer bounded in bytes and flushed on 'drain'; lines that do
  * not fit are dropped and counted, so a stalled reader (a paused pipe, a full disk)
@@ -9,7 +9,7 @@
  */
 import { createWriteStream } from 'node:fs'
 import type { Writable } from 'node:stream'
-import { decisionEvent, type PortanoiaEvent, toJsonLine } from '../events.js'
+import { decisionEvent, type PortanoiaEvent, toJsonLine } from '../daemon/events.js'
 import type { Action, Decision } from '../policy/decision.js'
 import { Notifier, result } from './common.js'
 import type { ResponderResult } from './types.js'

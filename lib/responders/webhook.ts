@@ -11,7 +11,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { PortanoiaError } from '../errors.js'
-import { decisionEvent } from '../events.js'
+import { decisionEvent } from '../daemon/events.js'
 import type { Action, Decision } from '../policy/decision.js'
 import { Notifier, result } from './common.js'
 import type { ResponderResult } from './types.js'

@@ -9,7 +9,7 @@
  */
 import type { NativeBinding, NativeCapture, NativeCaptureOptions, NativeCaptureStats, NativeSystemError } from '../../lib/binding.js'
 import { HIT_FLAGS, HIT_RECORD_LAYOUT, HIT_RECORD_SIZE } from '../../lib/decode.js'
-import type { HostView } from '../../lib/host-view.js'
+import type { HostView } from '../../lib/daemon/host-view.js'
 import type { ListeningPorts } from '../../lib/listening.js'
 import { PROTO_NUMBERS, type Proto, SCAN_KINDS, type ScanKind } from '../../lib/types.js'
 

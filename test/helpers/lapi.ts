@@ -13,7 +13,7 @@ import { chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { stopChild } from '../../lib/netns.js'
+import { stopChild } from '../../lib/lab/netns.js'
 
 const execFileP = promisify(execFile)
 

@@ -1,10 +1,10 @@
 /**
- * Test networks: a thin wrapper over lib/netns.ts that keeps the tests' names
+ * Test networks: a thin wrapper over lib/lab/netns.ts that keeps the tests' names
  * (createTestNet, Host, TestNet, stop) and their namespace prefix `pnt-`. The core —
  * unique names, 198.18.0.0/15 + fd52:43dd::/32 addressing, teardown on destroy()
  * and on exit — lives in the library because `portanoia selftest` needs it too.
  */
-import { createNetnsNet, type ExecResult, type NetnsHost, type NetnsLink, type NetnsNet, stopChild } from '../../lib/netns.js'
+import { createNetnsNet, type ExecResult, type NetnsHost, type NetnsLink, type NetnsNet, stopChild } from '../../lib/lab/netns.js'
 
 export const IS_ROOT = process.getuid?.() === 0
 

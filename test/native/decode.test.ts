@@ -1,6 +1,6 @@
 /**
  * The decoder (lib/decode.ts) end to end against the real parser: frames crafted by
- * lib/craft/frames.ts go through the addon's parseFrame test entry (the capture
+ * lib/lab/frames.ts go through the addon's parseFrame test entry (the capture
  * thread's own ParseEthernet / ParseNetwork), and decodeHit must give back, field by
  * field, what the crafted spec says: addresses, ports, protocol, kind, flags, TTL, IP
  * id, VLAN, fragment / options / extension-header / truncation bits, time and
@@ -27,8 +27,8 @@ import {
   buildPacket,
   fragmentFrame,
   ipToBytes,
-} from '../../lib/craft/frames.js'
-import type { ProbeSpec } from '../../lib/craft/frames.js'
+} from '../../lib/lab/frames.js'
+import type { ProbeSpec } from '../../lib/lab/frames.js'
 import { HIT_RECORD_SIZE, decodeHit, formatAddress } from '../../lib/decode.js'
 import type { Hit, ScanKind } from '../../lib/types.js'
 

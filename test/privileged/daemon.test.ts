@@ -8,8 +8,8 @@
  */
 import type { ChildProcess } from 'node:child_process'
 import { afterEach, describe, expect, it } from 'vitest'
-import { Daemon, type DaemonOptions } from '../../lib/daemon.js'
-import type { DecisionEvent, PortanoiaEvent } from '../../lib/events.js'
+import { Daemon, type DaemonOptions } from '../../lib/daemon/daemon.js'
+import type { DecisionEvent, PortanoiaEvent } from '../../lib/daemon/events.js'
 import { NftablesResponder } from '../../lib/responders/nftables.js'
 import { netnsRun } from '../../lib/responders/run.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'

@@ -1,6 +1,6 @@
 /**
  * Unit tests for lib/bpf/filter.ts: the compiled tripwire filter runs in the TS VM
- * against frames crafted by lib/craft/frames.ts, after the same untagging the kernel
+ * against frames crafted by lib/lab/frames.ts, after the same untagging the kernel
  * does before AF_PACKET sees them (contextFromFrame). Covers both IP families and
  * all three transports, wrong protocol, outgoing packets, IPv4 options, IPv6
  * extension chains (and the walk limit), VLAN and QinQ, fragments, link-layer
@@ -13,8 +13,8 @@ import type { SockFilter } from '../../lib/bpf/asm.js'
 import { IPV6_EXT_HEADER_LIMIT, compileFilter } from '../../lib/bpf/filter.js'
 import { parsePorts, portInSet } from '../../lib/bpf/ports.js'
 import { PACKET_BROADCAST, PACKET_OTHERHOST, PACKET_OUTGOING, contextFromFrame, contextFromPacket, runFilter, runFilterTrace } from '../../lib/bpf/vm.js'
-import { ACK, FIN, buildFrame, buildPacket, fragmentFrame } from '../../lib/craft/frames.js'
-import type { Ipv6ExtHeader, ProbeSpec } from '../../lib/craft/frames.js'
+import { ACK, FIN, buildFrame, buildPacket, fragmentFrame } from '../../lib/lab/frames.js'
+import type { Ipv6ExtHeader, ProbeSpec } from '../../lib/lab/frames.js'
 import { isPortanoiaError } from '../../lib/errors.js'
 import type { PortRange, Proto } from '../../lib/types.js'
 

@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest'
 import { parseConfig, parseMetricsListen, resolveWatch, UsageError } from '../../lib/cli/options.js'
 import { parseCommandLine } from '../../lib/cli/program.js'
 import { renderEvent } from '../../lib/cli/render.js'
-import { eventSchema, parseEventLine } from '../../lib/events.js'
+import { eventSchema, parseEventLine } from '../../lib/daemon/events.js'
 import { fleetDecisionEvent, fleetEvent } from '../../lib/fleet/events.js'
 
 function watchInputOf(argv: string[]) {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { renderEvent, table } from '../../lib/cli/render.js'
-import { decisionEvent, errorEvent, type DecisionEvent } from '../../lib/events.js'
+import { decisionEvent, errorEvent, type DecisionEvent } from '../../lib/daemon/events.js'
 import type { Decision } from '../../lib/policy/decision.js'
 
 const base: Decision = {

@@ -8,8 +8,8 @@
  * without a firewall (`--backend none`) local blocks are still pushed.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { Daemon, type DaemonOptions } from '../../lib/daemon.js'
-import type { PortanoiaEvent } from '../../lib/events.js'
+import { Daemon, type DaemonOptions } from '../../lib/daemon/daemon.js'
+import type { PortanoiaEvent } from '../../lib/daemon/events.js'
 import type { ResolvedFleet } from '../../lib/fleet/config.js'
 import { Secret } from '../../lib/fleet/lapi.js'
 import { NftablesResponder } from '../../lib/responders/nftables.js'

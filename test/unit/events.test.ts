@@ -10,7 +10,7 @@ import {
   parseEventLine,
   statsEvent,
   toJsonLine,
-} from '../../lib/events.js'
+} from '../../lib/daemon/events.js'
 import { PortanoiaError } from '../../lib/errors.js'
 import { PolicyEngine } from '../../lib/policy/engine.js'
 import type { Hit } from '../../lib/types.js'

@@ -1,5 +1,5 @@
 /**
- * Unit tests for lib/craft/frames.ts. Every checksum the crafter writes is checked
+ * Unit tests for lib/lab/frames.ts. Every checksum the crafter writes is checked
  * here against a second, deliberately naive implementation (word loop over a Buffer,
  * bit-at-a-time CRC32c), so a bug in the crafter cannot hide behind the same bug in
  * its verifier. Also covers address text round trips, VLAN layout, IPv6 extension
@@ -20,8 +20,8 @@ import {
   ipToBytes,
   locateNetwork,
   parseMac,
-} from '../../lib/craft/frames.js'
-import type { ProbeSpec } from '../../lib/craft/frames.js'
+} from '../../lib/lab/frames.js'
+import type { ProbeSpec } from '../../lib/lab/frames.js'
 
 // --- independent reference implementations -------------------------------------
 

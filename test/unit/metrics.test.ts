@@ -5,9 +5,9 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { decisionEvent, errorEvent } from '../../lib/events.js'
+import { decisionEvent, errorEvent } from '../../lib/daemon/events.js'
 import { fleetDecisionEvent, fleetEvent } from '../../lib/fleet/events.js'
-import { Metrics, type MetricsServer, serveMetrics } from '../../lib/metrics.js'
+import { Metrics, type MetricsServer, serveMetrics } from '../../lib/daemon/metrics.js'
 import type { Decision } from '../../lib/policy/decision.js'
 import type { Hit } from '../../lib/types.js'
 

@@ -3,7 +3,8 @@
 // of 10,000 forged sources, adoption of kernel blocks, and bounded memory.
 import { describe, expect, it } from 'vitest'
 import { REASON_CODES, type Decision, type ReasonCode } from '../../lib/policy/decision.js'
-import { DEFAULT_POLICY, PolicyEngine, type PolicyConfig, resolvePolicyConfig } from '../../lib/policy/engine.js'
+import { DEFAULT_POLICY, type PolicyConfig, resolvePolicyConfig } from '../../lib/policy/config.js'
+import { PolicyEngine } from '../../lib/policy/engine.js'
 import { Guards } from '../../lib/policy/guards.js'
 import type { Hit } from '../../lib/types.js'
 

@@ -18,7 +18,7 @@ import {
   parseProcNetSockets,
   parseResolvConf,
 } from '../../lib/policy/guards.js'
-import { readHostFacts } from '../../lib/policy/host-facts.js'
+import { readHostFacts } from '../../lib/daemon/host-facts.js'
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'host')
 const fixture = (name: string): Promise<string> => readFile(join(FIXTURES, name), 'utf8')

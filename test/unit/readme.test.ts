@@ -1,6 +1,6 @@
 /**
  * Keeps README.md true to the code it documents: every field of every event
- * schema (lib/events.ts and lib/fleet/events.ts, nested objects included; record
+ * schema (lib/daemon/events.ts and lib/fleet/events.ts, nested objects included; record
  * keys are data, not fields) is named in the Events section, every reason code
  * appears there, and every visible flag of `portanoia watch` — read from the
  * commander program itself, so a new flag fails this test until it is documented —
@@ -13,9 +13,9 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { buildProgram } from '../../lib/cli/program.js'
-import { decisionEventSchema, errorEventSchema, hitEventSchema, statsEventSchema } from '../../lib/events.js'
+import { decisionEventSchema, errorEventSchema, hitEventSchema, statsEventSchema } from '../../lib/daemon/events.js'
 import { fleetDecisionEventSchema, fleetEventSchema } from '../../lib/fleet/events.js'
-import { Metrics } from '../../lib/metrics.js'
+import { Metrics } from '../../lib/daemon/metrics.js'
 import { REASON_CODES } from '../../lib/policy/decision.js'
 
 const README = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8')

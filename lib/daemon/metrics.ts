@@ -18,7 +18,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { PortanoiaEvent } from './events.js'
-import type { Hit } from './types.js'
+import type { Hit } from '../types.js'
 
 /** What the metrics read from a running pipeline when scraped. Each is optional. */
 export interface MetricsSources {

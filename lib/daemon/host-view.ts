@@ -9,8 +9,8 @@
  */
 import { readFile } from 'node:fs/promises'
 import { endianness } from 'node:os'
-import type { ListeningPorts, SocketTables } from './listening.js'
-import { listeningPorts } from './listening.js'
+import type { ListeningPorts, SocketTables } from '../listening.js'
+import { listeningPorts } from '../listening.js'
 import {
   type InterfaceAddress,
   parseEstablishedPeers,
@@ -19,10 +19,10 @@ import {
   parseProcNetIpv6Route,
   parseProcNetRoute,
   parseResolvConf,
-} from './policy/guards.js'
-import { type HostFacts, readHostFacts } from './policy/host-facts.js'
-import { defaultRun } from './responders/run.js'
-import type { RunFn } from './responders/types.js'
+} from '../policy/guards.js'
+import { type HostFacts, readHostFacts } from './host-facts.js'
+import { defaultRun } from '../responders/run.js'
+import type { RunFn } from '../responders/types.js'
 
 export interface HostView {
   /** Human-readable: 'this host' or 'namespace NAME'. */

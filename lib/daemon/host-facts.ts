@@ -20,7 +20,7 @@ import {
   parseProcNetIpv6Route,
   parseProcNetRoute,
   parseResolvConf,
-} from './guards.js'
+} from '../policy/guards.js'
 
 export interface HostFactsOptions {
   /** Prefix for every path read (a fixture tree in tests); default '/'. */

@@ -20,12 +20,12 @@
  * transactions, which the kernel serialises with ours) unless a guard protects the
  * address, and its events join the stream. It is closed after the last local batch
  * reached the firewall, so that batch's blocks are still pushed, and before the
- * responders. Metrics (lib/metrics.ts) count every hit in the capture loop and
+ * responders. Metrics (lib/daemon/metrics.ts) count every hit in the capture loop and
  * every event as it is emitted, and read the sensor, engine and fleet counters
  * when scraped.
  */
-import { parsePorts, portsToString } from './bpf/ports.js'
-import { PortanoiaError } from './errors.js'
+import { parsePorts, portsToString } from '../bpf/ports.js'
+import { PortanoiaError } from '../errors.js'
 import {
   decisionEvent,
   errorEvent,
@@ -33,16 +33,17 @@ import {
   type PortanoiaEvent,
   statsEvent,
 } from './events.js'
-import { type Fleet, type ResolvedFleet, startFleet } from './fleet/index.js'
+import { type Fleet, type ResolvedFleet, startFleet } from '../fleet/index.js'
 import { type HostView, localHostView, netnsHostView } from './host-view.js'
-import { samePorts, unusedTripwires } from './listening.js'
+import { samePorts, unusedTripwires } from '../listening.js'
 import type { Metrics } from './metrics.js'
-import type { Decision } from './policy/decision.js'
-import { type PolicyConfig, PolicyEngine, resolvePolicyConfig } from './policy/engine.js'
-import { Guards } from './policy/guards.js'
-import type { BlockRequest, Responder, ResponderResult } from './responders/types.js'
-import { open, type Sensor, type SensorOptions } from './sensor.js'
-import type { PortRange, PortSpec } from './types.js'
+import type { Decision } from '../policy/decision.js'
+import { type PolicyConfig, resolvePolicyConfig } from '../policy/config.js'
+import { PolicyEngine } from '../policy/engine.js'
+import { Guards } from '../policy/guards.js'
+import type { BlockRequest, Responder, ResponderResult } from '../responders/types.js'
+import { open, type Sensor, type SensorOptions } from '../sensor.js'
+import type { PortRange, PortSpec } from '../types.js'
 
 export interface DaemonOptions {
   /** Tripwires, as open() takes them. At least one of `ports` / `unused` is needed. */
@@ -107,7 +108,7 @@ export interface DaemonOptions {
    * firewall nothing can be applied: only pushing runs.
    */
   fleet?: ResolvedFleet
-  /** Prometheus metrics to feed (lib/metrics.ts); serving them is the caller's. */
+  /** Prometheus metrics to feed (lib/daemon/metrics.ts); serving them is the caller's. */
   metrics?: Metrics
 }
 

@@ -10,18 +10,18 @@
  */
 
 import { z } from 'zod'
-import { PortanoiaError } from './errors.js'
+import { PortanoiaError } from '../errors.js'
 import { EVENT_SCHEMA_VERSION } from './event-version.js'
 import {
   type FleetDecisionEvent,
   type FleetEvent,
   fleetDecisionEventSchema,
   fleetEventSchema,
-} from './fleet/events.js'
-import { isValidAddress } from './policy/addr.js'
-import { ACTIONS, type Action, type BreakerState, type Decision, REASON_CODES, type ReasonCode } from './policy/decision.js'
-import type { PolicyStats } from './policy/engine.js'
-import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from './types.js'
+} from '../fleet/events.js'
+import { isValidAddress } from '../policy/addr.js'
+import { ACTIONS, type Action, type BreakerState, type Decision, REASON_CODES, type ReasonCode } from '../policy/decision.js'
+import type { PolicyStats } from '../policy/engine.js'
+import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
 
 export { EVENT_SCHEMA_VERSION }
 export type { FleetDecisionEvent, FleetEvent }

@@ -1,0 +1,110 @@
+/**
+ * The policy's configuration: the PolicyConfig shape, its documented defaults
+ * (DEFAULT_POLICY, the one home of every policy default), and resolvePolicyConfig,
+ * which merges input over the defaults and refuses unknown fields and bad values
+ * with PORTANOIA_BAD_POLICY naming the field. Pure, no I/O.
+ */
+
+import { PortanoiaError } from '../errors.js'
+
+export type BlockMode = 'verified' | 'all' | 'off'
+
+export interface PolicyConfig {
+  /**
+   * 'verified' blocks sources that completed a handshake; 'all' also blocks
+   * spoofable ones (short TTL, capped); 'off' blocks nothing and is exactly
+   * 'verified' in dry-run: decisions say what the default policy would do.
+   */
+  block: BlockMode
+  /** Lifetime of a block from verified evidence. */
+  blockTtlMs: number
+  /** Lifetime of a block from spoofable evidence. */
+  spoofableTtlMs: number
+  /** Completed handshakes from one source in a window before it is blocked. */
+  threshold: number
+  /** Hits of any kind from one spoofable source in a window before it is acted on. */
+  spoofableThreshold: number
+  /** Aggregation window; each source's window opens at its first hit. */
+  windowMs: number
+  /** New blocks from spoofable evidence per trailing minute. */
+  maxBlocksPerMinute: number
+  /** Blocks from spoofable evidence active at once. */
+  maxActiveBlocks: number
+  /** Sources tracked per table (verified / spoofable-only); the oldest is evicted. */
+  maxTrackedSources: number
+  /** Distinct ports remembered per source and window. */
+  maxPortsPerSource: number
+  /** Decide and account as usual, but report would-be blocks (`dry-run`) instead of blocking. */
+  dryRun: boolean
+}
+
+/**
+ * Defaults. A handshake to a port nobody serves is deliberate, so one is enough
+ * (threshold 1). Spoofable evidence also uses 1: a forger sends N packets as easily
+ * as one, so a higher number buys no safety; the safety is in the short TTL and the
+ * caps. 60 new spoofable blocks a minute and 1000 active bound what forged traffic
+ * can do to the firewall (at most 1000 addresses denied for 5 minutes) while a
+ * steady trickle of real scanners (60/min × 5 min = 300) stays below the active cap.
+ */
+export const DEFAULT_POLICY: Readonly<PolicyConfig> = Object.freeze({
+  block: 'verified',
+  blockTtlMs: 60 * 60_000,
+  spoofableTtlMs: 5 * 60_000,
+  threshold: 1,
+  spoofableThreshold: 1,
+  windowMs: 60_000,
+  maxBlocksPerMinute: 60,
+  maxActiveBlocks: 1000,
+  maxTrackedSources: 16_384,
+  maxPortsPerSource: 32,
+  dryRun: false,
+})
+
+const BLOCK_MODES: readonly BlockMode[] = ['verified', 'all', 'off']
+
+const INT_LIMITS: Readonly<Record<Exclude<keyof PolicyConfig, 'block' | 'dryRun'>, readonly [number, string]>> = {
+  // nft timeouts have second granularity.
+  blockTtlMs: [1000, 'at least 1000 (1 s)'],
+  spoofableTtlMs: [1000, 'at least 1000 (1 s)'],
+  threshold: [1, 'at least 1'],
+  spoofableThreshold: [1, 'at least 1'],
+  windowMs: [1000, 'at least 1000 (1 s)'],
+  maxBlocksPerMinute: [1, 'at least 1'],
+  maxActiveBlocks: [1, 'at least 1'],
+  maxTrackedSources: [1, 'at least 1'],
+  maxPortsPerSource: [1, 'at least 1'],
+}
+
+function badPolicy(field: string, message: string, hint: string): PortanoiaError {
+  return new PortanoiaError('PORTANOIA_BAD_POLICY', `policy.${field}: ${message}`, { hint })
+}
+
+/**
+ * Defaults merged with `input`, validated. Throws PortanoiaError
+ * (PORTANOIA_BAD_POLICY) naming the field; unknown fields are errors, since a
+ * misspelt cap silently falling back to its default is how floods get through.
+ */
+export function resolvePolicyConfig(input: Partial<PolicyConfig> = {}): PolicyConfig {
+  const out: PolicyConfig = { ...DEFAULT_POLICY }
+  for (const [key, value] of Object.entries(input) as Array<[string, unknown]>) {
+    if (value === undefined) continue
+    if (key === 'block') {
+      if (!BLOCK_MODES.includes(value as BlockMode)) {
+        throw badPolicy(key, `${JSON.stringify(value)} is not a block mode`, "use 'verified', 'all' or 'off'")
+      }
+      out.block = value as BlockMode
+    } else if (key === 'dryRun') {
+      if (typeof value !== 'boolean') throw badPolicy(key, 'must be true or false', 'pass a boolean')
+      out.dryRun = value
+    } else if (Object.hasOwn(INT_LIMITS, key)) {
+      const [min, text] = INT_LIMITS[key as keyof typeof INT_LIMITS]
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+        throw badPolicy(key, `${JSON.stringify(value)} is not an integer ${text}`, `set ${key} to an integer ${text}`)
+      }
+      out[key as keyof typeof INT_LIMITS] = value
+    } else {
+      throw badPolicy(key, 'unknown setting', `known settings: ${Object.keys(DEFAULT_POLICY).join(', ')}`)
+    }
+  }
+  return out
+}
