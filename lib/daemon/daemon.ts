@@ -4,10 +4,10 @@
  * events. Runs on the main thread. It owns the timers around the pure engine:
  * engine.tick() every second, guard refresh from the host (plus the allowlist)
  * every ~15 s, the `--unused` port sync (the sensor's live port swap, driven by the
- * socket table) every few seconds, and stats events. Block requests are batched
- * (flushed after `batchMs` or at `batchMax` requests) and firewall calls are
- * serialised, so a flood becomes a few large `nft -f -` transactions, never one
- * process per address. Invariants: nothing thrown by a responder, an event
+ * socket table) every few seconds, and stats events. Block requests go through a
+ * FirewallBatcher (firewall-batcher.ts), so a flood becomes a few large `nft -f -`
+ * transactions, never one process per address; notifiers get one call per
+ * event-loop turn; the async iterator is an EventQueue (event-queue.ts). Invariants: nothing thrown by a responder, an event
  * consumer or a refresh reaches the capture loop — each becomes an `error` event;
  * everything is validated, and the sensor opened, before the firewall is touched,
  * so a bad option changes nothing; close() is idempotent, flushes the pending
@@ -34,6 +34,8 @@ import {
   statsEvent,
 } from './events.js'
 import { type Fleet, type ResolvedFleet, startFleet } from '../fleet/index.js'
+import { EventQueue } from './event-queue.js'
+import { FirewallBatcher, type FirewallBatcherStats } from './firewall-batcher.js'
 import { type HostView, localHostView, netnsHostView } from './host-view.js'
 import { samePorts, unusedTripwires } from '../listening.js'
 import type { Metrics } from './metrics.js'
@@ -135,6 +137,8 @@ async function safely<T>(fn: () => Promise<T>): Promise<T> {
   return await fn()
 }
 
+const IDLE_FIREWALL_STATS: FirewallBatcherStats = Object.freeze({ requested: 0, batches: 0, applied: 0, failed: 0 })
+
 export class Daemon implements AsyncIterable<PortanoiaEvent> {
   readonly engine: PolicyEngine
   readonly sensor: Sensor
@@ -146,14 +150,10 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   readonly #unused: PortRange[]
   readonly #allowlist: readonly string[]
   readonly #dryRun: boolean
-  readonly #batchMs: number
-  readonly #batchMax: number
+  readonly #batcher: FirewallBatcher | null
   readonly #started = Date.now()
-  #pending: BlockRequest[] = []
   #pendingNotify: Decision[] = []
-  #batchTimer: NodeJS.Timeout | NodeJS.Immediate | undefined
-  #fwBusy: Promise<void> = Promise.resolve()
-  #fwInFlight = false
+  #notifyScheduled = false
   #timers: NodeJS.Timeout[] = []
   #loop: Promise<void> = Promise.resolve()
   #closing: Promise<void> | undefined
@@ -161,12 +161,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   #syncChain: Promise<void> = Promise.resolve()
   #syncQueued = 0
   #refreshing = false
-  #fwCounts = { requested: 0, batches: 0, applied: 0, failed: 0 }
-  #queue: PortanoiaEvent[] = []
-  #waiters: Array<(r: IteratorResult<PortanoiaEvent, undefined>) => void> = []
-  #iterating = false
-  #ended = false
-  #droppedEvents = 0
+  readonly #events = new EventQueue<PortanoiaEvent>(MAX_QUEUED_EVENTS)
   #failure: Error | undefined
   #fleet: Fleet | null = null
   #detachMetrics: (() => void) | undefined
@@ -196,8 +191,27 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     this.#firewall = opts.firewall ?? null
     this.#notifiers = [...(opts.notifiers ?? [])]
     this.#dryRun = parts.engine.config.dryRun || parts.engine.config.block === 'off'
-    this.#batchMs = parts.batchMs
-    this.#batchMax = parts.batchMax
+    const fw = this.#firewall
+    this.#batcher =
+      fw === null
+        ? null
+        : new FirewallBatcher(fw, {
+            batchMs: parts.batchMs,
+            batchMax: parts.batchMax,
+            onSettled: (batch, outcome) => {
+              if ('error' in outcome) {
+                for (const b of batch) this.engine.release(b.address)
+                this.#emit(errorEvent({ responder: fw.name, error: outcome.error, action: 'block', addresses: batch.map((b) => b.address) }))
+                return
+              }
+              // A block that did not reach the kernel must not be remembered as made:
+              // the next hit from that source tries again.
+              if (outcome.result.dryRun !== true) for (const f of outcome.result.failed) this.engine.release(f.address)
+              this.#report(fw, outcome.result, 'block')
+            },
+            // A throw in the result handling (a caller's onScript): never an unhandled rejection.
+            onError: (err) => this.#emit(errorEvent({ responder: fw.name, error: err, action: 'block' })),
+          })
     this.#done = new Promise((resolve) => {
       this.#resolveDone = resolve
     })
@@ -369,7 +383,11 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   }
 
   stats(): DaemonStats {
-    return { uptimeMs: Date.now() - this.#started, firewall: { ...this.#fwCounts }, droppedEvents: this.#droppedEvents }
+    return { uptimeMs: Date.now() - this.#started, firewall: this.#firewallStats(), droppedEvents: this.#events.dropped }
+  }
+
+  #firewallStats(): FirewallBatcherStats {
+    return this.#batcher?.stats() ?? { ...IDLE_FIREWALL_STATS }
   }
 
   // ------------------------------------------------------------------ pipeline
@@ -410,71 +428,34 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       fleet?.offer(d)
       // In dry-run the engine reports would-be blocks as `dry-run`; the firewall
       // responder is in dry-run too and turns them into the script it would run.
-      if (d.action === 'block' || (this.#dryRun && d.reason === 'dry-run' && !d.final)) {
+      if (this.#batcher !== null && (d.action === 'block' || (this.#dryRun && d.reason === 'dry-run' && !d.final))) {
         const req: BlockRequest = { address: d.src, family: d.family, ttlMs: d.ttlMs ?? this.engine.config.blockTtlMs }
         if (d.upgrade === true) req.upgrade = true
-        this.#pending.push(req)
+        this.#batcher.add(req)
       }
     }
-    if (this.#notifiers.length > 0) this.#pendingNotify.push(...ds)
-    if (this.#pending.length >= this.#batchMax) this.#flush()
-    else if (this.#batchTimer === undefined && !this.#fwInFlight) {
-      // A running transaction flushes what accumulated when it ends; only an idle
-      // firewall needs a timer. setImmediate runs after this drain's decisions.
-      this.#batchTimer = this.#batchMs === 0 ? setImmediate(() => this.#flush()) : setTimeout(() => this.#flush(), this.#batchMs)
+    if (this.#notifiers.length > 0) {
+      this.#pendingNotify.push(...ds)
+      if (!this.#notifyScheduled) {
+        // After every decision of the current sensor drain: one notify() call per turn.
+        this.#notifyScheduled = true
+        setImmediate(() => this.#notify())
+      }
     }
   }
 
-  /** Sends what is pending: notifiers now (their queues are bounded), blocks as one batch behind the previous one. */
-  #flush(): void {
-    if (this.#batchTimer !== undefined) {
-      if (this.#batchMs === 0) clearImmediate(this.#batchTimer as NodeJS.Immediate)
-      else clearTimeout(this.#batchTimer as NodeJS.Timeout)
-      this.#batchTimer = undefined
-    }
+  /** Hands the decisions gathered this turn to every notifier (their queues are bounded). */
+  #notify(): void {
+    this.#notifyScheduled = false
     const notes = this.#pendingNotify
-    if (notes.length > 0) {
-      this.#pendingNotify = []
-      for (const n of this.#notifiers) {
-        safely(() => n.notify(notes))
-          .then((r) => this.#report(n, r))
-          // Also catches a throw from #report (a caller's onScript): never an unhandled rejection.
-          .catch((err: unknown) => this.#emit(errorEvent({ responder: n.name, error: err })))
-      }
+    if (notes.length === 0) return
+    this.#pendingNotify = []
+    for (const n of this.#notifiers) {
+      safely(() => n.notify(notes))
+        .then((r) => this.#report(n, r))
+        // Also catches a throw from #report (a caller's onScript): never an unhandled rejection.
+        .catch((err: unknown) => this.#emit(errorEvent({ responder: n.name, error: err })))
     }
-    const fw = this.#firewall
-    if (fw === null) {
-      this.#pending = []
-      return
-    }
-    // While a transaction runs, requests keep accumulating; they go out together
-    // when it finishes, so a slow nft means bigger batches, not a queue of processes.
-    if (this.#fwInFlight || this.#pending.length === 0) return
-    const batch = this.#pending
-    this.#pending = []
-    this.#fwInFlight = true
-    this.#fwCounts.requested += batch.length
-    this.#fwCounts.batches++
-    this.#fwBusy = safely(() => fw.block(batch)).then(
-      (r) => {
-        this.#fwCounts.applied += r.applied.length
-        this.#fwCounts.failed += r.failed.length
-        // A block that did not reach the kernel must not be remembered as made:
-        // the next hit from that source tries again.
-        if (!r.dryRun) for (const f of r.failed) this.engine.release(f.address)
-        this.#report(fw, r, 'block')
-      },
-      (err) => {
-        this.#fwCounts.failed += batch.length
-        for (const b of batch) this.engine.release(b.address)
-        this.#emit(errorEvent({ responder: fw.name, error: err, action: 'block', addresses: batch.map((b) => b.address) }))
-      },
-    )
-      .catch((err: unknown) => this.#emit(errorEvent({ responder: fw.name, error: err, action: 'block' })))
-      .finally(() => {
-        this.#fwInFlight = false
-        if (this.#pending.length > 0) this.#flush()
-      })
   }
 
   /** Turns a responder's result into error events (one per distinct message) and dry-run scripts. */
@@ -549,7 +530,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     for (const a of addresses) this.engine.release(a)
     if (this.#firewall === null) return null
     const fw = this.#firewall
-    await this.#fwBusy
+    await this.#batcher?.idle()
     const r = await safely(() => fw.unblock(addresses))
     this.#report(fw, r)
     return r
@@ -572,7 +553,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         // informational, as above
       }
     }
-    responders.daemon = { ...this.#fwCounts, droppedEvents: this.#droppedEvents }
+    responders.daemon = { ...this.#firewallStats(), droppedEvents: this.#events.dropped }
     const sensor: Record<string, number> = {}
     for (const [k, v] of Object.entries(this.sensor.stats())) if (typeof v === 'number') sensor[k] = v
     return statsEvent({ policy: this.engine.stats(), sensor, responders, uptimeMs: Date.now() - this.#started })
@@ -589,11 +570,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         this.#opts.onLog?.('warn', `onEvent threw: ${(err as Error).message ?? String(err)}`)
       }
     }
-    if (!this.#iterating || this.#ended) return
-    const w = this.#waiters.shift()
-    if (w !== undefined) w({ done: false, value: event })
-    else if (this.#queue.length < MAX_QUEUED_EVENTS) this.#queue.push(event)
-    else this.#droppedEvents++
+    this.#events.push(event)
   }
 
   /**
@@ -601,16 +578,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
    * the first call on, up to 65,536 unread (then dropped and counted in stats()).
    */
   [Symbol.asyncIterator](): AsyncIterator<PortanoiaEvent, undefined> {
-    this.#iterating = true
-    return {
-      next: () => {
-        const e = this.#queue.shift()
-        if (e !== undefined) return Promise.resolve({ done: false, value: e })
-        if (this.#ended) return Promise.resolve({ done: true, value: undefined })
-        return new Promise((resolve) => this.#waiters.push(resolve))
-      },
-      return: async () => ({ done: true, value: undefined }),
-    }
+    return this.#events[Symbol.asyncIterator]()
   }
 
   // ------------------------------------------------------------------ shutdown
@@ -626,14 +594,10 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     this.#timers = []
     await this.sensor.close()
     await this.#loop
-    // Hits already decided are carried out: the last batch goes to the firewall.
-    this.#flush()
-    for (;;) {
-      const busy = this.#fwBusy
-      await busy.catch(() => {})
-      if (busy === this.#fwBusy && this.#pending.length === 0) break
-      this.#flush()
-    }
+    // Hits already decided are carried out: the last batch goes to the firewall,
+    // and the last decisions to the notifiers.
+    this.#notify()
+    await this.#batcher?.drain()
     // After the last batch (its blocks were offered, so they get their push
     // attempt) and before the responders (a poll in progress still has its firewall).
     if (this.#fleet !== null) {
@@ -653,8 +617,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         this.#emit(errorEvent({ responder: r.name, error: err }))
       }
     }
-    this.#ended = true
-    for (const w of this.#waiters.splice(0)) w({ done: true, value: undefined })
+    this.#events.end()
     this.#resolveDone(this.#failure)
   }
 }
