@@ -1,4 +1,5 @@
-# One native target: the AF_PACKET sniffer. Sources are listed explicitly so a stray
+# One native target: the AF_PACKET sniffer and the host-facts reader (rtnetlink,
+# sock_diag). Sources are listed explicitly so a stray
 # file never changes what ships. node-addon-api is used with C++ exceptions
 # (its `node_addon_api_except` target sets the define and the flags); NAPI_VERSION is
 # pinned so one prebuild serves every Node >= 20. node-addon-api's headers are
@@ -14,7 +15,10 @@
         "native/tpacket_ring.cc",
         "native/packet_parse.cc",
         "native/sender.cc",
-        "native/netns.cc"
+        "native/netns.cc",
+        "native/netlink.cc",
+        "native/sock_diag.cc",
+        "native/host_wrap.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

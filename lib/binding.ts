@@ -85,6 +85,80 @@ export interface NativeSender {
   close(): void
 }
 
+/** One address of an interface, as rtnetlink reports it (any state, both families). */
+export interface NativeAddrFact {
+  address: string
+  prefixLength: number
+  ifindex: number
+  /** IFA_F_* bits (tentative 0x40, deprecated 0x20, permanent 0x80, ...). */
+  flags: number
+  scope: number
+  /** IFA_BROADCAST, when set. */
+  broadcast?: string
+  /** The far end of a point-to-point address. */
+  peer?: string
+}
+
+/** One next hop of a route (RTA_GATEWAY, RTA_VIA, a multipath hop, a nexthop object). */
+export interface NativeGatewayFact {
+  address: string
+  /** Routing table id (254 main, 255 local, ...). */
+  table: number
+  /** Output interface, 0 when the route does not say (nexthop objects). */
+  ifindex: number
+}
+
+/** One immutable snapshot of the kernel's addresses and next hops. */
+export interface NativeHostFacts {
+  /** Increases with every snapshot of one HostWatch. */
+  generation: number
+  /** Wall-clock ms when the dump finished. */
+  dumpedAtMs: number
+  /** Wall-clock ms of the first change notification this dump answers; 0 for the first dump. */
+  noticedAtMs: number
+  /** False on kernels without nexthop objects (before 5.3). */
+  nexthops: boolean
+  addresses: NativeAddrFact[]
+  gateways: NativeGatewayFact[]
+}
+
+export interface NativeHostWatchStats {
+  dumps: number
+  notifications: number
+  /** ENOBUFS on the notification socket: changes were lost and a full dump followed. */
+  overruns: number
+  dumpErrors: number
+  lastDumpNs: number
+  /** False once an SCTP query found no sctp_diag. */
+  sctp: boolean
+}
+
+/** Bits of NativeHostWatch.peer()'s answer. */
+export const PEER_TCP = 1
+export const PEER_SCTP = 2
+
+/** rtnetlink route types (RTN_*) that routeType() returns. */
+export const RTN = { unspec: 0, unicast: 1, local: 2, broadcast: 3, anycast: 4, multicast: 5, blackhole: 6, unreachable: 7, prohibit: 8, throw: 9, nat: 10 } as const
+
+/** rtnetlink and sock_diag in one namespace: facts, change notifications, live checks. */
+export interface NativeHostWatch {
+  /** Starts the watcher thread; onChange runs on the JS thread after each new snapshot (it does not keep the process alive). */
+  start(onChange: () => void): void
+  facts(): NativeHostFacts
+  /** PEER_TCP | PEER_SCTP bits: live TCP connections / SCTP associations with `address` as the far end. */
+  peer(address: string): number
+  /** Whether a TCP (6) or connected UDP (17) socket has exactly this tuple. */
+  connected(proto: 6 | 17, local: string, localPort: number, remote: string, remotePort: number): boolean
+  /** The RTN_* type the kernel routes `address` with from this host. */
+  routeType(address: string): number
+  /** net.ipv4.ip_local_port_range of the namespace; null when unreadable. */
+  localPortRange(): [number, number] | null
+  stats(): NativeHostWatchStats
+  /** The last failed re-dump (`dump`) and why SCTP checks are off (`sctp`). */
+  lastError(): { dump?: NativeSystemError; sctp?: NativeSystemError }
+  close(): void
+}
+
 export interface NativeParseMeta {
   ifindex?: number
   wireLen?: number
@@ -97,7 +171,10 @@ export interface NativeParseMeta {
 export interface NativeBinding {
   Capture: new (options: NativeCaptureOptions) => NativeCapture
   Sender: new (options: { interface: string; netns?: string }) => NativeSender
+  HostWatch: new (options: { netns?: string }) => NativeHostWatch
   parseFrame(frame: Buffer, meta?: NativeParseMeta): { result: number; record: Buffer }
+  /** Test entry: whole rtnetlink messages to the facts they describe. */
+  parseRtnl(messages: Buffer): NativeHostFacts
   hitRecordSize: number
   hitRecordLayout: Record<string, number>
 }

@@ -1,4 +1,5 @@
-// Module init only: registers the Capture and Sender classes, the parse test entry,
+// Module init only: registers the Capture, Sender and HostWatch classes, the parse
+// test entries (frames, rtnetlink messages),
 // and the HitRecord layout (size and every field offset) that lib/binding.ts checks
 // against its decoder at load time, so a stale prebuild fails loudly instead of
 // decoding garbage. All state lives in the per-environment AddonData.
@@ -6,6 +7,7 @@
 
 #include "capture_wrap.h"
 #include "hit_record.h"
+#include "host_wrap.h"
 #include "packet_parse.h"
 
 namespace portanoia {
@@ -19,6 +21,8 @@ class Addon : public Napi::Addon<Addon> {
     Napi::Function sender = SenderWrap::Define(env);
     data->capture_ctor = Napi::Persistent(capture);
     data->sender_ctor = Napi::Persistent(sender);
+    Napi::Function host = HostWatchWrap::Define(env);
+    data->host_ctor = Napi::Persistent(host);
 
     Napi::Object layout = Napi::Object::New(env);
     for (const FieldOffset& f : kHitRecordFields) {
@@ -27,14 +31,17 @@ class Addon : public Napi::Addon<Addon> {
     DefineAddon(exports, {
                              InstanceValue("Capture", capture, napi_enumerable),
                              InstanceValue("Sender", sender, napi_enumerable),
+                             InstanceValue("HostWatch", host, napi_enumerable),
                              InstanceValue("hitRecordSize", Napi::Number::New(env, kHitRecordSize), napi_enumerable),
                              InstanceValue("hitRecordLayout", layout, napi_enumerable),
                              InstanceMethod<&Addon::ParseFrameEntry>("parseFrame", napi_enumerable),
+                             InstanceMethod<&Addon::ParseRtnlEntry>("parseRtnl", napi_enumerable),
                          });
   }
 
  private:
   Napi::Value ParseFrameEntry(const Napi::CallbackInfo& info) { return ParseFrame(info); }
+  Napi::Value ParseRtnlEntry(const Napi::CallbackInfo& info) { return ParseRtnl(info); }
 };
 
 }  // namespace portanoia

@@ -20,15 +20,10 @@
 #include "doorbell.h"
 #include "hit_record.h"
 #include "hit_ring.h"
+#include "sys_error.h"
 #include "tpacket_ring.h"
 
 namespace portanoia {
-
-struct SysError {
-  int err_no = 0;
-  const char* syscall = "";
-  std::string detail;  // e.g. the port or interface involved
-};
 
 // Membership of the exact tripwire set; the kernel filter may be a superset.
 struct PortSet {

@@ -80,6 +80,8 @@ PortSet GetPorts(Napi::Env env, Napi::Value v) {
 }
 
 
+}  // namespace
+
 // Runs the doorbell's JS callback on the JS thread. The default thread-safe-function
 // call goes through Napi::Function::Call, which throws a C++ exception when the env
 // refuses to run JS (a worker being terminated) and rethrows it out of a C callback:
@@ -92,8 +94,6 @@ void RingJs(Napi::Env env, Napi::Function callback) {
   napi_value ignored = nullptr;
   (void)napi_call_function(env, undefined, callback, 0, nullptr, &ignored);
 }
-
-}  // namespace
 
 Napi::Error MakeSysError(Napi::Env env, const SysError& err) {
   const std::string code = ErrnoName(err.err_no);

@@ -18,9 +18,14 @@ namespace portanoia {
 struct AddonData {
   Napi::FunctionReference capture_ctor;
   Napi::FunctionReference sender_ctor;
+  Napi::FunctionReference host_ctor;
 };
 
 Napi::Error MakeSysError(Napi::Env env, const SysError& err);
+
+// The JS side of a thread-safe function's call, for every glue file: a raw call that
+// cannot throw a C++ exception out of the C callback (see capture_wrap.cc).
+void RingJs(Napi::Env env, Napi::Function callback);
 
 class CaptureWrap : public Napi::ObjectWrap<CaptureWrap> {
  public:

@@ -190,7 +190,9 @@ function fakeBinding(): FakeBinding {
       }
     } as unknown as NativeBinding['Capture'],
     Sender: class {} as unknown as NativeBinding['Sender'],
+    HostWatch: class {} as unknown as NativeBinding['HostWatch'],
     parseFrame: () => ({ result: 1, record: Buffer.alloc(HIT_RECORD_SIZE) }),
+    parseRtnl: () => ({ generation: 0, dumpedAtMs: 0, noticedAtMs: 0, nexthops: true, addresses: [], gateways: [] }),
     hitRecordSize: HIT_RECORD_SIZE,
     hitRecordLayout: { ...HIT_RECORD_LAYOUT },
   }
