@@ -35,16 +35,22 @@ export async function startService(host: Pick<Host, 'spawn'>, port: number): Pro
 
 /** Opens a TCP connection from `from` and keeps it open until the process is stopped. */
 export async function holdConnection(from: Host, address: string, port: number): Promise<ChildProcess> {
+  return (await openConnection(from, address, port)).child
+}
+
+/** As holdConnection, also telling the connection's local port (the reply tuple's). */
+export async function openConnection(from: Host, address: string, port: number): Promise<{ child: ChildProcess; localPort: number }> {
   const script = `
-    const s = require('node:net').connect({ host: ${JSON.stringify(address)}, port: ${port} }, () => console.log('connected'))
+    const s = require('node:net').connect({ host: ${JSON.stringify(address)}, port: ${port} }, () => console.log('connected ' + s.localPort + ' .'))
     s.on('error', (e) => { console.log('error ' + e.code); process.exit(1) })
     setInterval(() => {}, 1000)`
   const child = from.spawn(process.execPath, ['-e', script])
-  await waitForLine(child, 'connected')
-  return child
+  const out = await waitForLine(child, ' .')
+  const m = /connected (\d+)/.exec(out)
+  return { child, localPort: Number(m?.[1] ?? 0) }
 }
 
-function waitForLine(child: ChildProcess, word: string, timeoutMs = 10_000): Promise<void> {
+function waitForLine(child: ChildProcess, word: string, timeoutMs = 10_000): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = ''
     const timer = setTimeout(() => reject(new Error(`child did not print ${word} in time: ${buf}`)), timeoutMs)
@@ -52,7 +58,7 @@ function waitForLine(child: ChildProcess, word: string, timeoutMs = 10_000): Pro
       buf += c.toString()
       if (buf.includes(word)) {
         clearTimeout(timer)
-        resolve()
+        resolve(buf)
       }
     })
     child.once('exit', (code) => {
