@@ -5,7 +5,10 @@
  * tested without root. Usage mistakes become UsageError (exit 2); help and version
  * are returned as text to print.
  */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
+import { PACKAGE_ROOT } from '../binding.js'
 import { type CrowdsecConfig, FLEET_FLAGS } from '../fleet/config.js'
 import type { Backend, WatchInput } from './options.js'
 import { UsageError } from './options.js'
@@ -19,6 +22,42 @@ export type ParsedCommand =
   | { command: 'help'; text: string; exitCode: number }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
+
+/** The package's own version, read once from its package.json (never a second copy in code). */
+export const VERSION: string = (() => {
+  const pkg: unknown = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8'))
+  const v = typeof pkg === 'object' && pkg !== null ? (pkg as { version?: unknown }).version : undefined
+  return typeof v === 'string' ? v : 'unknown'
+})()
+
+/** Levenshtein distance, for "did you mean" on short words (commands, flags, config keys). */
+export function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    let diag = row[0] as number
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const up = row[j] as number
+      row[j] = Math.min(up + 1, (row[j - 1] as number) + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1))
+      diag = up
+    }
+  }
+  return row[b.length] as number
+}
+
+/** The closest of `candidates` to `word`, when it is close enough to be a likely typo. */
+export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined
+  let bestD = Infinity
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase())
+    if (d < bestD) {
+      best = c
+      bestD = d
+    }
+  }
+  return best !== undefined && bestD <= Math.max(1, Math.floor(best.length / 3)) ? best : undefined
+}
 
 function backendOption(): Option {
   return new Option('--backend <backend>', 'firewall backend').choices(['nftables', 'ipset']).default('nftables')
@@ -79,10 +118,18 @@ const FLEET_HELP: Record<keyof typeof FLEET_FLAGS, string> = {
   '--crowdsec-bouncer-key-file <file>': "apply the fleet's bans: file holding this host's bouncer key (else $PORTANOIA_CROWDSEC_BOUNCER_KEY)",
 }
 
+function unknownCommand(word: string, names: readonly string[]): UsageError {
+  const near = didYouMean(word, names)
+  return new UsageError(
+    `unknown command ${JSON.stringify(word)}${near === undefined ? '' : ` (did you mean ${near}?)`}`,
+    `commands: ${names.join(', ')}; run portanoia --help for usage`,
+  )
+}
+
 export function buildProgram(out: (s: string) => void, err: (s: string) => void, onParsed: (p: ParsedCommand) => void): Command {
   const program = new Command('portanoia')
     .description('Tripwire ports for Linux: detect port scans in the kernel, block verified scanners with nftables')
-    .version('0.1.0')
+    .version(VERSION)
     .configureOutput({ writeOut: out, writeErr: err })
     .exitOverride()
     // Root options (the legacy -p/-c/--json) only before a subcommand, so `list --json` is list's.
@@ -100,7 +147,24 @@ Original portanoia form:
     .option('-p, --port <ports>', 'legacy: tripwire TCP port(s), e.g. 1337 or 1337,2222', collect)
     .option('-c, --command <cmd>', 'legacy: command to run for each verified scanner')
     .option('--json', 'legacy: JSON lines output')
-    .action((o: Raw) => {
+    // Words after the root are ours to judge: 'help watch', or a mistyped command.
+    .allowExcessArguments(true)
+    // …and so are unknown options after a mistyped command ('wach --tcp 2222').
+    .allowUnknownOption(true)
+    .action((o: Raw, cmd: Command) => {
+      const words = cmd.args
+      if (words.length > 0) {
+        const names = program.commands.map((c) => c.name())
+        const first = words[0] as string
+        if (first.startsWith('-')) throw new UsageError(`unknown option ${JSON.stringify(first)}`, 'run portanoia --help for usage')
+        if (words[0] === 'help') {
+          const sub = words[1] === undefined ? undefined : program.commands.find((c) => c.name() === words[1])
+          if (words[1] !== undefined && sub === undefined) throw unknownCommand(words[1], names)
+          onParsed({ command: 'help', text: (sub ?? program).helpInformation(), exitCode: 0 })
+          return
+        }
+        throw unknownCommand(first, names)
+      }
       const ports = list(o, 'port')
       const command = str(o, 'command')
       if (ports === undefined) {

@@ -4,6 +4,8 @@
  * legacy `-p/-c` form mapped onto watch, and default tripwire selection against a
  * fake socket table.
  */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { formatDuration, needsShell, parseConfig, parseDuration, resolveWatch, UsageError } from '../../lib/cli/options.js'
 import { parseCommandLine } from '../../lib/cli/program.js'
@@ -147,6 +149,25 @@ describe('other commands', () => {
     expect(parseCommandLine(['selftest'])).toEqual({ command: 'selftest', keep: false })
     expect(() => parseCommandLine(['unblock'])).toThrow(/missing required argument/)
     expect(parseCommandLine(['--help'])).toMatchObject({ command: 'help', exitCode: 0 })
+  })
+
+  it('an unknown command is named as one, with the nearest command when it looks like a typo', () => {
+    expect(() => parseCommandLine(['frobnicate'])).toThrow(/^unknown command "frobnicate"$/)
+    expect(() => parseCommandLine(['wach', '--tcp', '2222'])).toThrow('unknown command "wach" (did you mean watch?)')
+    expect(() => parseCommandLine(['help', 'nope'])).toThrow(/unknown command "nope"/)
+  })
+
+  it('`help COMMAND` prints that command\'s help, `help` the program\'s', () => {
+    const watch = parseCommandLine(['help', 'watch'])
+    expect(watch).toMatchObject({ command: 'help', exitCode: 0 })
+    expect((watch as { text: string }).text).toMatch(/^Usage: portanoia watch /)
+    expect((watch as { text: string }).text).toMatch(/--block-ttl/)
+    expect((parseCommandLine(['help']) as { text: string }).text).toMatch(/^Usage: portanoia \[options\] \[command\]/)
+  })
+
+  it('--version prints the version package.json holds', () => {
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '../../package.json'), 'utf8')) as { version: string }
+    expect(parseCommandLine(['--version'])).toEqual({ command: 'help', text: `${pkg.version}\n`, exitCode: 0 })
   })
 })
 
