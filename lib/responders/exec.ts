@@ -61,6 +61,31 @@ function badCommand(message: string, hint: string): PortanoiaError {
   return new PortanoiaError('PORTANOIA_BAD_COMMAND', message, { hint })
 }
 
+function badOption(message: string, hint: string): PortanoiaError {
+  return new PortanoiaError('PORTANOIA_BAD_OPTION', message, { hint })
+}
+
+// Anything shaped like a token: `{word}` (not a shell's `${word}`) or `[UPPER_WORD]`.
+const TOKEN_LIKE = /(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}|\[([A-Z][A-Z0-9_]*)\]/g
+const TOKEN_HELP = `tokens: ${BRACE_TOKENS.map((t) => `{${t}}`).join(' ')} ${Object.keys(LEGACY_TOKENS).map((t) => `[${t}]`).join(' ')}`
+
+/**
+ * Refuses token-shaped text that is not a token: a mistyped `{scr}` would otherwise
+ * reach the command as the literal text "{scr}" on every block.
+ */
+function checkTokens(text: string): void {
+  for (const m of text.matchAll(TOKEN_LIKE)) {
+    const brace = m[1]
+    const legacy = m[2]
+    if (brace !== undefined && !(BRACE_TOKENS as readonly string[]).includes(brace)) {
+      throw badCommand(`unknown token {${brace}} in command`, TOKEN_HELP)
+    }
+    if (legacy !== undefined && LEGACY_TOKENS[legacy] === undefined) {
+      throw badCommand(`unknown token [${legacy}] in command`, TOKEN_HELP)
+    }
+  }
+}
+
 /**
  * Splits a command line into argv the way a POSIX shell would for plain words and
  * quotes, and nothing more: whitespace separates words, '...' is literal, "..."
@@ -179,9 +204,15 @@ export class ExecResponder extends Notifier {
     const timeoutMs = options.timeoutMs ?? 10_000
     this.#concurrency = options.concurrency ?? 4
     this.#maxQueue = options.maxQueue ?? 1000
-    if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) throw new RangeError('concurrency must be an integer ≥ 1')
-    if (!Number.isInteger(this.#maxQueue) || this.#maxQueue < 0) throw new RangeError('maxQueue must be an integer ≥ 0')
-    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError('timeoutMs must be positive')
+    if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) {
+      throw badOption(`exec concurrency must be an integer ≥ 1, got ${String(this.#concurrency)}`, 'e.g. concurrency: 4')
+    }
+    if (!Number.isInteger(this.#maxQueue) || this.#maxQueue < 0) {
+      throw badOption(`exec maxQueue must be an integer ≥ 0, got ${String(this.#maxQueue)}`, 'e.g. maxQueue: 1000')
+    }
+    if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+      throw badOption(`exec timeoutMs must be a positive number of milliseconds, got ${String(timeoutMs)}`, 'e.g. timeoutMs: 10000')
+    }
     this.#actions = new Set(options.actions ?? ['block'])
     for (const a of this.#actions) {
       if (!(ACTIONS as readonly string[]).includes(a)) throw badCommand(`unknown action ${JSON.stringify(a)}`, `use ${ACTIONS.join(', ')}`)
@@ -191,6 +222,7 @@ export class ExecResponder extends Notifier {
       if (typeof options.command !== 'string' || options.command.trim() === '') {
         throw badCommand('shell mode needs the command as one string', 'pass e.g. "iptables -I INPUT -s [SRC_IP] -j DROP"')
       }
+      checkTokens(options.command)
       this.#shellCommand = options.command
       this.#template = ['/bin/sh', '-c', options.command]
     } else {
@@ -198,6 +230,7 @@ export class ExecResponder extends Notifier {
       const argv = typeof options.command === 'string' ? splitCommand(options.command) : [...options.command]
       if (argv.length === 0 || argv[0] === '') throw badCommand('empty command', 'give the program and its arguments')
       if (argv.some((w) => typeof w !== 'string')) throw badCommand('command words must be strings', 'pass an array of strings')
+      for (const w of argv) checkTokens(w)
       TOKEN_RE.lastIndex = 0
       if (new RegExp(TOKEN_RE.source).test(argv[0] as string)) {
         throw badCommand('the program name cannot contain a token', 'put tokens in the arguments')

@@ -66,6 +66,17 @@ describe('exec responder', () => {
     ]])
   })
 
+  it('refuses token-shaped text that is not a token, at construction, and bad limits with PORTANOIA_BAD_OPTION', () => {
+    const { run } = recorder()
+    for (const command of ['logger {nope}', 'logger [BOGUS]', 'logger --from={scr}', ['logger', 'x[SRC_PORTS]']]) {
+      expect(() => new ExecResponder({ command, run })).toThrow(expect.objectContaining({ code: 'PORTANOIA_BAD_COMMAND', hint: expect.stringMatching(/\{src\}/) }))
+    }
+    expect(() => new ExecResponder({ command: 'echo "[x] ${HOME} {src}"; [ -n "$1" ]', shell: true, run })).not.toThrow()
+    expect(() => new ExecResponder({ command: 'echo {nope}', shell: true, run })).toThrow(/unknown token \{nope\}/)
+    expect(() => new ExecResponder({ command: 'logger {src}', concurrency: 0, run })).toThrow(expect.objectContaining({ code: 'PORTANOIA_BAD_OPTION' }))
+    expect(() => new ExecResponder({ command: 'logger {src}', timeoutMs: -1, run })).toThrow(expect.objectContaining({ code: 'PORTANOIA_BAD_OPTION' }))
+  })
+
   it('never lets a hostile value reach argv', async () => {
     const { run, calls } = recorder()
     const ex = new ExecResponder({ command: ['logger', '{src}', '{dst}', '{proto}', '{dstPort}'], actions: ['block', 'report', 'none'], run })
