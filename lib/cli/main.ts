@@ -156,10 +156,13 @@ async function watch(p: Extract<ParsedCommand, { command: 'watch' }>, io: Io): P
     throw e
   }
   const p0 = plan.policy
-  log(
-    'info',
-    `block ${p0.block}${p0.dryRun ? ' (dry-run)' : ''}, ttl ${formatDuration(p0.blockTtlMs)} verified / ${formatDuration(p0.spoofableTtlMs)} spoofable, backend ${plan.backend}${plan.unused.length > 0 ? `, unused ${portsToString(plan.unused)}` : ''}`,
-  )
+  const unusedNote = plan.unused.length > 0 ? `, unused ${portsToString(plan.unused)}` : ''
+  // Without a firewall backend nothing is blocked, whatever --block says: say what really happens.
+  const mode =
+    plan.backend === 'none'
+      ? `no firewall (--backend none): decisions are reported${plan.exec !== undefined ? ` and the command runs for each ${p0.block} block decision` : ''}, nothing is blocked in the kernel`
+      : `block ${p0.block}${p0.dryRun ? ' (dry-run)' : ''}, ttl ${formatDuration(p0.blockTtlMs)} verified / ${formatDuration(p0.spoofableTtlMs)} spoofable, backend ${plan.backend}`
+  log('info', `${mode}${unusedNote}`)
   const dropped = dropPrivileges(plan)
   if (dropped !== null) log('info', dropped)
   const off = onSignals(() => void daemon.close())
