@@ -226,7 +226,7 @@ async function banTrial(net: BenchNet, o: SectionOptions, load: string, round: n
   try {
     // A fresh table each trial: a source blocked in an earlier trial would not be blocked again.
     await firewall.uninstall()
-    daemon = await Daemon.start({
+    daemon = await Daemon.compose({
       ports: [`${PORT}/tcp`],
       interface: net.sensorIf,
       netns: net.sensorNs,

@@ -9,12 +9,12 @@
  * nobody once the capture socket, ring and listeners are open: they stay usable,
  * and /proc/net, read by the guard refresh, is world-readable.
  */
-import type { WatchPlan } from './options.js'
+import type { DaemonConfig } from '../daemon/config.js'
 
 const NOBODY = 65534
 
 /** Drops to nobody when nothing later needs root; returns what was done, or null. */
-export function dropPrivileges(plan: WatchPlan): string | null {
+export function dropPrivileges(plan: DaemonConfig): string | null {
   if (process.getuid?.() !== 0 || process.setuid === undefined || process.setgid === undefined) return null
   const needsRoot = (plan.backend !== 'none' && !plan.dryRun) || plan.exec !== undefined || plan.unused.length > 0 || plan.netns !== undefined
   if (needsRoot) return null

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
 import { PACKAGE_ROOT } from '../binding.js'
 import { type CrowdsecConfig, FLEET_FLAGS } from '../fleet/config.js'
-import type { Backend, WatchInput } from './options.js'
+import { type Backend, type ConfigInput as WatchInput, didYouMean } from '../daemon/config.js'
 import { UsageError } from './options.js'
 
 export type ParsedCommand =
@@ -30,34 +30,6 @@ export const VERSION: string = (() => {
   return typeof v === 'string' ? v : 'unknown'
 })()
 
-/** Levenshtein distance, for "did you mean" on short words (commands, flags, config keys). */
-export function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    let diag = row[0] as number
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const up = row[j] as number
-      row[j] = Math.min(up + 1, (row[j - 1] as number) + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1))
-      diag = up
-    }
-  }
-  return row[b.length] as number
-}
-
-/** The closest of `candidates` to `word`, when it is close enough to be a likely typo. */
-export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined
-  let bestD = Infinity
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase())
-    if (d < bestD) {
-      best = c
-      bestD = d
-    }
-  }
-  return best !== undefined && bestD <= Math.max(1, Math.floor(best.length / 3)) ? best : undefined
-}
 
 function backendOption(): Option {
   return new Option('--backend <backend>', 'firewall backend').choices(['nftables', 'ipset']).default('nftables')
@@ -87,7 +59,7 @@ function watchInput(o: Raw): WatchInput {
     if (v !== undefined) input[k] = v
   }
   for (const k of [
-    'interface', 'netns', 'block', 'blockTtl', 'spoofableTtl', 'maxBlocksPerMinute', 'maxActiveBlocks',
+    'interface', 'netns', 'block', 'blockTtl', 'allowFile', 'spoofableTtl', 'maxBlocksPerMinute', 'maxActiveBlocks',
     'threshold', 'window', 'backend', 'exec', 'webhook', 'statsInterval',
   ] as const) {
     const v = str(o, k)
@@ -190,13 +162,14 @@ Original portanoia form:
     .option('--sctp <ports>', 'SCTP tripwires (repeatable)', collect)
     .option('--unused <ranges>', 'every port of the range no local socket uses, kept in sync: 1-1023, 1-1023/udp (repeatable)', collect)
     .option('-i, --interface <if>', "capture interface (default: 'any')")
-    .option('--config <file>', 'JSON config file (flags override its fields)')
+    .option('--config <file>', 'config file: JSON, comments allowed; flags override its fields (default /etc/portanoia/portanoia.json when it exists)')
     .addOption(new Option('--block <mode>', 'block verified sources, all (incl. spoofable, capped), or off (default verified)'))
     .option('--block-ttl <duration>', 'block lifetime for verified sources (default 1h)')
     .option('--spoofable-ttl <duration>', 'block lifetime for spoofable sources (default 5m)')
     .option('--max-blocks-per-minute <n>', 'new spoofable blocks per minute before report-only (default 60)')
     .option('--max-active-blocks <n>', 'spoofable blocks active at once (default 1000)')
     .option('--allow <cidr>', 'never block this network (repeatable)', collect)
+    .option('--allow-file <file>', 'never block the networks in this file: one address or CIDR a line, # comments')
     .option('--threshold <n>', 'completed handshakes per window before a block (default 1)')
     .option('--window <duration>', 'aggregation window per source (default 60s)')
     .option('--backend <backend>', 'nftables, ipset or none (default nftables)')

@@ -7,7 +7,7 @@
  */
 import pc from 'picocolors'
 import type { DecisionEvent, ErrorEvent, FleetDecisionEvent, FleetEvent, HitEvent, PortanoiaEvent, StatsEvent } from '../daemon/events.js'
-import { formatDuration } from './options.js'
+import { formatDuration } from '../daemon/config.js'
 
 export interface Colors {
   red(s: string): string

@@ -230,7 +230,7 @@ export async function runSelftest(options: SelftestOptions): Promise<number> {
     await g.sensor.exec('ip', ['route', 'add', 'default', 'via', g.peer.ipv4])
     await g.sensor.exec('ip', ['-6', 'route', 'add', 'default', 'via', g.peer.ipv6])
     const events: PortanoiaEvent[] = []
-    daemon = await Daemon.start({
+    daemon = await Daemon.compose({
       ports: [`${TCP_PORT}/tcp`, `${UDP_PORT}/udp`, `${SCTP_PORT}/sctp`],
       netns: net.sensorNs,
       firewall: new NftablesResponder({ run: netnsRun(net.sensorNs) }),

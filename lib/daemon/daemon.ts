@@ -34,6 +34,8 @@ import {
   statsEvent,
 } from './events.js'
 import { type Fleet, type ResolvedFleet, startFleet } from '../fleet/index.js'
+import { type StartOptions, startDaemon } from './assemble.js'
+import { type ConfigInput, resolveConfig } from './config.js'
 import { EventQueue } from './event-queue.js'
 import { FirewallBatcher, type FirewallBatcherStats } from './firewall-batcher.js'
 import { type HostView, localHostView, netnsHostView } from './host-view.js'
@@ -47,6 +49,10 @@ import type { BlockRequest, Responder, ResponderResult } from '../responders/typ
 import { open, type Sensor, type SensorOptions } from '../sensor.js'
 import type { PortRange, PortSpec } from '../types.js'
 
+/**
+ * The parts the daemon is composed of (startDaemon builds them from a config).
+ * @internal
+ */
 export interface DaemonOptions {
   /** Tripwires, as open() takes them. At least one of `ports` / `unused` is needed. */
   ports?: readonly PortSpec[]
@@ -112,6 +118,8 @@ export interface DaemonOptions {
   fleet?: ResolvedFleet
   /** Prometheus metrics to feed (lib/daemon/metrics.ts); serving them is the caller's. */
   metrics?: Metrics
+  /** Called once at the very end of close() (the assembly closes the metrics endpoint here). */
+  onClosed?: () => Promise<void>
 }
 
 export interface DaemonStats {
@@ -140,9 +148,11 @@ async function safely<T>(fn: () => Promise<T>): Promise<T> {
 const IDLE_FIREWALL_STATS: FirewallBatcherStats = Object.freeze({ requested: 0, batches: 0, applied: 0, failed: 0 })
 
 export class Daemon implements AsyncIterable<PortanoiaEvent> {
-  readonly engine: PolicyEngine
-  readonly sensor: Sensor
-  readonly host: HostView
+  // TypeScript-private (not #private) so the pipeline's parts stay off the public
+  // types while the daemon's own methods keep their short names.
+  private readonly engine: PolicyEngine
+  private readonly sensor: Sensor
+  private readonly host: HostView
   readonly #opts: DaemonOptions
   readonly #firewall: Responder | null
   readonly #notifiers: readonly Responder[]
@@ -218,11 +228,23 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   }
 
   /**
-   * Validates every option, reads the host, opens the sensor, then sets up the
-   * firewall (adopting existing blocks; those that are now guarded are removed) and
-   * starts the pipeline. A failure at any step undoes the earlier ones and throws.
+   * Builds and starts the whole daemon from one configuration object, the shape
+   * the config file holds (`{ tcp: [2222], block: 'verified', blockTtl: '1h' }`):
+   * validated in full (PORTANOIA_BAD_CONFIG names the field) before anything is
+   * touched, every default applied, the same pipeline `portanoia watch` runs.
    */
-  static async start(options: DaemonOptions): Promise<Daemon> {
+  static async start(config: ConfigInput, options: StartOptions = {}): Promise<Daemon> {
+    return await startDaemon(resolveConfig(config), options)
+  }
+
+  /**
+   * Composes the pipeline from parts already built (responders, host view, sensor
+   * overrides): validates every option, reads the host, opens the sensor, then sets
+   * up the firewall (adopting existing blocks; those that are now guarded are
+   * removed) and starts. A failure at any step undoes the earlier ones and throws.
+   * @internal
+   */
+  static async compose(options: DaemonOptions): Promise<Daemon> {
     // 1. Validation: nothing below runs unless every option is good.
     const policy = resolvePolicyConfig(options.policy)
     const explicit = options.ports !== undefined && options.ports.length > 0 ? parsePorts(options.ports) : []
@@ -380,6 +402,11 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   /** Resolves when the daemon has stopped: undefined after close(), the error when capture failed. */
   get done(): Promise<Error | undefined> {
     return this.#done
+  }
+
+  /** The tripwires in force (with `unused`, they follow the socket table). */
+  get ports(): readonly PortRange[] {
+    return this.sensor.ports
   }
 
   stats(): DaemonStats {
@@ -618,6 +645,11 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       }
     }
     this.#events.end()
+    try {
+      await this.#opts.onClosed?.()
+    } catch (err) {
+      this.#opts.onLog?.('warn', `closing: ${(err as Error).message ?? String(err)}`)
+    }
     this.#resolveDone(this.#failure)
   }
 }

@@ -47,7 +47,7 @@ async function startDaemon(n: TestNet, options: Partial<DaemonOptions> & { dryRu
   const logs: string[] = []
   const scripts: string[] = []
   const { dryRunFirewall, ...rest } = options
-  const daemon = await Daemon.start({
+  const daemon = await Daemon.compose({
     ports: [`${TRIPWIRE}/tcp`, '5353/udp'],
     netns: n.sensorNs,
     firewall: new NftablesResponder({ run: netnsRun(n.sensorNs), dryRun: dryRunFirewall === true }),

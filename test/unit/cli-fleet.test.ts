@@ -12,7 +12,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { parseConfig, parseMetricsListen, resolveWatch, UsageError } from '../../lib/cli/options.js'
+import { resolveWatch } from '../../lib/cli/options.js'
+import { parseConfig, parseMetricsListen } from '../../lib/daemon/config.js'
 import { parseCommandLine } from '../../lib/cli/program.js'
 import { renderEvent } from '../../lib/cli/render.js'
 import { eventSchema, parseEventLine } from '../../lib/daemon/events.js'
@@ -70,15 +71,15 @@ describe('--crowdsec-* flags and the crowdsec config section', () => {
     ]
     for (const [flags, config, re] of cases) {
       const input = watchInputOf(['watch', '--tcp', '2222', ...flags])
-      const cfg = config === undefined ? {} : parseConfig(JSON.stringify(config), 'c.json')
-      expect(() => resolveWatch(input, cfg, 'config'), flags.join(' ')).toThrow(re)
+      const cfg = config === undefined ? undefined : parseConfig(JSON.stringify(config), 'c.json')
+      expect(() => resolveWatch(input, cfg), flags.join(' ')).toThrow(re)
     }
-    expect(() => parseConfig(JSON.stringify({ crowdsec: { url: 'nope' } }), 'c.json')).toThrow(/config c\.json: field crowdsec\.url: /)
+    expect(() => parseConfig(JSON.stringify({ crowdsec: { url: 'nope' } }), 'c.json')).toThrow(/^c\.json:1:20: field crowdsec\.url: /)
     expect(() => parseConfig(JSON.stringify({ crowdsec: { url: 'http://198.18.0.9:8080', pullIntervalMs: 10 } }), 'c.json')).toThrow(
-      /config c\.json: field crowdsec\.pullIntervalMs/,
+      /^c\.json:1:\d+: field crowdsec\.pullIntervalMs/,
     )
     expect(() => parseConfig(JSON.stringify({ crowdsec: { url: 'http://198.18.0.9:8080', password: 'x' } }), 'c.json')).toThrow(
-      /unknown field "password"/,
+      /unknown field "crowdsec\.password" \(did you mean "passwordFile"\?\)/,
     )
   })
 
@@ -116,7 +117,7 @@ describe('--metrics', () => {
     expect(parseMetricsListen('0.0.0.0:9464')).toEqual({ host: '0.0.0.0', port: 9464 })
     expect(parseMetricsListen('localhost:0')).toEqual({ host: 'localhost', port: 0 })
     for (const bad of ['9464', '127.0.0.1', '127.0.0.1:70000', '[nope]:9464', 'a b:1', '::1:9464']) {
-      expect(() => parseMetricsListen(bad), bad).toThrow(UsageError)
+      expect(() => parseMetricsListen(bad), bad).toThrow(expect.objectContaining({ code: 'PORTANOIA_BAD_CONFIG' }))
     }
     expect(() => parseMetricsListen('9464')).toThrow(/bare port/)
   })
@@ -125,8 +126,8 @@ describe('--metrics', () => {
     expect(resolveWatch(watchInputOf(['watch', '--tcp', '2222', '--metrics', ':9464'])).metrics).toEqual({ host: '127.0.0.1', port: 9464 })
     const config = parseConfig(JSON.stringify({ metrics: '[::1]:9100' }), 'c.json')
     expect(resolveWatch(watchInputOf(['watch', '--tcp', '2222']), config).metrics).toEqual({ host: '::1', port: 9100 })
-    expect(() => resolveWatch(watchInputOf(['watch', '--tcp', '2222']), parseConfig('{"metrics":"9100"}', 'c.json'), 'config c.json')).toThrow(
-      /^config c\.json field metrics: /,
+    expect(() => resolveWatch(watchInputOf(['watch', '--tcp', '2222']), parseConfig('{"metrics":"9100"}', 'c.json'))).toThrow(
+      /^c\.json:1:2 \(field metrics\): /,
     )
     expect(resolveWatch(watchInputOf(['watch', '--tcp', '2222'])).metrics).toBeUndefined()
   })

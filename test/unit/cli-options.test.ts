@@ -7,7 +7,8 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { formatDuration, needsShell, parseConfig, parseDuration, resolveWatch, UsageError } from '../../lib/cli/options.js'
+import { resolveWatch, UsageError } from '../../lib/cli/options.js'
+import { formatDuration, needsShell, parseAllowList, parseConfig, parseDuration, resolveConfig } from '../../lib/daemon/config.js'
 import { parseCommandLine } from '../../lib/cli/program.js'
 import { parsePorts } from '../../lib/bpf/ports.js'
 import { DEFAULT_TRIPWIRES, listeningPorts, unusedTripwires, withoutListening } from '../../lib/listening.js'
@@ -28,7 +29,7 @@ describe('durations', () => {
     expect(parseDuration('1h30m')).toBe(5_400_000)
   })
   it('refuses bare numbers and unknown units', () => {
-    for (const bad of ['5x', '60', '', 'h', '1.5h', '-1m', '1 h']) expect(() => parseDuration(bad), bad).toThrow(UsageError)
+    for (const bad of ['5x', '60', '', 'h', '1.5h', '-1m', '1 h']) expect(() => parseDuration(bad), bad).toThrow(expect.objectContaining({ code: 'PORTANOIA_BAD_CONFIG', message: expect.stringMatching(/is not a duration/) }))
   })
   it('formats back', () => {
     expect(formatDuration(3_600_000)).toBe('1h')
@@ -92,7 +93,7 @@ describe('watch flags', () => {
 describe('config file', () => {
   it('holds what the flags hold; flags override field by field', () => {
     const config = parseConfig(JSON.stringify({ tcp: [2222, '2323'], udp: '5353', block: 'all', blockTtl: '2h', allow: ['10.0.0.0/8'], json: true }), 'c.json')
-    const plan = resolveWatch(watchOf(['watch', '--block-ttl', '3h', '--allow', '192.0.2.0/24']).input, config, 'config c.json')
+    const plan = resolveWatch(watchOf(['watch', '--block-ttl', '3h', '--allow', '192.0.2.0/24']).input, config)
     expect(plan.ports).toEqual(parsePorts(['2222/tcp', '2323/tcp', '5353/udp']))
     expect(plan.policy.block).toBe('all')
     expect(plan.policy.blockTtlMs).toBe(10_800_000)
@@ -100,17 +101,45 @@ describe('config file', () => {
     expect(plan.json).toBe(true)
   })
 
-  it('names the field and what is wrong', () => {
-    expect(() => parseConfig('{"blokTtl": "1h"}', 'c.json')).toThrow(/config c.json: unknown field "blokTtl"/)
-    expect(() => parseConfig('{"block": "maybe"}', 'c.json')).toThrow(/config c.json: field block: /)
-    expect(() => parseConfig('{"maxActiveBlocks": 0}', 'c.json')).toThrow(/field maxActiveBlocks: /)
-    expect(() => parseConfig('{"tcp": true}', 'c.json')).toThrow(/field tcp: /)
-    expect(() => parseConfig('[1]', 'c.json')).toThrow(/config c.json: /)
-    expect(() => parseConfig('{', 'c.json')).toThrow(/not valid JSON/)
-    const bad = parseConfig('{"blockTtl": "5x"}', 'c.json')
-    expect(() => resolveWatch({}, bad, 'config c.json')).toThrow(/config c.json field blockTtl: "5x" is not a duration/)
+  it('takes comments and trailing commas', () => {
+    const text = [
+      '// tripwires for the web tier',
+      '{',
+      '  "tcp": [2222, 3389], /* RDP too */',
+      '  "block": "all",',
+      '}',
+    ].join('\n')
+    expect(resolveWatch({}, parseConfig(text, 'c.json')).ports).toEqual(parsePorts(['2222/tcp', '3389/tcp']))
+  })
+
+  it('says file:line:column and what is wrong, with the nearest field for a misspelt one', () => {
+    expect(() => parseConfig('{"blokTtl": "1h"}', 'c.json')).toThrow('c.json:1:2: unknown field "blokTtl" (did you mean "blockTtl"?)')
+    expect(() => parseConfig('{\n  "tcp": [2222],\n  "frobnicate": 1\n}', 'c.json')).toThrow(/^c\.json:3:3: unknown field "frobnicate"$/)
+    expect(() => parseConfig('{"block": "maybe"}', 'c.json')).toThrow(/^c\.json:1:11: field block: /)
+    expect(() => parseConfig('{\n"maxActiveBlocks": 0}', 'c.json')).toThrow(/^c\.json:2:20: field maxActiveBlocks: /)
+    expect(() => parseConfig('{"tcp": true}', 'c.json')).toThrow(/^c\.json:1:9: field tcp: /)
+    expect(() => parseConfig('[1]', 'c.json')).toThrow(/^c\.json:1:1: the config file must hold one JSON object/)
+    expect(() => parseConfig('{\n  "tcp": [2222]\n  "udp": [53]\n}', 'c.json')).toThrow(/^c\.json:3:3: comma expected/)
+    expect(() => parseConfig('{', 'c.json')).toThrow(/^c\.json:1:2: /)
+    const bad = parseConfig('{\n  "blockTtl": "5x"}', 'c.json')
+    expect(() => resolveWatch({}, bad)).toThrow('c.json:2:3 (field blockTtl): "5x" is not a duration')
     const badAllow = parseConfig('{"allow": ["300.1.1.1/8"]}', 'c.json')
-    expect(() => resolveWatch({}, badAllow, 'config c.json')).toThrow(/config c.json field allow/)
+    expect(() => resolveWatch({}, badAllow)).toThrow(/^c\.json:1:2 \(field allow\) "300\.1\.1\.1\/8"/)
+    // Flags win, so a flag's value is named as the flag even when the file has the field.
+    expect(() => resolveWatch(watchOf(['watch', '--block-ttl', '7x']).input, bad)).toThrow(/^--block-ttl: "7x"/)
+  })
+
+  it('an embedding service passes the same shape, errors name the field', () => {
+    const config = resolveConfig({ tcp: [2222], udp: '5353', block: 'all', spoofableTtl: '2m' })
+    expect(config.ports).toEqual(parsePorts(['2222/tcp', '5353/udp']))
+    expect(config.policy).toMatchObject({ block: 'all', spoofableTtlMs: 120_000, blockTtlMs: 3_600_000 })
+    expect(config.backend).toBe('nftables')
+    expect(() => resolveConfig({ blockTtl: 'soon' })).toThrow(expect.objectContaining({ code: 'PORTANOIA_BAD_CONFIG', message: 'field blockTtl: "soon" is not a duration' }))
+  })
+
+  it('an allow file: one address or CIDR a line, # comments; a bad line is named file:line', () => {
+    expect(parseAllowList('# admins\n192.0.2.7\n\n2001:db8::/32  # v6 office\n', 'allow.txt')).toEqual(['192.0.2.7', '2001:db8::/32'])
+    expect(() => parseAllowList('192.0.2.7\n10.0.0.0/33\n', 'allow.txt')).toThrow(/^allow\.txt:2: /)
   })
 })
 

@@ -55,7 +55,7 @@ async function startDaemon(options: Omit<DaemonOptions, 'sensor' | 'host'> & { l
   const host = fakeHost(options.listening ?? {})
   const events: PortanoiaEvent[] = []
   const logs: string[] = []
-  const daemon = await Daemon.start({
+  const daemon = await Daemon.compose({
     statsIntervalMs: 0,
     ...options,
     host,
@@ -106,7 +106,7 @@ describe('per-port listeners', () => {
       listening: { tcp: [3001] },
       firewall: fw,
     })
-    expect(daemon.sensor.ports).toEqual([
+    expect(daemon.ports).toEqual([
       { proto: 'tcp', from: 2222, to: 2222 },
       { proto: 'tcp', from: 3000, to: 3000 },
       { proto: 'tcp', from: 3002, to: 3003 },
@@ -117,7 +117,7 @@ describe('per-port listeners', () => {
     // A service takes 3002: the tripwire set shrinks, the explicit listener stays.
     host.listeningNow = { ...host.listeningNow, tcp: new Set([3001, 3002, 2222]) }
     await daemon.syncPorts()
-    expect(daemon.sensor.ports.some((r) => r.proto === 'tcp' && r.from <= 3002 && r.to >= 3002)).toBe(false)
+    expect(daemon.ports.some((r) => r.proto === 'tcp' && r.from <= 3002 && r.to >= 3002)).toBe(false)
     expect(capture.listenerPorts()).toEqual([2222])
 
     // The listener completed a handshake: a verified connect, blocked.
@@ -143,7 +143,7 @@ describe('per-port listeners', () => {
     host.listeningNow = { ...host.listeningNow, tcp: new Set([3002]) }
     await Promise.all([first, daemon.syncPorts()])
     expect(reads).toBe(2)
-    expect(daemon.sensor.ports).toEqual([
+    expect(daemon.ports).toEqual([
       { proto: 'tcp', from: 3000, to: 3001 },
       { proto: 'tcp', from: 3003, to: 3003 },
     ])

@@ -1,0 +1,545 @@
+/**
+ * The daemon's one configuration: the shape the config file holds (ConfigInput,
+ * camelCase names of the CLI flags), its validation into a DaemonConfig with every
+ * default applied (resolveConfig), and the config file reader (JSON with comments
+ * and trailing commas; errors say file:line:column and suggest the nearest field for
+ * a misspelt one). The CLI merges flags over the file and calls the same
+ * resolveConfig an embedding service calls with a plain object, so both run the same
+ * checks: durations ('90s', '5m', '1h'), port lists, CIDRs, the webhook URL, the
+ * metrics endpoint, TTLs against the backend's limit, the fleet section. The result
+ * holds secret *file names* only (resolveFleetConfig reads the secrets later, never
+ * printing them). Pure apart from reading files in readConfig and readAllowFile.
+ * Every error is a PortanoiaError (PORTANOIA_BAD_CONFIG) naming where the value came
+ * from — a flag, a file position, or a field.
+ */
+import { readFile } from 'node:fs/promises'
+import { findNodeAtLocation, type Node as JsonNode, type ParseError, parseTree, getNodeValue, printParseErrorCode } from 'jsonc-parser'
+import { z } from 'zod'
+import { parsePorts } from '../bpf/ports.js'
+import { isPortanoiaError, PortanoiaError } from '../errors.js'
+import { type CrowdsecConfig, fleetConfigSchema } from '../fleet/config.js'
+import { type BlockMode, type PolicyConfig, resolvePolicyConfig } from '../policy/config.js'
+import { normalizeAddress, parseCidr } from '../policy/addr.js'
+import { IPSET_MAX_TIMEOUT_S } from '../responders/ipset.js'
+import type { PortRange, Proto } from '../types.js'
+import type { MetricsListen } from './metrics.js'
+
+/** Where the daemon looks for its config file when none is named. */
+export const DEFAULT_CONFIG_FILE = '/etc/portanoia/portanoia.json'
+
+function bad(message: string, hint?: string): PortanoiaError {
+  return new PortanoiaError('PORTANOIA_BAD_CONFIG', message, hint === undefined ? {} : { hint })
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/**
+ * '90s', '5m', '1h', '2d', '500ms', '1h30m' → milliseconds. A bare number is
+ * refused: '60' could mean seconds or minutes, and a block TTL is not worth a guess.
+ */
+export function parseDuration(text: string): number {
+  const s = text.trim()
+  if (!/^(\d+(ms|s|m|h|d))+$/.test(s)) {
+    throw bad(`${JSON.stringify(text)} is not a duration`, 'write a number and a unit: 500ms, 90s, 5m, 1h, 2d (or combined: 1h30m)')
+  }
+  let total = 0
+  for (const m of s.matchAll(/(\d+)(ms|s|m|h|d)/g)) total += Number(m[1]) * (UNITS[m[2] as string] as number)
+  if (!Number.isSafeInteger(total)) throw bad(`${JSON.stringify(text)} is too long a duration`)
+  return total
+}
+
+/** Milliseconds back to the shortest exact text ('1h', '90s', '1h30m'). */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return '0s'
+  let left = ms
+  let out = ''
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000], ['ms', 1]] as const) {
+    if (left >= size) {
+      out += `${Math.floor(left / size)}${unit}`
+      left %= size
+    }
+  }
+  return out
+}
+
+export type Backend = 'nftables' | 'ipset' | 'none'
+
+export type { MetricsListen }
+
+// ---------------------------------------------------------------- the input shape
+
+const portValues = z.union([z.string(), z.number().int(), z.array(z.union([z.number(), z.string()]))])
+const duration = z.string().describe('a duration like 90s, 5m, 1h')
+const positiveInt = z.number().int().min(1)
+
+/** The config file, and what an embedding service passes: the flags' names in camelCase. */
+export const configSchema = z.strictObject({
+  tcp: portValues.optional(),
+  udp: portValues.optional(),
+  sctp: portValues.optional(),
+  unused: z.union([z.string(), z.array(z.string())]).optional(),
+  interface: z.string().min(1).optional(),
+  netns: z.string().min(1).optional(),
+  block: z.enum(['verified', 'all', 'off']).optional(),
+  blockTtl: duration.optional(),
+  spoofableTtl: duration.optional(),
+  maxBlocksPerMinute: z.union([positiveInt, z.string()]).optional(),
+  maxActiveBlocks: z.union([positiveInt, z.string()]).optional(),
+  allow: z.union([z.string(), z.array(z.string())]).optional(),
+  allowFile: z.string().min(1).describe('a file with one address or CIDR a line').optional(),
+  threshold: z.union([positiveInt, z.string()]).optional(),
+  window: duration.optional(),
+  backend: z.enum(['nftables', 'ipset', 'none']).optional(),
+  exec: z.string().min(1).optional(),
+  webhook: z.string().min(1).optional(),
+  json: z.boolean().optional(),
+  dryRun: z.boolean().optional(),
+  hits: z.boolean().optional(),
+  forward: z.boolean().optional(),
+  statsInterval: duration.optional(),
+  metrics: z.string().min(1).describe('HOST:PORT, e.g. 127.0.0.1:9464').optional(),
+  ...fleetConfigSchema.shape,
+})
+
+/** Everything a flag or config field can set (undefined: not given). */
+export interface ConfigInput {
+  tcp?: string | number | ReadonlyArray<string | number>
+  udp?: string | number | ReadonlyArray<string | number>
+  sctp?: string | number | ReadonlyArray<string | number>
+  unused?: string | readonly string[]
+  interface?: string
+  netns?: string
+  block?: string
+  blockTtl?: string
+  spoofableTtl?: string
+  maxBlocksPerMinute?: string | number
+  maxActiveBlocks?: string | number
+  allow?: string | readonly string[]
+  /** A file with one address or CIDR a line (`#` comments); read by readAllowFile. */
+  allowFile?: string
+  threshold?: string | number
+  window?: string
+  backend?: string
+  exec?: string
+  /** The original portanoia's `-c`: may use shell syntax (CLI only, not a config field). */
+  command?: string
+  webhook?: string
+  json?: boolean
+  dryRun?: boolean
+  hits?: boolean
+  forward?: boolean
+  statsInterval?: string
+  /** Fleet mode: file names of the secrets, never the secrets. */
+  crowdsec?: Partial<CrowdsecConfig>
+  /** Prometheus endpoint, HOST:PORT. */
+  metrics?: string
+}
+
+/** A validated configuration, every default applied: what the daemon is built from. */
+export interface DaemonConfig {
+  /** Explicit tripwires; empty with `useDefaults`. */
+  ports: PortRange[]
+  unused: PortRange[]
+  /** No port was given: the default set minus ports in use. */
+  useDefaults: boolean
+  interface?: string
+  netns?: string
+  policy: PolicyConfig
+  /** `allow` entries, then those of `allowFile` (once read). */
+  allow: string[]
+  allowFile?: string
+  backend: Backend
+  forward: boolean
+  exec?: { command: string; shell: boolean }
+  webhook?: string
+  /** undefined: decide by whether stdout is a terminal. */
+  json?: boolean
+  dryRun: boolean
+  hits: boolean
+  statsIntervalMs: number
+  crowdsec?: CrowdsecConfig
+  metrics?: MetricsListen
+}
+
+// ---------------------------------------------------------------- config file
+
+/** Line and column (both from 1) of a character offset. */
+function position(text: string, offset: number): { line: number; column: number } {
+  let line = 1
+  let lineStart = 0
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++
+      lineStart = i + 1
+    }
+  }
+  return { line, column: offset - lineStart + 1 }
+}
+
+/** Levenshtein distance, for "did you mean" on short words. */
+export function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    let diag = row[0] as number
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const up = row[j] as number
+      row[j] = Math.min(up + 1, (row[j - 1] as number) + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1))
+      diag = up
+    }
+  }
+  return row[b.length] as number
+}
+
+/** The closest of `candidates` to `word`, when it is close enough to be a likely typo. */
+export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined
+  let bestD = Infinity
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase())
+    if (d < bestD) {
+      best = c
+      bestD = d
+    }
+  }
+  return best !== undefined && bestD <= Math.max(1, Math.floor(best.length / 3)) ? best : undefined
+}
+
+const CROWDSEC_KEYS = Object.keys(fleetConfigSchema.shape.crowdsec.unwrap().shape)
+
+/** A parsed config file: its input, and where each top-level field stands (`file:line:col`). */
+export interface ConfigFile {
+  input: ConfigInput
+  /** 'portanoia.json:3:5' for a field, for messages about its value. */
+  where(field: string): string
+}
+
+/**
+ * Parses and validates config text (JSON; comments and trailing commas allowed).
+ * Syntax errors and schema errors say file:line:column; an unknown field gets the
+ * nearest known one as a suggestion.
+ */
+export function parseConfig(text: string, file: string): ConfigFile {
+  const errors: ParseError[] = []
+  const tree = parseTree(text, errors, { allowTrailingComma: true, disallowComments: false })
+  const at = (offset: number): string => {
+    const p = position(text, offset)
+    return `${file}:${p.line}:${p.column}`
+  }
+  if (errors.length > 0) {
+    const e = errors[0] as ParseError
+    const what = printParseErrorCode(e.error).replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase()
+    throw bad(`${at(e.offset)}: ${what}`, 'the config file is one JSON object (comments and trailing commas allowed), e.g. {"tcp": [2222], "block": "verified"}')
+  }
+  if (tree === undefined || tree.type !== 'object') {
+    throw bad(`${at(tree?.offset ?? 0)}: the config file must hold one JSON object`, 'e.g. {"tcp": [2222], "block": "verified"}')
+  }
+  const doc: unknown = getNodeValue(tree)
+  const nodeAt = (path: ReadonlyArray<string | number>): JsonNode | undefined => findNodeAtLocation(tree, [...path])
+  const keyAt = (path: ReadonlyArray<string | number>): number => {
+    // The property's key, not its value: where an operator looks for a field name.
+    const n = nodeAt(path)
+    return n?.parent?.type === 'property' ? n.parent.offset : (n?.offset ?? tree.offset)
+  }
+  const r = configSchema.safeParse(doc)
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => {
+      const path = i.path.map((p) => (typeof p === 'symbol' ? String(p) : p))
+      if (i.code === 'unrecognized_keys') {
+        const inCrowdsec = path[0] === 'crowdsec'
+        const known = inCrowdsec ? CROWDSEC_KEYS : Object.keys(configSchema.shape)
+        return i.keys
+          .map((k) => {
+            const near = didYouMean(k, known)
+            const name = inCrowdsec ? `crowdsec.${k}` : k
+            return `${at(keyAt([...path, k]))}: unknown field ${JSON.stringify(name)}${near === undefined ? '' : ` (did you mean ${JSON.stringify(near)}?)`}`
+          })
+          .join('; ')
+      }
+      const n = nodeAt(path)
+      return `${at(n?.offset ?? keyAt(path))}: field ${path.map(String).join('.')}: ${i.message}`
+    })
+    throw bad(lines.join('; '), `fields: ${Object.keys(configSchema.shape).join(', ')}`)
+  }
+  const input: ConfigInput = {}
+  for (const [k, v] of Object.entries(r.data)) if (v !== undefined) (input as Record<string, unknown>)[k] = v
+  return { input, where: (field) => `${at(keyAt(field.split('.')))} (field ${field})` }
+}
+
+/** Reads and parses a config file. */
+export async function readConfig(file: string): Promise<ConfigFile> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e)
+    throw bad(`config ${file}: cannot read it (${code})`, code === 'ENOENT' ? 'check the path, or leave --config out to use the defaults' : 'check its permissions')
+  }
+  return parseConfig(text, file)
+}
+
+/**
+ * Reads an allowlist file: one address or CIDR a line, `#` starts a comment, blank
+ * lines are skipped. Every entry is checked; an error names file:line.
+ */
+export async function readAllowFile(file: string): Promise<string[]> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (e) {
+    throw bad(`allow file ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`, 'check the path and its permissions')
+  }
+  return parseAllowList(text, file)
+}
+
+export function parseAllowList(text: string, file: string): string[] {
+  const out: string[] = []
+  const lines = text.split('\n')
+  for (let i = 0; i < lines.length; i++) {
+    const entry = (lines[i] as string).replace(/#.*$/, '').trim()
+    if (entry === '') continue
+    try {
+      parseCidr(entry)
+    } catch (e) {
+      throw bad(`${file}:${i + 1}: ${isPortanoiaError(e) ? e.message : String(e)}`, 'one address or CIDR a line, e.g. 192.0.2.0/24 or 2001:db8::7; # starts a comment')
+    }
+    out.push(entry)
+  }
+  return out
+}
+
+// ------------------------------------------------------------------ resolving
+
+/**
+ * Says where a field's value came from, for messages: '--block-ttl',
+ * 'portanoia.json:3:5 (field blockTtl)'. Fields of the crowdsec section come as
+ * 'crowdsec.url'.
+ */
+export type FieldNamer = (field: string) => string
+
+/** The crowdsec section on its own (the config schema wraps it in `optional`). */
+const crowdsecSchema = fleetConfigSchema.shape.crowdsec.unwrap()
+
+/**
+ * `127.0.0.1:9464`, `[::1]:9464`, `0.0.0.0:9464`, or `:9464` (loopback). A bare
+ * port is refused: whether it means loopback or every interface is exactly the
+ * question an operator should answer in writing. Port 0 picks a free port.
+ */
+export function parseMetricsListen(text: string, where = 'metrics'): MetricsListen {
+  const fail = (why: string): PortanoiaError =>
+    bad(`${where}: ${JSON.stringify(text)} ${why}`, 'write HOST:PORT: 127.0.0.1:9464, [::1]:9464, or :9464 for loopback')
+  const s = text.trim()
+  if (/^\d+$/.test(s)) throw fail('is a bare port: which address should it listen on?')
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(s)
+  if (m === null) throw fail('is not HOST:PORT')
+  const port = Number(m[3])
+  if (port > 65535) throw fail('has a port above 65535')
+  if (m[1] !== undefined) {
+    if (normalizeAddress(m[1])?.includes(':') !== true) throw fail('does not hold an IPv6 address in brackets')
+    return { host: m[1], port }
+  }
+  const host = m[2] === '' || m[2] === undefined ? '127.0.0.1' : m[2]
+  if (!/^[A-Za-z0-9.-]{1,253}$/.test(host)) throw fail('does not start with a host name or IPv4 address')
+  return { host, port }
+}
+
+function resolveCrowdsec(value: Partial<CrowdsecConfig> | undefined, name: (key: string) => string): CrowdsecConfig | undefined {
+  if (value === undefined) return undefined
+  if (value.url === undefined) {
+    const given = Object.keys(value).map(name).join(', ')
+    throw bad(`${given}: fleet mode needs the Local API's URL`, 'add --crowdsec-url (or crowdsec.url in the config), e.g. http://10.0.0.5:8080')
+  }
+  const r = crowdsecSchema.safeParse(value)
+  if (!r.success) {
+    const issue = r.error.issues[0]
+    const key = issue?.path[0] === undefined ? 'url' : String(issue.path[0])
+    throw bad(`${name(key)}: ${issue?.message ?? 'invalid'}`, 'see docs/fleet.md for the crowdsec settings')
+  }
+  return r.data
+}
+
+function rethrow(where: string, e: unknown): never {
+  if (isPortanoiaError(e)) throw new PortanoiaError('PORTANOIA_BAD_CONFIG', `${where}: ${e.message}`, e.hint === undefined ? {} : { hint: e.hint })
+  throw e
+}
+
+function listOf(v: string | number | ReadonlyArray<string | number> | undefined): string[] | undefined {
+  if (v === undefined) return undefined
+  return typeof v === 'string' || typeof v === 'number' ? [String(v)] : v.map(String)
+}
+
+function ports(values: readonly string[], proto: Proto, where: string): string[] {
+  const specs: string[] = []
+  for (const v of values) {
+    for (const part of v.split(/[\s,]+/).filter((p) => p !== '')) {
+      const m = /^(.*?)(?:\/(\w+))?$/.exec(part) as RegExpExecArray
+      if (m[2] !== undefined && m[2].toLowerCase() !== proto) {
+        throw bad(`${where}: ${JSON.stringify(part)} is not a ${proto} port`, `put ${m[2]} ports under ${m[2].toLowerCase()}`)
+      }
+      specs.push(`${m[1]}/${proto}`)
+    }
+  }
+  return specs
+}
+
+function integer(v: string | number | undefined, where: string): number | undefined {
+  if (v === undefined) return undefined
+  const n = typeof v === 'number' ? v : /^\d+$/.test(v.trim()) ? Number(v.trim()) : NaN
+  if (!Number.isSafeInteger(n) || n < 1) throw bad(`${where}: ${JSON.stringify(v)} is not a whole number ≥ 1`)
+  return n
+}
+
+/**
+ * Whether a legacy `-c` command uses shell syntax (pipes, lists, redirections,
+ * expansions). Plain commands run as argv without a shell; the others need
+ * /bin/sh, which is safe because tokens are only ever replaced by validated
+ * address and port literals (no character a shell treats specially).
+ */
+export function needsShell(command: string): boolean {
+  // Quoted text is literal to the shell: look only outside quotes.
+  const bare = command.replace(/'[^']*'/g, "''").replace(/"(?:[^"\\]|\\.)*"/g, '""')
+  return /[|&;<>`$(){}*?~\n]/.test(bare)
+}
+
+/**
+ * Validates a configuration and applies every default. `name` says where each
+ * field came from, for error messages (default: `field NAME`). Throws a
+ * PortanoiaError (PORTANOIA_BAD_CONFIG) naming the field and what is wrong; nothing
+ * is read or started here. The allow file, when given, is read by the caller
+ * (readAllowFile) and its entries appended to `allow`.
+ */
+export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `field ${k}`): DaemonConfig {
+  const specs: string[] = []
+  for (const proto of ['tcp', 'udp', 'sctp'] as const) {
+    const v = listOf(input[proto])
+    if (v !== undefined) specs.push(...ports(v, proto, name(proto)))
+  }
+  let explicit: PortRange[] = []
+  try {
+    if (specs.length > 0) explicit = parsePorts(specs)
+  } catch (e) {
+    rethrow((['tcp', 'udp', 'sctp'] as const).filter((k) => input[k] !== undefined).map(name).join('/'), e)
+  }
+  let unused: PortRange[] = []
+  const unusedValues = listOf(input.unused)
+  if (unusedValues !== undefined) {
+    try {
+      // Bare ranges are TCP, as everywhere else; '1-1023/udp' names the protocol.
+      unused = parsePorts(unusedValues.flatMap((v) => v.split(/[\s,]+/).filter((p) => p !== '')))
+    } catch (e) {
+      rethrow(name('unused'), e)
+    }
+  }
+
+  const policyInput: Partial<PolicyConfig> = {}
+  const block = input.block
+  if (block !== undefined) {
+    if (!['verified', 'all', 'off'].includes(block)) throw bad(`${name('block')}: ${JSON.stringify(block)} is not a block mode`, 'use verified, all or off')
+    policyInput.block = block as BlockMode
+  }
+  for (const [k, field] of [['blockTtl', 'blockTtlMs'], ['spoofableTtl', 'spoofableTtlMs'], ['window', 'windowMs']] as const) {
+    const v = input[k]
+    if (v === undefined) continue
+    try {
+      policyInput[field] = parseDuration(v)
+    } catch (e) {
+      rethrow(name(k), e)
+    }
+    if ((policyInput[field] as number) < 1000) throw bad(`${name(k)}: ${v} is shorter than the 1s minimum`, 'nft timeouts have second granularity')
+  }
+  for (const [k, field] of [['maxBlocksPerMinute', 'maxBlocksPerMinute'], ['maxActiveBlocks', 'maxActiveBlocks'], ['threshold', 'threshold']] as const) {
+    const n = integer(input[k], name(k))
+    if (n !== undefined) policyInput[field] = n
+  }
+  const dryRun = input.dryRun === true
+  if (dryRun) policyInput.dryRun = true
+  let policy: PolicyConfig
+  try {
+    policy = resolvePolicyConfig(policyInput)
+  } catch (e) {
+    rethrow('policy', e)
+  }
+
+  const allow = listOf(input.allow) ?? []
+  for (const a of allow) {
+    try {
+      parseCidr(a)
+    } catch (e) {
+      rethrow(`${name('allow')} ${JSON.stringify(a)}`, e)
+    }
+  }
+
+  const backend = input.backend ?? 'nftables'
+  if (!['nftables', 'ipset', 'none'].includes(backend)) {
+    throw bad(`${name('backend')}: ${JSON.stringify(backend)} is not a backend`, 'use nftables, ipset or none')
+  }
+  if (backend === 'ipset') {
+    // ipset refuses longer timeouts: caught here, not after the sets and rules exist.
+    for (const [k, field] of [['blockTtl', 'blockTtlMs'], ['spoofableTtl', 'spoofableTtlMs']] as const) {
+      if (policy[field] > IPSET_MAX_TIMEOUT_S * 1000) {
+        throw bad(
+          `${input[k] === undefined ? `${name(k)} (default)` : name(k)}: ${formatDuration(policy[field])} is longer than ipset allows (${formatDuration(IPSET_MAX_TIMEOUT_S * 1000)})`,
+          'use a shorter TTL or backend nftables',
+        )
+      }
+    }
+  }
+  const netns = input.netns
+  if (netns !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/.test(netns)) {
+    throw bad(`${name('netns')}: ${JSON.stringify(netns)} is not a namespace name`, '`ip netns list` shows them')
+  }
+  const iface = input.interface
+  if (iface !== undefined && (iface.length > 15 || /[\s/:]/.test(iface) || iface === '')) {
+    throw bad(`${name('interface')}: ${JSON.stringify(iface)} is not an interface name`, "`ip link` lists them; 'any' captures on all")
+  }
+  const webhook = input.webhook
+  if (webhook !== undefined) {
+    let u: URL
+    try {
+      u = new URL(webhook)
+    } catch {
+      throw bad(`${name('webhook')}: ${JSON.stringify(webhook)} is not a URL`, 'e.g. https://hooks.example/portanoia')
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw bad(`${name('webhook')}: only http(s) URLs are supported`)
+  }
+  const command = input.command
+  const execText = input.exec
+  if (command !== undefined && execText !== undefined) throw bad(`${name('command')} and ${name('exec')} both give a command: use one`)
+  let exec: DaemonConfig['exec']
+  if (execText !== undefined) exec = { command: execText, shell: false }
+  else if (command !== undefined) exec = { command, shell: needsShell(command) }
+  let statsIntervalMs = 60_000
+  const si = input.statsInterval
+  if (si !== undefined) {
+    try {
+      statsIntervalMs = parseDuration(si)
+    } catch (e) {
+      rethrow(name('statsInterval'), e)
+    }
+  }
+
+  const crowdsec = resolveCrowdsec(input.crowdsec, (key) => name(`crowdsec.${key}`))
+  const metrics = input.metrics === undefined ? undefined : parseMetricsListen(input.metrics, name('metrics'))
+
+  const config: DaemonConfig = {
+    ports: explicit,
+    unused,
+    useDefaults: explicit.length === 0 && unused.length === 0,
+    policy,
+    allow: [...allow],
+    backend: backend as Backend,
+    forward: input.forward === true,
+    dryRun,
+    hits: input.hits === true,
+    statsIntervalMs,
+  }
+  if (iface !== undefined) config.interface = iface
+  if (netns !== undefined) config.netns = netns
+  if (input.allowFile !== undefined) config.allowFile = input.allowFile
+  if (exec !== undefined) config.exec = exec
+  if (webhook !== undefined) config.webhook = webhook
+  if (crowdsec !== undefined) config.crowdsec = crowdsec
+  if (metrics !== undefined) config.metrics = metrics
+  if (input.json !== undefined) config.json = input.json
+  return config
+}
