@@ -5,12 +5,75 @@
  * about it. Codes are part of the public contract: add, never rename. Pure, no I/O.
  */
 
+/**
+ * Every code portanoia raises itself. Closed on purpose: a new code must be added
+ * here (and documented) before the compiler lets it be thrown.
+ */
 export type PortanoiaErrorCode =
+  /** a port spec is malformed or out of range */
   | 'PORTANOIA_BAD_PORT'
+  /** no tripwire port is left to watch */
   | 'PORTANOIA_NO_PORTS'
+  /** a port is listed twice or ranges overlap */
   | 'PORTANOIA_DUPLICATE_PORT'
+  /** the kernel filter cannot be built */
   | 'PORTANOIA_BAD_FILTER'
-  | (string & {})
+  /** an option of the library API is invalid */
+  | 'PORTANOIA_BAD_OPTION'
+  /** a configuration field is invalid (the message names it) */
+  | 'PORTANOIA_BAD_CONFIG'
+  /** a policy setting is invalid */
+  | 'PORTANOIA_BAD_POLICY'
+  /** a guard entry is not an address */
+  | 'PORTANOIA_BAD_GUARD'
+  /** an allowlist entry is not an address or CIDR */
+  | 'PORTANOIA_BAD_CIDR'
+  /** a network namespace name or path is invalid */
+  | 'PORTANOIA_BAD_NETNS'
+  /** an interface name is invalid */
+  | 'PORTANOIA_BAD_INTERFACE'
+  /** an exec command template is invalid */
+  | 'PORTANOIA_BAD_COMMAND'
+  /** a webhook URL or option is invalid */
+  | 'PORTANOIA_BAD_WEBHOOK'
+  /** an event line does not match the schema */
+  | 'PORTANOIA_BAD_EVENT'
+  /** what the host says about itself cannot be read */
+  | 'PORTANOIA_BAD_HOST_FACTS'
+  /** the sensor or daemon is closed */
+  | 'PORTANOIA_CLOSED'
+  /** no native binary matches this platform */
+  | 'PORTANOIA_NO_BINARY'
+  /** the native binary was built for another record layout */
+  | 'PORTANOIA_LAYOUT_MISMATCH'
+  /** the platform lacks a needed feature */
+  | 'PORTANOIA_UNSUPPORTED'
+  /** nft refused a command */
+  | 'PORTANOIA_NFT_FAILED'
+  /** ipset refused a command */
+  | 'PORTANOIA_IPSET_FAILED'
+  /** iptables refused a command */
+  | 'PORTANOIA_IPTABLES_FAILED'
+  /** a responder failed an action */
+  | 'PORTANOIA_RESPONDER_FAILED'
+  /** the webhook token cannot be read */
+  | 'PORTANOIA_WEBHOOK_TOKEN'
+  /** CrowdSec's Local API cannot be reached */
+  | 'PORTANOIA_LAPI_UNREACHABLE'
+  /** the Local API refused the credentials */
+  | 'PORTANOIA_LAPI_AUTH'
+  /** the Local API answered with an HTTP error */
+  | 'PORTANOIA_LAPI_HTTP'
+  /** the Local API answered something unreadable */
+  | 'PORTANOIA_LAPI_BAD_RESPONSE'
+  /** fleet mode lacks a setting it needs */
+  | 'PORTANOIA_LAPI_NOT_CONFIGURED'
+  /** a fleet operation failed */
+  | 'PORTANOIA_FLEET_FAILED'
+  /** a fleet ban could not be applied */
+  | 'PORTANOIA_FLEET_APPLY'
+  /** a fleet ban could not be lifted */
+  | 'PORTANOIA_FLEET_UNBLOCK'
 
 export interface PortanoiaErrorOptions {
   /** What the caller should do about it, one sentence. */

@@ -1,29 +1,81 @@
 /**
- * Public exports of portanoia, and nothing else: the sensor (open / Sensor), the
- * value types, the port-spec parser, the errors, the policy layer and the events
- * schema, the fleet link (CrowdSec LAPI) and the Prometheus metrics. Everything
- * the CLI uses is reachable from here.
+ * The public surface of portanoia, curated: what a user needs, nothing else (undici's
+ * index.js is the model). The sensor (`open`, and the Sensor class, whose instances
+ * come from open() only), the daemon built from one config object,
+ * the events schema (types, zod schemas, the line parser; not the internal event
+ * builders), the policy layer, the responders (for a `firewall` or `notifiers` of
+ * your own), metrics, and the errors with every code they can carry. Anything not
+ * exported here may change without notice.
  */
+
+// The sensor.
 export { open, Sensor } from './sensor.js'
 export type { SensorOptions, SensorStats } from './sensor.js'
 export type { Hit, Proto, ScanKind, PortRange, PortSpec } from './types.js'
 export { SCAN_KINDS } from './types.js'
 export { parsePorts, parsePortList, portsToString } from './bpf/ports.js'
+export { DEFAULT_TRIPWIRES } from './listening.js'
+
+// Errors.
 export { PortanoiaError, isPortanoiaError } from './errors.js'
+export type { PortanoiaErrorCode, PortanoiaErrorOptions } from './errors.js'
+
+// The daemon and its configuration.
+export { Daemon } from './daemon/daemon.js'
+export type { DaemonStats } from './daemon/daemon.js'
+export type { DaemonHooks, StartOptions } from './daemon/assemble.js'
+export { configSchema, DEFAULT_CONFIG_FILE, parseConfig, readConfig, resolveConfig, formatDuration, parseDuration } from './daemon/config.js'
+export type { Backend, ConfigFile, ConfigInput, DaemonConfig, MetricsListen } from './daemon/config.js'
+
+// Events.
+export {
+  EVENT_SCHEMA_VERSION,
+  eventSchema,
+  hitEventSchema,
+  decisionEventSchema,
+  statsEventSchema,
+  errorEventSchema,
+  parseEventLine,
+  toJsonLine,
+} from './daemon/events.js'
+export type {
+  EventType,
+  PortanoiaEvent,
+  HitEvent,
+  DecisionEvent,
+  StatsEvent,
+  ErrorEvent,
+  FleetDecisionEvent,
+  FleetEvent,
+} from './daemon/events.js'
+
+// Policy.
 export { PolicyEngine } from './policy/engine.js'
+export type { ActiveBlock, AdoptedBlock, PolicyEngineOptions, PolicyStats } from './policy/engine.js'
 export { DEFAULT_POLICY, resolvePolicyConfig } from './policy/config.js'
 export type { BlockMode, PolicyConfig } from './policy/config.js'
 export { Guards } from './policy/guards.js'
-export { readHostFacts } from './daemon/host-facts.js'
+export type { GuardReason, GuardSnapshot } from './policy/guards.js'
+export { ACTIONS, REASON_CODES } from './policy/decision.js'
+export type { Action, Decision, ReasonCode, Trigger } from './policy/decision.js'
 export { parseAddress, normalizeAddress, isValidAddress, parseCidr, CidrSet } from './policy/addr.js'
-export type { Decision, ReasonCode, Action } from './policy/decision.js'
-export * from './daemon/events.js'
-export { Daemon } from './daemon/daemon.js'
-export type { DaemonOptions, DaemonStats } from './daemon/daemon.js'
-export { localHostView, netnsHostView } from './daemon/host-view.js'
-export type { HostView } from './daemon/host-view.js'
-export { DEFAULT_TRIPWIRES, listeningPorts, unusedTripwires, withoutListening } from './listening.js'
+
+// Responders.
+export { NftablesResponder, IpsetResponder, ExecResponder, WebhookResponder, JsonlResponder } from './responders/index.js'
+export type {
+  ActiveBlockEntry,
+  BlockRequest,
+  ExecOptions,
+  IpsetOptions,
+  JsonlOptions,
+  NftablesOptions,
+  Responder,
+  ResponderResult,
+  RunFn,
+  RunResult,
+  WebhookOptions,
+} from './responders/index.js'
+
+// Metrics (the daemon serves them itself with the `metrics` config field).
 export { Metrics, serveMetrics } from './daemon/metrics.js'
-export type { MetricsListen, MetricsOptions, MetricsServer, MetricsSources } from './daemon/metrics.js'
-export { fleetConfigSchema, resolveFleetConfig, startFleet } from './fleet/index.js'
-export type { Fleet, ResolvedFleet, StartFleetOptions } from './fleet/index.js'
+export type { MetricsOptions, MetricsServer, MetricsSources } from './daemon/metrics.js'

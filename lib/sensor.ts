@@ -46,9 +46,13 @@ export interface SensorOptions {
    * compiled tripwire filter, so every frame on the interface is copied into the ring
    * and parsed by the capture thread (which still reports only tripwire ports). It
    * shows what the kernel filter saves; never turn it off in production. Default true.
+   * @internal
    */
   kernelFilter?: boolean
-  /** For tests: a fake addon. */
+  /**
+   * For tests: a fake addon.
+   * @internal
+   */
   binding?: NativeBinding
 }
 
@@ -181,6 +185,13 @@ function checkInt(name: string, value: unknown, min: number, max: number): numbe
  */
 const waiting = new Set<Sensor>()
 
+/**
+ * The key to the Sensor constructor: only open() (and tests that wrap a capture of
+ * their own) hold it, so every public Sensor went through open()'s validation.
+ * Not exported from the package index.
+ */
+export const SENSOR_INTERNAL: unique symbol = Symbol('portanoia.sensor')
+
 export class Sensor implements AsyncIterable<Hit> {
   readonly interface: string
   /** Which TCP tripwires get listeners: all (true), none (false), or these TCP ports. */
@@ -201,8 +212,14 @@ export class Sensor implements AsyncIterable<Hit> {
   #reading: Promise<unknown> = Promise.resolve()
   #busy = false
 
-  /** Use `open()`. */
-  constructor(capture: NativeCapture, ports: PortRange[], options: { interface: string; listen: boolean | PortRange[]; batch: number; kernelFilter?: boolean }) {
+  /** Use `open()`: it validates the options and opens the capture this wraps. */
+  constructor(
+    token: typeof SENSOR_INTERNAL,
+    capture: NativeCapture,
+    ports: PortRange[],
+    options: { interface: string; listen: boolean | PortRange[]; batch: number; kernelFilter?: boolean },
+  ) {
+    if (token !== SENSOR_INTERNAL) throw new TypeError('a Sensor comes from open(); it has no public constructor')
     this.#capture = capture
     this.#ports = ports
     this.#kernelFilter = options.kernelFilter ?? true
@@ -450,7 +467,7 @@ export async function open(options: SensorOptions): Promise<Sensor> {
     throw withHint(err)
   }
   try {
-    return new Sensor(capture, ranges, { interface: iface, listen, batch, kernelFilter })
+    return new Sensor(SENSOR_INTERNAL, capture, ranges, { interface: iface, listen, batch, kernelFilter })
   } catch (err) {
     // start() failed (pthread_create): release the socket and the bound listeners now,
     // not whenever the capture object happens to be collected.

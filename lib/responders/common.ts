@@ -5,7 +5,7 @@
  * nothing returned in `valid` can contain a character other than [0-9a-f.:], so
  * splicing it into an nft script or an ipset restore line raises no quoting question.
  */
-import { PortanoiaError } from '../errors.js'
+import { PortanoiaError, type PortanoiaErrorCode } from '../errors.js'
 import { isValidAddress, parseAddress } from '../policy/addr.js'
 import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult } from './types.js'
 
@@ -115,7 +115,7 @@ export function toolHint(tool: string, code: number, stderr: string): string {
   return `see ${tool}'s message above`
 }
 
-export function toolError(code: string, tool: string, what: string, r: { code: number; stderr: string }): PortanoiaError {
+export function toolError(code: PortanoiaErrorCode, tool: string, what: string, r: { code: number; stderr: string }): PortanoiaError {
   const msg = firstLine(r.stderr)
   return new PortanoiaError(code, `${what}: ${tool} exited with ${r.code}${msg === '' ? '' : `: ${msg}`}`, {
     hint: toolHint(tool, r.code, r.stderr),

@@ -8,6 +8,7 @@
  * responder's notify(); firewall responders ignore notify and notifiers ignore block,
  * so both can be sent to all. Runs on the JS thread.
  */
+import { PortanoiaError } from '../errors.js'
 import type { Decision } from '../policy/decision.js'
 import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult } from './types.js'
 
@@ -68,7 +69,7 @@ export class ResponderSet {
   constructor(responders: readonly Responder[]) {
     const names = new Set<string>()
     for (const r of responders) {
-      if (names.has(r.name)) throw new RangeError(`two responders are named ${JSON.stringify(r.name)}; give one a distinct name`)
+      if (names.has(r.name)) throw new PortanoiaError('PORTANOIA_BAD_OPTION', `two responders are named ${JSON.stringify(r.name)}: give one a distinct name`, { hint: "set the name option of one of them" })
       names.add(r.name)
     }
     this.responders = [...responders]

@@ -7,6 +7,7 @@
  * costs bounded memory and never stalls capture. A stream error is recorded, counted
  * and makes later writes fail fast. Runs on the JS thread.
  */
+import { PortanoiaError } from '../errors.js'
 import { createWriteStream } from 'node:fs'
 import type { Writable } from 'node:stream'
 import { decisionEvent, type PortanoiaEvent, toJsonLine } from '../daemon/events.js'
@@ -43,7 +44,7 @@ export class JsonlResponder extends Notifier {
     super()
     this.name = options.name ?? 'jsonl'
     if ((options.stream === undefined) === (options.path === undefined)) {
-      throw new RangeError('give exactly one of stream or path')
+      throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'jsonl needs exactly one of stream or path', { hint: 'pass { path: "/var/log/portanoia.jsonl" } or { stream: process.stdout }' })
     }
     this.#maxBufferBytes = options.maxBufferBytes ?? 1024 * 1024
     this.#actions = new Set(options.actions ?? ['block', 'report', 'none'])

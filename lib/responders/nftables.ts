@@ -202,7 +202,7 @@ export class NftablesResponder implements Responder {
         hint: 'use e.g. -10 (before filter) or 0',
       })
     }
-    if (!Number.isInteger(this.#chunk) || this.#chunk < 1) throw new RangeError('chunk must be a positive integer')
+    if (!Number.isInteger(this.#chunk) || this.#chunk < 1) throw new PortanoiaError('PORTANOIA_BAD_OPTION', `nftables chunk must be a positive integer, got ${String(this.#chunk)}`, { hint: 'e.g. chunk: 4096' })
   }
 
   /** The script start() ran (or, in dry-run, would run on a host without the table). */

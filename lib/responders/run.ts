@@ -57,8 +57,8 @@ class Sink {
 export function createRun(options: RunOptions = {}): RunFn {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
   const maxBuffer = options.maxBuffer ?? DEFAULT_MAX_BUFFER
-  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError('timeoutMs must be a positive number')
-  if (!Number.isInteger(maxBuffer) || maxBuffer <= 0) throw new RangeError('maxBuffer must be a positive integer')
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new PortanoiaError('PORTANOIA_BAD_OPTION', `timeoutMs must be a positive number, got ${String(timeoutMs)}`, { hint: 'e.g. timeoutMs: 10000' })
+  if (!Number.isInteger(maxBuffer) || maxBuffer <= 0) throw new PortanoiaError('PORTANOIA_BAD_OPTION', `maxBuffer must be a positive integer, got ${String(maxBuffer)}`, { hint: 'e.g. maxBuffer: 1048576' })
   return (cmd, args, input) =>
     new Promise<RunResult>((resolve) => {
       const out = new Sink(maxBuffer)

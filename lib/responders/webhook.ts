@@ -16,6 +16,10 @@ import type { Action, Decision } from '../policy/decision.js'
 import { Notifier, result } from './common.js'
 import type { ResponderResult } from './types.js'
 
+
+function badOption(message: string, hint: string): PortanoiaError {
+  return new PortanoiaError('PORTANOIA_BAD_OPTION', message, { hint })
+}
 export interface WebhookOptions {
   url: string
   /** Decision actions that are posted. Default ['block', 'report']. */
@@ -106,11 +110,11 @@ export class WebhookResponder extends Notifier {
       ['backoffMs', this.#backoffMs],
       ['maxBackoffMs', this.#maxBackoffMs],
     ] as const) {
-      if (!Number.isFinite(v) || v < 0) throw new RangeError(`${k} must be a non-negative number`)
+      if (!Number.isFinite(v) || v < 0) throw badOption(`webhook ${k} must be a non-negative number, got ${String(v)}`, `e.g. ${k}: 1000`)
     }
-    if (!Number.isInteger(this.#retries) || this.#retries < 0 || this.#retries > 20) throw new RangeError('retries must be an integer 0..20')
-    if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) throw new RangeError('concurrency must be an integer ≥ 1')
-    if (!Number.isInteger(this.#maxQueue) || this.#maxQueue < 0) throw new RangeError('maxQueue must be an integer ≥ 0')
+    if (!Number.isInteger(this.#retries) || this.#retries < 0 || this.#retries > 20) throw badOption(`webhook retries must be an integer 0..20, got ${String(this.#retries)}`, 'e.g. retries: 3')
+    if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) throw badOption(`webhook concurrency must be an integer ≥ 1, got ${String(this.#concurrency)}`, 'e.g. concurrency: 4')
+    if (!Number.isInteger(this.#maxQueue) || this.#maxQueue < 0) throw badOption(`webhook maxQueue must be an integer ≥ 0, got ${String(this.#maxQueue)}`, 'e.g. maxQueue: 1000')
     this.#headers = { 'content-type': 'application/json', 'user-agent': 'portanoia', ...(options.headers ?? {}) }
     this.#fetch = options.fetch ?? globalThis.fetch
     this.#random = options.random ?? Math.random

@@ -22,7 +22,7 @@ import { compileFilter } from '../../lib/bpf/filter.js'
 import { parsePorts } from '../../lib/bpf/ports.js'
 import { ACK, CWR, ECE, FIN, PSH, RST, SYN, URG } from '../../lib/lab/frames.js'
 import { decodeHit } from '../../lib/decode.js'
-import { open, portBitmaps, Sensor } from '../../lib/sensor.js'
+import { open, portBitmaps, Sensor, SENSOR_INTERNAL } from '../../lib/sensor.js'
 import type { Hit } from '../../lib/types.js'
 import { createTestNet, IS_ROOT, stop, warnIfNotRoot, type Host, type Link, type TestNet } from '../helpers/netns.js'
 import {
@@ -461,7 +461,7 @@ describe.skipIf(!IS_ROOT)('sensor negatives and contract', () => {
     bad.writeUInt16LE(0x05, 0) // BPF_JMP | BPF_JA
     bad.writeUInt32LE(5, 4)
     expect(() => raw.setFilter(bad, portBitmaps(parsePorts(['4000/tcp', '4001/tcp'])))).toThrow(expect.objectContaining({ code: 'EINVAL' }))
-    sensor = new Sensor(raw, parsePorts(['4000/tcp']), { interface: 'any', listen: false, batch: 64 })
+    sensor = new Sensor(SENSOR_INTERNAL, raw, parsePorts(['4000/tcp']), { interface: 'any', listen: false, batch: 64 })
     const hits = await probeAndCollect(sensor, link, [
       probeFrame(link.peer, link.sensor, { family: 4, proto: 'tcp', srcPort: 24001, dstPort: 4001 }),
     ], 4, 4000)

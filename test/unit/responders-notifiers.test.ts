@@ -18,6 +18,7 @@ import type { Decision } from '../../lib/policy/decision.js'
 import { ExecResponder, splitCommand } from '../../lib/responders/exec.js'
 import { blockRequests, ResponderSet } from '../../lib/responders/index.js'
 import { IpsetResponder, parseIpsetSave } from '../../lib/responders/ipset.js'
+import { NftablesResponder } from '../../lib/responders/nftables.js'
 import { JsonlResponder } from '../../lib/responders/jsonl.js'
 import type { Responder, RunFn, RunResult } from '../../lib/responders/types.js'
 import { WebhookResponder } from '../../lib/responders/webhook.js'
@@ -457,5 +458,17 @@ describe('ResponderSet', () => {
     expect(order.sort()).toEqual(['block 1', 'notify 2'])
     expect(blockRequests([decision({ upgrade: true })])).toEqual([{ address: '198.18.0.2', family: 4, ttlMs: 3_600_000, upgrade: true }])
     expect(() => new ResponderSet([base('a', {}), base('a', {})])).toThrow(/distinct/)
+  })
+})
+
+describe('responder options', () => {
+  it('a bad option is PORTANOIA_BAD_OPTION with a hint, never a bare RangeError', () => {
+    const badOption = expect.objectContaining({ code: 'PORTANOIA_BAD_OPTION', hint: expect.any(String) })
+    expect(() => new WebhookResponder({ url: 'http://127.0.0.1:9/x', retries: 99 })).toThrow(badOption)
+    expect(() => new WebhookResponder({ url: 'http://127.0.0.1:9/x', concurrency: 0 })).toThrow(badOption)
+    expect(() => new JsonlResponder({})).toThrow(badOption)
+    expect(() => new NftablesResponder({ chunk: 0 })).toThrow(badOption)
+    const named = (name: string): Responder => new JsonlResponder({ stream: new Writable({ write: (_c, _e, cb) => cb() }), name })
+    expect(() => new ResponderSet([named('a'), named('a')])).toThrow(badOption)
   })
 })
