@@ -181,6 +181,7 @@ void CaptureWrap::OnEnvCleanup() {
 void CaptureWrap::Shutdown() {
   if (capture_) {
     capture_->Stop();
+    final_stats_ = capture_->Stats();
     capture_.reset();
   }
 }
@@ -280,7 +281,7 @@ Napi::Value CaptureWrap::ListenerPorts(const Napi::CallbackInfo& info) {
 Napi::Value CaptureWrap::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
-  const CaptureStats s = capture_ ? capture_->Stats() : CaptureStats{};
+  const CaptureStats s = capture_ ? capture_->Stats() : final_stats_;
   auto set = [&](const char* key, uint64_t v) { o.Set(key, Napi::Number::New(env, static_cast<double>(v))); };
   set("kernelPackets", s.kernel_packets);
   set("kernelDrops", s.kernel_drops);

@@ -54,6 +54,9 @@ class CaptureWrap : public Napi::ObjectWrap<CaptureWrap> {
   void OnEnvCleanup();
 
   std::unique_ptr<Capture> capture_;
+  // The totals at the moment the thread was joined: stats() after close() reports
+  // them, so a final stats event is not all zeros.
+  CaptureStats final_stats_{};
   Napi::ThreadSafeFunction doorbell_;
   bool has_doorbell_ = false;
   bool refed_ = false;
