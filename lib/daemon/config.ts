@@ -18,9 +18,10 @@ import { z } from 'zod'
 import { parsePorts } from '../bpf/ports.js'
 import { isPortanoiaError, PortanoiaError } from '../errors.js'
 import { type CrowdsecConfig, fleetConfigSchema } from '../fleet/config.js'
-import { type BlockMode, type PolicyConfig, resolvePolicyConfig } from '../policy/config.js'
+import { type BlockMode, DEFAULT_POLICY, type PolicyConfig, resolvePolicyConfig } from '../policy/config.js'
 import { normalizeAddress, parseCidr } from '../policy/addr.js'
 import { IPSET_MAX_TIMEOUT_S } from '../responders/ipset.js'
+import { NFT_MAX_TTL_MS } from '../responders/nftables.js'
 import type { PortRange, Proto } from '../types.js'
 import type { MetricsListen } from './metrics.js'
 
@@ -453,6 +454,13 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   }
   const dryRun = input.dryRun === true
   if (dryRun) policyInput.dryRun = true
+  const verifiedTtl = policyInput.blockTtlMs ?? DEFAULT_POLICY.blockTtlMs
+  if (policyInput.spoofableTtlMs !== undefined && policyInput.spoofableTtlMs > verifiedTtl) {
+    throw bad(
+      `${name('spoofableTtl')}: ${formatDuration(policyInput.spoofableTtlMs)} is longer than the verified TTL (${input.blockTtl === undefined ? `${name('blockTtl')} default` : name('blockTtl')} ${formatDuration(verifiedTtl)}): a forged packet would buy a longer block than a completed handshake`,
+      'make the spoofable TTL at most the verified one',
+    )
+  }
   let policy: PolicyConfig
   try {
     policy = resolvePolicyConfig(policyInput)
@@ -473,15 +481,15 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   if (!['nftables', 'ipset', 'none'].includes(backend)) {
     throw bad(`${name('backend')}: ${JSON.stringify(backend)} is not a backend`, 'use nftables, ipset or none')
   }
-  if (backend === 'ipset') {
-    // ipset refuses longer timeouts: caught here, not after the sets and rules exist.
-    for (const [k, field] of [['blockTtl', 'blockTtlMs'], ['spoofableTtl', 'spoofableTtlMs']] as const) {
-      if (policy[field] > IPSET_MAX_TIMEOUT_S * 1000) {
-        throw bad(
-          `${input[k] === undefined ? `${name(k)} (default)` : name(k)}: ${formatDuration(policy[field])} is longer than ipset allows (${formatDuration(IPSET_MAX_TIMEOUT_S * 1000)})`,
-          'use a shorter TTL or backend nftables',
-        )
-      }
+  // Each backend's longest timeout, checked here rather than after the table exists
+  // and a `blocked` decision was emitted for a block that cannot be applied.
+  const maxTtlMs = backend === 'ipset' ? IPSET_MAX_TIMEOUT_S * 1000 : backend === 'nftables' ? NFT_MAX_TTL_MS : Number.POSITIVE_INFINITY
+  for (const [k, field] of [['blockTtl', 'blockTtlMs'], ['spoofableTtl', 'spoofableTtlMs']] as const) {
+    if (policy[field] > maxTtlMs) {
+      throw bad(
+        `${input[k] === undefined ? `${name(k)} (default)` : name(k)}: ${formatDuration(policy[field])} is longer than ${backend} allows (${formatDuration(maxTtlMs)})`,
+        backend === 'ipset' ? 'use a shorter TTL or backend nftables' : 'use a shorter TTL',
+      )
     }
   }
   const netns = input.netns

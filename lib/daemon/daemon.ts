@@ -247,6 +247,12 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   static async compose(options: DaemonOptions): Promise<Daemon> {
     // 1. Validation: nothing below runs unless every option is good.
     const policy = resolvePolicyConfig(options.policy)
+    const maxTtlMs = options.firewall?.maxTtlMs
+    if (maxTtlMs !== undefined && policy.blockTtlMs > maxTtlMs) {
+      throw new PortanoiaError('PORTANOIA_BAD_POLICY', `policy.blockTtlMs: ${policy.blockTtlMs} ms is longer than ${options.firewall?.name ?? 'the firewall'} can hold (${maxTtlMs} ms)`, {
+        hint: 'use a shorter block TTL',
+      })
+    }
     const explicit = options.ports !== undefined && options.ports.length > 0 ? parsePorts(options.ports) : []
     const unused = options.unused !== undefined && options.unused.length > 0 ? parsePorts(options.unused) : []
     if (explicit.length === 0 && unused.length === 0) {

@@ -18,7 +18,11 @@ export interface PolicyConfig {
   block: BlockMode
   /** Lifetime of a block from verified evidence. */
   blockTtlMs: number
-  /** Lifetime of a block from spoofable evidence. */
+  /**
+   * Lifetime of a block from spoofable evidence; never longer than `blockTtlMs` (a
+   * forged packet must not buy a longer ban than a proven handshake). When it is not
+   * given, it is the shorter of its default and `blockTtlMs`.
+   */
   spoofableTtlMs: number
   /** Completed handshakes from one source in a window before it is blocked. */
   threshold: number
@@ -105,6 +109,14 @@ export function resolvePolicyConfig(input: Partial<PolicyConfig> = {}): PolicyCo
     } else {
       throw badPolicy(key, 'unknown setting', `known settings: ${Object.keys(DEFAULT_POLICY).join(', ')}`)
     }
+  }
+  if (input.spoofableTtlMs === undefined) out.spoofableTtlMs = Math.min(out.spoofableTtlMs, out.blockTtlMs)
+  if (out.spoofableTtlMs > out.blockTtlMs) {
+    throw badPolicy(
+      'spoofableTtlMs',
+      `${out.spoofableTtlMs} ms is longer than blockTtlMs (${out.blockTtlMs} ms): a forged packet would buy a longer block than a completed handshake`,
+      'make the spoofable TTL at most the verified one',
+    )
   }
   return out
 }

@@ -9,7 +9,11 @@ import { PortanoiaError, type PortanoiaErrorCode } from '../errors.js'
 import { isValidAddress, parseAddress } from '../policy/addr.js'
 import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult } from './types.js'
 
-/** Longest TTL accepted: 68 years, the largest second count every tool stores without overflow. */
+/**
+ * Longest TTL accepted: 68 years, the largest second count every tool stores without
+ * overflow. It is nftables' limit here: the kernel (6.18) takes element timeouts up to
+ * U64_MAX ns (213,503 days; 213,504 is ERANGE), far above this.
+ */
 export const MAX_TTL_SECONDS = 2 ** 31 - 1
 
 export interface ValidBlock {

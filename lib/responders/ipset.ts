@@ -66,6 +66,7 @@ export const IPSET_MAX_TIMEOUT_S = 2_147_483
 
 export class IpsetResponder implements Responder {
   readonly name = 'ipset'
+  readonly maxTtlMs = IPSET_MAX_TIMEOUT_S * 1000
   readonly #run: RunFn
   readonly #ipset: string
   readonly #iptables: string

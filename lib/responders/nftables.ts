@@ -14,7 +14,7 @@
 import { PortanoiaError } from '../errors.js'
 import { normalizeAddress, parseAddress } from '../policy/addr.js'
 import type { Decision } from '../policy/decision.js'
-import { checkAddresses, checkBlocks, firstLine, result, toolError, toolHint, type ValidBlock } from './common.js'
+import { checkAddresses, checkBlocks, firstLine, MAX_TTL_SECONDS, result, toolError, toolHint, type ValidBlock } from './common.js'
 import { defaultRun } from './run.js'
 import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult, RunFn } from './types.js'
 
@@ -179,8 +179,12 @@ function chunked<T>(items: readonly T[], size: number): T[][] {
   return out
 }
 
+/** Longest block the nftables responder holds, ms (MAX_TTL_SECONDS). */
+export const NFT_MAX_TTL_MS = MAX_TTL_SECONDS * 1000
+
 export class NftablesResponder implements Responder {
   readonly name = 'nftables'
+  readonly maxTtlMs = NFT_MAX_TTL_MS
   readonly #run: RunFn
   readonly #nft: string
   readonly #forward: boolean

@@ -59,6 +59,11 @@ export type RunFn = (cmd: string, args: readonly string[], input?: string) => Pr
 export interface Responder {
   readonly name: string
   /**
+   * Firewall responders: the longest block they can hold, ms. The daemon refuses a
+   * policy TTL above it before anything starts, and fleet bans are clamped to it.
+   */
+  readonly maxTtlMs?: number
+  /**
    * Prepares state (creates or adopts the firewall table); returns blocks found in the kernel.
    * The one call that rejects (with a PortanoiaError carrying a hint): it runs before the
    * pipeline, and a firewall that cannot be set up must stop the daemon from starting.

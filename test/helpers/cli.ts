@@ -34,9 +34,9 @@ export interface Watch {
 
 const watches: ChildProcess[] = []
 
-/** Starts `portanoia watch ...`; resolves once it logged that it is watching. */
-export async function startWatch(args: readonly string[]): Promise<Watch> {
-  const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+/** Starts `portanoia watch ...` (with extra environment variables); resolves once it logged that it is watching. */
+export async function startWatch(args: readonly string[], options: { env?: Record<string, string> } = {}): Promise<Watch> {
+  const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
   watches.push(child)
   let out = ''
   let err = ''

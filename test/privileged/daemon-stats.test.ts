@@ -51,7 +51,7 @@ describe.skipIf(!IS_ROOT)('counters after close', () => {
     net = await createTestNet()
     const [a] = net.links as [TestNet['links'][0]]
     const events: PortanoiaEvent[] = []
-    const daemon = await Daemon.start({
+    const daemon = await Daemon.compose({
       ports: [`${TRIPWIRE}/tcp`],
       netns: net.sensorNs,
       firewall: null,

@@ -73,7 +73,11 @@ describe('watch flags', () => {
     [['watch', '--interface', 'a/b'], /--interface/],
     // ipset's limit is 2147483 s (~24.8 days): refused before the sets and rules are made.
     [['watch', '--backend', 'ipset', '--block-ttl', '30d'], /--block-ttl: 30d is longer than ipset allows \(24d20h31m23s\)/],
-    [['watch', '--backend', 'ipset', '--block-ttl', '1h', '--spoofable-ttl', '25d'], /--spoofable-ttl: 25d is longer than ipset allows/],
+    [['watch', '--backend', 'ipset', '--block-ttl', '1h', '--spoofable-ttl', '25d'], /--spoofable-ttl: 25d is longer than the verified TTL \(--block-ttl 1h\)/],
+    // nftables' limit is 2^31-1 s: 25000d used to pass here and then fail every block.
+    [['watch', '--block-ttl', '25000d'], /--block-ttl: 25000d is longer than nftables allows \(24855d3h14m7s\)/],
+    // A forged packet must not buy a longer block than a handshake.
+    [['watch', '--spoofable-ttl', '2h'], /--spoofable-ttl: 2h is longer than the verified TTL \(--block-ttl default 1h\)/],
   ])('%j is refused with a clear message', (argv, message) => {
     expect(() => resolveWatch(watchOf(argv).input)).toThrow(message)
   })
@@ -81,6 +85,12 @@ describe('watch flags', () => {
   it('accepts the longest TTL ipset takes, and long TTLs with nftables', () => {
     expect(resolveWatch(watchOf(['watch', '--backend', 'ipset', '--block-ttl', '24d20h31m23s']).input).policy.blockTtlMs).toBe(2_147_483_000)
     expect(resolveWatch(watchOf(['watch', '--block-ttl', '30d']).input).policy.blockTtlMs).toBe(30 * 86_400_000)
+    expect(resolveWatch(watchOf(['watch', '--block-ttl', '24855d3h14m7s']).input).policy.blockTtlMs).toBe((2 ** 31 - 1) * 1000)
+  })
+
+  it('a verified TTL shorter than the default spoofable one shortens the spoofable default with it', () => {
+    expect(resolveWatch(watchOf(['watch', '--block-ttl', '2s']).input).policy).toMatchObject({ blockTtlMs: 2000, spoofableTtlMs: 2000 })
+    expect(resolveWatch(watchOf(['watch', '--block-ttl', '2h', '--spoofable-ttl', '2h']).input).policy.spoofableTtlMs).toBe(7_200_000)
   })
 
   it('refuses unknown flags and missing values at parse time', () => {

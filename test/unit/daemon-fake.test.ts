@@ -253,3 +253,14 @@ describe('failures inside the pipeline become events', () => {
     }
   })
 })
+
+describe('TTL limits', () => {
+  it('refuses a verified TTL longer than the firewall can hold before anything opens', async () => {
+    const fw = { ...recordingFirewall(), maxTtlMs: 10_000 }
+    const binding = fakeBinding()
+    await expect(
+      Daemon.compose({ ports: ['2222/tcp'], firewall: fw, policy: { blockTtlMs: 20_000 }, sensor: { binding }, host: fakeHost({}) }),
+    ).rejects.toMatchObject({ code: 'PORTANOIA_BAD_POLICY', message: expect.stringMatching(/fake-fw can hold \(10000 ms\)/) })
+    expect(fw.blocked).toEqual([])
+  })
+})

@@ -81,6 +81,11 @@ describe('config', () => {
     })
   })
 
+  it('the spoofable TTL defaults to the shorter of 5 min and the verified TTL', () => {
+    expect(resolvePolicyConfig({ blockTtlMs: 2000 })).toMatchObject({ blockTtlMs: 2000, spoofableTtlMs: 2000 })
+    expect(resolvePolicyConfig({ blockTtlMs: 7_200_000 })).toMatchObject({ spoofableTtlMs: 300_000 })
+  })
+
   it('names the field that is wrong', () => {
     const bad: Array<[Record<string, unknown>, RegExp]> = [
       [{ block: 'some' }, /policy\.block/],
@@ -89,6 +94,9 @@ describe('config', () => {
       [{ maxActiveBlocks: '10' }, /policy\.maxActiveBlocks/],
       [{ dryRun: 'yes' }, /policy\.dryRun/],
       [{ maxBlocksPerMinut: 5 }, /policy\.maxBlocksPerMinut: unknown/],
+      // A forged packet must not buy a longer block than a completed handshake.
+      [{ spoofableTtlMs: 7_200_000 }, /policy\.spoofableTtlMs: 7200000 ms is longer than blockTtlMs/],
+      [{ blockTtlMs: 60_000, spoofableTtlMs: 60_001 }, /policy\.spoofableTtlMs/],
     ]
     for (const [input, message] of bad) {
       expect(() => resolvePolicyConfig(input as Partial<PolicyConfig>)).toThrow(message)
