@@ -13,7 +13,7 @@ import type { Decision } from '../policy/decision.js'
 import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult } from './types.js'
 
 export type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult, RunFn, RunResult } from './types.js'
-export { createRun, defaultRun, netnsRun, type RunOptions } from './run.js'
+export { childEnv, createRun, defaultRun, netnsRun, type RunOptions } from './run.js'
 export { NftablesResponder, NFT_TABLE, NFT_SET4, NFT_SET6, parseNftTable, type NftablesOptions, type NftTableState } from './nftables.js'
 export { IpsetResponder, IPSET4, IPSET6, parseIpsetSave, type IpsetOptions } from './ipset.js'
 export { ExecResponder, splitCommand, expandArgv, type ExecOptions } from './exec.js'

@@ -6,18 +6,30 @@
  * `timedOut`, so responders report failures as values. `netnsRun(ns)` wraps a RunFn
  * so every command runs inside a named network namespace (`ip netns exec NS ...`),
  * which is how the privileged tests keep real firewall commands off the host.
+ * Children never inherit the fleet secrets (`PORTANOIA_CROWDSEC_*`).
  * Runs on the JS thread; the children are the only processes it ever signals.
  */
 import { spawn } from 'node:child_process'
 import { PortanoiaError } from '../errors.js'
 import type { RunFn, RunResult } from './types.js'
 
+// Secrets the daemon reads from its environment (fleet mode): no child needs them, and
+// an operator's --exec command must never be handed them.
+const SECRET_ENV = /^PORTANOIA_CROWDSEC_/
+
+/** `env` (default process.env) without the variables that hold portanoia's secrets. */
+export function childEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(env)) if (!SECRET_ENV.test(k)) out[k] = v
+  return out
+}
+
 export interface RunOptions {
   /** Kill the child (SIGKILL, by PID) after this many ms. Default 30 s. */
   timeoutMs?: number
   /** Bytes kept per stream; the rest is discarded (the run still completes). Default 64 MiB. */
   maxBuffer?: number
-  /** Environment for the child; default the parent's. */
+  /** Environment for the child; default the parent's without `PORTANOIA_CROWDSEC_*` (childEnv). */
   env?: NodeJS.ProcessEnv
   /**
    * Start the child in its own process group and kill the whole group on timeout,
@@ -75,7 +87,7 @@ export function createRun(options: RunOptions = {}): RunFn {
       try {
         child = spawn(cmd, [...args], {
           stdio: ['pipe', 'pipe', 'pipe'],
-          env: options.env ?? process.env,
+          env: options.env ?? childEnv(),
           shell: false,
           detached: options.killGroup === true,
         })

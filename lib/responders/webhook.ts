@@ -213,14 +213,16 @@ export class WebhookResponder extends Notifier {
   async #attempt(body: string): Promise<{ outcome: 'ok' | 'retry' | 'final'; error?: string }> {
     const headers = { ...this.#headers }
     if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`
+    // One controller per attempt, unhooked from the close signal when the attempt ends:
+    // AbortSignal.any() and listeners left on the long-lived close signal grow with
+    // every retry (a dead endpoint under a flood: MaxListenersExceededWarning, then heap).
+    const attempt = new AbortController()
+    const closing = this.#closing.signal
+    const onClose = (): void => attempt.abort(closing.reason)
+    closing.addEventListener('abort', onClose, { once: true })
+    const timer = setTimeout(() => attempt.abort(new DOMException(`timed out after ${this.#timeoutMs} ms`, 'TimeoutError')), this.#timeoutMs)
     try {
-      const res = await this.#fetch(this.#url, {
-        method: 'POST',
-        headers,
-        body,
-        redirect: 'error',
-        signal: AbortSignal.any([AbortSignal.timeout(this.#timeoutMs), this.#closing.signal]),
-      })
+      const res = await this.#fetch(this.#url, { method: 'POST', headers, body, redirect: 'error', signal: attempt.signal })
       // Drain the body so the connection can be reused; its content is not ours to log.
       await res.arrayBuffer().catch(() => undefined)
       if (res.ok) return { outcome: 'ok' }
@@ -228,9 +230,12 @@ export class WebhookResponder extends Notifier {
       return { outcome: res.status >= 500 || res.status === 429 ? 'retry' : 'final', error }
     } catch (e) {
       const err = e as Error
-      if (this.#closing.signal.aborted) return { outcome: 'final', error: 'responder closed' }
+      if (closing.aborted) return { outcome: 'final', error: 'responder closed' }
       const why = err.name === 'TimeoutError' ? `timed out after ${this.#timeoutMs} ms` : errorCode(err)
       return { outcome: 'retry', error: `${this.#shownUrl}: ${why}` }
+    } finally {
+      clearTimeout(timer)
+      closing.removeEventListener('abort', onClose)
     }
   }
 
@@ -253,15 +258,18 @@ export class WebhookResponder extends Notifier {
     }
   }
 
+  /** A backoff wait that close() cuts short; its listener leaves with it either way. */
   #sleep(ms: number): Promise<void> {
+    const closing = this.#closing.signal
     return new Promise((resolve) => {
-      if (this.#closing.signal.aborted) return resolve()
+      if (closing.aborted) return resolve()
       const t = setTimeout(done, ms)
       function done(): void {
         clearTimeout(t)
+        closing.removeEventListener('abort', done)
         resolve()
       }
-      this.#closing.signal.addEventListener('abort', done, { once: true })
+      closing.addEventListener('abort', done, { once: true })
     })
   }
 

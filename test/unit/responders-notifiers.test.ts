@@ -16,7 +16,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { parseEventLine } from '../../lib/daemon/events.js'
 import type { Decision } from '../../lib/policy/decision.js'
 import { ExecResponder, splitCommand } from '../../lib/responders/exec.js'
-import { blockRequests, ResponderSet } from '../../lib/responders/index.js'
+import { blockRequests, childEnv, createRun, ResponderSet } from '../../lib/responders/index.js'
 import { IpsetResponder, parseIpsetSave } from '../../lib/responders/ipset.js'
 import { NftablesResponder } from '../../lib/responders/nftables.js'
 import { JsonlResponder } from '../../lib/responders/jsonl.js'
@@ -52,6 +52,24 @@ describe('splitCommand', () => {
     expect(splitCommand(`a "b \\"c\\" $HOME" d\\ e '' "x"y`)).toEqual(['a', 'b "c" $HOME', 'd e', '', 'xy'])
     expect(splitCommand('echo a|b; c > d')).toEqual(['echo', 'a|b;', 'c', '>', 'd'])
     expect(() => splitCommand(`echo 'open`)).toThrow(/unterminated/)
+  })
+})
+
+describe('child environment', () => {
+  it('children never inherit PORTANOIA_CROWDSEC_* variables; everything else passes', async () => {
+    expect(childEnv({ PATH: '/bin', PORTANOIA_CROWDSEC_PASSWORD: 'p', PORTANOIA_CROWDSEC_BOUNCER_KEY: 'k', PORTANOIA_X: 'x' })).toEqual({
+      PATH: '/bin',
+      PORTANOIA_X: 'x',
+    })
+    process.env.PORTANOIA_CROWDSEC_PASSWORD = 'hunter2'
+    try {
+      const r = await createRun()('/usr/bin/env', [])
+      expect(r.code).toBe(0)
+      expect(r.stdout).toContain('PATH=')
+      expect(r.stdout).not.toContain('PORTANOIA_CROWDSEC_')
+    } finally {
+      delete process.env.PORTANOIA_CROWDSEC_PASSWORD
+    }
   })
 })
 
@@ -285,6 +303,49 @@ describe('webhook responder', () => {
     expect(r.dropped).toBe(3)
     expect(r.applied).toEqual([])
     expect(hook.stats().dropped).toBe(5)
+  })
+
+  it('retries leave no listener behind: thousands of failed attempts, no MaxListenersExceededWarning', async () => {
+    // Net abort listeners per target, counted at the EventTarget level (what a leak grows).
+    const live = new Map<EventTarget, number>()
+    let peak = 0
+    const add = EventTarget.prototype.addEventListener
+    const remove = EventTarget.prototype.removeEventListener
+    const warnings: string[] = []
+    const onWarning = (w: Error): void => void warnings.push(w.name)
+    process.on('warning', onWarning)
+    EventTarget.prototype.addEventListener = function (this: EventTarget, type: string, ...rest: unknown[]) {
+      if (type === 'abort') {
+        live.set(this, (live.get(this) ?? 0) + 1)
+        peak = Math.max(peak, live.get(this) ?? 0)
+      }
+      return (add as (...a: unknown[]) => void).call(this, type, ...rest)
+    } as typeof add
+    EventTarget.prototype.removeEventListener = function (this: EventTarget, type: string, ...rest: unknown[]) {
+      if (type === 'abort' && (live.get(this) ?? 0) > 0) live.set(this, (live.get(this) ?? 0) - 1)
+      return (remove as (...a: unknown[]) => void).call(this, type, ...rest)
+    } as typeof remove
+    try {
+      let calls = 0
+      const refused = (async () => {
+        calls++
+        throw Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } })
+      }) as unknown as typeof fetch
+      const hook = new WebhookResponder({ url: 'http://127.0.0.1:9/hook', fetch: refused, retries: 20, backoffMs: 0, concurrency: 2, maxQueue: 1000, random: () => 0 })
+      const r = await hook.notify(Array.from({ length: 200 }, (_, i) => decision({ src: `198.18.${i >> 8}.${(i & 255) + 1}` })))
+      await hook.close()
+      expect(calls).toBe(200 * 21)
+      expect(r.failed).toHaveLength(200)
+      // At most one attempt and one backoff per delivery in flight hold a listener.
+      expect(peak).toBeLessThanOrEqual(4)
+      expect([...live.values()].reduce((a, b) => a + b, 0)).toBe(0)
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(warnings).not.toContain('MaxListenersExceededWarning')
+    } finally {
+      EventTarget.prototype.addEventListener = add
+      EventTarget.prototype.removeEventListener = remove
+      process.off('warning', onWarning)
+    }
   })
 
   it('refuses bad URLs and unreadable token files with hints', async () => {
