@@ -13,7 +13,8 @@
  * hand by then, and "nothing else" can be asserted without sleeping.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -603,7 +604,22 @@ describe.skipIf(!IS_ROOT)('sensor negatives and contract', () => {
   })
 
   it('without privileges, open fails with EPERM and a hint about CAP_NET_RAW', async () => {
-    const index = pathToFileURL(join(PACKAGE_ROOT, 'dist', 'lib', 'index.js')).href
+    // The unprivileged child cannot be assumed to traverse the checkout (a clone under
+    // /root, or in any 0700 folder): it runs a copy of what open() loads, in a fresh
+    // directory everyone may read.
+    const dir = mkdtempSync(join(tmpdir(), 'pnperm-'))
+    chmodSync(dir, 0o755)
+    try {
+      for (const part of ['package.json', 'dist/lib', 'build/Release/portanoia.node', 'node_modules/node-gyp-build']) {
+        cpSync(join(PACKAGE_ROOT, part), join(dir, part), { recursive: true })
+      }
+      await expectEperm(pathToFileURL(join(dir, 'dist', 'lib', 'sensor.js')).href)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  async function expectEperm(index: string): Promise<void> {
     const code = `
       const { open } = await import(${JSON.stringify(index)})
       try {
@@ -627,5 +643,5 @@ describe.skipIf(!IS_ROOT)('sensor negatives and contract', () => {
     expect(result.syscall).toBe('socket')
     expect(result.hint).toContain('CAP_NET_RAW')
     expect(result.message).toContain('CAP_NET_RAW')
-  })
+  }
 })
