@@ -56,6 +56,8 @@ export type PortanoiaErrorCode =
   | 'PORTANOIA_IPTABLES_FAILED'
   /** a responder failed an action */
   | 'PORTANOIA_RESPONDER_FAILED'
+  /** stdout fell behind its reader: events were dropped (counted) */
+  | 'PORTANOIA_OUTPUT_DROPPED'
   /** the webhook token cannot be read */
   | 'PORTANOIA_WEBHOOK_TOKEN'
   /** CrowdSec's Local API cannot be reached */

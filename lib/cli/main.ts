@@ -10,17 +10,23 @@
  * Fleet mode's secrets are read (resolveFleetConfig) and the metrics endpoint is
  * bound before the daemon starts, so a missing secret file or a port in use
  * leaves the firewall untouched; prom-client is loaded only when --metrics is given.
+ * Events reach stdout through a BoundedWriter (output.ts): bounded memory under a slow
+ * reader, and a closed reader (EPIPE) is a clean stop with exit 0.
  */
 import { existsSync } from 'node:fs'
+import type { Writable } from 'node:stream'
 import { portsToString } from '../bpf/ports.js'
 import { commandRunner, firewallFor, startDaemon } from '../daemon/assemble.js'
 import { type Backend, type ConfigFile, DEFAULT_CONFIG_FILE, formatDuration, readConfig } from '../daemon/config.js'
-import { toJsonLine } from '../daemon/events.js'
+import type { Daemon } from '../daemon/daemon.js'
+import { errorEvent, type PortanoiaEvent, toJsonLine } from '../daemon/events.js'
+import { PortanoiaError } from '../errors.js'
 import { normalizeAddress } from '../policy/addr.js'
 import type { Responder } from '../responders/types.js'
 import { asUsageError, resolveWatch, UsageError } from './options.js'
 import { dropPrivileges } from './privileges.js'
 import { type ParsedCommand, parseCommandLine } from './program.js'
+import { BoundedWriter } from './output.js'
 import { colors, renderEvent, table } from './render.js'
 import { runSelftest } from './selftest.js'
 
@@ -28,12 +34,15 @@ export interface Io {
   out(s: string): void
   err(s: string): void
   isTTY: boolean
+  /** The real stdout, when there is one: `watch` writes its events through a BoundedWriter on it. */
+  stdout?: Writable
 }
 
 const processIo: Io = {
   out: (s) => process.stdout.write(s),
   err: (s) => process.stderr.write(s),
   isTTY: process.stdout.isTTY === true,
+  stdout: process.stdout,
 }
 
 /** The firewall responder of a management command (list, unblock, uninstall): never dry-run. */
@@ -72,15 +81,45 @@ async function watch(p: Extract<ParsedCommand, { command: 'watch' }>, io: Io): P
   }
   if (file !== undefined && p.config === undefined) log('info', `config ${DEFAULT_CONFIG_FILE}`)
 
+  // Events go out through a bounded writer: a slow reader costs dropped lines (counted,
+  // then summarised), never unbounded memory; a reader that is gone (EPIPE) stops the
+  // daemon, and that is a clean exit.
+  const render = (e: PortanoiaEvent): string => (json ? toJsonLine(e) : `${renderEvent(e, c)}\n`)
+  let readerGone = false
+  let started: Daemon | undefined
+  const writer =
+    io.stdout === undefined
+      ? null
+      : new BoundedWriter(io.stdout, {
+          summary: (n, total) =>
+            render(
+              errorEvent({
+                responder: 'output',
+                error: new PortanoiaError('PORTANOIA_OUTPUT_DROPPED', `stdout fell behind: ${n} event(s) dropped (${total} since start)`, {
+                  hint: 'read the output faster, or write it to a file; --hits adds one event per packet',
+                }),
+                count: n,
+              }),
+            ),
+          onClosed: () => {
+            readerGone = true
+            void started?.close()
+          },
+        })
+  const out = (s: string): void => {
+    if (writer === null) io.out(s)
+    else writer.write(s)
+  }
   const daemon = await startDaemon(config, {
-    onEvent: (e) => io.out(json ? toJsonLine(e) : `${renderEvent(e, c)}\n`),
+    onEvent: (e) => out(render(e)),
     onLog: log,
     onScript: (script, responder) => {
       const text = `# ${responder} (dry-run, not applied):\n${script}`
       if (json) io.err(text)
-      else io.out(text)
+      else out(text)
     },
   })
+  started = daemon
   const p0 = config.policy
   const unusedNote = config.unused.length > 0 ? `, unused ${portsToString(config.unused)}` : ''
   // Without a firewall backend nothing is blocked, whatever --block says: say what really happens.
@@ -91,9 +130,16 @@ async function watch(p: Extract<ParsedCommand, { command: 'watch' }>, io: Io): P
   log('info', `${mode}${unusedNote}`)
   const dropped = dropPrivileges(config)
   if (dropped !== null) log('info', dropped)
+  if (readerGone) void daemon.close()
   const off = onSignals(() => void daemon.close())
   const failure = await daemon.done
   off()
+  const lost = writer?.stats().dropped ?? 0
+  if (readerGone) {
+    log('info', 'stdout was closed by its reader: stopped')
+    return 0
+  }
+  if (lost > 0) log('warn', `${lost} event(s) were dropped because stdout fell behind`)
   if (failure !== undefined) {
     log('warn', `stopped: ${failure.message}`)
     return 1
@@ -188,6 +234,12 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     return usage !== null ? 2 : 1
   }
 }
+
+// A reader that closed the pipe (`portanoia list | head -1`) ends the output, not the
+// process with an EPIPE crash: `watch` stops through its BoundedWriter, the one-shot
+// commands simply finish.
+process.stdout.on('error', () => {})
+process.stderr.on('error', () => {})
 
 main(process.argv.slice(2)).then(
   (code) => {

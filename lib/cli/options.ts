@@ -34,6 +34,7 @@ const FLAG_NAMES: Record<keyof ConfigInput, string> = {
   spoofableTtl: '--spoofable-ttl',
   maxBlocksPerMinute: '--max-blocks-per-minute',
   maxActiveBlocks: '--max-active-blocks',
+  maxReportsPerMinute: '--max-reports-per-minute',
   allow: '--allow',
   allowFile: '--allow-file',
   threshold: '--threshold',

@@ -60,7 +60,7 @@ function watchInput(o: Raw): WatchInput {
   }
   for (const k of [
     'interface', 'netns', 'block', 'blockTtl', 'allowFile', 'spoofableTtl', 'maxBlocksPerMinute', 'maxActiveBlocks',
-    'threshold', 'window', 'backend', 'exec', 'webhook', 'statsInterval',
+    'maxReportsPerMinute', 'threshold', 'window', 'backend', 'exec', 'webhook', 'statsInterval',
   ] as const) {
     const v = str(o, k)
     if (v !== undefined) input[k] = v
@@ -168,6 +168,7 @@ Original portanoia form:
     .option('--spoofable-ttl <duration>', 'block lifetime for spoofable sources (default 5m)')
     .option('--max-blocks-per-minute <n>', 'new spoofable blocks per minute before report-only (default 60)')
     .option('--max-active-blocks <n>', 'spoofable blocks active at once (default 1000)')
+    .option('--max-reports-per-minute <n>', 'per-source decisions about spoofable sources a minute; beyond, counted in a summary (default 600)')
     .option('--allow <cidr>', 'never block this network (repeatable)', collect)
     .option('--allow-file <file>', 'never block the networks in this file: one address or CIDR a line, # comments')
     .option('--threshold <n>', 'completed handshakes per window before a block (default 1)')

@@ -45,7 +45,10 @@ function decisionLine(e: DecisionEvent, c: Colors): string {
   let detail: string = e.reason
   if (e.breaker === 'open') {
     tag = label('CAPPED', c.red)
-    detail = `${e.reason}: spoofable blocking suspended, report-only until the rate falls`
+    detail =
+      e.reason === 'report-capped'
+        ? `${e.reason}: too many spoofable sources, counted instead of reported one by one until the rate falls`
+        : `${e.reason}: spoofable blocking suspended, report-only until the rate falls`
   } else if (e.breaker === 'closed') {
     tag = label('RESUMED', c.green)
     const s = e.suppressed
@@ -105,6 +108,8 @@ function statsLine(e: StatsEvent, c: Colors): string {
     `hits ${p.hits}`,
     `blocks ${p.activeBlocks.verified} verified / ${p.activeBlocks.spoofable} spoofable`,
     `breaker ${p.breaker}${p.breakerCause === undefined ? '' : ` (${p.breakerCause})`}`,
+    ...(p.reportBreaker === 'open' ? ['reports capped'] : []),
+    ...(p.suppressedSources > 0 ? [`${p.suppressedSources} source(s) counted only`] : []),
   ]
   if (s !== undefined) parts.push(`kernel drops ${(s.kernelDrops ?? 0) + (s.ringDrops ?? 0)}`)
   return `${c.dim(clock(e.time))} ${label('STATS', c.dim)} ${c.dim(parts.join(', '))}`

@@ -86,6 +86,7 @@ export const configSchema = z.strictObject({
   spoofableTtl: duration.optional(),
   maxBlocksPerMinute: z.union([positiveInt, z.string()]).optional(),
   maxActiveBlocks: z.union([positiveInt, z.string()]).optional(),
+  maxReportsPerMinute: z.union([positiveInt, z.string()]).optional(),
   allow: z.union([z.string(), z.array(z.string())]).optional(),
   allowFile: z.string().min(1).describe('a file with one address or CIDR a line').optional(),
   threshold: z.union([positiveInt, z.string()]).optional(),
@@ -115,6 +116,7 @@ export interface ConfigInput {
   spoofableTtl?: string
   maxBlocksPerMinute?: string | number
   maxActiveBlocks?: string | number
+  maxReportsPerMinute?: string | number
   allow?: string | readonly string[]
   /** A file with one address or CIDR a line (`#` comments); read by readAllowFile. */
   allowFile?: string
@@ -448,7 +450,7 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
     }
     if ((policyInput[field] as number) < 1000) throw bad(`${name(k)}: ${v} is shorter than the 1s minimum`, 'nft timeouts have second granularity')
   }
-  for (const [k, field] of [['maxBlocksPerMinute', 'maxBlocksPerMinute'], ['maxActiveBlocks', 'maxActiveBlocks'], ['threshold', 'threshold']] as const) {
+  for (const [k, field] of [['maxBlocksPerMinute', 'maxBlocksPerMinute'], ['maxActiveBlocks', 'maxActiveBlocks'], ['maxReportsPerMinute', 'maxReportsPerMinute'], ['threshold', 'threshold']] as const) {
     const n = integer(input[k], name(k))
     if (n !== undefined) policyInput[field] = n
   }

@@ -100,7 +100,9 @@ export interface DecisionEvent extends EventBase {
    * Why: `blocked`; `already-blocked` (a block is in force; blocked sources still reach the sensor,
    * which sees packets before the firewall); `below-threshold`; `spoofable-report-only` (only forgeable
    * evidence and `--block verified`); `guard:self|gateway|resolver|peer|allowlist|special` (never blocked);
-   * `rate-capped` / `active-cap` (a spoofable block refused by a cap); `dry-run` (would have been blocked).
+   * `rate-capped` / `active-cap` (a spoofable block refused by a cap); `dry-run` (would have been blocked);
+   * `report-capped` (decisions about spoofable sources exceeded `maxReportsPerMinute`: further ones are counted
+   * until the rate falls, on the breaker's open and close decisions).
    */
   reason: ReasonCode
   /** The source address, canonical. */
@@ -135,8 +137,9 @@ export interface DecisionEvent extends EventBase {
   /** The end-of-window summary; never carries `action: 'block'`. */
   final: boolean
   /**
-   * Set when this decision opens or closes the circuit breaker on spoofable blocking. While open, spoofable
-   * sources are reported only through these two events; on `closed`, the source fields repeat the source
+   * Set when this decision opens or closes a circuit breaker (spoofable blocking: `rate-capped` / `active-cap`;
+   * per-source decisions about spoofable sources: `report-capped`). While open, those sources are reported only
+   * through these two events; on `closed`, the source fields repeat the source
    * that opened it and the window spans the time it was open.
    */
   breaker?: BreakerState
@@ -183,8 +186,14 @@ export interface StatsEvent extends EventBase {
     breakerCause?: 'rate-capped' | 'active-cap'
     /** Times the breaker opened. */
     breakerTrips: number
-    /** Hits handled report-only inside the breaker, since start. */
+    /** Hits handled inside a breaker (blocking or reports), without a decision of their own, since start. */
     suppressedHits: number
+    /** 'open' while per-source decisions about spoofable sources are suspended (`report-capped`). */
+    reportBreaker: BreakerState
+    /** Times the report breaker opened. */
+    reportBreakerTrips: number
+    /** Sources handled inside a breaker without a decision of their own, since start. */
+    suppressedSources: number
   }
   /** The sensor's counters (packets received, dropped by the kernel, dropped by the hit ring, …). */
   sensor?: Record<string, number>
@@ -211,6 +220,8 @@ export interface ErrorEvent extends EventBase {
   src?: string
   /** All addresses of a failed batch. */
   addresses?: string[]
+  /** How many things the error concerns when they are not listed (`PORTANOIA_OUTPUT_DROPPED`: events dropped). */
+  count?: number
 }
 
 /**
@@ -313,6 +324,9 @@ export const statsEventSchema = z.object({
     breakerCause: z.enum(['rate-capped', 'active-cap']).optional(),
     breakerTrips: count,
     suppressedHits: count,
+    reportBreaker: z.enum(['open', 'closed']),
+    reportBreakerTrips: count,
+    suppressedSources: count,
   }),
   sensor: z.record(z.string(), z.number()).optional(),
   responders: z.record(z.string(), z.record(z.string(), z.number())).optional(),
@@ -330,6 +344,7 @@ export const errorEventSchema = z.object({
   reason: reason.optional(),
   src: address.optional(),
   addresses: z.array(address).optional(),
+  count: count.optional(),
 })
 
 // Two shapes share `type: 'decision'`, so `type` alone cannot dispatch: the fleet
@@ -452,6 +467,7 @@ export interface ErrorInput {
   reason?: ReasonCode
   src?: string
   addresses?: readonly string[]
+  count?: number
   /** Milliseconds; default now. */
   time?: number
 }
@@ -481,6 +497,7 @@ export function errorEvent(input: ErrorInput): ErrorEvent {
   if (input.reason !== undefined) e.reason = input.reason
   if (input.src !== undefined) e.src = input.src
   if (input.addresses !== undefined) e.addresses = [...input.addresses]
+  if (input.count !== undefined) e.count = input.count
   return e
 }
 

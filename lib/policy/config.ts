@@ -34,6 +34,12 @@ export interface PolicyConfig {
   maxBlocksPerMinute: number
   /** Blocks from spoofable evidence active at once. */
   maxActiveBlocks: number
+  /**
+   * New per-source decisions about spoofable sources per trailing minute (reports,
+   * below-threshold notes, wide-range guards); past it they are counted, not emitted,
+   * until the rate falls (`report-capped`).
+   */
+  maxReportsPerMinute: number
   /** Sources tracked per table (verified / spoofable-only); the oldest is evicted. */
   maxTrackedSources: number
   /** Distinct ports remembered per source and window. */
@@ -49,6 +55,9 @@ export interface PolicyConfig {
  * caps. 60 new spoofable blocks a minute and 1000 active bound what forged traffic
  * can do to the firewall (at most 1000 addresses denied for 5 minutes) while a
  * steady trickle of real scanners (60/min × 5 min = 300) stays below the active cap.
+ * 600 spoofable sources decided a minute is ten a second, far above what real
+ * scanners of one host add up to, yet a forged flood of a million sources costs
+ * ~600 decisions and a summary instead of a million.
  */
 export const DEFAULT_POLICY: Readonly<PolicyConfig> = Object.freeze({
   block: 'verified',
@@ -59,6 +68,7 @@ export const DEFAULT_POLICY: Readonly<PolicyConfig> = Object.freeze({
   windowMs: 60_000,
   maxBlocksPerMinute: 60,
   maxActiveBlocks: 1000,
+  maxReportsPerMinute: 600,
   maxTrackedSources: 16_384,
   maxPortsPerSource: 32,
   dryRun: false,
@@ -75,6 +85,7 @@ const INT_LIMITS: Readonly<Record<Exclude<keyof PolicyConfig, 'block' | 'dryRun'
   windowMs: [1000, 'at least 1000 (1 s)'],
   maxBlocksPerMinute: [1, 'at least 1'],
   maxActiveBlocks: [1, 'at least 1'],
+  maxReportsPerMinute: [1, 'at least 1'],
   maxTrackedSources: [1, 'at least 1'],
   maxPortsPerSource: [1, 'at least 1'],
 }

@@ -26,6 +26,7 @@ export const REASON_CODES = [
   'rate-capped',
   'active-cap',
   'dry-run',
+  'report-capped',
 ] as const
 export type ReasonCode = (typeof REASON_CODES)[number]
 

@@ -15,6 +15,11 @@
  *   verified), and one summary (`final`) when it closes with hits not yet reported.
  *   While the spoofable-blocking breaker is open, capped sources are counted, not
  *   reported one by one; the breaker's open and close decisions carry the totals.
+ *   The same holds for decisions about spoofable sources in any mode: past
+ *   `maxReportsPerMinute` new ones a minute the report breaker opens, and forged
+ *   sources are counted until the rate falls, so a million forged sources cost a
+ *   bounded number of decisions. Verified sources and the guards whose addresses
+ *   are few (self, gateway, resolver, peer) are never suppressed.
  * - A `block` decision is emitted exactly once per block the engine makes.
  */
 
@@ -22,6 +27,7 @@ import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
 import { type Address, type Family, formatAddress, parseAddress } from './addr.js'
 import { type PolicyConfig, resolvePolicyConfig } from './config.js'
 import type { Action, BreakerState, Decision, ReasonCode, Trigger } from './decision.js'
+import { MinuteGauge, MinuteLog } from './breaker.js'
 import { type GuardReason, Guards } from './guards.js'
 
 /** A block found in the kernel at start (e.g. read from the nft sets). */
@@ -68,10 +74,15 @@ export interface PolicyStats {
   /** New spoofable blocks in the trailing minute. */
   spoofableBlocksLastMinute: number
   breaker: BreakerState
-  breakerCause?: BreakerCause
+  breakerCause?: Exclude<BreakerCause, 'report-capped'>
   breakerTrips: number
-  /** Hits reported only through the breaker's totals, since start. */
+  /** Hits reported only through a breaker's totals (either breaker), since start. */
   suppressedHits: number
+  /** 'open' while per-source decisions about spoofable sources are suspended (`report-capped`). */
+  reportBreaker: BreakerState
+  reportBreakerTrips: number
+  /** Sources handled without a decision of their own inside either breaker, since start. */
+  suppressedSources: number
 }
 
 export interface PolicyEngineOptions {
@@ -81,7 +92,7 @@ export interface PolicyEngineOptions {
   now?: () => number
 }
 
-type BreakerCause = 'rate-capped' | 'active-cap'
+type BreakerCause = 'rate-capped' | 'active-cap' | 'report-capped'
 
 interface Verdict {
   action: Action
@@ -91,8 +102,8 @@ interface Verdict {
   expiresAt?: number
   upgrade?: boolean
   breaker?: BreakerState
-  /** Counted into the open breaker instead of being reported. */
-  suppress?: boolean
+  /** Counted into this open breaker instead of being reported. */
+  suppress?: Breaker
 }
 
 interface BlockRecord {
@@ -122,7 +133,9 @@ interface SourceState {
   last: Verdict | null
   sinceEmit: number
   demandCounted: boolean
-  suppressedCounted: boolean
+  reportCounted: boolean
+  /** The breaker this source was last counted into (a source counts once per breaker). */
+  suppressedBy: Breaker | null
 }
 
 interface Breaker {
@@ -137,8 +150,10 @@ interface Breaker {
 
 const MINUTE_MS = 60_000
 const MAINTAIN_EVERY_MS = 1000
-const DEMAND_BUCKET_MS = 5000
-const DEMAND_BUCKETS = MINUTE_MS / DEMAND_BUCKET_MS
+// Guards whose addresses are few (the host's own facts): their decisions stay one per
+// source and window even under the report breaker. `allowlist` and `special` cover
+// whole ranges a forger can draw a million sources from.
+const FEW_ADDRESS_GUARDS: ReadonlySet<ReasonCode> = new Set(['guard:self', 'guard:gateway', 'guard:resolver', 'guard:peer'])
 const PROTO_INDEX: Readonly<Record<Proto, number>> = { tcp: 0, udp: 1, sctp: 2 }
 const PROTO_BY_INDEX: readonly Proto[] = ['tcp', 'udp', 'sctp']
 const KIND_INDEX: ReadonlyMap<string, number> = new Map(SCAN_KINDS.map((k, i) => [k, i]))
@@ -165,6 +180,7 @@ function zeroCounts(): Record<ReasonCode, number> {
     'rate-capped': 0,
     'active-cap': 0,
     'dry-run': 0,
+    'report-capped': 0,
   }
 }
 
@@ -192,22 +208,26 @@ export class PolicyEngine {
   readonly #spoofableSources = new Map<string, SourceState>()
   readonly #verifiedBlocks = new Map<string, BlockRecord>()
   readonly #spoofableBlocks = new Map<string, BlockRecord>()
-  /** Times of new spoofable blocks in the trailing minute; never longer than the cap. */
-  #recentBlocks: number[] = []
-  /** Spoofable sources that crossed the threshold, in 5 s buckets: the breaker's view of pressure. */
-  readonly #demand: Array<{ slot: number; n: number }> = Array.from({ length: DEMAND_BUCKETS }, () => ({
-    slot: -Infinity,
-    n: 0,
-  }))
+  /** New spoofable blocks in the trailing minute; never more than the cap. */
+  readonly #recentBlocks = new MinuteLog()
+  /** Spoofable sources that crossed the threshold: the blocking breaker's view of pressure. */
+  readonly #demand = new MinuteGauge()
+  /** Per-source decisions about spoofable sources in the trailing minute; never more than the cap. */
+  readonly #recentReports = new MinuteLog()
+  /** Spoofable sources wanting a decision of their own: the report breaker's view of pressure. */
+  readonly #reportDemand = new MinuteGauge()
   readonly #cursors = new Map<Map<string, SourceState>, Iterator<string>>()
   #breaker: Breaker | null = null
+  #reportBreaker: Breaker | null = null
   #lastMaintain = -Infinity
 
   #hits = 0
   #invalid = 0
   #evictions = 0
   #breakerTrips = 0
+  #reportBreakerTrips = 0
   #suppressedHits = 0
+  #suppressedSources = 0
   readonly #decisions = zeroCounts()
 
   constructor(options: PolicyEngineOptions = {}) {
@@ -247,15 +267,16 @@ export class PolicyEngine {
       return out ?? NO_DECISIONS
     }
 
-    const v = this.#evaluate(st, now)
+    const v = this.#capReports(st, this.#evaluate(st, now), now)
     st.last = v
-    if (v.suppress === true) {
-      const b = this.#breaker as Breaker
+    if (v.suppress !== undefined) {
+      const b = v.suppress
       b.hits++
       this.#suppressedHits++
-      if (!st.suppressedCounted) {
-        st.suppressedCounted = true
+      if (st.suppressedBy !== b) {
+        st.suppressedBy = b
         b.sources++
+        this.#suppressedSources++
       }
       st.sinceEmit++
       return out ?? NO_DECISIONS
@@ -358,7 +379,6 @@ export class PolicyEngine {
   stats(): PolicyStats {
     const now = this.#now()
     this.#expireBlocks(now)
-    this.#pruneRecent(now)
     const s: PolicyStats = {
       hits: this.#hits,
       invalidSources: this.#invalid,
@@ -366,12 +386,16 @@ export class PolicyEngine {
       evictions: this.#evictions,
       decisions: { ...this.#decisions },
       activeBlocks: { verified: this.#verifiedBlocks.size, spoofable: this.#spoofableBlocks.size },
-      spoofableBlocksLastMinute: this.#recentBlocks.length,
+      spoofableBlocksLastMinute: this.#recentBlocks.count(now),
       breaker: this.#breaker === null ? 'closed' : 'open',
       breakerTrips: this.#breakerTrips,
       suppressedHits: this.#suppressedHits,
+      reportBreaker: this.#reportBreaker === null ? 'closed' : 'open',
+      reportBreakerTrips: this.#reportBreakerTrips,
+      suppressedSources: this.#suppressedSources,
     }
-    if (this.#breaker !== null) s.breakerCause = this.#breaker.cause
+    // The blocking breaker is only ever opened with a blocking cause.
+    if (this.#breaker !== null) s.breakerCause = this.#breaker.cause as Exclude<BreakerCause, 'report-capped'>
     return s
   }
 
@@ -426,7 +450,8 @@ export class PolicyEngine {
         last: null,
         sinceEmit: 0,
         demandCounted: false,
-        suppressedCounted: false,
+        reportCounted: false,
+        suppressedBy: null,
       }
       this.#insert(table, st)
     } else if (hit.verified && table === this.#spoofableSources) {
@@ -507,13 +532,12 @@ export class PolicyEngine {
 
     if (!st.demandCounted) {
       st.demandCounted = true
-      this.#addDemand(now)
+      this.#demand.add(now)
     }
     if (this.#breaker !== null) {
-      return { action: 'report', reason: this.#breaker.cause, verified, suppress: true }
+      return { action: 'report', reason: this.#breaker.cause, verified, suppress: this.#breaker }
     }
-    this.#pruneRecent(now)
-    if (this.#recentBlocks.length >= cfg.maxBlocksPerMinute) return this.#openBreaker('rate-capped', st, now)
+    if (this.#recentBlocks.count(now) >= cfg.maxBlocksPerMinute) return this.#openBreaker('rate-capped', st, now)
     if (this.#spoofableBlocks.size >= cfg.maxActiveBlocks) {
       this.#expireTable(this.#spoofableBlocks, now)
       if (this.#spoofableBlocks.size >= cfg.maxActiveBlocks) return this.#openBreaker('active-cap', st, now)
@@ -531,7 +555,7 @@ export class PolicyEngine {
       this.#verifiedBlocks.set(st.src, rec)
     } else {
       this.#spoofableBlocks.set(st.src, rec)
-      this.#recentBlocks.push(now)
+      this.#recentBlocks.add(now)
     }
     const v: Verdict = this.#dryRun
       ? { action: 'report', reason: 'dry-run', verified, ttlMs, expiresAt }
@@ -541,17 +565,36 @@ export class PolicyEngine {
   }
 
   #openBreaker(cause: BreakerCause, st: SourceState, now: number): Verdict {
-    this.#breaker = {
-      cause,
-      openedAt: now,
-      src: st.src,
-      family: st.addr.family,
-      hit: st.lastHit,
-      sources: 0,
-      hits: 0,
+    const b: Breaker = { cause, openedAt: now, src: st.src, family: st.addr.family, hit: st.lastHit, sources: 0, hits: 0 }
+    if (cause === 'report-capped') {
+      this.#reportBreaker = b
+      this.#reportBreakerTrips++
+    } else {
+      this.#breaker = b
+      this.#breakerTrips++
     }
-    this.#breakerTrips++
     return { action: 'report', reason: cause, verified: false, breaker: 'open' }
+  }
+
+  /**
+   * The report cap: the first decision of a spoofable source's window (a report, a
+   * below-threshold note, a wide-range guard) is admitted while fewer than
+   * `maxReportsPerMinute` were in the trailing minute; the one past it opens the
+   * report breaker, and while it is open such sources are counted, not decided.
+   * Blocks, escalations of sources already decided, verified sources and the
+   * few-address guards pass untouched.
+   */
+  #capReports(st: SourceState, v: Verdict, now: number): Verdict {
+    if (v.verified || v.action === 'block' || st.emitted !== null || v.suppress !== undefined || v.breaker !== undefined) return v
+    if (FEW_ADDRESS_GUARDS.has(v.reason)) return v
+    if (!st.reportCounted) {
+      st.reportCounted = true
+      this.#reportDemand.add(now)
+    }
+    if (this.#reportBreaker !== null) return { ...v, suppress: this.#reportBreaker }
+    if (this.#recentReports.count(now) >= this.#config.maxReportsPerMinute) return this.#openBreaker('report-capped', st, now)
+    this.#recentReports.add(now)
+    return v
   }
 
   #activeBlock(src: string, now: number): BlockRecord | undefined {
@@ -563,30 +606,6 @@ export class PolicyEngine {
     if (r === undefined || r.expiresAt > now) return r
     table.delete(src)
     return undefined
-  }
-
-  #addDemand(now: number): void {
-    const slot = Math.floor(now / DEMAND_BUCKET_MS)
-    const b = this.#demand[((slot % DEMAND_BUCKETS) + DEMAND_BUCKETS) % DEMAND_BUCKETS] as { slot: number; n: number }
-    if (b.slot !== slot) {
-      b.slot = slot
-      b.n = 0
-    }
-    b.n++
-  }
-
-  #demandLastMinute(now: number): number {
-    const slot = Math.floor(now / DEMAND_BUCKET_MS)
-    let n = 0
-    for (const b of this.#demand) if (b.slot <= slot && slot - b.slot < DEMAND_BUCKETS) n += b.n
-    return n
-  }
-
-  #pruneRecent(now: number): void {
-    const cut = now - MINUTE_MS
-    let i = 0
-    while (i < this.#recentBlocks.length && (this.#recentBlocks[i] as number) <= cut) i++
-    if (i > 0) this.#recentBlocks = this.#recentBlocks.slice(i)
   }
 
   #expireTable(table: Map<string, BlockRecord>, now: number): void {
@@ -607,44 +626,55 @@ export class PolicyEngine {
         if (now >= st.windowStart + this.#config.windowMs) this.#endWindow(st, table, now, push)
       }
     }
-    const b = this.#breaker
-    if (b === null || now - b.openedAt < MINUTE_MS) return
     // Hysteresis: close only well below the caps, or every expiring block would
     // re-trip it and the operator would read a flapping breaker.
     const cfg = this.#config
+    const b = this.#breaker
     if (
-      this.#demandLastMinute(now) <= Math.floor(cfg.maxBlocksPerMinute / 2) &&
+      b !== null &&
+      now - b.openedAt >= MINUTE_MS &&
+      this.#demand.lastMinute(now) <= Math.floor(cfg.maxBlocksPerMinute / 2) &&
       this.#spoofableBlocks.size <= Math.floor((cfg.maxActiveBlocks * 3) / 4)
     ) {
       this.#breaker = null
-      push({
-        action: 'none',
-        reason: b.cause,
-        src: b.src,
-        family: b.family,
-        verified: false,
-        ports: [],
-        portsTruncated: false,
-        kinds: [],
-        count: 0,
-        verifiedCount: 0,
-        firstSeen: b.openedAt,
-        lastSeen: now,
-        windowStart: b.openedAt,
-        windowMs: now - b.openedAt,
-        time: now,
-        final: false,
-        breaker: 'closed',
-        suppressed: { sources: b.sources, hits: b.hits },
-        trigger: triggerOf(b.hit),
-      })
+      push(this.#breakerClosed(b, now))
+    }
+    const r = this.#reportBreaker
+    if (r !== null && now - r.openedAt >= MINUTE_MS && this.#reportDemand.lastMinute(now) <= Math.floor(cfg.maxReportsPerMinute / 2)) {
+      this.#reportBreaker = null
+      push(this.#breakerClosed(r, now))
+    }
+  }
+
+  /** The decision that closes a breaker: the source that opened it, the time open, and the totals. */
+  #breakerClosed(b: Breaker, now: number): Decision {
+    return {
+      action: 'none',
+      reason: b.cause,
+      src: b.src,
+      family: b.family,
+      verified: false,
+      ports: [],
+      portsTruncated: false,
+      kinds: [],
+      count: 0,
+      verifiedCount: 0,
+      firstSeen: b.openedAt,
+      lastSeen: now,
+      windowStart: b.openedAt,
+      windowMs: now - b.openedAt,
+      time: now,
+      final: false,
+      breaker: 'closed',
+      suppressed: { sources: b.sources, hits: b.hits },
+      trigger: triggerOf(b.hit),
     }
   }
 
   #endWindow(st: SourceState, table: Map<string, SourceState>, now: number, push: (d: Decision) => void): void {
     table.delete(st.src)
     const last = st.last
-    if (st.emitted === null || st.sinceEmit === 0 || last === null || last.suppress === true) return
+    if (st.emitted === null || st.sinceEmit === 0 || last === null || last.suppress !== undefined) return
     const summary: Verdict = { action: last.action === 'block' ? 'none' : last.action, reason: last.reason, verified: last.verified }
     if (last.expiresAt !== undefined) summary.expiresAt = last.expiresAt
     if (last.ttlMs !== undefined) summary.ttlMs = last.ttlMs

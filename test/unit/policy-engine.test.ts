@@ -348,6 +348,58 @@ describe('spoofable sources with block all', () => {
   })
 })
 
+describe('report cap', () => {
+  it('100,000 forged sources in the default mode cost 600 reports and two breaker decisions, with the totals', () => {
+    const guards = new Guards({ gateways: ['198.19.255.254'] })
+    const s = setup({}, guards)
+    const cap = DEFAULT_POLICY.maxReportsPerMinute
+    expect(cap).toBe(600)
+    const n = 100_000
+    let verified: Decision[] = []
+    let gateway: Decision[] = []
+    let statsOpen: ReturnType<typeof s.engine.stats> | undefined
+    // 1000 new forged sources a second for 100 s, one SYN each.
+    for (let i = 0; i < n; i++) {
+      if (i % 10 === 0) s.advance(10)
+      s.observe(hit(forged(i)))
+      if (i === 50_000) {
+        verified = s.observe(connect('fd52:43dd::beef'))
+        gateway = s.observe(hit('198.19.255.254'))
+        statsOpen = s.engine.stats()
+      }
+    }
+    // Never suppressed: a verified source, and a forged packet claiming the gateway.
+    expect(verified).toMatchObject([{ action: 'block', reason: 'blocked', verified: true }])
+    expect(gateway).toMatchObject([{ action: 'none', reason: 'guard:gateway' }])
+    expect(statsOpen).toMatchObject({ reportBreaker: 'open', reportBreakerTrips: 1, breaker: 'closed' })
+    const reports = s.log.filter((d) => d.reason === 'spoofable-report-only')
+    expect(reports).toHaveLength(cap)
+    s.advance(61_000)
+    s.tick()
+    const breaker = s.log.filter((d) => d.reason === 'report-capped')
+    expect(breaker.map((d) => [d.action, d.breaker])).toEqual([
+      ['report', 'open'],
+      ['none', 'closed'],
+    ])
+    // Every forged source beyond the cap and the one that tripped it is in the totals.
+    expect(breaker[1]!.suppressed).toEqual({ sources: n - cap - 1, hits: n - cap - 1 })
+    expect(s.engine.stats()).toMatchObject({ reportBreaker: 'closed', suppressedSources: n - cap - 1 })
+    // 100,000 sources, 604 decisions: 600 reports, open, close, the block, the guard.
+    expect(s.log).toHaveLength(cap + 4)
+    // Closed again: the next forged source is reported on its own.
+    expect(s.observe(hit('198.18.0.77'))).toMatchObject([{ reason: 'spoofable-report-only' }])
+  })
+
+  it('a suppressed source that then completes a handshake is blocked', () => {
+    const s = setup({ maxReportsPerMinute: 2 })
+    s.observe(hit('198.18.0.2'))
+    s.observe(hit('198.18.0.3'))
+    expect(s.observe(hit('198.18.0.4'))).toMatchObject([{ reason: 'report-capped', breaker: 'open' }])
+    expect(s.observe(hit('198.18.0.5'))).toEqual([])
+    expect(s.observe(connect('198.18.0.5'))).toMatchObject([{ action: 'block', reason: 'blocked', verified: true, count: 2 }])
+  })
+})
+
 describe('adopt', () => {
   it('adopts kernel blocks: already-blocked, spoofable ones count against the cap, guarded ones are reported', () => {
     const guards = new Guards({ gateways: ['198.18.0.254'] })
