@@ -1,16 +1,26 @@
 /**
  * Real TCP from inside test namespaces: a one-shot connect attempt (a child `node`
  * started with `ip netns exec`, so the kernel of that namespace does the handshake)
- * and a tiny echo service. Used by the daemon and CLI tests to prove a block is
+ * and a tiny service. Used by the daemon, CLI and firewall tests to prove a block is
  * real — a blocked peer can no longer reach a service — and to hold an established
- * connection open (a guard:peer source). Processes are ended by PID via stop().
+ * connection open (a guard:peer source). A probe that could not run (no node in the
+ * namespace, the namespace gone) throws: it is never mistaken for a blocked peer.
+ * Processes are ended by PID via stop().
  */
 import type { ChildProcess } from 'node:child_process'
 import type { Host } from './netns.js'
 
+/** What a connect attempt ended in; 'error' is any other socket error (EHOSTUNREACH, ...). */
 export type ConnectOutcome = 'connected' | 'refused' | 'reset' | 'timeout' | 'error'
+const OUTCOMES: readonly string[] = ['connected', 'refused', 'reset', 'timeout', 'error']
 
-/** One TCP connect from `from` to address:port; 'connected' when the handshake completed. */
+/** The port startService listens on by default, for the firewall tests. */
+export const PROBE_PORT = 8080
+
+/**
+ * One TCP connect from `from` to address:port; 'connected' when the handshake
+ * completed. Throws when the probe itself did not run to an outcome.
+ */
 export async function tcpConnect(from: Host, address: string, port: number, timeoutMs = 1500): Promise<ConnectOutcome> {
   const script = `
     const s = require('node:net').connect({ host: ${JSON.stringify(address)}, port: ${port} })
@@ -20,7 +30,23 @@ export async function tcpConnect(from: Host, address: string, port: number, time
     setTimeout(() => done('timeout'), ${timeoutMs})`
   const r = await from.exec(process.execPath, ['-e', script], { timeoutMs: timeoutMs + 5000 })
   const word = r.stdout.trim().split('\n').pop() ?? ''
-  return (['connected', 'refused', 'reset', 'timeout'].includes(word) ? word : 'error') as ConnectOutcome
+  if (r.code !== 0 || !OUTCOMES.includes(word)) {
+    throw new Error(`the connect probe from ${from.ns} to [${address}]:${port} did not run (exit ${r.code}): ${r.stderr.trim()}`)
+  }
+  return word as ConnectOutcome
+}
+
+/**
+ * For firewall tests, where the service runs and the only question is whether a
+ * drop rule applies: true when the handshake completes, false when it times out
+ * (dropped). Anything else — refused, reset, another error — means the test's
+ * premise broke, and throws.
+ */
+export async function canConnect(from: Host, address: string, port = PROBE_PORT): Promise<boolean> {
+  const outcome = await tcpConnect(from, address, port, 1000)
+  if (outcome === 'connected') return true
+  if (outcome === 'timeout') return false
+  throw new Error(`connect from ${from.ns} to [${address}]:${port} was ${outcome}, neither accepted nor dropped: is the service running?`)
 }
 
 /** Starts a TCP service on `port` in `host`'s namespace; resolves once it listens. */

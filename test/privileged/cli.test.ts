@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { CLI_MAIN, cli, startWatch, stopWatches, waitFor } from '../helpers/cli.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
+import { nftHasTable } from '../helpers/nft.js'
 import { tcpConnect } from '../helpers/tcp.js'
 
 warnIfNotRoot('test/privileged/cli.test.ts')
@@ -27,9 +28,7 @@ afterEach(async () => {
   net = undefined
 })
 
-async function tableExists(n: TestNet): Promise<boolean> {
-  return (await n.sensorExec('nft', ['list', 'tables'])).stdout.includes('portanoia')
-}
+const tableExists = (n: TestNet): Promise<boolean> => nftHasTable(n.sensorExec)
 
 describe.skipIf(!IS_ROOT)('portanoia CLI', () => {
   it('bad flags and bad config: exit 2, a clear message, no table', async () => {

@@ -13,6 +13,7 @@ import type { DecisionEvent, PortanoiaEvent } from '../../lib/daemon/events.js'
 import { NftablesResponder } from '../../lib/responders/nftables.js'
 import { netnsRun } from '../../lib/responders/run.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
+import { nftElements as nftElementsIn, nftHasTable } from '../helpers/nft.js'
 import { probeFrame, sendFrames } from '../helpers/probes.js'
 import { holdConnection, startService, tcpConnect } from '../helpers/tcp.js'
 
@@ -62,21 +63,8 @@ async function startDaemon(n: TestNet, options: Partial<DaemonOptions> & { dryRu
   return { daemon, events, logs, scripts, decisions }
 }
 
-async function nftElements(n: TestNet): Promise<string[]> {
-  const r = await n.sensorExec('nft', ['-j', 'list', 'table', 'inet', 'portanoia'])
-  if (r.code !== 0) return []
-  const doc = JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: Array<string | { elem: { val: string } }> } }> }
-  const out: string[] = []
-  for (const item of doc.nftables) {
-    for (const e of item.set?.elem ?? []) out.push(typeof e === 'string' ? e : e.elem.val)
-  }
-  return out.sort()
-}
-
-async function hasTable(n: TestNet): Promise<boolean> {
-  const r = await n.sensorExec('nft', ['list', 'tables'])
-  return r.stdout.includes('portanoia')
-}
+const nftElements = (n: TestNet): Promise<string[]> => nftElementsIn(n.sensorExec)
+const hasTable = (n: TestNet): Promise<boolean> => nftHasTable(n.sensorExec)
 
 describe.skipIf(!IS_ROOT)('Daemon', () => {
   it('blocks a verified connect scan in the kernel; only that source loses the service', async () => {

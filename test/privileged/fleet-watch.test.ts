@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type BridgeNet, createBridgeNet, type NetnsHost } from '../../lib/lab/netns.js'
 import { createLapi, HAVE_CROWDSEC, type Lapi, probeFrom } from '../helpers/lapi.js'
 import { IS_ROOT, stop } from '../helpers/netns.js'
+import { nftElements } from '../helpers/nft.js'
 import { tcpConnect } from '../helpers/tcp.js'
 
 const FILE = 'test/privileged/fleet-watch.test.ts'
@@ -84,14 +85,8 @@ class Watch {
   }
 }
 
-/** The addresses in `inet portanoia`'s IPv4 set of a host. */
-async function blocked(host: NetnsHost): Promise<string[]> {
-  const r = await host.exec('nft', ['-j', 'list', 'set', 'inet', 'portanoia', 'block4'])
-  if (r.code !== 0) return []
-  const doc = JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: Array<string | { elem: { val: string } }> } }> }
-  const set = doc.nftables.find((x) => x.set !== undefined)?.set
-  return (set?.elem ?? []).map((e) => (typeof e === 'string' ? e : e.elem.val))
-}
+/** The addresses in `inet portanoia`'s IPv4 set of a host (throws when nft fails). */
+const blocked = (host: NetnsHost): Promise<string[]> => nftElements(host.exec, ['block4'])
 
 /** Scrapes a metrics endpoint from inside a namespace (the daemon's sockets live there). */
 async function scrape(host: NetnsHost, url: string): Promise<string> {

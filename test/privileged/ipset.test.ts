@@ -13,7 +13,7 @@ import { normalizeAddress } from '../../lib/policy/addr.js'
 import { IpsetResponder } from '../../lib/responders/ipset.js'
 import { netnsRun } from '../../lib/responders/run.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
-import { canConnect, startService } from '../helpers/tcp-probe.js'
+import { canConnect, PROBE_PORT, startService } from '../helpers/tcp.js'
 
 warnIfNotRoot('test/privileged/ipset.test.ts')
 
@@ -34,7 +34,7 @@ describe.skipIf(!IS_ROOT || !has('ipset'))('ipset responder (real kernel, test n
   let service: ChildProcess
   beforeAll(async () => {
     net = await createTestNet({ peers: 2 })
-    service = await startService(net)
+    service = await startService({ spawn: net.sensorSpawn }, PROBE_PORT)
   })
   afterAll(async () => {
     if (service !== undefined) await stop(service)

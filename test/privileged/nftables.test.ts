@@ -12,7 +12,7 @@ import { normalizeAddress } from '../../lib/policy/addr.js'
 import { NftablesResponder } from '../../lib/responders/nftables.js'
 import { netnsRun } from '../../lib/responders/run.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
-import { canConnect, startService } from '../helpers/tcp-probe.js'
+import { canConnect, PROBE_PORT, startService } from '../helpers/tcp.js'
 
 warnIfNotRoot('test/privileged/nftables.test.ts')
 
@@ -21,7 +21,7 @@ describe.skipIf(!IS_ROOT)('nftables responder (real kernel, test namespace)', ()
   let service: ChildProcess
   beforeAll(async () => {
     net = await createTestNet({ peers: 2 })
-    service = await startService(net)
+    service = await startService({ spawn: net.sensorSpawn }, PROBE_PORT)
   })
   afterAll(async () => {
     if (service !== undefined) await stop(service)
