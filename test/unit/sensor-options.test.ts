@@ -311,9 +311,20 @@ describe('open() validation happens before any native Capture exists', () => {
 // ---------------------------------------------------------------- layout check
 
 describe('checkLayout', () => {
-  const good = { hitRecordSize: HIT_RECORD_SIZE, hitRecordLayout: { ...HIT_RECORD_LAYOUT } as Record<string, number> }
+  // The record as native/hit_record.h pins it with static_asserts: 64 bytes, and
+  // these offsets. Written out here, so neither side of the check is its own oracle.
+  const SPEC: Record<string, number> = {
+    tsNs: 0, src: 8, dst: 24, srcPort: 40, dstPort: 42, ifindex: 44, family: 48, proto: 49,
+    kind: 50, tcpFlags: 51, ttl: 52, sctpChunk: 53, vlan: 54, flags: 56, wireLen: 58, ipId: 60,
+  }
+  const good = { hitRecordSize: 64, hitRecordLayout: { ...SPEC } }
 
-  test('accepts the decoder’s own layout', () => {
+  test('the decoder reads the layout the native header pins', () => {
+    expect(HIT_RECORD_SIZE).toBe(64)
+    expect({ ...HIT_RECORD_LAYOUT }).toEqual(SPEC)
+  })
+
+  test('accepts a binary that exports the pinned layout', () => {
     expect(() => checkLayout(good)).not.toThrow()
   })
 
@@ -335,7 +346,7 @@ describe('checkLayout', () => {
   })
 
   test('every single moved field', () => {
-    for (const field of Object.keys(HIT_RECORD_LAYOUT)) {
+    for (const field of Object.keys(SPEC)) {
       const layout = { ...good.hitRecordLayout, [field]: good.hitRecordLayout[field]! + 1 }
       expectMismatch({ ...good, hitRecordLayout: layout }, field)
     }
