@@ -227,13 +227,24 @@ describe('fleet mode in degraded shapes (fake LAPI)', () => {
 })
 
 describe('failures inside the pipeline become events', () => {
-  it('a throwing onScript (dry-run) is an error event, not an unhandled rejection', async () => {
-    const unhandled: unknown[] = []
-    const onUnhandled = (e: unknown): void => {
-      unhandled.push(e)
+  /** Runs `body` with unhandled rejections and uncaught exceptions recorded instead of ending the run. */
+  async function recordingEscapes(body: (escaped: unknown[]) => Promise<void>): Promise<void> {
+    const escaped: unknown[] = []
+    const onEscape = (e: unknown): void => {
+      escaped.push(e)
     }
-    process.on('unhandledRejection', onUnhandled)
+    process.on('unhandledRejection', onEscape)
+    process.on('uncaughtException', onEscape)
     try {
+      await body(escaped)
+    } finally {
+      process.off('unhandledRejection', onEscape)
+      process.off('uncaughtException', onEscape)
+    }
+  }
+
+  it('a throwing onScript (dry-run) is an error event, not an unhandled rejection', async () => {
+    await recordingEscapes(async (escaped) => {
       const run: RunFn = async () => ({ code: 0, stdout: '', stderr: '' })
       const { capture, events } = await startDaemon({
         ports: ['2222/tcp'],
@@ -246,11 +257,63 @@ describe('failures inside the pipeline become events', () => {
       })
       capture.hit({ src: '198.18.0.7', dstPort: 2222, kind: 'connect' })
       await waitFor('an error event', () => events.some((e) => e.type === 'error' && e.message.includes('terminal went away')))
-      await new Promise((r) => setTimeout(r, 20))
-      expect(unhandled).toEqual([])
-    } finally {
-      process.off('unhandledRejection', onUnhandled)
-    }
+      // The sentinel: the next batch settles after the first one's handling is over.
+      capture.hit({ src: '198.18.0.8', dstPort: 2222, kind: 'connect' })
+      await waitFor('the second error event', () => events.filter((e) => e.type === 'error').length === 2)
+      expect(escaped).toEqual([])
+    })
+  })
+
+  it("a throw while handling a notifier's result is an error event, not an unhandled rejection", async () => {
+    await recordingEscapes(async (escaped) => {
+      // A notifier in dry-run hands back the script it would run; the caller's onScript throws on it.
+      const notifier: Responder = {
+        name: 'fake-notifier',
+        start: async () => [],
+        block: async () => ({ responder: 'fake-notifier', ok: true, applied: [], failed: [] }),
+        unblock: async () => ({ responder: 'fake-notifier', ok: true, applied: [], failed: [] }),
+        list: async () => [],
+        notify: async () => ({ responder: 'fake-notifier', ok: true, applied: [], failed: [], dryRun: true, script: 'curl ...\n' }),
+        close: async () => {},
+      }
+      const { capture, events } = await startDaemon({
+        ports: ['2222/tcp'],
+        firewall: null,
+        notifiers: [notifier],
+        onScript: () => {
+          throw new Error('terminal went away')
+        },
+      })
+      capture.hit({ src: '198.18.0.7', dstPort: 2222, kind: 'connect' })
+      await waitFor('an error event', () => events.some((e) => e.type === 'error' && e.message.includes('terminal went away')))
+      expect(events.find((e) => e.type === 'error')).toMatchObject({ responder: 'fake-notifier' })
+      // The sentinel: a later hit is still decided and notified, after the failed one settled.
+      capture.hit({ src: '198.18.0.8', dstPort: 2222, kind: 'connect' })
+      await waitFor('the second error event', () => events.filter((e) => e.type === 'error').length === 2)
+      expect(escaped).toEqual([])
+    })
+  })
+
+  it('a throw in the policy tick is an error event, and the pipeline goes on', async () => {
+    await recordingEscapes(async (escaped) => {
+      // The engine's clock is the caller's; a throwing one makes the 1 s tick throw.
+      let broken = false
+      const { capture, events } = await startDaemon({
+        ports: ['2222/tcp'],
+        firewall: null,
+        now: () => {
+          if (broken) throw new Error('clock unavailable')
+          return Date.now()
+        },
+      })
+      broken = true
+      await waitFor('an error event from the tick', () => events.some((e) => e.type === 'error' && e.message.includes('clock unavailable')), 5000)
+      broken = false
+      expect(events.find((e) => e.type === 'error')).toMatchObject({ responder: 'policy' })
+      capture.hit({ src: '198.18.0.9', dstPort: 2222, kind: 'connect' })
+      await waitFor('a decision after the failed tick', () => events.some((e) => e.type === 'decision' && e.src === '198.18.0.9'))
+      expect(escaped).toEqual([])
+    })
   })
 })
 
