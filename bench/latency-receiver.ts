@@ -5,10 +5,10 @@
  * every SYN to the tripwire that the `for await` loop yields, records how long ago the
  * kernel stamped it: RealtimeClock.now() − hit.time, both CLOCK_REALTIME on this host,
  * so no clock crosses a machine. Reading the clock per hit costs ~50 ns, small next to
- * the per-hit cost being measured. Commands on stdin: `go` re-anchors the clock and
- * starts a fresh sample; `stats` prints the counts (so the parent can wait until they
- * stop moving); `report` prints median / p99 / max of the sample in ms; `quit` closes
- * the sensor and exits.
+ * the per-hit cost being measured. Commands on stdin: `go` re-anchors the clock, says
+ * how far the anchor can be off, and starts a fresh sample; `stats` prints the counts
+ * (so the parent can wait until they stop moving); `report` prints median / p99 / max
+ * of the sample in ms; `quit` closes the sensor and exits.
  */
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
@@ -57,7 +57,7 @@ for await (const line of lines) {
     count = 0
     other = 0
     recording = true
-    reply({ go: true })
+    reply({ go: true, anchorUncertaintyMs: clock.uncertaintyMs })
   } else if (command === 'stats') {
     reply({ ...sensor.stats(), hits: count, other })
   } else if (command === 'report') {

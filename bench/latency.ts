@@ -70,6 +70,8 @@ interface JsTrial {
   latency: Percentiles
   kernelDrops: number
   ringDrops: number
+  /** How far the receiver's clock anchor can be off (RealtimeClock.uncertaintyMs). */
+  anchorUncertaintyMs: number
   error?: string
 }
 
@@ -135,7 +137,7 @@ async function ceiling(net: BenchNet, cores: SectionOptions['cores'], seconds: n
 
 /** One packet → JS trial; never throws (a failure is recorded in `error`). */
 async function jsTrial(net: BenchNet, o: SectionOptions, load: string, round: number, pps: number): Promise<JsTrial> {
-  const t: JsTrial = { load, round, targetPps: pps, offeredPps: 0, sent: 0, latency: emptyPercentiles(), kernelDrops: 0, ringDrops: 0 }
+  const t: JsTrial = { load, round, targetPps: pps, offeredPps: 0, sent: 0, latency: emptyPercentiles(), kernelDrops: 0, ringDrops: 0, anchorUncertaintyMs: Number.NaN }
   let receiver: PinnedChild | undefined
   let sender: PinnedChild | undefined
   try {
@@ -147,7 +149,7 @@ async function jsTrial(net: BenchNet, o: SectionOptions, load: string, round: nu
     const pool = Math.max(1, Math.min(100_000, Math.round(pps * o.seconds)))
     sender = new PinnedChild('latency sender', net.attackerNs, o.cores.sender, senderArgv(net, pps, o.seconds, pool))
     await sender.next(60_000)
-    await receiver.ask('go')
+    t.anchorUncertaintyMs = num(await receiver.ask('go'), 'anchorUncertaintyMs')
     sender.send('go')
     const sent = await sender.next(o.seconds * 1000 + 30_000)
     t.sent = num(sent, 'sent')
@@ -444,6 +446,7 @@ export async function run(options: LatencyOptions): Promise<SectionResult> {
         note: `until \`nft -f -\` returned 0 for the batch, run through \`ip netns exec\` (which adds its own process start); ${notInSet} stamped address(es) missing from the set afterwards`,
       })
     }
+    const anchorWorst = Math.max(...js.filter((t) => t.error === undefined).map((t) => t.anchorUncertaintyMs))
     const okJs = js.some((t) => t.error === undefined)
     const okBan = bans.some((t) => t.error === undefined)
     const result: SectionResult = {
@@ -455,9 +458,9 @@ export async function run(options: LatencyOptions): Promise<SectionResult> {
       details: { ceilingPps, nftNoopMs: nftFloor, jsTrials: js, banTrials: bans },
       notes: [
         `${rounds} interleaved rounds; each figure is the median [min..max] over rounds of that round's median / p99 / max.`,
-        `Packet → JS: receiver (default Sensor options, retireMs 2) pinned to core ${options.cores.receiver}, sender (paced, e2e-sender) to core ${options.cores.sender}; ${options.seconds} s per trial; latency = receiver wall clock − hit.time (kernel CLOCK_REALTIME), same host clock, re-anchored each trial.`,
+        `Packet → JS: receiver (default Sensor options, retireMs 2) pinned to core ${options.cores.receiver}, sender (paced, e2e-sender) to core ${options.cores.sender}; ${options.seconds} s per trial; latency = receiver wall clock − hit.time (kernel CLOCK_REALTIME), same host clock, re-anchored each trial (the anchor is off by at most ${Number.isFinite(anchorWorst) ? (anchorWorst * 1000).toFixed(1) : 'n/a'} µs, the worst over trials; bench/realtime.ts).`,
         `Sender ceiling ${si(ceilingPps)} pps${options.ceilingPps === undefined ? ' (measured here, sender alone, unpaced)' : ' (given by run.ts)'}.`,
-        `Packet → blocked: the library Daemon in the bench process (not pinned), block 'all' with the caps raised, default batching (10 ms / 256); nftables through netnsRun; each source sent once; light load ${lightSeconds} s, flood ${floodSeconds} s per trial. Latency = when the batch's \`nft -f -\` returned 0 − the source's first capture time; the set is read back afterwards. A no-op \`nft -f -\` through \`ip netns exec\` alone takes ${ms(nftFloor.median)} ms (median of ${nftFloor.n}), of which a daemon on the host does not pay the \`ip netns exec\` part.`,
+        `Packet → blocked: the library Daemon in the bench process (not pinned), block 'all' with the caps raised, default batching (the next event-loop turn, at most 256 per batch); nftables through netnsRun; each source sent once; light load ${lightSeconds} s, flood ${floodSeconds} s per trial. Latency = when the batch's \`nft -f -\` returned 0 − the source's first capture time; the set is read back afterwards. A no-op \`nft -f -\` through \`ip netns exec\` alone takes ${ms(nftFloor.median)} ms (median of ${nftFloor.n}), of which a daemon on the host does not pay the \`ip netns exec\` part.`,
         '"lost / not blocked": packet → JS counts kernel + ring drops; packet → blocked counts captured sources never blocked plus stamped addresses missing from the set.',
       ],
     }

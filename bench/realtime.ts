@@ -6,40 +6,81 @@
  * resolution but is anchored once at process start and then follows the monotonic
  * clock, which NTP slewing moves away from CLOCK_REALTIME by up to 0.5 ms per second.
  * So a RealtimeClock re-anchors: it catches the instant Date.now() ticks to the next
- * millisecond and pairs it with performance.now(), which places the monotonic clock
- * on the wall clock to within a few µs; trials are seconds long, so one anchor per
- * trial keeps the drift far below what is measured. Pure apart from reading clocks;
- * used on the main thread of the bench process and of its child receivers.
+ * millisecond and pairs it with performance.now(). The tick is only known to lie
+ * between two readings — after the last Date.now() that still showed the old
+ * millisecond began, and before the first one that shows the new one returned — and
+ * on a loaded machine the process can be preempted anywhere in that window, which
+ * once put the anchor most of a millisecond off (a negative packet → JS median). So
+ * each reading is bracketed by performance.now(), the window's width is measured, the
+ * anchor is the window's midpoint, and a window wider than 20 µs is retried (the
+ * narrowest of up to 20 is kept): `uncertaintyMs` is the bound that results. Trials are
+ * seconds long, so one anchor per trial keeps the drift far below what is measured.
+ * Pure apart from reading clocks (which tests may replace); used on the main thread of
+ * the bench process and of its child receivers.
  */
 import { performance } from 'node:perf_hooks'
 
-export class RealtimeClock {
-  #offset = 0
+/** The two clocks a RealtimeClock pairs: whole-ms wall time and a fine monotonic one, both in ms. */
+export interface ClockSources {
+  wall(): number
+  mono(): number
+}
 
-  constructor() {
+const SYSTEM_CLOCKS: ClockSources = { wall: () => Date.now(), mono: () => performance.now() }
+/** An anchor window this narrow (ms) is accepted at once. */
+const GOOD_WINDOW_MS = 0.02
+const MAX_ATTEMPTS = 20
+
+export class RealtimeClock {
+  readonly #clocks: ClockSources
+  #offset = 0
+  #uncertaintyMs = Number.POSITIVE_INFINITY
+
+  constructor(clocks: ClockSources = SYSTEM_CLOCKS) {
+    this.#clocks = clocks
     this.anchor()
   }
 
   /**
-   * Spins (at most ~1 ms) until Date.now() changes, then records the offset between
-   * the wall clock and performance.now() at that edge.
+   * Finds a millisecond edge of the wall clock on the monotonic clock: spins (about
+   * 1 ms per attempt) until Date.now() changes, bracketing each Date.now() with
+   * performance.now(); keeps the narrowest bracket of up to 20 attempts, stopping
+   * early at one under 20 µs.
    */
   anchor(): void {
-    const start = Date.now()
-    let now = start
-    let mono = performance.now()
-    while (now === start) {
-      mono = performance.now()
-      now = Date.now()
+    const { wall, mono } = this.#clocks
+    let best = Number.POSITIVE_INFINITY
+    for (let attempt = 0; attempt < MAX_ATTEMPTS && best > GOOD_WINDOW_MS; attempt++) {
+      let lastOldStart = mono()
+      const old = wall()
+      let start = mono()
+      let seen = wall()
+      let end = mono()
+      while (seen === old) {
+        lastOldStart = start
+        start = mono()
+        seen = wall()
+        end = mono()
+      }
+      // The reading that still showed `old` began at lastOldStart; the one that
+      // showed `seen` returned by `end`: the edge to `seen` lies between the two.
+      const width = end - lastOldStart
+      if (width < best) {
+        best = width
+        this.#offset = seen - (lastOldStart + end) / 2
+      }
     }
-    // The edge happened between the previous performance.now() and this Date.now():
-    // `mono` was read just before the Date.now() that saw the new millisecond.
-    this.#offset = now - mono
+    this.#uncertaintyMs = best / 2
   }
 
   /** Milliseconds since the epoch, fractional. */
   now(): number {
-    return this.#offset + performance.now()
+    return this.#offset + this.#clocks.mono()
+  }
+
+  /** How far the last anchor can be off, at most (ms): half its window. */
+  get uncertaintyMs(): number {
+    return this.#uncertaintyMs
   }
 }
 
