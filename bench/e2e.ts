@@ -4,7 +4,7 @@
  * namespace makes of them. It owns the procedure and the arithmetic; bench/net.ts owns
  * namespaces and processes, bench/e2e-sender.ts and bench/e2e-receiver.ts are the
  * child programs, bench/baseline/raw_receiver.c and bench/baseline/afpacket_receiver.c
- * the C baselines (compiled here, at bench time, into a temporary directory), and
+ * the C baselines (compiled here, at bench time, into a scratch folder), and
  * bench/cap-receiver.ts the libpcap one (the npm `cap` package, see bench/cap.ts).
  *
  * Procedure. Phase 1 measures the sender's ceiling with no receiver. Phase 2 runs
@@ -23,13 +23,13 @@
  * measured per trial and not assumed from the ceiling.
  */
 import { execFile } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { availableParallelism, tmpdir } from 'node:os'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { PACKAGE_ROOT } from '../lib/binding.js'
 import { compileFilter } from '../lib/bpf/filter.js'
+import { removeScratch, scratchDir } from '../lib/lab/scratch.js'
 import { createBenchNet, cpuSeconds, linkCounters, PinnedChild, type BenchNet } from './net.js'
 import { summarize, type Summary } from './stats.js'
 
@@ -165,7 +165,7 @@ export interface ReceiverKit {
   capDir?: string
 }
 
-/** Compiles the C baselines into `dir` (a temporary directory the caller removes). */
+/** Compiles the C baselines into `dir` (a scratch folder the caller removes: lib/lab/scratch.ts). */
 export async function prepareReceivers(dir: string, port: number, capDir?: string): Promise<ReceiverKit> {
   return {
     rawBinary: await compileReceiver(dir, RAW_SOURCE, 'raw_receiver'),
@@ -361,7 +361,7 @@ export async function runE2e(options: E2eOptions): Promise<E2eResult> {
     throw new Error('the end-to-end benchmark needs root (it creates network namespaces and opens AF_PACKET sockets): run `sudo npm run bench`')
   }
   const cores = options.cores ?? (availableParallelism() >= 2 ? { sender: 1, receiver: 0 } : { sender: 0, receiver: 0 })
-  const dir = await mkdtemp(join(tmpdir(), 'pnperf-'))
+  const dir = await scratchDir('pnperf-')
   const net = await createBenchNet()
   try {
     const port = options.port ?? 2222
@@ -448,6 +448,6 @@ export async function runE2e(options: E2eOptions): Promise<E2eResult> {
     }
   } finally {
     await net.destroy()
-    await rm(dir, { recursive: true, force: true })
+    await removeScratch(dir)
   }
 }

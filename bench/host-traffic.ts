@@ -13,11 +13,11 @@
  * namespaces are deleted on every path out (bench/net.ts).
  */
 import { execFile } from 'node:child_process'
-import { access, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { removeScratch, scratchDir } from '../lib/lab/scratch.js'
 import { prepareCap } from './cap.js'
 import { prepareReceivers, receiverArgv, type E2eConfig, type ReceiverKit } from './e2e.js'
 import { createBenchNet, cpuSeconds, PinnedChild, type BenchNet } from './net.js'
@@ -53,8 +53,9 @@ async function hasCommand(cmd: string): Promise<boolean> {
   return false
 }
 
-async function ensureEthtool(log: (line: string) => void): Promise<string | undefined> {
+async function ensureEthtool(log: (line: string) => void, install: boolean): Promise<string | undefined> {
   if (await hasCommand('ethtool')) return undefined
+  if (!install) return 'ethtool is not installed (apt-get install ethtool, as .ci/run does): the offloads-off test is skipped'
   log('host-traffic: ethtool missing, installing it with apt-get…')
   try {
     await exec('apt-get', ['install', '-y', 'ethtool'], { timeout: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
@@ -169,15 +170,15 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
   if (process.getuid?.() !== 0) return { ...base, reason: 'needs root (network namespaces): run `sudo npm run bench`' }
   if (!(await hasCommand('iperf3'))) return { ...base, reason: 'iperf3 is not installed (apt-get install iperf3)' }
   const warnings: string[] = []
-  const ethtoolMissing = await ensureEthtool(log)
+  const ethtoolMissing = await ensureEthtool(log, options.install)
   const tests: readonly Test[] = ethtoolMissing === undefined ? TESTS : TESTS.filter((t) => t !== 'bulk, offloads off')
   if (ethtoolMissing !== undefined) warnings.push(ethtoolMissing)
-  const cap = await prepareCap(log)
+  const cap = await prepareCap(log, options.install)
   if (!cap.ok) warnings.push(`cap (libpcap) receiver unavailable: ${cap.reason}`)
   // How the consumer reads hits does not change what the host's own traffic pays.
   const receivers = RECEIVERS.filter((r) => (r.receiver !== 'cap' || cap.ok) && r.sensor?.batches !== true)
 
-  const dir = await mkdtemp(join(tmpdir(), 'pnperf-'))
+  const dir = await scratchDir('pnperf-')
   let net: BenchNet | undefined
   let server: PinnedChild | undefined
   const all: Measurement[] = []
@@ -204,7 +205,7 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
   } finally {
     await server?.end()
     await net?.destroy()
-    await rm(dir, { recursive: true, force: true })
+    await removeScratch(dir)
   }
 
   // Ratios to the no-receiver trial of the same round and test.

@@ -13,8 +13,7 @@
  * pool (bench/traffic.ts). Runs on the bench's main thread plus the native child.
  */
 import { execFile } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
@@ -22,6 +21,7 @@ import { Bench } from 'tinybench'
 import { loadBinding, PACKAGE_ROOT } from '../lib/binding.js'
 import { compileFilter } from '../lib/bpf/filter.js'
 import { decodeHit, HIT_RECORD_SIZE } from '../lib/decode.js'
+import { removeScratch, scratchDir } from '../lib/lab/scratch.js'
 import type { PortRange } from '../lib/types.js'
 import { summarize, type Summary } from './stats.js'
 import { buildSynPool, xorshift32, type FramePool } from './traffic.js'
@@ -82,7 +82,7 @@ function splitFrames(pool: FramePool): Buffer[] {
 }
 
 async function runNative(pool: FramePool, repeats: number): Promise<Record<string, number[]>> {
-  const dir = await mkdtemp(join(tmpdir(), 'pnperf-micro-'))
+  const dir = await scratchDir('pnperf-micro-')
   try {
     const exe = join(dir, 'micro_bench')
     await run(
@@ -101,7 +101,7 @@ async function runNative(pool: FramePool, repeats: number): Promise<Record<strin
     const { stdout } = await run(exe, [file, String(repeats)], { timeout: 300_000 })
     return JSON.parse(stdout) as Record<string, number[]>
   } finally {
-    await rm(dir, { recursive: true, force: true })
+    await removeScratch(dir)
   }
 }
 

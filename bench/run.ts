@@ -9,7 +9,8 @@
  * not for conclusions), --only a,b (section names), --rounds N, --seconds S,
  * --out FILE (results JSON; charts go to FILE without .json), --markdown FILE (report
  * to update; default BENCHMARKS.md for a full run, none for --quick), --no-markdown,
- * --from FILE (measure nothing: redraw the charts and the report of an earlier
+ * --no-install (report a missing ethtool, libpcap-dev or npm cap instead of
+ * installing it with apt-get/npm; the test suite's smoke run uses it), --from FILE (measure nothing: redraw the charts and the report of an earlier
  * results JSON, e.g. after a change to the renderer). Exits 1, with the reasons, when
  * any section could not be measured.
  */
@@ -38,6 +39,7 @@ const { values } = parseArgs({
     out: { type: 'string' },
     markdown: { type: 'string' },
     'no-markdown': { type: 'boolean', default: false },
+    'no-install': { type: 'boolean', default: false },
     from: { type: 'string' },
   },
 })
@@ -135,6 +137,7 @@ for (const name of wanted) {
     cores,
     log,
     netnsPrefix: 'pnperf-',
+    install: !values['no-install'],
   }
   const t0 = Date.now()
   log(`section ${name}…`)

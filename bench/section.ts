@@ -32,6 +32,12 @@ export interface SectionOptions {
   log: (line: string) => void
   /** Namespace name prefix the section must use (`pnperf-`), so cleanup and reviewers can find them. */
   netnsPrefix: string
+  /**
+   * Whether a missing helper (ethtool, libpcap-dev, the npm `cap` receiver) may be
+   * installed on the spot (apt-get, npm). False with `--no-install`, as the test
+   * suite's smoke run passes: then what is missing is reported, never installed.
+   */
+  install: boolean
 }
 
 /**

@@ -8,10 +8,16 @@ import { parseArgs } from 'node:util'
 import type { SectionOptions, SectionResult } from './section.js'
 import { fmt, table } from './stats.js'
 
-/** Parses `--quick --rounds N --seconds S --json`, runs the section, prints it; exit code 1 when nothing was measured. */
+/** Parses `--quick --rounds N --seconds S --json --no-install`, runs the section, prints it; exit code 1 when nothing was measured. */
 export async function runStandalone(run: (options: SectionOptions) => Promise<SectionResult>): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean', default: false }, rounds: { type: 'string' }, seconds: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      quick: { type: 'boolean', default: false },
+      rounds: { type: 'string' },
+      seconds: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      'no-install': { type: 'boolean', default: false },
+    },
   })
   const quick = values.quick
   const r = await run({
@@ -21,6 +27,7 @@ export async function runStandalone(run: (options: SectionOptions) => Promise<Se
     cores: availableParallelism() >= 2 ? { sender: 1, receiver: 0 } : { sender: 0, receiver: 0 },
     log: (line) => console.error(`[bench] ${line}`),
     netnsPrefix: 'pnperf-',
+    install: !values['no-install'],
   })
   printSection(r, values.json)
   if (!r.ok) process.exitCode = 1

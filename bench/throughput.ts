@@ -47,7 +47,7 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
     return { ...base, reason: 'needs root (network namespaces, AF_PACKET sockets): run `sudo npm run bench`' }
   }
   const warnings: string[] = []
-  const cap = await prepareCap(log)
+  const cap = await prepareCap(log, options.install)
   if (!cap.ok) warnings.push(`cap (libpcap) receiver unavailable: ${cap.reason}`)
   else log(cap.note)
   const receivers = RECEIVERS.filter((r) => r.receiver !== 'cap' || cap.ok)

@@ -1,19 +1,20 @@
 /**
  * Fuzz layer for native/packet_parse.cc, the code that reads attacker-controlled bytes on
- * the capture thread. Builds two programs into a temp dir, straight from the sources (no
+ * the capture thread. Builds two programs into a scratch folder (lib/lab/scratch.ts: not
+ * /tmp, which may be noexec), straight from the sources (no
  * node-gyp, no addon): parse_selftest (ASan + UBSan, clang++ or else g++), which runs the
  * known-answer tests and a seeded mutation loop and writes the seed corpus; and the
  * libFuzzer target (clang++ only), which then runs for a bounded time from that corpus.
- * Missing toolchains skip with a warning instead of passing quietly. On failure the temp
- * dir is kept: it holds the crashing input libFuzzer wrote.
+ * Missing toolchains skip with a warning instead of passing quietly. On failure the
+ * folder is kept: it holds the crashing input libFuzzer wrote.
  */
 
 import { execFile } from 'node:child_process'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { removeScratch, scratchDir } from '../../lib/lab/scratch.js'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const sources = ['native/packet_parse.cc', 'native/fuzz/parse_fuzz.cc'].map((p) => join(root, p))
@@ -73,7 +74,8 @@ describe('packet_parse under sanitizers', () => {
   let fuzzerBuild: Promise<RunResult> | null = null
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'portanoia-fuzz-'))
+    // Built programs run from a scratch folder beside the build, not from a maybe-noexec /tmp.
+    dir = await scratchDir('portanoia-fuzz-')
     await mkdir(join(dir, 'seeds'))
     await mkdir(join(dir, 'corpus'))
 
@@ -124,7 +126,7 @@ describe('packet_parse under sanitizers', () => {
       console.warn(`fuzz.test: keeping ${dir} for the failing input and binaries`)
       return
     }
-    await rm(dir, { recursive: true, force: true })
+    await removeScratch(dir)
   })
 
   test('self-test: known answers and a seeded mutation loop', async (ctx) => {

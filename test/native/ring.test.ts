@@ -1,7 +1,7 @@
 /**
  * Stress layer for the SPSC HitRing and the capture doorbell (native/hit_ring.h and
  * Capture::ArmDoorbell / RingDoorbell). Builds native/test/ring_stress.cc straight from
- * source into a temp dir (no node-gyp, no addon, no root) twice: under ThreadSanitizer
+ * source into a scratch folder (lib/lab/scratch.ts) (no node-gyp, no addon, no root) twice: under ThreadSanitizer
  * (clang++ preferred: g++ cannot instrument standalone fences) and under AddressSanitizer
  * + UBSan, runs both at once for a bounded time, and requires every check of the
  * program to pass: nothing lost or reordered except the counted newest-record drops,
@@ -10,11 +10,10 @@
  * green run means the checks can fail. Missing compilers skip with a warning.
  */
 import { execFile } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { removeScratch, scratchDir } from '../../lib/lab/scratch.js'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const source = join(root, 'native/test/ring_stress.cc')
@@ -82,7 +81,8 @@ describe('HitRing + doorbell under sanitizers', () => {
   let asanCxx: string | null = null
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'portanoia-ring-'))
+    // Built programs run from a scratch folder beside the build, not from a maybe-noexec /tmp.
+    dir = await scratchDir('portanoia-ring-')
     const [clang, gcc] = await Promise.all([have('clang++'), have('g++')])
     // g++ warns (-Wtsan) that TSan ignores atomic_thread_fence; clang++ handles fences.
     tsanCxx = clang ? 'clang++' : gcc ? 'g++' : null
@@ -91,7 +91,7 @@ describe('HitRing + doorbell under sanitizers', () => {
   })
 
   afterAll(async () => {
-    if (dir !== '') await rm(dir, { recursive: true, force: true })
+    if (dir !== '') await removeScratch(dir)
   })
 
   test('no loss, no reordering, exact drop counts, no lost wake-up (TSan and ASan+UBSan)', async (ctx) => {
