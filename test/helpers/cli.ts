@@ -42,7 +42,7 @@ export async function startWatch(args: readonly string[], options: { env?: Recor
   let err = ''
   child.stdout?.on('data', (c: Buffer) => (out += c.toString()))
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`watch did not start: ${err}`)), 15_000)
+    const timer = setTimeout(() => reject(new Error(`watch did not start: ${err}`)), 60_000)
     child.stderr?.on('data', (c: Buffer) => {
       err += c.toString()
       if (err.includes('watching ')) {
@@ -63,7 +63,7 @@ export async function stopWatches(): Promise<void> {
   for (const c of watches.splice(0)) await stop(c)
 }
 
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)

@@ -85,14 +85,11 @@ async function main(): Promise<void> {
     const cmd = JSON.parse(line) as Command
     if (cmd.op === 'block' && cmd.src !== undefined) {
       const d = localDecision(cmd.src, cmd.ttlMs ?? 3_600_000, cmd.verified ?? true)
-      // As the daemon does: the local block first, then the fleet. offer() is timed
-      // to show that a LAPI outage never slows the pipeline.
+      // As the daemon does: the local block first, then the fleet (a synchronous enqueue).
       const r = await responder.block([{ address: d.src, family: d.family, ttlMs: d.ttlMs ?? 0 }])
       local.set(d.src, Date.now() + (d.ttlMs ?? 0))
-      const t0 = process.hrtime.bigint()
       fleet.offer(d)
-      const offerUs = Number(process.hrtime.bigint() - t0) / 1000
-      out({ type: 'reply', id: cmd.id, ok: r.ok, offerUs })
+      out({ type: 'reply', id: cmd.id, ok: r.ok })
     } else if (cmd.op === 'delete' && cmd.src !== undefined) {
       // An operator's `cscli decisions delete`, through our client's watcher JWT.
       const n = await fleet.client.deleteDecisions(cmd.src).catch((e: unknown) => (e instanceof Error ? e.message : String(e)))

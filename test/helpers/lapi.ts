@@ -49,7 +49,7 @@ export interface Lapi {
   addMachine(name: string, password?: string): Promise<string>
   /** Registers a bouncer with `key` (random by default); returns the key file (mode 0600). */
   addBouncer(name: string, key?: string): Promise<string>
-  /** Starts LAPI and waits until /health answers (15 s at most). */
+  /** Starts LAPI and waits until /health answers (60 s at most: a loaded machine starts it slowly). */
   start(): Promise<void>
   /** Ends LAPI by PID. */
   stop(): Promise<void>
@@ -116,14 +116,15 @@ export async function createLapi(options: LapiOptions): Promise<Lapi> {
       for (;;) {
         if (await options.probe(`http://${listen}/health`)) return
         if (child.exitCode !== null) throw new Error(`crowdsec exited with ${child.exitCode}; see ${dir}/log`)
-        if (Date.now() - t0 > 15_000) throw new Error('LAPI did not come up within 15 s')
+        if (Date.now() - t0 > 60_000) throw new Error('LAPI did not come up within 60 s')
         await new Promise((r) => setTimeout(r, 100))
       }
     },
     stop,
     async cleanup() {
       await stop().catch(() => {})
-      await rm(dir, { recursive: true, force: true })
+      // LAPI may still be flushing its log and WAL as it exits: retry a directory that refills.
+      await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 })
     },
   }
 }

@@ -5,19 +5,21 @@
  * namespace): explicit --tcp tripwires keep their listeners, and so their verified
  * blocks, next to listener-less --unused ports; the ipset backend blocks a real
  * scanner and list/unblock/uninstall work on it; a webhook on 127.0.0.1 receives
- * the decision JSON; a 2 s block expires in the kernel; --exec runs argv with
+ * the decision JSON; a 2 s block expires in the kernel after portanoia stopped; --exec runs argv with
  * tokens replaced and nothing a template word holds is ever run by a shell.
  */
 import type { ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { removeScratch, scratchDir } from '../../lib/lab/scratch.js'
 import { cli, jsonLines, startWatch, stopWatches, waitFor } from '../helpers/cli.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
+import { expectTimeLeft } from '../helpers/expiry.js'
+import { nftElements } from '../helpers/nft.js'
 import { startService, tcpConnect } from '../helpers/tcp.js'
 
 warnIfNotRoot('test/privileged/cli-responders.test.ts')
@@ -27,12 +29,14 @@ const SERVICE = 8080
 let net: TestNet | undefined
 const services: ChildProcess[] = []
 let server: Server | undefined
+const dirs: string[] = []
 
 afterEach(async () => {
   await stopWatches()
   for (const s of services.splice(0)) await stop(s)
   await net?.destroy()
   net = undefined
+  for (const d of dirs.splice(0)) await removeScratch(d)
   if (server !== undefined) {
     server.closeAllConnections()
     await new Promise<void>((r) => server!.close(() => r()))
@@ -73,6 +77,7 @@ describe.skipIf(!IS_ROOT)('portanoia CLI responders', () => {
     const [a, b] = net.links as [Link, Link]
     await withService(net)
     const w = await startWatch(['watch', '--netns', net.sensorNs, '--tcp', '2222', '--backend', 'ipset', '--json'])
+    const scannedAt = Date.now()
     await tcpConnect(a.peer, a.sensor.ipv4, 2222)
     await waitFor('the block', () => blocked(w.out(), a.peer.ipv4).length > 0)
     await waitFor('the set member', async () => (await net!.sensorExec('ipset', ['list', 'portanoia4'])).stdout.includes(a.peer.ipv4))
@@ -85,7 +90,7 @@ describe.skipIf(!IS_ROOT)('portanoia CLI responders', () => {
     const entries = JSON.parse(listed.stdout) as Array<{ address: string; family: number; expiresInMs: number }>
     expect(entries).toHaveLength(1)
     expect(entries[0]).toMatchObject({ address: a.peer.ipv4, family: 4 })
-    expect(entries[0]!.expiresInMs).toBeGreaterThan(3_500_000)
+    expectTimeLeft(entries[0]!.expiresInMs, 3_600_000, scannedAt)
 
     const un = await cli(['unblock', '--backend', 'ipset', '--netns', net.sensorNs, a.peer.ipv4])
     expect(un.code).toBe(0)
@@ -144,17 +149,22 @@ describe.skipIf(!IS_ROOT)('portanoia CLI responders', () => {
     await tcpConnect(a.peer, a.sensor.ipv4, 2222)
     await waitFor('the block', () => blocked(w.out(), a.peer.ipv4).length > 0)
     expect(blocked(w.out(), a.peer.ipv4)[0]).toMatchObject({ ttlMs: 2000 })
-    const blockedAt = Date.now()
-    expect(await tcpConnect(a.peer, a.sensor.ipv4, SERVICE, 500)).toBe('timeout')
-    await waitFor('the kernel to expire it', async () => (await cli(['list', '--netns', net!.sensorNs, '--json'])).stdout === '[]\n', 10_000)
-    expect(Date.now() - blockedAt).toBeLessThan(6000)
+    // portanoia stops (the pending batch is flushed on the way out, and the final stats
+    // say it reached nft): from here on only the kernel can remove the element. No
+    // probe inside the 2 s: on a loaded machine it could start after the expiry.
+    await stopWatches()
+    const stats = jsonLines<{ responders: { daemon: { applied: number } } }>(w.out(), (e) => e.type === 'stats').at(-1)
+    expect(stats?.responders.daemon.applied).toBe(1)
+    await waitFor('the kernel to expire it', async () => !(await nftElements(net!.sensorExec, ['block4'])).includes(a.peer.ipv4), 30_000)
     expect(await tcpConnect(a.peer, a.sensor.ipv4, SERVICE)).toBe('connected')
   })
 
   it('--exec: argv with tokens replaced, no shell — words that look like shell syntax stay literal', async () => {
     net = await createTestNet()
     const a = net.links[0] as Link
-    const dir = await mkdtemp(join(tmpdir(), 'pnexec-'))
+    // The script the CLI runs lives beside the build (a noexec /tmp would refuse it) and goes afterwards.
+    const dir = await scratchDir('pnexec-')
+    dirs.push(dir)
     const file = join(dir, 'args.txt')
     const script = join(dir, 'record.sh')
     await writeFile(script, `#!/bin/sh\nprintf '%s\\n' "$@" >> ${file}\n`, { mode: 0o755 })

@@ -33,7 +33,7 @@ afterEach(async () => {
   net = undefined
 })
 
-async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const end = Date.now() + timeoutMs
   for (;;) {
     const v = await fn()
@@ -131,8 +131,14 @@ describe.skipIf(!IS_ROOT)('Daemon', () => {
       frames.push(probeFrame(a.peer, a.sensor, { family: 4, proto: 'tcp', src, srcPort: 1024 + (i % 60000), dstPort: TRIPWIRE }))
     }
     sendFrames(a.peer, frames)
-    await waitFor('all hits', () => (daemon.engine.stats().hits >= 10_000 ? true : undefined), 20_000)
-    await new Promise((r) => setTimeout(r, 300))
+    await waitFor('all hits', () => (daemon.engine.stats().hits >= 10_000 ? true : undefined), 60_000)
+    // Every block decided went to nft and has its outcome: the set is final.
+    await waitFor('the last batch', () => {
+      const fw = daemon.stats().firewall
+      const decided = decisions().filter((d) => d.action === 'block').length
+      return decided > 0 && fw.requested === decided && fw.applied + fw.failed === fw.requested ? true : undefined
+    })
+    expect(daemon.stats().firewall.failed).toBe(0)
     const elements = await nftElements(net)
     expect(elements.length).toBeGreaterThan(0)
     expect(elements.length).toBeLessThanOrEqual(60)

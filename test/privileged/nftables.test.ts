@@ -12,6 +12,7 @@ import { normalizeAddress } from '../../lib/policy/addr.js'
 import { NftablesResponder } from '../../lib/responders/nftables.js'
 import { netnsRun } from '../../lib/responders/run.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
+import { expectTimeLeft } from '../helpers/expiry.js'
 import { canConnect, PROBE_PORT, startService } from '../helpers/tcp.js'
 
 warnIfNotRoot('test/privileged/nftables.test.ts')
@@ -48,6 +49,7 @@ describe.skipIf(!IS_ROOT)('nftables responder (real kernel, test namespace)', ()
     expect(await canConnect(l1.peer, l1.sensor.ipv4)).toBe(true)
 
     // Block peer 0 (both families): it is cut off, peer 1 is not.
+    const blockedAt = Date.now()
     const b = await nft.block([
       { address: l0.peer.ipv4, family: 4, ttlMs: 3_600_000 },
       { address: l0.peer.ipv6, family: 6, ttlMs: 3_600_000 },
@@ -62,14 +64,14 @@ describe.skipIf(!IS_ROOT)('nftables responder (real kernel, test namespace)', ()
     const listed = await nft.list()
     const v4 = listed.find((e) => e.address === l0.peer.ipv4)
     expect(v4).toMatchObject({ family: 4, timeoutMs: 3_600_000 })
-    expect(v4!.expiresInMs!).toBeGreaterThan(3_590_000)
+    expectTimeLeft(v4!.expiresInMs, 3_600_000, blockedAt)
     expect(listed.find((e) => e.address === l0.peer.ipv6)).toMatchObject({ family: 6, timeoutMs: 3_600_000 })
 
-    // A 2 s block on peer 1 expires in the kernel.
-    await nft.block([{ address: l1.peer.ipv4, family: 4, ttlMs: 2000 }])
-    expect(await canConnect(l1.peer, l1.sensor.ipv4)).toBe(false)
-    await new Promise((r) => setTimeout(r, 2500))
-    expect((await nft.list()).map((e) => e.address)).not.toContain(l1.peer.ipv4)
+    // A 2 s block on peer 1 expires in the kernel: nothing here removes it. (No probe
+    // inside the 2 s: on a loaded machine it could start after the expiry; the hour
+    // long blocks above show that an element drops traffic.)
+    expect((await nft.block([{ address: l1.peer.ipv4, family: 4, ttlMs: 2000 }])).applied).toEqual([l1.peer.ipv4])
+    await expect.poll(async () => (await nft.list()).map((e) => e.address), { timeout: 30_000, interval: 250 }).not.toContain(l1.peer.ipv4)
     expect(await canConnect(l1.peer, l1.sensor.ipv4)).toBe(true)
 
     // A second start() adopts: the blocks survive, no rule is duplicated.

@@ -90,6 +90,14 @@ function connectOnce(srcPort: number): string {
   ].join('\n')
 }
 
+/** A host's link counters (`ip -s link`), in its own namespace. */
+async function linkPackets(host: Host): Promise<{ rx: number; tx: number }> {
+  const r = await host.exec('ip', ['-j', '-s', 'link', 'show', 'dev', host.ifname])
+  if (r.code !== 0) throw new Error(`ip -s link show ${host.ifname}: ${r.stderr}`)
+  const [link] = JSON.parse(r.stdout) as Array<{ stats64: { rx: { packets: number }; tx: { packets: number } } }>
+  return { rx: link!.stats64.rx.packets, tx: link!.stats64.tx.packets }
+}
+
 function openFds(): number {
   return readdirSync('/proc/self/fd').length
 }
@@ -317,9 +325,16 @@ describe.skipIf(!IS_ROOT)('sensor negatives and contract', () => {
       frames.push(probeFrame(link.peer, link.sensor, { family, proto: 'tcp', srcPort: 3001, dstPort: NOT_TRIPWIRE })) // → RST to 3001
       frames.push(probeFrame(link.peer, link.sensor, { family, proto: 'udp', srcPort: 3002, dstPort: NOT_TRIPWIRE })) // → ICMP unreachable
     }
+    const before = await linkPackets(link.peer)
     sendFrames(link.peer, frames)
-    // Give the replies (and the attacker kernel's RSTs to our SYN/ACKs) time to cross.
-    await new Promise((r) => setTimeout(r, 100))
+    // The replies must have crossed before the sentinel goes: wait (by the attacker's
+    // link counters, not a sleep) until it received the two SYN/ACKs and two RSTs and
+    // sent the six probes plus the two RSTs its kernel answers the SYN/ACKs with.
+    for (;;) {
+      const now = await linkPackets(link.peer)
+      if (now.rx - before.rx >= 4 && now.tx - before.tx >= 8) break
+      await new Promise((r) => setTimeout(r, 10))
+    }
     const hits = [...(await untilSentinel(sensor, link.peer, link.sensor)), ...(await untilSentinel(sensor, link.peer, link.sensor, 6))]
     const attacker = new Set([addr(link.peer, 4), addr(link.peer, 6)])
     for (const h of hits) {

