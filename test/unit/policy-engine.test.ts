@@ -496,6 +496,11 @@ describe('coverage of the reason codes', () => {
       return s.observe(hit(forged(1)))
     },
     'dry-run': () => setup({ dryRun: true }).observe(connect('198.18.0.7')),
+    'report-capped': () => {
+      const s = setup({ maxReportsPerMinute: 1 })
+      s.observe(hit(forged(0)))
+      return s.observe(hit(forged(1)))
+    },
   }
 
   it('names a scenario for every reason code', () => {
