@@ -145,8 +145,11 @@ export interface NativeHostWatch {
   /** Starts the watcher thread; onChange runs on the JS thread after each new snapshot (it does not keep the process alive). */
   start(onChange: () => void): void
   facts(): NativeHostFacts
-  /** PEER_TCP | PEER_SCTP bits: live TCP connections / SCTP associations with `address` as the far end. */
-  peer(address: string): number
+  /**
+   * PEER_TCP | PEER_SCTP bits: live TCP connections / SCTP associations with `address` as the far end.
+   * TCP sockets on a local port of `ignoreLocalPorts` (the tripwire listeners) do not count.
+   */
+  peer(address: string, ignoreLocalPorts?: readonly number[]): number
   /** Whether a TCP (6) or connected UDP (17) socket has exactly this tuple. */
   connected(proto: 6 | 17, local: string, localPort: number, remote: string, remotePort: number): boolean
   /** The RTN_* type the kernel routes `address` with from this host. */

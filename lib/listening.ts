@@ -114,13 +114,24 @@ export function withoutListening(wanted: readonly PortRange[], listening: Listen
 
 /**
  * The live tripwire set for `--unused`: the explicit tripwires as given, plus every
- * port of the `unused` ranges that no local socket uses and that is not already an
- * explicit tripwire. Explicit tripwires are kept even when something listens on
- * them: the operator named them, and the sensor's own listener is one of those sockets.
+ * port of the `unused` ranges that no local socket uses, that is not already an
+ * explicit tripwire, and that is outside the `ephemeral` range (the namespace's
+ * ip_local_port_range: the host's own outgoing connections take their local ports
+ * there, and the answers to them would look like probes). Explicit tripwires are
+ * kept even when something listens on them: the operator named them, and the
+ * sensor's own listener is one of those sockets.
  */
-export function unusedTripwires(explicit: readonly PortRange[], unused: readonly PortRange[], listening: ListeningPorts): PortRange[] {
+export function unusedTripwires(
+  explicit: readonly PortRange[],
+  unused: readonly PortRange[],
+  listening: ListeningPorts,
+  ephemeral: readonly [number, number] | null = null,
+): PortRange[] {
   const taken = new Set(expand(explicit).map((i) => `${i.proto}/${i.port}`))
-  const free = expand(unused).filter((i) => !listening[i.proto].has(i.port) && !taken.has(`${i.proto}/${i.port}`))
+  const [lo, hi] = ephemeral ?? [1, 0]
+  const free = expand(unused).filter(
+    (i) => !listening[i.proto].has(i.port) && !taken.has(`${i.proto}/${i.port}`) && !(i.port >= lo && i.port <= hi),
+  )
   return collapse([...expand(explicit), ...free])
 }
 

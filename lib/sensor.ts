@@ -355,6 +355,11 @@ export class Sensor implements AsyncIterable<Hit> {
     }
   }
 
+  /** The TCP ports the tripwire listeners are bound to now (none once closed). */
+  listenerPorts(): number[] {
+    return this.#capture.listenerPorts()
+  }
+
   /** Running totals since open. */
   stats(): SensorStats {
     return { ...this.#capture.stats(), delivered: this.#delivered, listeners: this.#capture.listenerPorts().length }

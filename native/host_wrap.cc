@@ -153,9 +153,17 @@ IpAddr HostWatchWrap::GetAddr(const Napi::CallbackInfo& info, size_t index, cons
 
 Napi::Value HostWatchWrap::Peer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const IpAddr a = GetAddr(info, 0, "peer(address): address must be an IP address literal");
+  const IpAddr a = GetAddr(info, 0, "peer(address, ignoreLocalPorts?): address must be an IP address literal");
+  std::vector<uint16_t> ignore;
+  if (info[1].IsArray()) {
+    auto list = info[1].As<Napi::Array>();
+    if (list.Length() > 65536) throw Napi::RangeError::New(env, "ignoreLocalPorts: at most 65536 ports");
+    for (uint32_t i = 0; i < list.Length(); i++) ignore.push_back(GetPort(env, list.Get(i)));
+  } else if (!info[1].IsUndefined()) {
+    throw Napi::TypeError::New(env, "peer(address, ignoreLocalPorts?): ignoreLocalPorts must be an array of ports");
+  }
   SysError err;
-  const int bits = diag_->Peer(a, &err);
+  const int bits = diag_->Peer(a, ignore, &err);
   if (bits < 0) throw MakeSysError(env, err);
   return Napi::Number::New(env, bits);
 }

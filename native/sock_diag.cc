@@ -73,8 +73,24 @@ std::unique_ptr<SockDiag> SockDiag::Open(const std::string& netns, SysError* err
   return d;
 }
 
+namespace {
+
+// Whether a reply counts: its local port is not one of `ignore` (network order in the id).
+bool Counts(const nlmsghdr* m, const std::vector<uint16_t>& ignore) {
+  if (ignore.empty()) return true;
+  if (m->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) return false;
+  const inet_diag_msg msg = Load<inet_diag_msg>(reinterpret_cast<const uint8_t*>(m) + NLMSG_HDRLEN);
+  const uint16_t local = ntohs(msg.id.idiag_sport);
+  for (uint16_t p : ignore) {
+    if (p == local) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 int SockDiag::CountMatches(uint8_t af, uint8_t proto, uint32_t states, const std::vector<uint8_t>& bytecode,
-                           SysError* err) {
+                           const std::vector<uint16_t>& ignore_local, SysError* err) {
   const size_t attr_len = NLA_HDRLEN + bytecode.size();
   std::vector<uint8_t> req(NLMSG_LENGTH(sizeof(inet_diag_req_v2)) + NLA_ALIGN(attr_len), 0);
   auto* h = reinterpret_cast<nlmsghdr*>(req.data());
@@ -98,14 +114,15 @@ int SockDiag::CountMatches(uint8_t af, uint8_t proto, uint32_t states, const std
   int count = 0;
   const bool ok = diag_.Request(
       req.data(), h->nlmsg_len, true,
-      [&count](const nlmsghdr* m) {
-        if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY) count++;
+      [&count, &ignore_local](const nlmsghdr* m) {
+        if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY && Counts(m, ignore_local)) count++;
       },
       "SOCK_DIAG_BY_FAMILY", err);
   return ok ? count : -1;
 }
 
-int SockDiag::CountTcpBothFamilies(uint32_t states, const std::vector<uint8_t>& bytecode, SysError* err) {
+int SockDiag::CountTcpBothFamilies(uint32_t states, const std::vector<uint8_t>& bytecode,
+                                   const std::vector<uint16_t>& ignore_local, SysError* err) {
   const size_t attr_len = NLA_HDRLEN + bytecode.size();
   std::vector<uint8_t> req(NLMSG_LENGTH(sizeof(inet_diag_req)) + NLA_ALIGN(attr_len), 0);
   auto* h = reinterpret_cast<nlmsghdr*>(req.data());
@@ -124,25 +141,26 @@ int SockDiag::CountTcpBothFamilies(uint32_t states, const std::vector<uint8_t>& 
   int count = 0;
   const bool ok = diag_.Request(
       req.data(), req.size(), true,
-      [&count](const nlmsghdr* m) {
-        if (m->nlmsg_type == TCPDIAG_GETSOCK) count++;
+      [&count, &ignore_local](const nlmsghdr* m) {
+        if (m->nlmsg_type == TCPDIAG_GETSOCK && Counts(m, ignore_local)) count++;
       },
       "TCPDIAG_GETSOCK", err);
   return ok ? count : -1;
 }
 
-int SockDiag::CountTcp(uint8_t family, uint32_t states, const std::vector<uint8_t>& bytecode, SysError* err) {
+int SockDiag::CountTcp(uint8_t family, uint32_t states, const std::vector<uint8_t>& bytecode,
+                       const std::vector<uint16_t>& ignore_local, SysError* err) {
   if (tcp_compat_) {
     SysError compat_err;
-    const int n = CountTcpBothFamilies(states, bytecode, &compat_err);
+    const int n = CountTcpBothFamilies(states, bytecode, ignore_local, &compat_err);
     if (n >= 0) return n;
     tcp_compat_ = false;
   }
-  const int n = family == 4 ? CountMatches(AF_INET, IPPROTO_TCP, states, bytecode, err) : 0;
+  const int n = family == 4 ? CountMatches(AF_INET, IPPROTO_TCP, states, bytecode, ignore_local, err) : 0;
   if (n != 0) return n;
   // IPv4 peers of dual-stack sockets are IPv4-mapped in the AF_INET6 table.
   SysError e6;
-  const int n6 = CountMatches(AF_INET6, IPPROTO_TCP, states, bytecode, &e6);
+  const int n6 = CountMatches(AF_INET6, IPPROTO_TCP, states, bytecode, ignore_local, &e6);
   // A host without IPv6 has no AF_INET6 table: nothing to find there.
   if (n6 < 0 && family == 6) {
     *err = e6;
@@ -151,13 +169,13 @@ int SockDiag::CountTcp(uint8_t family, uint32_t states, const std::vector<uint8_
   return n6 < 0 ? 0 : n6;
 }
 
-int SockDiag::Peer(const IpAddr& addr, SysError* err) {
+int SockDiag::Peer(const IpAddr& addr, const std::vector<uint16_t>& ignore_local, SysError* err) {
   if (addr.family != 4 && addr.family != 6) {
     *err = SysError{EAFNOSUPPORT, "SOCK_DIAG_BY_FAMILY", ""};
     return -1;
   }
   const std::vector<uint8_t> bc = BuildPeerBytecode(addr);
-  const int n = CountTcp(addr.family, kTcpPeerStates, bc, err);
+  const int n = CountTcp(addr.family, kTcpPeerStates, bc, ignore_local, err);
   if (n < 0) return -1;
   int bits = n > 0 ? kPeerTcp : 0;
   if (sctp_available_) {

@@ -46,8 +46,10 @@ class SockDiag {
   static std::unique_ptr<SockDiag> Open(const std::string& netns, SysError* err);
 
   // Bits of PeerBits for the kinds of live association `addr` has with this host;
-  // -1 with *err when the TCP query itself failed.
-  int Peer(const IpAddr& addr, SysError* err);
+  // -1 with *err when the TCP query itself failed. TCP sockets whose local port is
+  // in `ignore_local` do not count: the tripwire listeners' own connections (a forged
+  // SYN to one leaves a SYN_RECV request socket for the forged address).
+  int Peer(const IpAddr& addr, const std::vector<uint16_t>& ignore_local, SysError* err);
   // 1 when a socket of `proto` (6 or 17) has exactly this tuple (TCP in
   // kTcpReplyStates, UDP connected); 0 when none; -1 with *err on failure. An exact
   // hash lookup in the kernel (the request without NLM_F_DUMP): microseconds.
@@ -62,12 +64,15 @@ class SockDiag {
  private:
   SockDiag() = default;
   // Counts sockets of `af`/`proto` in `states` that match `bytecode`.
-  int CountMatches(uint8_t af, uint8_t proto, uint32_t states, const std::vector<uint8_t>& bytecode, SysError* err);
+  int CountMatches(uint8_t af, uint8_t proto, uint32_t states, const std::vector<uint8_t>& bytecode,
+                   const std::vector<uint16_t>& ignore_local, SysError* err);
   // TCP sockets of both families in one walk of the table, through the original
   // TCPDIAG_GETSOCK request (whose dump has no family filter); -1 when the kernel
   // refuses it, and then the two-request form is used from then on.
-  int CountTcpBothFamilies(uint32_t states, const std::vector<uint8_t>& bytecode, SysError* err);
-  int CountTcp(uint8_t family, uint32_t states, const std::vector<uint8_t>& bytecode, SysError* err);
+  int CountTcpBothFamilies(uint32_t states, const std::vector<uint8_t>& bytecode,
+                           const std::vector<uint16_t>& ignore_local, SysError* err);
+  int CountTcp(uint8_t family, uint32_t states, const std::vector<uint8_t>& bytecode,
+               const std::vector<uint16_t>& ignore_local, SysError* err);
   int SctpPeer(const IpAddr& addr, SysError* err);
 
   NetlinkSocket diag_;

@@ -54,6 +54,9 @@ function decisionLine(e: DecisionEvent, c: Colors): string {
     const s = e.suppressed
     detail = `${e.reason} breaker closed${s === undefined ? '' : ` after ${s.sources} source(s), ${s.hits} hit(s) report-only`}`
     return `${c.dim(clock(e.time))} ${tag} ${detail}`
+  } else if (e.action === 'unblock') {
+    tag = label('LIFTED', c.green)
+    return `${c.dim(clock(e.time))} ${tag} ${c.bold(e.src)} ${e.reason}: a guard now covers it, block removed`
   } else if (e.action === 'block') {
     tag = label('BLOCK', c.red)
     detail = `${e.reason}${e.ttlMs === undefined ? '' : ` for ${formatDuration(e.ttlMs)}`}${e.upgrade === true ? ' (upgrade)' : ''}`
@@ -63,6 +66,9 @@ function decisionLine(e: DecisionEvent, c: Colors): string {
   } else if (e.reason.startsWith('guard:')) {
     tag = label('GUARD', c.cyan)
     detail = `${e.reason} (never blocked)`
+  } else if (e.reason === 'transit') {
+    tag = label('TRANSIT', c.dim)
+    detail = `to ${e.trigger?.dst ?? '?'} (not this host: never blocked)`
   } else if (e.action === 'report') {
     tag = label('REPORT', c.yellow)
   } else {

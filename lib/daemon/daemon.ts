@@ -2,9 +2,15 @@
  * Daemon: the whole pipeline a Node service (or the `portanoia` CLI) runs —
  * sensor → PolicyEngine → responders (one firewall, any number of notifiers) →
  * events. Runs on the main thread. It owns the timers around the pure engine:
- * engine.tick() every second, guard refresh from the host (plus the allowlist)
- * every ~15 s, the `--unused` port sync (the sensor's live port swap, driven by the
- * socket table) every few seconds, and stats events. Block requests go through a
+ * engine.tick() every second, the `--unused` port sync (the sensor's live port swap,
+ * driven by the socket table, never over the ephemeral range) every few seconds, and
+ * stats events. Guard facts are not polled: the host view (HostWatch) watches the
+ * kernel and the resolver files, and on every change the daemon installs the new
+ * facts, then lifts every block in force (the engine's, and what the firewall lists)
+ * that now covers a guarded address, with an `unblock` decision. The host view also
+ * answers the engine's live checks (the one address about to be blocked; whether a
+ * hit was addressed to this host at all) and, per hit that may be a reply, whether
+ * it answers one of the host's own connections: such hits never reach the engine. Block requests go through a
  * FirewallBatcher (firewall-batcher.ts), so a flood becomes a few large `nft -f -`
  * transactions, never one process per address; notifiers get one call per
  * event-loop turn; the async iterator is an EventQueue (event-queue.ts). Invariants: nothing thrown by a responder, an event
@@ -39,6 +45,7 @@ import { type ConfigInput, resolveConfig } from './config.js'
 import { EventQueue } from './event-queue.js'
 import { FirewallBatcher, type FirewallBatcherStats } from './firewall-batcher.js'
 import { type HostView, localHostView, netnsHostView } from './host-view.js'
+import type { GuardFactsInForce } from './host-watch.js'
 import { samePorts, unusedTripwires } from '../listening.js'
 import type { Metrics } from './metrics.js'
 import type { Decision } from '../policy/decision.js'
@@ -85,8 +92,6 @@ export interface DaemonOptions {
   hits?: boolean
   /** Stats event period; 0 emits one only at close. Default 60 s. */
   statsIntervalMs?: number
-  /** Guard refresh period. Default 15 s. */
-  guardRefreshMs?: number
   /** `unused` socket-table sync period. Default 3 s. */
   unusedSyncMs?: number
   /**
@@ -98,7 +103,11 @@ export interface DaemonOptions {
   batchMs?: number
   /** A batch is flushed at once when it holds this many requests. Default 256. */
   batchMax?: number
-  /** Where host facts and the socket table come from (tests). Default: local, or the netns. */
+  /**
+   * Where host facts, live checks and the socket table come from (tests, or a view
+   * made earlier). Default: local, or the netns. The daemon owns it from start() on
+   * and closes it.
+   */
   host?: HostView
   /** Every event, synchronously, in order. Exceptions are caught and reported on onLog. */
   onEvent?: (event: PortanoiaEvent) => void
@@ -170,7 +179,10 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   /** The latest sync, queued behind the one before it; #syncQueued counts those not finished. */
   #syncChain: Promise<void> = Promise.resolve()
   #syncQueued = 0
-  #refreshing = false
+  /** The lift pass in progress, and whether facts changed again while it ran. */
+  #lifting: Promise<void> | null = null
+  #liftAgain = false
+  #ephemeral: [number, number] | null = null
   readonly #events = new EventQueue<PortanoiaEvent>(MAX_QUEUED_EVENTS)
   #failure: Error | undefined
   #fleet: Fleet | null = null
@@ -263,35 +275,64 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     const batchMs = checkMs('batchMs', options.batchMs, 0, 0)
     const batchMax = checkMs('batchMax', options.batchMax, 256, 1)
     const statsMs = checkMs('statsIntervalMs', options.statsIntervalMs, 60_000, 0)
-    const guardMs = checkMs('guardRefreshMs', options.guardRefreshMs, 15_000, 100)
     const syncMs = checkMs('unusedSyncMs', options.unusedSyncMs, 3000, 100)
     const log = options.onLog ?? ((): void => {})
 
-    // 2. The host: guards and, for `unused`, the socket table.
+    // 2. The host: guards from the kernel, watched from here on, and for `unused`
+    //    the socket table and the ephemeral range.
     const host = options.host ?? (options.netns !== undefined ? netnsHostView(options.netns) : localHostView())
-    const facts = await host.facts()
-    for (const w of facts.warnings) log('warn', `host facts: ${w}`)
-    guards.update(facts.snapshot)
     let ports = explicit
-    if (unused.length > 0) ports = unusedTripwires(explicit, unused, await host.listening())
-    if (ports.length === 0) {
-      throw new PortanoiaError('PORTANOIA_NO_PORTS', 'every port of the unused ranges is in use: no tripwire left', {
-        hint: 'widen the --unused range or add explicit tripwires',
-      })
+    let ephemeral: [number, number] | null = null
+    let startGeneration = 0
+    try {
+      host.setWarn((m) => log('warn', `guards: ${m}`))
+      const facts = await host.start()
+      startGeneration = host.inForce().generation
+      for (const w of facts.warnings) log('warn', `host facts: ${w}`)
+      guards.update(facts.snapshot)
+      if (unused.length > 0) {
+        ephemeral = host.localPortRange()
+        if (ephemeral !== null) {
+          log('info', `--unused leaves out ${ephemeral[0]}-${ephemeral[1]}, the ephemeral port range (net.ipv4.ip_local_port_range): this host's own connections take their ports there`)
+        }
+        ports = unusedTripwires(explicit, unused, await host.listening(), ephemeral)
+      }
+      if (ports.length === 0) {
+        throw new PortanoiaError('PORTANOIA_NO_PORTS', 'every port of the unused ranges is in use or ephemeral: no tripwire left', {
+          hint: 'widen the --unused range or add explicit tripwires',
+        })
+      }
+    } catch (err) {
+      host.close()
+      throw err
     }
 
-    const engine = new PolicyEngine({ config: policy, guards, ...(options.now !== undefined && { now: options.now }) })
+    const live = host.live
+    const engine = new PolicyEngine({
+      config: policy,
+      guards,
+      ...(options.now !== undefined && { now: options.now }),
+      ...(live !== null && { liveGuard: live.guard, isLocal: live.isLocal }),
+    })
 
     // 3. The sensor, before the firewall: a port in use or a missing capability must
     //    not leave a half-made table behind.
-    const sensor = await open({
-      ...options.sensor,
-      ports,
-      ...(options.interface !== undefined && { interface: options.interface }),
-      ...(options.netns !== undefined && { netns: `/run/netns/${options.netns}` }),
-      listen: options.listen ?? (unused.length === 0 || explicit.filter((r) => r.proto === 'tcp')),
-    })
+    let sensor: Sensor
+    try {
+      sensor = await open({
+        ...options.sensor,
+        ports,
+        ...(options.interface !== undefined && { interface: options.interface }),
+        ...(options.netns !== undefined && { netns: `/run/netns/${options.netns}` }),
+        listen: options.listen ?? (unused.length === 0 || explicit.filter((r) => r.proto === 'tcp')),
+      })
+    } catch (err) {
+      host.close()
+      throw err
+    }
+    host.ignorePeersOn(() => sensor.listenerPorts())
     const daemon = new Daemon(options, { engine, sensor, host, explicit, unused, allowlist, batchMs, batchMax })
+    daemon.#ephemeral = ephemeral
 
     // 4. Responders. The firewall adopts what the kernel holds.
     const started: Responder[] = []
@@ -328,6 +369,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     } catch (err) {
       await daemon.#fleet?.close().catch(() => {})
       await sensor.close()
+      host.close()
       for (const r of started.reverse()) await r.close().catch(() => {})
       throw err
     }
@@ -356,7 +398,10 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         daemon.#emit(errorEvent({ responder: 'policy', error: err }))
       }
     })
-    every(guardMs, () => void daemon.#refreshGuards())
+    // From here on a change of the facts is in force at once, and lifts what it guards.
+    host.subscribe(() => daemon.#onFactsChanged())
+    // A kernel change between start() and subscribe() would otherwise wait for the next one.
+    if (host.inForce().generation !== startGeneration) daemon.#onFactsChanged()
     if (unused.length > 0) {
       every(syncMs, () => {
         if (daemon.#syncQueued === 0) void daemon.syncPorts()
@@ -430,8 +475,11 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     const metrics = this.#opts.metrics
     try {
       // Batches: a flood costs one await per drained batch, not one per hit.
+      const live = this.host.live
       for await (const hits of this.sensor.batches()) {
         for (const hit of hits) {
+          // A reply to one of this host's own connections is not a probe at all.
+          if (live !== null && live.isReply(hit)) continue
           metrics?.hit(hit)
           if (wantHits) this.#emit(hitEvent(hit))
           const ds = this.engine.observe(hit)
@@ -514,17 +562,67 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     }
   }
 
-  async #refreshGuards(): Promise<void> {
-    if (this.#refreshing || this.#closing !== undefined) return
-    this.#refreshing = true
+  /**
+   * The host's facts changed: install them (synchronously, so the next hit is judged
+   * by them), then lift the blocks they now guard.
+   */
+  #onFactsChanged(): void {
+    if (this.#closing !== undefined) return
     try {
-      const facts = await this.host.facts()
-      this.engine.guards.update(facts.snapshot)
+      this.engine.guards.update(this.host.current().snapshot)
     } catch (err) {
       this.#emit(errorEvent({ responder: 'guards', error: err }))
-    } finally {
-      this.#refreshing = false
+      return
     }
+    if (this.#lifting !== null) {
+      this.#liftAgain = true
+      return
+    }
+    this.#lifting = this.#liftGuarded().finally(() => {
+      this.#lifting = null
+      if (this.#liftAgain) {
+        this.#liftAgain = false
+        this.#onFactsChanged()
+      }
+    })
+  }
+
+  /**
+   * Removes every block in force on an address the guards now protect: the engine's
+   * own (made here or adopted), then whatever else the firewall lists (fleet bans, an
+   * operator's). Each becomes an `unblock` decision with the guard's reason.
+   */
+  async #liftGuarded(): Promise<void> {
+    const fw = this.#firewall
+    const lifted: Decision[] = [...this.engine.liftGuarded()]
+    try {
+      if (fw !== null && !this.#dryRun) {
+        // A pending block batch must not land after the lift and undo it.
+        await this.#batcher?.idle()
+        const known = new Set(lifted.map((d) => d.src))
+        for (const entry of await fw.list()) {
+          if (known.has(entry.address)) continue
+          const reason = this.engine.guards.check(entry.address)
+          if (reason === null) continue
+          const d = this.engine.unblockDecision(entry.address, reason)
+          if (d !== null) lifted.push(d)
+        }
+      }
+      if (lifted.length === 0) return
+      if (fw !== null) {
+        const r = await safely(() => fw.unblock(lifted.map((d) => d.src)))
+        this.#report(fw, r)
+      }
+    } catch (err) {
+      this.#emit(errorEvent({ responder: fw?.name ?? 'guards', error: err }))
+    }
+    // Said after the firewall call, so an `unblock` event means the kernel was asked.
+    if (lifted.length > 0) this.#handle(lifted)
+  }
+
+  /** The guard facts in force (kernel, resolvers) and the allowlist: what the guards protect now. */
+  guardFacts(): GuardFactsInForce & { allowlist: readonly string[] } {
+    return { ...this.host.inForce(), allowlist: [...this.#allowlist] }
   }
 
   /**
@@ -545,7 +643,12 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   async #syncOnce(): Promise<void> {
     try {
       if (this.#closing !== undefined) return
-      const next = unusedTripwires(this.#explicit, this.#unused, await this.host.listening())
+      const ephemeral = this.host.localPortRange()
+      if (ephemeral !== null && (ephemeral[0] !== this.#ephemeral?.[0] || ephemeral[1] !== this.#ephemeral?.[1])) {
+        this.#opts.onLog?.('info', `--unused now leaves out ${ephemeral[0]}-${ephemeral[1]} (net.ipv4.ip_local_port_range changed)`)
+      }
+      this.#ephemeral = ephemeral
+      const next = unusedTripwires(this.#explicit, this.#unused, await this.host.listening(), ephemeral)
       const current = this.sensor.ports
       if (next.length > 0 && !samePorts(next, current) && this.#closing === undefined) {
         await this.sensor.setPorts(next)
@@ -589,7 +692,10 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     responders.daemon = { ...this.#firewallStats(), droppedEvents: this.#events.dropped }
     const sensor: Record<string, number> = {}
     for (const [k, v] of Object.entries(this.sensor.stats())) if (typeof v === 'number') sensor[k] = v
-    return statsEvent({ policy: this.engine.stats(), sensor, responders, uptimeMs: Date.now() - this.#started })
+    const guards: Record<string, number> = { ...this.engine.guards.counts() }
+    const watch = this.host.stats()
+    if (watch !== null) Object.assign(guards, watch)
+    return statsEvent({ policy: this.engine.stats(), sensor, responders, guards, uptimeMs: Date.now() - this.#started })
   }
 
   // -------------------------------------------------------------------- events
@@ -627,6 +733,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     this.#timers = []
     await this.sensor.close()
     await this.#loop
+    this.host.close()
+    await this.#lifting
     // Hits already decided are carried out: the last batch goes to the firewall,
     // and the last decisions to the notifiers.
     this.#notify()

@@ -94,7 +94,10 @@ export interface DecisionEvent extends EventBase {
   type: 'decision'
   /** When the decision was made. */
   time: string
-  /** 'block' (a responder adds a block), 'report' (worth telling someone, nothing changed) or 'none'. */
+  /**
+   * 'block' (a responder adds a block), 'report' (worth telling someone, nothing changed), 'none', or
+   * 'unblock' (a block in force was removed because a guard now covers its address; reason `guard:*`).
+   */
   action: Action
   /**
    * Why: `blocked`; `already-blocked` (a block is in force; blocked sources still reach the sensor,
@@ -102,7 +105,8 @@ export interface DecisionEvent extends EventBase {
    * evidence and `--block verified`); `guard:self|gateway|resolver|peer|allowlist|special` (never blocked);
    * `rate-capped` / `active-cap` (a spoofable block refused by a cap); `dry-run` (would have been blocked);
    * `report-capped` (decisions about spoofable sources exceeded `maxReportsPerMinute`: further ones are counted
-   * until the rate falls, on the breaker's open and close decisions).
+   * until the rate falls, on the breaker's open and close decisions);
+   * `transit` (the hit was not addressed to this host — forwarded, or multicast — and never blocks anyone).
    */
   reason: ReasonCode
   /** The source address, canonical. */
@@ -145,8 +149,11 @@ export interface DecisionEvent extends EventBase {
   breaker?: BreakerState
   /** With `breaker: 'closed'`: sources and hits handled report-only, without their own decision, while open. */
   suppressed?: { sources: number; hits: number }
-  /** The latest hit from `src`: the tripwire it touched and how. */
-  trigger: {
+  /**
+   * The latest hit from `src`: the tripwire it touched and how. Absent only on an `unblock` of a block this run
+   * did not make from a hit (adopted from the kernel at start, or listed by the firewall).
+   */
+  trigger?: {
     /** This host's address that was probed. */
     dst: string
     /** The tripwire port. */
@@ -170,6 +177,11 @@ export interface StatsEvent extends EventBase {
     hits: number
     /** Hits whose source was not an IP address (should stay 0). */
     invalidSources: number
+    /** Hits not addressed to this host (forwarded, multicast): decided `transit`, never blocked. */
+    transitHits?: number
+    /** Live guard checks right before a block, and how many refused it. */
+    liveChecks?: number
+    liveRefusals?: number
     /** Sources currently aggregated. */
     trackedSources: number
     /** Sources dropped from tracking to bound memory. */
@@ -199,6 +211,13 @@ export interface StatsEvent extends EventBase {
   sensor?: Record<string, number>
   /** Per responder name, its counters (applied, failed, queued, dropped, …). */
   responders?: Record<string, Record<string, number>>
+  /**
+   * The guard facts in force and the kernel watch behind them: entries per guard (`self`, `gateway`,
+   * `resolver`, `peer`, `allowlist`, `special`), `generation` (snapshots taken), `notifications`,
+   * `overruns`, `dumpErrors`, `lastDumpUs`, `liveChecks`, `liveRefusals`, `replyChecks`, `replies`,
+   * `replyChecksSkipped`, `sctp` (1 while SCTP associations are checked).
+   */
+  guards?: Record<string, number>
 }
 
 /** A responder failed to carry out an action. Capture and the other responders go on. */
@@ -297,14 +316,16 @@ export const decisionEventSchema = z.object({
   final: z.boolean(),
   breaker: z.enum(['open', 'closed']).optional(),
   suppressed: z.object({ sources: count, hits: count }).optional(),
-  trigger: z.object({
-    dst: address,
-    dstPort: port,
-    srcPort: port,
-    proto,
-    kind,
-    interface: z.string(),
-  }),
+  trigger: z
+    .object({
+      dst: address,
+      dstPort: port,
+      srcPort: port,
+      proto,
+      kind,
+      interface: z.string(),
+    })
+    .optional(),
 })
 
 export const statsEventSchema = z.object({
@@ -315,6 +336,9 @@ export const statsEventSchema = z.object({
   policy: z.object({
     hits: count,
     invalidSources: count,
+    transitHits: count.optional(),
+    liveChecks: count.optional(),
+    liveRefusals: count.optional(),
     trackedSources: count,
     evictions: count,
     decisions: z.record(reason, count),
@@ -330,6 +354,7 @@ export const statsEventSchema = z.object({
   }),
   sensor: z.record(z.string(), z.number()).optional(),
   responders: z.record(z.string(), z.record(z.string(), z.number())).optional(),
+  guards: z.record(z.string(), z.number()).optional(),
 })
 
 export const errorEventSchema = z.object({
@@ -427,8 +452,8 @@ export function decisionEvent(d: Decision): DecisionEvent {
     windowStart: iso(d.windowStart),
     windowMs: d.windowMs,
     final: d.final,
-    trigger: { ...d.trigger },
   }
+  if (d.trigger !== undefined) e.trigger = { ...d.trigger }
   if (d.ttlMs !== undefined) e.ttlMs = d.ttlMs
   if (d.expiresAt !== undefined && Number.isFinite(d.expiresAt)) e.expiresAt = iso(d.expiresAt)
   if (d.upgrade === true) e.upgrade = true
@@ -441,6 +466,7 @@ export interface StatsInput {
   policy: PolicyStats
   sensor?: Record<string, number>
   responders?: Record<string, Record<string, number>>
+  guards?: Record<string, number>
   uptimeMs?: number
   /** Milliseconds; default now. */
   time?: number
@@ -456,6 +482,7 @@ export function statsEvent(input: StatsInput): StatsEvent {
   if (input.uptimeMs !== undefined) e.uptimeMs = Math.max(0, Math.round(input.uptimeMs))
   if (input.sensor !== undefined) e.sensor = { ...input.sensor }
   if (input.responders !== undefined) e.responders = { ...input.responders }
+  if (input.guards !== undefined) e.guards = { ...input.guards }
   return e
 }
 

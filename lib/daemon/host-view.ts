@@ -1,34 +1,48 @@
 /**
- * Where the daemon learns about the host it protects: guard facts (own addresses,
- * gateways, resolvers, established peers) and the listening-socket table. The local
- * view reads this process's namespace (readHostFacts, /proc/net/*); the namespace
- * view reads another network namespace (a container's, or selftest's) by running
- * `ip -n NS -j addr` and `ip netns exec NS cat /proc/net/FILE`, because /proc/net
- * always shows the reader's own namespace. Both feed the same pure parsers, and
- * neither throws on a missing file: a refresh that finds less still succeeds.
+ * Where the daemon learns about the host it protects, behind one interface
+ * (HostView): guard facts from the kernel, watched (HostWatch: rtnetlink, sock_diag,
+ * resolv.conf), the live checks, the ephemeral port range, and the listening-socket
+ * table for `--unused`. The local view is this process's namespace; the namespace
+ * view is another one (a container's, or selftest's): its kernel facts come from
+ * sockets opened inside it, and its socket table from `ip netns exec NS cat
+ * /proc/net/FILE`, because /proc/net always shows the reader's own namespace. A
+ * missing /proc file is not an error: the table is read as empty for it.
  */
 import { readFile } from 'node:fs/promises'
 import { endianness } from 'node:os'
 import type { ListeningPorts, SocketTables } from '../listening.js'
 import { listeningPorts } from '../listening.js'
-import {
-  type InterfaceAddress,
-  parseEstablishedPeers,
-  parseIfInet6,
-  parseIpAddrJson,
-  parseProcNetIpv6Route,
-  parseProcNetRoute,
-  parseResolvConf,
-} from '../policy/guards.js'
-import { type HostFacts, readHostFacts } from './host-facts.js'
 import { defaultRun } from '../responders/run.js'
 import type { RunFn } from '../responders/types.js'
+import { type GuardFactsInForce, type HostFacts, HostWatch, type HostWatchStats, type LiveChecks } from './host-watch.js'
 
 export interface HostView {
   /** Human-readable: 'this host' or 'namespace NAME'. */
   readonly label: string
-  facts(): Promise<HostFacts>
+  /** Starts watching (idempotent) and resolves with the facts in force. */
+  start(): Promise<HostFacts>
+  /** The facts in force now. */
+  current(): HostFacts
+  /** `fn` runs after every change of the facts, once current() returns the new ones. */
+  subscribe(fn: () => void): void
+  /** Synchronous kernel checks; null where the view has none (the snapshot guards still apply). */
+  readonly live: LiveChecks | null
   listening(): Promise<ListeningPorts>
+  /** The namespace's ephemeral port range (net.ipv4.ip_local_port_range); null when unknown. */
+  localPortRange(): [number, number] | null
+  /** The guard facts in force, for the control socket. */
+  inForce(): GuardFactsInForce
+  stats(): HostWatchStats | null
+  /** Where warnings go (a live check that failed, an unreadable resolver file). */
+  setWarn(fn: (message: string) => void): void
+  /**
+   * The local ports whose TCP sockets make no peer: the tripwire listeners'. A forged
+   * SYN to one leaves a SYN_RECV socket for the forged address, and a scanner's
+   * parallel connects sit there too; neither is a session to protect.
+   */
+  ignorePeersOn(ports: () => readonly number[]): void
+  /** Stops watching. Idempotent. */
+  close(): void
 }
 
 const SOCKET_FILES = {
@@ -53,11 +67,7 @@ export function localHostView(): HostView {
       return null
     }
   }
-  return {
-    label: 'this host',
-    facts: () => readHostFacts(),
-    listening: async () => listeningPorts(await readTables(read), endianness()),
-  }
+  return new HostWatch({ label: 'this host', listening: async () => listeningPorts(await readTables(read), endianness()) })
 }
 
 /** Another network namespace, by name (`ip netns list`). */
@@ -66,50 +76,5 @@ export function netnsHostView(ns: string, run: RunFn = defaultRun): HostView {
     const r = await run('ip', ['netns', 'exec', ns, 'cat', path])
     return r.code === 0 ? r.stdout : null
   }
-  const order = endianness()
-  return {
-    label: `namespace ${ns}`,
-    listening: async () => listeningPorts(await readTables(read), order),
-    facts: async () => {
-      const warnings: string[] = []
-      const need = async (path: string): Promise<string | null> => {
-        const text = await read(path)
-        if (text === null) warnings.push(`${path} in ${ns}: unreadable`)
-        return text
-      }
-      // `ip netns exec` bind-mounts /etc/netns/NS/resolv.conf over /etc/resolv.conf when
-      // it exists, so `cat` in the namespace reads the resolver list that applies there.
-      const [addrJson, route, route6, tcp, tcp6, ifInet6, resolv] = await Promise.all([
-        run('ip', ['-n', ns, '-j', 'addr', 'show']),
-        need('/proc/net/route'),
-        need('/proc/net/ipv6_route'),
-        need('/proc/net/tcp'),
-        need('/proc/net/tcp6'),
-        read('/proc/net/if_inet6'),
-        read('/etc/resolv.conf'),
-      ])
-      let interfaces: InterfaceAddress[] = []
-      if (addrJson.code === 0) {
-        try {
-          interfaces = parseIpAddrJson(addrJson.stdout)
-        } catch (e) {
-          warnings.push(`ip -n ${ns} -j addr: ${(e as Error).message}`)
-        }
-      } else {
-        warnings.push(`ip -n ${ns} -j addr: exit ${addrJson.code}`)
-      }
-      if (ifInet6 !== null) interfaces.push(...parseIfInet6(ifInet6))
-      return {
-        snapshot: {
-          interfaces,
-          gateways: [...(route === null ? [] : parseProcNetRoute(route, order)), ...(route6 === null ? [] : parseProcNetIpv6Route(route6))],
-          resolvers: resolv === null ? [] : parseResolvConf(resolv),
-          peers: [
-            ...new Set([...(tcp === null ? [] : parseEstablishedPeers(tcp, order)), ...(tcp6 === null ? [] : parseEstablishedPeers(tcp6, order))]),
-          ],
-        },
-        warnings,
-      }
-    },
-  }
+  return new HostWatch({ netns: ns, label: `namespace ${ns}`, listening: async () => listeningPorts(await readTables(read), endianness()) })
 }

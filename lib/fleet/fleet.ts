@@ -72,8 +72,9 @@ export function alertFor(d: Decision, durationMs: number): LapiAlert {
     { key: 'kinds', value: kinds },
     { key: 'verified', value: String(d.verified) },
     { key: 'hits', value: String(d.count) },
-    { key: 'dst_port', value: String(d.trigger.dstPort) },
-    { key: 'proto', value: d.trigger.proto },
+    // Pushed decisions are blocks, which always come from a hit.
+    { key: 'dst_port', value: String(d.trigger?.dstPort ?? 0) },
+    { key: 'proto', value: d.trigger?.proto ?? 'tcp' },
   ]
   return {
     scenario,

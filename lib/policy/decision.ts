@@ -8,8 +8,11 @@
 import type { Proto, ScanKind } from '../types.js'
 import type { Family } from './addr.js'
 
-/** What a responder should do: add a block, tell someone, or nothing. */
-export const ACTIONS = ['block', 'report', 'none'] as const
+/**
+ * What a responder should do: add a block, tell someone, nothing, or remove a block
+ * (`unblock`: a fact changed and a block in force now covers a guarded address).
+ */
+export const ACTIONS = ['block', 'report', 'none', 'unblock'] as const
 export type Action = (typeof ACTIONS)[number]
 
 export const REASON_CODES = [
@@ -27,6 +30,7 @@ export const REASON_CODES = [
   'active-cap',
   'dry-run',
   'report-capped',
+  'transit',
 ] as const
 export type ReasonCode = (typeof REASON_CODES)[number]
 
@@ -83,5 +87,9 @@ export interface Decision {
   breaker?: BreakerState
   /** On `breaker: 'closed'`: what was reported-only without a per-source decision while open. */
   suppressed?: { sources: number; hits: number }
-  trigger: Trigger
+  /**
+   * The latest hit of the source. Absent only on an `unblock` of a block this run did
+   * not make from a hit (adopted from the kernel at start, or listed by the firewall).
+   */
+  trigger?: Trigger
 }

@@ -2,7 +2,12 @@
  * PolicyEngine: turns the sensor's Hits into Decisions. Pure and synchronous: time
  * comes from an injected clock, host facts from a Guards instance, and the output is
  * a list of decisions for the caller to hand to responders and the event stream.
- * Per hit the order is guards → verification → aggregation → threshold → caps.
+ * Per hit the order is destination (transit?) → guards → verification → aggregation
+ * → threshold → caps → the live guard check → block. Two more answers are injected
+ * like the clock: `isLocal` (is the hit addressed to this host? if not it is transit,
+ * reported once per source window and never blocked) and `liveGuard` (the kernel's
+ * word on the one address about to be blocked, asked right before every block: a
+ * refusal is a `guard:*` decision, not a block).
  *
  * Invariants:
  * - Memory is bounded: at most `maxTrackedSources` sources in each of two tables
@@ -20,7 +25,9 @@
  *   sources are counted until the rate falls, so a million forged sources cost a
  *   bounded number of decisions. Verified sources and the guards whose addresses
  *   are few (self, gateway, resolver, peer) are never suppressed.
- * - A `block` decision is emitted exactly once per block the engine makes.
+ * - A `block` decision is emitted exactly once per block the engine makes, and only
+ *   after the live guard check passed for that address.
+ * - Transit hits never count as evidence against their source.
  */
 
 import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
@@ -63,6 +70,11 @@ export interface ActiveBlock {
 
 export interface PolicyStats {
   hits: number
+  /** Hits not addressed to this host (forwarded, multicast): reported as `transit`, never blocked. */
+  transitHits: number
+  /** Live guard checks made right before a block, and how many refused it. */
+  liveChecks: number
+  liveRefusals: number
   /** Hits whose source was not an address (a sensor bug if ever non-zero). */
   invalidSources: number
   trackedSources: number
@@ -90,6 +102,17 @@ export interface PolicyEngineOptions {
   guards?: Guards
   /** Milliseconds; default Date.now. */
   now?: () => number
+  /**
+   * The kernel's answer for the one address about to be blocked, asked right before
+   * every block (never per hit): why it must not be blocked now (a live TCP/SCTP peer,
+   * an address that just became the host's), or null. Default: the snapshot guards only.
+   */
+  liveGuard?: (src: Address) => GuardReason | null
+  /**
+   * Whether a hit's destination (canonical text) is this host: an own unicast address
+   * or a broadcast. False makes the hit transit. Default: every hit is local.
+   */
+  isLocal?: (dst: string) => boolean
 }
 
 type BreakerCause = 'rate-capped' | 'active-cap' | 'report-capped'
@@ -110,6 +133,8 @@ interface BlockRecord {
   family: Family
   verified: boolean
   expiresAt: number
+  /** The hit that led to the block; absent for adopted blocks. */
+  trigger?: Trigger
 }
 
 interface SourceState {
@@ -181,6 +206,7 @@ function zeroCounts(): Record<ReasonCode, number> {
     'active-cap': 0,
     'dry-run': 0,
     'report-capped': 0,
+    transit: 0,
   }
 }
 
@@ -201,11 +227,15 @@ export class PolicyEngine {
   readonly #now: () => number
   readonly #blockAll: boolean
   readonly #dryRun: boolean
+  readonly #liveGuard: ((src: Address) => GuardReason | null) | null
+  readonly #isLocal: ((dst: string) => boolean) | null
 
   // Insertion order is window-start order (a new window re-inserts), so the first
   // key is always the oldest: that is the eviction victim.
   readonly #verifiedSources = new Map<string, SourceState>()
   readonly #spoofableSources = new Map<string, SourceState>()
+  /** Sources of transit hits: their own table, so forwarded traffic is never evidence. */
+  readonly #transitSources = new Map<string, SourceState>()
   readonly #verifiedBlocks = new Map<string, BlockRecord>()
   readonly #spoofableBlocks = new Map<string, BlockRecord>()
   /** New spoofable blocks in the trailing minute; never more than the cap. */
@@ -222,6 +252,9 @@ export class PolicyEngine {
   #lastMaintain = -Infinity
 
   #hits = 0
+  #transitHits = 0
+  #liveChecks = 0
+  #liveRefusals = 0
   #invalid = 0
   #evictions = 0
   #breakerTrips = 0
@@ -234,6 +267,8 @@ export class PolicyEngine {
     this.#config = Object.freeze(resolvePolicyConfig(options.config))
     this.#guards = options.guards ?? new Guards()
     this.#now = options.now ?? Date.now
+    this.#liveGuard = options.liveGuard ?? null
+    this.#isLocal = options.isLocal ?? null
     this.#blockAll = this.#config.block === 'all'
     this.#dryRun = this.#config.dryRun || this.#config.block === 'off'
   }
@@ -261,13 +296,15 @@ export class PolicyEngine {
     }
     this.#maintain(now, push, false)
 
-    const st = this.#track(hit, now, push)
+    const transit = this.#isLocal !== null && !this.#isLocal(hit.dst)
+    if (transit) this.#transitHits++
+    const st = this.#track(hit, now, push, transit)
     if (st === null) {
       this.#invalid++
       return out ?? NO_DECISIONS
     }
 
-    const v = this.#capReports(st, this.#evaluate(st, now), now)
+    const v = this.#capReports(st, transit ? { action: 'none', reason: 'transit', verified: false } : this.#evaluate(st, now), now)
     st.last = v
     if (v.suppress !== undefined) {
       const b = v.suppress
@@ -287,6 +324,9 @@ export class PolicyEngine {
       v.action === 'block' ||
       v.breaker !== undefined ||
       rank(v) > rank(e) ||
+      // A refusal is said, even after a lower-ranked decision was (a live guard that
+      // refused an upgrade to a verified block).
+      (v.reason !== e.reason && v.reason.startsWith('guard:')) ||
       // Proof that the address is real matters only where something may be done about it.
       (v.verified && !e.verified && v.action !== 'none')
     ) {
@@ -359,6 +399,62 @@ export class PolicyEngine {
     return a || b
   }
 
+  /**
+   * After the guard facts changed: every active block (made here or adopted) on an
+   * address the guards now protect is forgotten and returned as an `unblock` decision
+   * (reason `guard:*`) for the caller to carry out.
+   */
+  liftGuarded(): Decision[] {
+    const now = this.#now()
+    const out: Decision[] = []
+    for (const table of [this.#verifiedBlocks, this.#spoofableBlocks]) {
+      for (const [src, r] of table) {
+        if (r.expiresAt <= now) continue
+        const reason = this.#guards.check(src)
+        if (reason === null) continue
+        table.delete(src)
+        const d = this.unblockDecision(src, reason, r)
+        if (d !== null) out.push(d)
+      }
+    }
+    return out
+  }
+
+  /**
+   * An `unblock` decision for `src` (which the engine forgets, if it held a block):
+   * also for blocks the engine never knew, found in the firewall. Null for a non-address.
+   */
+  unblockDecision(src: string, reason: GuardReason, record?: { verified: boolean; trigger?: Trigger }): Decision | null {
+    const addr = parseAddress(src)
+    if (addr === null) return null
+    const key = formatAddress(addr)
+    const rec = record ?? this.#verifiedBlocks.get(key) ?? this.#spoofableBlocks.get(key)
+    this.#verifiedBlocks.delete(key)
+    this.#spoofableBlocks.delete(key)
+    const now = this.#now()
+    const d: Decision = {
+      action: 'unblock',
+      reason: `guard:${reason}`,
+      src: key,
+      family: addr.family,
+      verified: rec?.verified ?? false,
+      ports: [],
+      portsTruncated: false,
+      kinds: [],
+      count: 0,
+      verifiedCount: 0,
+      firstSeen: now,
+      lastSeen: now,
+      windowStart: now,
+      windowMs: this.#config.windowMs,
+      time: now,
+      final: false,
+    }
+    if (rec?.trigger !== undefined) d.trigger = rec.trigger
+    this.#decisions[d.reason]++
+    return d
+  }
+
   /** Whether the engine holds an unexpired block for `src` (in dry-run: a simulated one). */
   isBlocked(src: string): boolean {
     const addr = parseAddress(src)
@@ -382,7 +478,10 @@ export class PolicyEngine {
     const s: PolicyStats = {
       hits: this.#hits,
       invalidSources: this.#invalid,
-      trackedSources: this.#verifiedSources.size + this.#spoofableSources.size,
+      transitHits: this.#transitHits,
+      liveChecks: this.#liveChecks,
+      liveRefusals: this.#liveRefusals,
+      trackedSources: this.#verifiedSources.size + this.#spoofableSources.size + this.#transitSources.size,
       evictions: this.#evictions,
       decisions: { ...this.#decisions },
       activeBlocks: { verified: this.#verifiedBlocks.size, spoofable: this.#spoofableBlocks.size },
@@ -401,7 +500,11 @@ export class PolicyEngine {
 
   // -------------------------------------------------------------------------
 
-  #lookup(src: string): [Map<string, SourceState>, SourceState] | null {
+  #lookup(src: string, transit: boolean): [Map<string, SourceState>, SourceState] | null {
+    if (transit) {
+      const t = this.#transitSources.get(src)
+      return t === undefined ? null : [this.#transitSources, t]
+    }
     const v = this.#verifiedSources.get(src)
     if (v !== undefined) return [this.#verifiedSources, v]
     const s = this.#spoofableSources.get(src)
@@ -409,10 +512,10 @@ export class PolicyEngine {
   }
 
   /** The source's state with this hit added, or null when `hit.src` is not an address. */
-  #track(hit: Hit, now: number, push: (d: Decision) => void): SourceState | null {
+  #track(hit: Hit, now: number, push: (d: Decision) => void, transit: boolean): SourceState | null {
     // Sources repeat (a scanner sends many packets), and the sensor's text is
     // usually canonical already: try it as a key before parsing.
-    let found = this.#lookup(hit.src)
+    let found = this.#lookup(hit.src, transit)
     let src = hit.src
     let addr: Address
     if (found !== null) {
@@ -422,7 +525,7 @@ export class PolicyEngine {
       if (parsed === null) return null
       addr = parsed
       src = formatAddress(parsed)
-      if (src !== hit.src) found = this.#lookup(src)
+      if (src !== hit.src) found = this.#lookup(src, transit)
     }
     let table = found?.[0] ?? this.#spoofableSources
     let st = found?.[1]
@@ -431,7 +534,7 @@ export class PolicyEngine {
       st = undefined
     }
     if (st === undefined) {
-      table = hit.verified ? this.#verifiedSources : this.#spoofableSources
+      table = transit ? this.#transitSources : hit.verified ? this.#verifiedSources : this.#spoofableSources
       st = {
         src,
         addr,
@@ -454,13 +557,13 @@ export class PolicyEngine {
         suppressedBy: null,
       }
       this.#insert(table, st)
-    } else if (hit.verified && table === this.#spoofableSources) {
+    } else if (hit.verified && !transit && table === this.#spoofableSources) {
       // Verified evidence moves the source out of reach of forged-traffic churn.
       this.#spoofableSources.delete(src)
       this.#insert(this.#verifiedSources, st)
     }
     st.count++
-    if (hit.verified) st.verifiedCount++
+    if (hit.verified && !transit) st.verifiedCount++
     st.lastSeen = now
     st.lastHit = hit
     st.kinds |= 1 << (KIND_INDEX.get(hit.kind) ?? 0)
@@ -523,7 +626,7 @@ export class PolicyEngine {
       if (st.verifiedCount < cfg.threshold) {
         return block !== undefined ? already(block) : { action: 'none', reason: 'below-threshold', verified }
       }
-      return this.#applyBlock(st, now, true, block !== undefined)
+      return this.#refuseLive(st, true) ?? this.#applyBlock(st, now, true, block !== undefined)
     }
 
     if (block !== undefined) return already(block)
@@ -542,13 +645,29 @@ export class PolicyEngine {
       this.#expireTable(this.#spoofableBlocks, now)
       if (this.#spoofableBlocks.size >= cfg.maxActiveBlocks) return this.#openBreaker('active-cap', st, now)
     }
-    return this.#applyBlock(st, now, false, false)
+    return this.#refuseLive(st, false) ?? this.#applyBlock(st, now, false, false)
+  }
+
+  /**
+   * The live guard check, right before a block: the kernel's answer for this one
+   * address. A refusal is remembered with the guard generation, as a snapshot guard
+   * would be, so the source's next hits do not ask again until the facts change.
+   */
+  #refuseLive(st: SourceState, verified: boolean): Verdict | null {
+    if (this.#liveGuard === null) return null
+    this.#liveChecks++
+    const reason = this.#liveGuard(st.addr)
+    if (reason === null) return null
+    this.#liveRefusals++
+    st.guard = reason
+    st.guardGeneration = this.#guards.generation
+    return { action: 'none', reason: `guard:${reason}`, verified }
   }
 
   #applyBlock(st: SourceState, now: number, verified: boolean, upgrade: boolean): Verdict {
     const ttlMs = verified ? this.#config.blockTtlMs : this.#config.spoofableTtlMs
     const expiresAt = now + ttlMs
-    const rec: BlockRecord = { family: st.addr.family, verified, expiresAt }
+    const rec: BlockRecord = { family: st.addr.family, verified, expiresAt, trigger: triggerOf(st.lastHit) }
     if (verified) {
       this.#spoofableBlocks.delete(st.src)
       this.#verifiedBlocks.delete(st.src)
@@ -621,7 +740,7 @@ export class PolicyEngine {
     if (!force && now - this.#lastMaintain < MAINTAIN_EVERY_MS) return
     this.#lastMaintain = now
     this.#expireBlocks(now)
-    for (const table of [this.#verifiedSources, this.#spoofableSources]) {
+    for (const table of [this.#verifiedSources, this.#spoofableSources, this.#transitSources]) {
       for (const st of table.values()) {
         if (now >= st.windowStart + this.#config.windowMs) this.#endWindow(st, table, now, push)
       }

@@ -1,15 +1,15 @@
 /**
  * Guards: the addresses portanoia must never block, kept as one immutable set per
  * reason (self, gateway, resolver, peer, allowlist, special) and swapped in as a
- * whole by `update()`, so a check never sees half of a refresh. Also the pure
- * parsers that turn the host's own descriptions of itself (/proc/net/route,
- * /proc/net/ipv6_route, /etc/resolv.conf, /proc/net/tcp{,6}, /proc/net/if_inet6,
- * `ip -j addr`, os.networkInterfaces()) into guard entries. No I/O here: the text
- * is read by host-facts.ts; every parser skips lines it does not understand rather
- * than throwing, because a kernel adding a column must not take the daemon down.
+ * whole by `update()`, so a check never sees half of a refresh. The facts come from
+ * the kernel (lib/daemon/host-watch.ts, rtnetlink); live peers are not a snapshot
+ * but a check right before each block (the engine's `liveGuard`). Also the pure
+ * parsers for the text the host still describes itself with: resolv.conf(5) and the
+ * /proc/net socket tables (the listening ports `--unused` leaves alone). No I/O
+ * here; every parser skips lines it does not understand rather than throwing,
+ * because a kernel adding a column must not take the daemon down.
  */
 
-import type { NetworkInterfaceInfo } from 'node:os'
 import { PortanoiaError } from '../errors.js'
 import {
   type Address,
@@ -47,7 +47,7 @@ export interface GuardSnapshot {
   gateways?: readonly string[]
   /** DNS resolvers. */
   resolvers?: readonly string[]
-  /** Remote addresses of established TCP connections. */
+  /** Remote addresses of established connections (the daemon asks the kernel live instead). */
   peers?: readonly string[]
   /** Operator-configured networks or addresses (CIDR syntax). */
   allowlist?: readonly string[]
@@ -176,9 +176,6 @@ export class Guards {
 /** Byte order of the u32 words /proc prints with %08X (the host's). */
 export type Endianness = 'LE' | 'BE'
 
-const RTF_UP = 0x1
-const RTF_GATEWAY = 0x2
-
 function dataLines(text: string): string[][] {
   return text
     .split('\n')
@@ -196,10 +193,6 @@ function v4FromHexWord(hex: string, endianness: Endianness): bigint | null {
   return BigInt(swapped)
 }
 
-function v6FromHexBytes(hex: string): bigint | null {
-  return /^[0-9A-Fa-f]{32}$/.test(hex) ? BigInt(`0x${hex}`) : null
-}
-
 function v6FromHexWords(hex: string, endianness: Endianness): bigint | null {
   if (!/^[0-9A-Fa-f]{32}$/.test(hex)) return null
   let value = 0n
@@ -213,44 +206,6 @@ function v6FromHexWords(hex: string, endianness: Endianness): bigint | null {
 
 function unique(values: Iterable<string>): string[] {
   return [...new Set(values)]
-}
-
-/**
- * IPv4 gateways from /proc/net/route: the Gateway column of routes flagged
- * RTF_UP|RTF_GATEWAY. The kernel prints the network-order address as a host-order
- * u32, so on little-endian hosts 0102A8C0 is 192.168.2.1.
- */
-export function parseProcNetRoute(text: string, endianness: Endianness = 'LE'): string[] {
-  const out: string[] = []
-  for (const f of dataLines(text)) {
-    if (f.length < 4) continue
-    const flags = Number.parseInt(f[3] as string, 16)
-    if (!Number.isFinite(flags) || (flags & (RTF_UP | RTF_GATEWAY)) !== (RTF_UP | RTF_GATEWAY)) continue
-    const gw = v4FromHexWord(f[2] as string, endianness)
-    if (gw === null || gw === 0n) continue
-    out.push(formatAddress({ family: 4, value: gw }))
-  }
-  return unique(out)
-}
-
-/**
- * IPv6 gateways from /proc/net/ipv6_route: the next-hop column (5th) of routes
- * flagged RTF_GATEWAY. Unlike /proc/net/route these are plain byte strings in
- * network order. Next hops are often link-local (already guarded as special) but
- * a global one must be guarded too.
- */
-export function parseProcNetIpv6Route(text: string): string[] {
-  const out: string[] = []
-  for (const line of text.split('\n')) {
-    const f = line.trim().split(/\s+/)
-    if (f.length < 10) continue
-    const flags = Number.parseInt(f[8] as string, 16)
-    if (!Number.isFinite(flags) || (flags & RTF_GATEWAY) === 0) continue
-    const hop = v6FromHexBytes(f[4] as string)
-    if (hop === null || hop === 0n) continue
-    out.push(formatAddress(makeAddress(6, hop)))
-  }
-  return unique(out)
 }
 
 /**
@@ -279,7 +234,6 @@ export interface SocketEntry {
   state: number
 }
 
-export const TCP_ESTABLISHED = 0x01
 export const TCP_LISTEN = 0x0a
 
 function parseEndpoint(text: string, endianness: Endianness): { addr: string; port: number } | null {
@@ -310,98 +264,6 @@ export function parseProcNetSockets(text: string, endianness: Endianness = 'LE')
     const state = Number.parseInt(f[3] as string, 16)
     if (local === null || remote === null || !Number.isInteger(state)) continue
     out.push({ local: local.addr, localPort: local.port, remote: remote.addr, remotePort: remote.port, state })
-  }
-  return out
-}
-
-/**
- * Remote addresses of ESTABLISHED connections in /proc/net/tcp or tcp6 text. Both
- * directions count: an admin's SSH session in, and this host's own connections out
- * (its package mirror, its monitoring server) are peers it needs to keep reaching.
- */
-export function parseEstablishedPeers(text: string, endianness: Endianness = 'LE'): string[] {
-  return unique(
-    parseProcNetSockets(text, endianness)
-      .filter((e) => e.state === TCP_ESTABLISHED)
-      .map((e) => e.remote),
-  )
-}
-
-/**
- * Own IPv6 addresses from /proc/net/if_inet6: address (32 hex, network order),
- * ifindex, prefix length (hex), scope, flags, interface name.
- */
-export function parseIfInet6(text: string): InterfaceAddress[] {
-  const out: InterfaceAddress[] = []
-  for (const line of text.split('\n')) {
-    const f = line.trim().split(/\s+/)
-    if (f.length < 6) continue
-    const v = v6FromHexBytes(f[0] as string)
-    const prefixLength = Number.parseInt(f[2] as string, 16)
-    if (v === null || !Number.isInteger(prefixLength) || prefixLength > 128) continue
-    out.push({ address: formatAddress(makeAddress(6, v)), prefixLength, interface: f[5] as string })
-  }
-  return out
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
-/**
- * Own addresses from `ip -j addr` output (both families). Throws PortanoiaError
- * (PORTANOIA_BAD_HOST_FACTS) when the text is not the JSON array `ip` prints;
- * entries inside it that do not look like addresses are skipped.
- */
-export function parseIpAddrJson(text: string): InterfaceAddress[] {
-  let doc: unknown
-  try {
-    doc = JSON.parse(text)
-  } catch (e) {
-    throw new PortanoiaError('PORTANOIA_BAD_HOST_FACTS', '`ip -j addr` output is not JSON', {
-      hint: 'use iproute2 4.14 or later, which supports -j',
-      cause: e,
-    })
-  }
-  if (!Array.isArray(doc)) {
-    throw new PortanoiaError('PORTANOIA_BAD_HOST_FACTS', '`ip -j addr` output is not a JSON array', {
-      hint: 'pass the output of `ip -j addr show` unchanged',
-    })
-  }
-  const out: InterfaceAddress[] = []
-  for (const link of doc) {
-    if (!isRecord(link) || !Array.isArray(link.addr_info)) continue
-    const ifname = typeof link.ifname === 'string' ? link.ifname : undefined
-    for (const info of link.addr_info) {
-      if (!isRecord(info) || typeof info.local !== 'string' || typeof info.prefixlen !== 'number') continue
-      const a = parseAddress(info.local)
-      if (a === null) continue
-      const entry: InterfaceAddress = { address: formatAddress(a), prefixLength: info.prefixlen }
-      if (ifname !== undefined) entry.interface = ifname
-      out.push(entry)
-    }
-  }
-  return out
-}
-
-/** Own addresses from the value of os.networkInterfaces(). */
-export function parseNetworkInterfaces(
-  ifaces: Readonly<Record<string, readonly NetworkInterfaceInfo[] | undefined>>,
-): InterfaceAddress[] {
-  const out: InterfaceAddress[] = []
-  for (const [name, infos] of Object.entries(ifaces)) {
-    for (const info of infos ?? []) {
-      // Node reports link-local IPv6 without the zone; cidr is null only for
-      // malformed netmasks, in which case the address is still ours.
-      const a = parseAddress(info.address)
-      if (a === null) continue
-      const prefix = info.cidr === null ? NaN : Number(info.cidr.slice(info.cidr.lastIndexOf('/') + 1))
-      out.push({
-        address: formatAddress(a),
-        prefixLength: Number.isInteger(prefix) ? prefix : a.family === 4 ? 32 : 128,
-        interface: name,
-      })
-    }
   }
   return out
 }

@@ -140,15 +140,15 @@ function tokenValue(name: TokenName, d: Decision): { value: string } | { error: 
     case 'src':
       return isValidAddress(d.src) ? { value: d.src } : { error: 'source is not a canonical address' }
     case 'dst':
-      return isValidAddress(d.trigger?.dst) ? { value: d.trigger.dst } : { error: 'destination is not a canonical address' }
+      return d.trigger !== undefined && isValidAddress(d.trigger.dst) ? { value: d.trigger.dst } : { error: 'destination is not a canonical address' }
     case 'dstPort':
       return port(d.trigger?.dstPort)
     case 'srcPort':
       return port(d.trigger?.srcPort)
     case 'proto':
-      return PROTOS.has(d.trigger?.proto) ? { value: d.trigger.proto } : { error: 'unknown protocol' }
+      return d.trigger !== undefined && PROTOS.has(d.trigger.proto) ? { value: d.trigger.proto } : { error: 'unknown protocol' }
     case 'kind':
-      return KINDS.has(d.trigger?.kind) ? { value: d.trigger.kind } : { error: 'unknown scan kind' }
+      return d.trigger !== undefined && KINDS.has(d.trigger.kind) ? { value: d.trigger.kind } : { error: 'unknown scan kind' }
     case 'ttl':
       return {
         value: String(typeof d.ttlMs === 'number' && Number.isFinite(d.ttlMs) && d.ttlMs > 0 ? Math.ceil(d.ttlMs / 1000) : 0),

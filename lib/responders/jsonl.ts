@@ -11,7 +11,7 @@ import { PortanoiaError } from '../errors.js'
 import { createWriteStream } from 'node:fs'
 import type { Writable } from 'node:stream'
 import { decisionEvent, type PortanoiaEvent, toJsonLine } from '../daemon/events.js'
-import type { Action, Decision } from '../policy/decision.js'
+import { ACTIONS, type Action, type Decision } from '../policy/decision.js'
 import { Notifier, result } from './common.js'
 import type { ResponderResult } from './types.js'
 
@@ -47,7 +47,7 @@ export class JsonlResponder extends Notifier {
       throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'jsonl needs exactly one of stream or path', { hint: 'pass { path: "/var/log/portanoia.jsonl" } or { stream: process.stdout }' })
     }
     this.#maxBufferBytes = options.maxBufferBytes ?? 1024 * 1024
-    this.#actions = new Set(options.actions ?? ['block', 'report', 'none'])
+    this.#actions = new Set(options.actions ?? ACTIONS)
     if (options.path !== undefined) {
       this.#stream = createWriteStream(options.path, { flags: 'a', mode: 0o600 })
       this.#owned = true

@@ -34,9 +34,18 @@ export interface Watch {
 
 const watches: ChildProcess[] = []
 
-/** Starts `portanoia watch ...` (with extra environment variables); resolves once it logged that it is watching. */
-export async function startWatch(args: readonly string[], options: { env?: Record<string, string> } = {}): Promise<Watch> {
-  const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
+/**
+ * Starts `portanoia watch ...` (with extra environment variables); resolves once it
+ * logged that it is watching. With `netns` the process itself runs in that namespace
+ * (`ip netns exec` execs, so the PID is the watcher's), seeing it as its own host.
+ */
+export async function startWatch(args: readonly string[], options: { env?: Record<string, string>; netns?: string } = {}): Promise<Watch> {
+  const argv = [process.execPath, CLI_MAIN, ...args]
+  const spawnOptions = { stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } }
+  const child =
+    options.netns === undefined
+      ? spawn(argv[0] as string, argv.slice(1), spawnOptions)
+      : spawn('ip', ['netns', 'exec', options.netns, ...argv], spawnOptions)
   watches.push(child)
   let out = ''
   let err = ''

@@ -10,6 +10,7 @@
 import type { NativeBinding, NativeCapture, NativeCaptureOptions, NativeCaptureStats, NativeSystemError } from '../../lib/binding.js'
 import { HIT_FLAGS, HIT_RECORD_LAYOUT, HIT_RECORD_SIZE } from '../../lib/decode.js'
 import type { HostView } from '../../lib/daemon/host-view.js'
+import type { HostFacts } from '../../lib/daemon/host-watch.js'
 import type { ListeningPorts } from '../../lib/listening.js'
 import { PROTO_NUMBERS, type Proto, SCAN_KINDS, type ScanKind } from '../../lib/types.js'
 
@@ -161,6 +162,7 @@ export function fakeBinding(): FakeBinding {
 
 /** A host with no guard facts and `listening` as its socket table (mutable by the test). */
 export function fakeHost(listening: Partial<Record<Proto, number[]>> = {}): HostView & { listeningNow: ListeningPorts } {
+  const facts: HostFacts = { snapshot: { interfaces: [], gateways: [], resolvers: [] }, warnings: [] }
   const view = {
     label: 'fake host',
     listeningNow: {
@@ -168,8 +170,17 @@ export function fakeHost(listening: Partial<Record<Proto, number[]>> = {}): Host
       udp: new Set(listening.udp ?? []),
       sctp: new Set(listening.sctp ?? []),
     } as ListeningPorts,
-    facts: async () => ({ snapshot: { interfaces: [], gateways: [], resolvers: [], peers: [] }, warnings: [] }),
+    start: async () => facts,
+    current: () => facts,
+    subscribe: () => {},
+    live: null,
     listening: async () => view.listeningNow,
+    localPortRange: () => null,
+    inForce: () => ({ generation: 1, dumpedAt: 0, addresses: [], gateways: [], resolvers: [] }),
+    stats: () => null,
+    setWarn: () => {},
+    ignorePeersOn: () => {},
+    close: () => {},
   }
   return view
 }

@@ -1,10 +1,13 @@
 // PolicyEngine with a fake clock: every reason code, thresholds and windows, the
 // one-event-per-source-per-window rule, caps and the circuit breaker under a flood
-// of 10,000 forged sources, adoption of kernel blocks, and bounded memory.
+// of 10,000 forged sources, adoption of kernel blocks, bounded memory, the live
+// guard check (a fake kernel) right before every block, transit hits, and lifting
+// blocks that new facts guard.
 import { describe, expect, it } from 'vitest'
 import { REASON_CODES, type Decision, type ReasonCode } from '../../lib/policy/decision.js'
 import { DEFAULT_POLICY, type PolicyConfig, resolvePolicyConfig } from '../../lib/policy/config.js'
-import { PolicyEngine } from '../../lib/policy/engine.js'
+import { PolicyEngine, type PolicyEngineOptions } from '../../lib/policy/engine.js'
+import { type Address, formatAddress } from '../../lib/policy/addr.js'
 import { Guards } from '../../lib/policy/guards.js'
 import type { Hit } from '../../lib/types.js'
 
@@ -40,9 +43,9 @@ const connect = (src: string, over: Partial<Hit> = {}): Hit =>
 /** 198.18.0.0/15 has 131,072 addresses; this walks them from 198.18.1.0. */
 const forged = (i: number): string => `198.${18 + ((i + 256) >> 16)}.${((i + 256) >> 8) & 255}.${(i + 256) & 255}`
 
-function setup(config: Partial<PolicyConfig> = {}, guards = new Guards()) {
+function setup(config: Partial<PolicyConfig> = {}, guards = new Guards(), extra: Pick<PolicyEngineOptions, 'liveGuard' | 'isLocal'> = {}) {
   const clock = { t: 1_700_000_000_000 }
-  const engine = new PolicyEngine({ config, guards, now: () => clock.t })
+  const engine = new PolicyEngine({ config, guards, now: () => clock.t, ...extra })
   const log: Decision[] = []
   const record = (ds: readonly Decision[]): Decision[] => {
     log.push(...ds)
@@ -232,6 +235,8 @@ describe('guards', () => {
     // A source already being aggregated picks up the new guard on its next hit.
     expect(s.observe(hit('198.18.0.32'))).toMatchObject([{ reason: 'spoofable-report-only' }])
     g.update({ peers: ['198.18.0.32'] })
+    // The refusal is said, though a report (which ranks higher) came before it.
+    expect(s.observe(connect('198.18.0.32'))).toMatchObject([{ action: 'none', reason: 'guard:peer', verified: true }])
     expect(s.observe(connect('198.18.0.32'))).toEqual([])
     expect(s.engine.isBlocked('198.18.0.32')).toBe(false)
   })
@@ -456,6 +461,117 @@ describe('bounded memory', () => {
     s.advance(60_000)
     s.tick()
     expect(s.engine.stats().trackedSources).toBe(0)
+  })
+})
+
+describe('live guard check, right before a block', () => {
+  /** A fake kernel: which addresses it guards, and every address it was asked about. */
+  function kernel(answers: Record<string, 'peer' | 'self'>) {
+    const asked: string[] = []
+    return {
+      asked,
+      liveGuard: (a: Address) => {
+        const text = formatAddress(a)
+        asked.push(text)
+        return answers[text] ?? null
+      },
+    }
+  }
+
+  it('asks about the one address before each block, not per hit; a refusal is a guard decision', () => {
+    const k = kernel({ '198.18.0.40': 'peer', '198.18.0.42': 'self' })
+    const s = setup({ block: 'all' }, new Guards(), { liveGuard: k.liveGuard })
+    expect(s.observe(hit('198.18.0.40'))).toMatchObject([{ action: 'none', reason: 'guard:peer', verified: false }])
+    expect(s.observe(hit('198.18.0.40', { dstPort: 2323 }))).toEqual([])
+    expect(s.observe(connect('198.18.0.42'))).toMatchObject([{ action: 'none', reason: 'guard:self', verified: true }])
+    expect(s.observe(hit('198.18.0.41'))).toMatchObject([{ action: 'block', reason: 'blocked' }])
+    expect(k.asked).toEqual(['198.18.0.40', '198.18.0.42', '198.18.0.41'])
+    expect(s.engine.isBlocked('198.18.0.40')).toBe(false)
+    expect(s.engine.isBlocked('198.18.0.42')).toBe(false)
+    expect(s.engine.stats()).toMatchObject({ liveChecks: 3, liveRefusals: 2, activeBlocks: { verified: 0, spoofable: 1 } })
+  })
+
+  it('is not asked when no block is on the table', () => {
+    const k = kernel({})
+    const s = setup({ spoofableThreshold: 3 }, new Guards(), { liveGuard: k.liveGuard })
+    s.observe(hit('198.18.0.43'))
+    s.observe(hit('198.18.0.43'))
+    s.observe(hit('198.18.0.43'))
+    expect(s.log.map((d) => d.reason)).toEqual(['below-threshold', 'spoofable-report-only'])
+    expect(k.asked).toEqual([])
+  })
+
+  it('says a refusal of an upgrade, though it ranks below the report before it', () => {
+    const answers: Record<string, 'peer'> = {}
+    const k = kernel(answers)
+    const s = setup({}, new Guards(), { liveGuard: k.liveGuard })
+    expect(s.observe(hit('198.18.0.44'))).toMatchObject([{ reason: 'spoofable-report-only' }])
+    answers['198.18.0.44'] = 'peer'
+    expect(s.observe(connect('198.18.0.44'))).toMatchObject([{ action: 'none', reason: 'guard:peer', verified: true }])
+    expect(s.engine.isBlocked('198.18.0.44')).toBe(false)
+  })
+})
+
+describe('transit', () => {
+  it('a hit not addressed to this host is reported once per window, never blocks, and is no evidence', () => {
+    const k = { asked: [] as string[] }
+    const s = setup({ block: 'all' }, new Guards(), {
+      isLocal: (dst) => dst === '198.18.0.1',
+      liveGuard: (a) => {
+        k.asked.push(formatAddress(a))
+        return null
+      },
+    })
+    const forwarded = (over: Partial<Hit> = {}): Hit => hit('198.18.0.50', { dst: '198.18.1.2', dstPort: 6379, ...over })
+    expect(s.observe(forwarded())).toMatchObject([{ action: 'none', reason: 'transit', src: '198.18.0.50', trigger: { dst: '198.18.1.2', dstPort: 6379 } }])
+    expect(s.observe(forwarded({ dstPort: 9200 }))).toEqual([])
+    expect(s.observe(hit('198.18.0.51', { dst: '239.255.255.250', proto: 'udp', kind: 'udp', dstPort: 1900 }))).toMatchObject([{ reason: 'transit' }])
+    expect(s.engine.isBlocked('198.18.0.50')).toBe(false)
+    expect(k.asked).toEqual([])
+    // The same source probing this host is judged on that evidence alone.
+    expect(s.observe(hit('198.18.0.50'))).toMatchObject([{ action: 'block', reason: 'blocked', count: 1, ports: ['2222/tcp'] }])
+    expect(s.engine.stats()).toMatchObject({ transitHits: 3 })
+    s.advance(60_000)
+    expect(s.tick()).toMatchObject([{ reason: 'transit', final: true, count: 2 }])
+  })
+})
+
+describe('lifting blocks that new facts guard', () => {
+  it('returns an unblock decision per guarded block, with the hit that led to it, and forgets the block', () => {
+    const g = new Guards()
+    const s = setup({ block: 'all' }, g)
+    s.observe(connect('198.18.0.60', { dstPort: 2323 }))
+    s.observe(hit('198.18.0.61'))
+    s.observe(hit('198.18.0.62'))
+    s.engine.adopt([{ src: '198.18.0.63', expiresInMs: 60_000, verified: true }])
+    expect(s.engine.liftGuarded()).toEqual([])
+    g.update({ interfaces: [{ address: '198.18.0.60', prefixLength: 32 }], gateways: ['198.18.0.61', '198.18.0.63'] })
+    const lifted = s.engine.liftGuarded()
+    expect(lifted.map((d) => [d.action, d.src, d.reason, d.verified])).toEqual([
+      ['unblock', '198.18.0.60', 'guard:self', true],
+      ['unblock', '198.18.0.63', 'guard:gateway', true],
+      ['unblock', '198.18.0.61', 'guard:gateway', false],
+    ])
+    expect(lifted[0]!.trigger).toMatchObject({ dstPort: 2323, kind: 'connect' })
+    // An adopted block came from no hit of this run.
+    expect(lifted[1]!.trigger).toBeUndefined()
+    for (const src of ['198.18.0.60', '198.18.0.61', '198.18.0.63']) expect(s.engine.isBlocked(src)).toBe(false)
+    expect(s.engine.isBlocked('198.18.0.62')).toBe(true)
+    expect(s.engine.liftGuarded()).toEqual([])
+    expect(s.engine.stats().decisions['guard:gateway']).toBe(2)
+  })
+
+  it('builds an unblock decision for a block only the firewall knew', () => {
+    const s = setup()
+    expect(s.engine.unblockDecision('::ffff:198.18.0.70', 'allowlist')).toMatchObject({
+      action: 'unblock',
+      reason: 'guard:allowlist',
+      src: '198.18.0.70',
+      family: 4,
+      verified: false,
+      count: 0,
+    })
+    expect(s.engine.unblockDecision('not an address', 'self')).toBeNull()
   })
 })
 

@@ -1,0 +1,234 @@
+/**
+ * Guards that hold at the moment of blocking (issue 8), each reproduction with real
+ * nft in test namespaces and `--block all`, so a forged SYN would be blocked unless
+ * a guard holds: an admin's session opened after the daemon started; an address
+ * added while it runs (and a block on an address that later becomes the host's,
+ * which must be lifted); an address on an interface that is UP without carrier; the
+ * second hop of an ECMP route; a gateway reached only through policy routing; a flow
+ * the sensor namespace merely forwards; and `--unused` over the ephemeral range, where
+ * the SYN-ACK of the host's own outbound connection must not get the server blocked.
+ * Every "nothing was blocked" check waits for a sentinel first: a forged source that
+ * no guard covers, sent after the probe under test, whose block proves the pipeline
+ * had already decided on everything before it.
+ */
+import type { ChildProcess } from 'node:child_process'
+import { afterEach, describe, expect, it } from 'vitest'
+import { Daemon, type DaemonOptions } from '../../lib/daemon/daemon.js'
+import type { DecisionEvent, PortanoiaEvent } from '../../lib/daemon/events.js'
+import { SYN } from '../../lib/lab/frames.js'
+import { NftablesResponder } from '../../lib/responders/nftables.js'
+import { netnsRun } from '../../lib/responders/run.js'
+import { jsonLines, startWatch, stopWatches, waitFor as cliWaitFor } from '../helpers/cli.js'
+import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
+import { probeFrame, sendFrames } from '../helpers/probes.js'
+import { holdConnection, openConnection, startService, tcpConnect } from '../helpers/tcp.js'
+
+warnIfNotRoot('test/privileged/guards-live.test.ts')
+
+const TRIPWIRE = 2222
+const SERVICE = 8080
+
+type Link = TestNet['links'][0]
+
+let net: TestNet | undefined
+const children: ChildProcess[] = []
+const daemons: Daemon[] = []
+
+afterEach(async () => {
+  await stopWatches()
+  for (const d of daemons.splice(0)) await d.close()
+  for (const c of children.splice(0)) await stop(c)
+  await net?.destroy()
+  net = undefined
+})
+
+async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    const v = await fn()
+    if (v !== undefined) return v
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
+
+async function startDaemon(n: TestNet, options: Partial<DaemonOptions> = {}) {
+  const events: PortanoiaEvent[] = []
+  const logs: string[] = []
+  const daemon = await Daemon.compose({
+    ports: [`${TRIPWIRE}/tcp`],
+    netns: n.sensorNs,
+    firewall: new NftablesResponder({ run: netnsRun(n.sensorNs) }),
+    policy: { block: 'all' },
+    statsIntervalMs: 0,
+    onEvent: (e) => events.push(e),
+    onLog: (_level, m) => logs.push(m),
+    ...options,
+  })
+  daemons.push(daemon)
+  const decisions = (): DecisionEvent[] => events.filter((e): e is DecisionEvent => e.type === 'decision')
+  return { daemon, events, logs, decisions }
+}
+
+async function nftElements(n: TestNet): Promise<string[]> {
+  const r = await n.sensorExec('nft', ['-j', 'list', 'table', 'inet', 'portanoia'])
+  if (r.code !== 0) return []
+  const doc = JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: Array<string | { elem: { val: string } }> } }> }
+  const out: string[] = []
+  for (const item of doc.nftables) for (const e of item.set?.elem ?? []) out.push(typeof e === 'string' ? e : e.elem.val)
+  return out.sort()
+}
+
+async function ip(n: TestNet, args: string[]): Promise<void> {
+  const r = await n.sensorExec('ip', args)
+  if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`)
+}
+
+/** A SYN to the tripwire from link `l`'s peer, carrying `src`. */
+function forgedSyn(l: Link, src: string, n: number): Uint8Array {
+  return probeFrame(l.peer, l.sensor, { family: 4, proto: 'tcp', src, srcPort: 41000 + n, dstPort: TRIPWIRE, tcpFlags: SYN })
+}
+
+/**
+ * Sends the probes under test, then a sentinel from an unguarded forged source; when
+ * the sentinel's block decision is there, every earlier probe has been decided.
+ */
+async function probeThenSentinel(d: Awaited<ReturnType<typeof startDaemon>>, l: Link, srcs: string[], sentinel = '198.18.0.250') {
+  sendFrames(l.peer, [...srcs.map((s, i) => forgedSyn(l, s, i)), forgedSyn(l, sentinel, 99)])
+  await waitFor('the sentinel block', () => d.decisions().find((x) => x.src === sentinel && x.reason === 'blocked'))
+}
+
+function reasonsOf(d: Awaited<ReturnType<typeof startDaemon>>, src: string): string[] {
+  return d.decisions().filter((x) => x.src === src).map((x) => x.reason)
+}
+
+describe.skipIf(!IS_ROOT)('guards hold at the moment of blocking', () => {
+  it('an admin session opened after start: its peer is not blocked and the session lives', async () => {
+    net = await createTestNet({ peers: 2 })
+    const [a, b] = net.links as [Link, Link]
+    children.push(await startService(b.sensor, SERVICE))
+    const d = await startDaemon(net)
+    // The admin logs in now, after the daemon read its facts.
+    const session = await holdConnection(b.peer, b.sensor.ipv4, SERVICE)
+    children.push(session)
+    await probeThenSentinel(d, a, [b.peer.ipv4])
+    expect(reasonsOf(d, b.peer.ipv4)).toEqual(['guard:peer'])
+    expect(await nftElements(net)).toEqual(['198.18.0.250'])
+    expect(session.exitCode).toBeNull()
+    expect(await tcpConnect(b.peer, b.sensor.ipv4, SERVICE)).toBe('connected')
+  })
+
+  it('an address added at runtime is guarded at once, and a block on it is lifted', async () => {
+    net = await createTestNet()
+    const [a] = net.links as [Link]
+    const d = await startDaemon(net)
+    // A forged source that is nobody's yet gets blocked...
+    await probeThenSentinel(d, a, ['198.18.51.1'], '198.18.0.251')
+    await waitFor('the first block', async () => ((await nftElements(net!)).includes('198.18.51.1') ? true : undefined))
+    // ...then both addresses become the host's own.
+    await ip(net, ['addr', 'add', '198.18.50.1/32', 'dev', 'lo'])
+    await ip(net, ['addr', 'add', '198.18.51.1/32', 'dev', 'lo'])
+    const lifted = await waitFor('the lift', () => d.decisions().find((x) => x.src === '198.18.51.1' && x.action === 'unblock'))
+    expect(lifted.reason).toBe('guard:self')
+    await waitFor('the element gone', async () => ((await nftElements(net!)).includes('198.18.51.1') ? undefined : true))
+    await probeThenSentinel(d, a, ['198.18.50.1'])
+    expect(reasonsOf(d, '198.18.50.1')).toEqual(['guard:self'])
+    expect(await nftElements(net)).toEqual(['198.18.0.250', '198.18.0.251'])
+    // The host reaches its new address (nothing of it is blocked).
+    const ping = await net.sensorExec('ping', ['-c', '1', '-W', '1', '198.18.51.1'])
+    expect(ping.code).toBe(0)
+  })
+
+  it('an own address on an interface that is UP without carrier is guarded (portanoia watch run inside the namespace)', async () => {
+    net = await createTestNet()
+    const [a] = net.links as [Link]
+    // docker0 whose containers are gone: a bridge UP, its one port without carrier
+    // (the veth's other end is down), so the bridge is NO-CARRIER, not RUNNING.
+    await ip(net, ['link', 'add', 'pnbr0', 'type', 'bridge'])
+    await ip(net, ['addr', 'add', '198.18.77.1/24', 'dev', 'pnbr0'])
+    await ip(net, ['link', 'add', 'pnv0', 'type', 'veth', 'peer', 'name', 'pnv1'])
+    await ip(net, ['link', 'set', 'pnv0', 'master', 'pnbr0'])
+    await ip(net, ['link', 'set', 'pnv0', 'up'])
+    await ip(net, ['link', 'set', 'pnbr0', 'up'])
+    expect((await net.sensorExec('ip', ['link', 'show', 'pnbr0'])).stdout).toMatch(/NO-CARRIER/)
+    // The CLI in the namespace sees it as its own host: the local view, which used to
+    // take addresses from os.networkInterfaces() (RUNNING interfaces only).
+    const w = await startWatch(['watch', '--tcp', String(TRIPWIRE), '--block', 'all', '--json'], { netns: net.sensorNs })
+    const decisions = (): Array<{ src: string; reason: string }> => jsonLines(w.out(), (e) => e.type === 'decision')
+    sendFrames(a.peer, ['198.18.77.1', '198.18.77.255', '198.18.0.250'].map((s, i) => forgedSyn(a, s, i)))
+    await cliWaitFor('the sentinel block', () => decisions().some((x) => x.src === '198.18.0.250' && x.reason === 'blocked'))
+    expect(decisions().filter((x) => x.src === '198.18.77.1').map((x) => x.reason)).toEqual(['guard:self'])
+    expect(decisions().filter((x) => x.src === '198.18.77.255').map((x) => x.reason)).toEqual(['guard:special'])
+    await cliWaitFor('the sentinel element', async () => (await nftElements(net!)).length > 0)
+    expect(await nftElements(net)).toEqual(['198.18.0.250'])
+  })
+
+  it('the second hop of an ECMP route and a gateway reached through policy routing are guarded', async () => {
+    net = await createTestNet({ peers: 3 })
+    const [a, b, c] = net.links as [Link, Link, Link]
+    await ip(net, ['route', 'add', '198.18.64.0/24', 'nexthop', 'via', a.peer.ipv4, 'nexthop', 'via', b.peer.ipv4])
+    await ip(net, ['route', 'add', 'default', 'via', c.peer.ipv4, 'table', '100'])
+    await ip(net, ['rule', 'add', 'from', c.sensor.ipv4, 'table', '100'])
+    const d = await startDaemon(net)
+    await probeThenSentinel(d, a, [b.peer.ipv4, c.peer.ipv4])
+    expect(reasonsOf(d, b.peer.ipv4)).toEqual(['guard:gateway'])
+    expect(reasonsOf(d, c.peer.ipv4)).toEqual(['guard:gateway'])
+    expect(await nftElements(net)).toEqual(['198.18.0.250'])
+  })
+
+  it('a gateway added at runtime in another table is guarded at once', async () => {
+    net = await createTestNet({ peers: 2 })
+    const [a, b] = net.links as [Link, Link]
+    const d = await startDaemon(net)
+    await ip(net, ['route', 'add', 'default', 'via', b.peer.ipv4, 'table', '200'])
+    await waitFor('the route in force', () => (d.daemon.guardFacts().gateways.some((g) => g.address === b.peer.ipv4) ? true : undefined))
+    await probeThenSentinel(d, a, [b.peer.ipv4])
+    expect(reasonsOf(d, b.peer.ipv4)).toEqual(['guard:gateway'])
+  })
+
+  it('forwarded traffic is transit: a host routing X→Y:6379 blocks nobody', async () => {
+    net = await createTestNet({ peers: 2 })
+    const [x, y] = net.links as [Link, Link]
+    expect((await net.sensorExec('sysctl', ['-w', 'net.ipv4.ip_forward=1'])).code).toBe(0)
+    expect((await x.peer.exec('ip', ['route', 'add', '198.18.1.0/24', 'via', x.sensor.ipv4])).code).toBe(0)
+    expect((await y.peer.exec('ip', ['route', 'add', '198.18.0.0/24', 'via', y.sensor.ipv4])).code).toBe(0)
+    const d = await startDaemon(net, { ports: ['6379/tcp', `${TRIPWIRE}/tcp`] })
+    // X connects to Y:6379 through the sensor namespace (nothing listens there: a RST).
+    expect(await tcpConnect(x.peer, y.peer.ipv4, 6379)).toMatch(/refused|reset/)
+    await probeThenSentinel(d, x, [])
+    expect(reasonsOf(d, x.peer.ipv4)).toEqual(['transit'])
+    expect(d.decisions().find((e) => e.src === x.peer.ipv4)).toMatchObject({ action: 'none', trigger: { dst: y.peer.ipv4, dstPort: 6379 } })
+    expect(await nftElements(net)).toEqual(['198.18.0.250'])
+    expect(await tcpConnect(x.peer, y.peer.ipv4, 6379)).toMatch(/refused|reset/)
+  })
+
+  it('--unused leaves out the ephemeral range, and replies to the host\'s own connections are not probes', async () => {
+    net = await createTestNet()
+    const [a] = net.links as [Link]
+    expect((await net.sensorExec('sysctl', ['-w', 'net.ipv4.ip_local_port_range=40000 50000'])).code).toBe(0)
+    children.push(await startService(a.peer, 9090))
+    const d = await startDaemon(net, { ports: [], unused: ['30000-65535/tcp'] })
+    expect(d.logs.some((l) => /40000-50000/.test(l) && /ip_local_port_range/.test(l))).toBe(true)
+    expect(d.daemon.sensor.ports).toEqual([
+      { proto: 'tcp', from: 30000, to: 39999 },
+      { proto: 'tcp', from: 50001, to: 65535 },
+    ])
+    // The host's first outbound connection: its SYN-ACK lands on an ephemeral port.
+    const outbound = await openConnection(a.sensor, a.peer.ipv4, 9090)
+    children.push(outbound.child)
+    expect(outbound.localPort).toBeGreaterThanOrEqual(40000)
+    expect(outbound.localPort).toBeLessThanOrEqual(50000)
+    // A client that binds its own port inside an unused range: its replies hit a tripwire
+    // and are recognised as replies.
+    const bound = await a.sensor.exec(process.execPath, [
+      '-e',
+      `const s=require('node:net').connect({host:${JSON.stringify(a.peer.ipv4)},port:9090,localPort:35000},()=>{console.log('ok');setTimeout(()=>process.exit(0),300)});s.on('error',(e)=>{console.log(e.code);process.exit(1)})`,
+    ])
+    expect(bound.stdout.trim()).toBe('ok')
+    sendFrames(a.peer, [probeFrame(a.peer, a.sensor, { family: 4, proto: 'tcp', src: '198.18.0.250', srcPort: 41099, dstPort: 31000, tcpFlags: SYN })])
+    await waitFor('the sentinel block', () => d.decisions().find((x) => x.src === '198.18.0.250' && x.reason === 'blocked'))
+    expect(reasonsOf(d, a.peer.ipv4)).toEqual([])
+    expect(await nftElements(net)).toEqual(['198.18.0.250'])
+    expect(d.daemon.host.stats()?.replies).toBeGreaterThan(0)
+  })
+})
