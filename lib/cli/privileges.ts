@@ -4,10 +4,11 @@
  * whenever it still needs it later — a firewall backend (nft/ipset need
  * CAP_NET_ADMIN for every batch), an exec command (the operator's command may need
  * root), `--unused` (new tripwire listeners below 1024 need CAP_NET_BIND_SERVICE and
- * a setns into --netns), or --netns itself (`ip netns exec` for guard refreshes).
+ * a setns into --netns), or --netns itself (`ip netns exec` to read its socket table).
  * Otherwise (report-only: backend none, webhook or plain output) it switches to
- * nobody once the capture socket, ring and listeners are open: they stay usable,
- * and /proc/net, read by the guard refresh, is world-readable.
+ * nobody once the capture socket, ring and listeners are open: they stay usable, as
+ * do the guard watch's rtnetlink and sock_diag sockets, opened before (neither a
+ * re-dump nor a socket query needs a privilege), and resolv.conf is world-readable.
  */
 import type { DaemonConfig } from '../daemon/config.js'
 

@@ -96,6 +96,7 @@ function forgedSyn(l: Link, src: string, n: number): Uint8Array {
 async function probeThenSentinel(d: Awaited<ReturnType<typeof startDaemon>>, l: Link, srcs: string[], sentinel = '198.18.0.250') {
   sendFrames(l.peer, [...srcs.map((s, i) => forgedSyn(l, s, i)), forgedSyn(l, sentinel, 99)])
   await waitFor('the sentinel block', () => d.decisions().find((x) => x.src === sentinel && x.reason === 'blocked'))
+  await waitFor('the sentinel element', async () => ((await nftElements(net!)).includes(sentinel) ? true : undefined))
 }
 
 function reasonsOf(d: Awaited<ReturnType<typeof startDaemon>>, src: string): string[] {
@@ -227,6 +228,7 @@ describe.skipIf(!IS_ROOT)('guards hold at the moment of blocking', () => {
     expect(bound.stdout.trim()).toBe('ok')
     sendFrames(a.peer, [probeFrame(a.peer, a.sensor, { family: 4, proto: 'tcp', src: '198.18.0.250', srcPort: 41099, dstPort: 31000, tcpFlags: SYN })])
     await waitFor('the sentinel block', () => d.decisions().find((x) => x.src === '198.18.0.250' && x.reason === 'blocked'))
+    await waitFor('the sentinel element', async () => ((await nftElements(net!)).includes('198.18.0.250') ? true : undefined))
     expect(reasonsOf(d, a.peer.ipv4)).toEqual([])
     expect(await nftElements(net)).toEqual(['198.18.0.250'])
     expect(d.daemon.host.stats()?.replies).toBeGreaterThan(0)
