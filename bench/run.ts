@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: runs the benchmark sections one at a time on the main thread
- * (micro, throughput, host-traffic, latency, blocking — each a module with
+ * (micro, throughput, host-traffic, latency, blocking, guards — each a module with
  * `run(options): Promise<SectionResult>`, contract in bench/section.ts), prints each
  * section's table and the targets with met/missed, writes the results JSON (schema
  * `portanoia-bench/2`, documented in BENCHMARKS.md), renders every chart a section
@@ -27,7 +27,7 @@ import type { SectionOptions, SectionResult, SectionRunner } from './section.js'
 import { fmt, table } from './stats.js'
 import { renderChart } from './svg.js'
 
-const SECTIONS = ['micro', 'throughput', 'host-traffic', 'latency', 'blocking'] as const
+const SECTIONS = ['micro', 'throughput', 'host-traffic', 'latency', 'blocking', 'guards'] as const
 type SectionName = (typeof SECTIONS)[number]
 
 const { values } = parseArgs({

@@ -329,11 +329,16 @@ HostFacts BuildFacts(const FactsParts& parts) {
 
 // ---------------------------------------------------------------- NetlinkSocket
 
-NetlinkSocket::~NetlinkSocket() {
+NetlinkSocket::~NetlinkSocket() { Close(); }
+
+void NetlinkSocket::Close() {
   if (fd_ >= 0) close(fd_);
+  fd_ = -1;
 }
 
 bool NetlinkSocket::Open(int protocol, uint32_t groups, SysError* err) {
+  Close();
+  abandoned_ = false;
   fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
   if (fd_ < 0) {
     *err = SysError{errno, "socket", "netlink"};
@@ -377,6 +382,7 @@ bool NetlinkSocket::Request(void* req, size_t len, bool dump, const std::functio
     return false;
   }
   if (interrupted != nullptr) *interrupted = false;
+  stop_ = false;
   for (;;) {
     const ssize_t n = recv(fd_, buf_.data(), buf_.size(), 0);
     if (n < 0) {
@@ -415,6 +421,10 @@ bool NetlinkSocket::Request(void* req, size_t len, bool dump, const std::functio
           if (interrupted != nullptr && (h->nlmsg_flags & NLM_F_DUMP_INTR) != 0) *interrupted = true;
           on_message(h);
           if (!dump) done = true;
+          if (stop_) {
+            abandoned_ = dump;
+            return true;
+          }
         }
       }
       const size_t step = NLMSG_ALIGN(h->nlmsg_len);

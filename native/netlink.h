@@ -117,12 +117,20 @@ class NetlinkSocket {
   // `on_message` for every reply until the dump's NLMSG_DONE, or for a plain request
   // until its one answer. An NLMSG_ERROR reply is returned as *err with `syscall`.
   // *interrupted is set when the kernel flagged the dump inconsistent (NLM_F_DUMP_INTR).
+  // `on_message` may call StopDump() to leave a dump early (the answer is known): the
+  // rest of it stays queued in the kernel, so the socket must be reopened before the
+  // next request (abandoned() says so).
   bool Request(void* req, size_t len, bool dump, const std::function<void(const nlmsghdr*)>& on_message,
                const char* syscall, SysError* err, bool* interrupted = nullptr);
+  void StopDump() { stop_ = true; }
+  bool abandoned() const { return abandoned_; }
+  void Close();
 
  private:
   int fd_ = -1;
   uint32_t seq_ = 0;
+  bool stop_ = false;
+  bool abandoned_ = false;
   std::vector<uint8_t> buf_;
 };
 

@@ -63,6 +63,7 @@ std::vector<uint8_t> BuildPeerBytecode(const IpAddr& remote) {
 
 std::unique_ptr<SockDiag> SockDiag::Open(const std::string& netns, SysError* err) {
   std::unique_ptr<SockDiag> d(new SockDiag());
+  d->netns_ = netns;
   NetnsScope scope(netns);
   if (!scope.ok()) {
     *err = SysError{scope.err_no(), scope.syscall(), netns};
@@ -89,6 +90,27 @@ bool Counts(const nlmsghdr* m, const std::vector<uint16_t>& ignore) {
 
 }  // namespace
 
+bool SockDiag::Reopen(SysError* err) {
+  NetnsScope scope(netns_);
+  if (!scope.ok()) {
+    *err = SysError{scope.err_no(), scope.syscall(), netns_};
+    return false;
+  }
+  return diag_.Open(NETLINK_SOCK_DIAG, 0, err);
+}
+
+int SockDiag::Settle(bool ok, int count, SysError* err) {
+  // A dump left early, or one that failed half-way, leaves the socket unusable.
+  if (!ok || diag_.abandoned()) {
+    SysError reopen_err;
+    if (!Reopen(&reopen_err) && ok) {
+      *err = reopen_err;
+      return -1;
+    }
+  }
+  return ok ? count : -1;
+}
+
 int SockDiag::CountMatches(uint8_t af, uint8_t proto, uint32_t states, const std::vector<uint8_t>& bytecode,
                            const std::vector<uint16_t>& ignore_local, SysError* err) {
   const size_t attr_len = NLA_HDRLEN + bytecode.size();
@@ -114,11 +136,15 @@ int SockDiag::CountMatches(uint8_t af, uint8_t proto, uint32_t states, const std
   int count = 0;
   const bool ok = diag_.Request(
       req.data(), h->nlmsg_len, true,
-      [&count, &ignore_local](const nlmsghdr* m) {
-        if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY && Counts(m, ignore_local)) count++;
+      [this, &count, &ignore_local](const nlmsghdr* m) {
+        if (m->nlmsg_type == SOCK_DIAG_BY_FAMILY && Counts(m, ignore_local)) {
+          count++;
+          // One is the answer: a peer with 100,000 connections need not send them all.
+          diag_.StopDump();
+        }
       },
       "SOCK_DIAG_BY_FAMILY", err);
-  return ok ? count : -1;
+  return Settle(ok, count, err);
 }
 
 int SockDiag::CountTcpBothFamilies(uint32_t states, const std::vector<uint8_t>& bytecode,
@@ -141,11 +167,14 @@ int SockDiag::CountTcpBothFamilies(uint32_t states, const std::vector<uint8_t>& 
   int count = 0;
   const bool ok = diag_.Request(
       req.data(), req.size(), true,
-      [&count, &ignore_local](const nlmsghdr* m) {
-        if (m->nlmsg_type == TCPDIAG_GETSOCK && Counts(m, ignore_local)) count++;
+      [this, &count, &ignore_local](const nlmsghdr* m) {
+        if (m->nlmsg_type == TCPDIAG_GETSOCK && Counts(m, ignore_local)) {
+          count++;
+          diag_.StopDump();
+        }
       },
       "TCPDIAG_GETSOCK", err);
-  return ok ? count : -1;
+  return Settle(ok, count, err);
 }
 
 int SockDiag::CountTcp(uint8_t family, uint32_t states, const std::vector<uint8_t>& bytecode,

@@ -75,6 +75,12 @@ class SockDiag {
                const std::vector<uint16_t>& ignore_local, SysError* err);
   int SctpPeer(const IpAddr& addr, SysError* err);
 
+  // Reopens diag_ after a dump left early (see NetlinkSocket::StopDump).
+  bool Reopen(SysError* err);
+  // A count query's result, reopening the socket when the dump did not end cleanly.
+  int Settle(bool ok, int count, SysError* err);
+
+  std::string netns_;
   NetlinkSocket diag_;
   NetlinkSocket rtnl_;
   bool sctp_available_ = true;

@@ -7,14 +7,19 @@
  * a real connect, UDP, SCTP, IPv6, and forged sources carrying the sensor's own
  * address and its gateway's — then checks the events and the kernel's nft set:
  * the verified source and the unguarded forged ones are blocked, the guarded ones
- * are not. Everything it made is removed (also on SIGINT/SIGTERM; an exit hook is
+ * are not. The guard cases are the ones a snapshot used to miss: a session opened
+ * after the daemon started, an address added while it runs, a gateway only a
+ * policy-routing table knows, the second hop of an ECMP route, an address on an
+ * interface without carrier; and a flow the sensor namespace only forwards, which
+ * must be transit, never a block. Everything it made is removed (also on SIGINT/SIGTERM; an exit hook is
  * the last resort). Returns 0 only when every check passed.
  */
+import type { ChildProcess } from 'node:child_process'
 import { loadBinding } from '../binding.js'
 import { ACK, buildFrame, FIN, PSH, type ProbeSpec, SCTP_COOKIE_ECHO, SCTP_INIT, SYN, URG } from '../lab/frames.js'
 import { Daemon } from '../daemon/daemon.js'
 import type { DecisionEvent, HitEvent, PortanoiaEvent } from '../daemon/events.js'
-import { createNetnsNet, type NetnsHost, type NetnsNet } from '../lab/netns.js'
+import { createNetnsNet, type NetnsHost, type NetnsNet, stopChild } from '../lab/netns.js'
 import { NftablesResponder } from '../responders/nftables.js'
 import { netnsRun } from '../responders/run.js'
 import type { ScanKind } from '../types.js'
@@ -37,7 +42,15 @@ interface Probe {
   /** Expected in the nft set afterwards. */
   blocked: boolean
   /** How it is sent: a crafted frame from a peer, or a real connect. */
-  frame?: { from: NetnsHost; to: NetnsHost; spec: Omit<ProbeSpec, 'src' | 'dst' | 'srcMac' | 'dstMac'>; family: 4 | 6 }
+  frame?: {
+    from: NetnsHost
+    /** The next hop on the link: its MAC, and its address unless `dst` says otherwise. */
+    to: NetnsHost
+    /** A destination beyond `to` (a flow `to` forwards). */
+    dst?: string
+    spec: Omit<ProbeSpec, 'src' | 'dst' | 'srcMac' | 'dstMac'>
+    family: 4 | 6
+  }
 }
 
 interface Row {
@@ -61,8 +74,23 @@ async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boole
   return true
 }
 
+/** Addresses of the guard cases (198.18.0.0/15 only). */
+const ADDED_AT_RUNTIME = '198.18.90.1'
+const NO_CARRIER = '198.18.91.1'
+const TABLE_100_GATEWAY = '198.18.2.3'
+const SESSION_PORT = 8022
+
 function probes(net: NetnsNet): Probe[] {
-  const [a, g] = net.links as [NetnsNet['links'][0], NetnsNet['links'][0]]
+  const [a, g, x] = net.links as [NetnsNet['links'][0], NetnsNet['links'][0], NetnsNet['links'][0]]
+  const syn = (name: string, src: string, expect: string, n: number, over: Partial<NonNullable<Probe['frame']>> = {}): Probe => ({
+    name,
+    kind: 'syn',
+    src,
+    dstPort: TCP_PORT,
+    expect,
+    blocked: false,
+    frame: { from: a.peer, to: a.sensor, family: 4, spec: { proto: 'tcp', srcPort: 40000 + n, dstPort: TCP_PORT, tcpFlags: SYN }, ...over },
+  })
   const tcp = (name: string, kind: ScanKind, n: number, flags: number): Probe => ({
     name,
     kind,
@@ -152,7 +180,74 @@ function probes(net: NetnsNet): Probe[] {
       blocked: false,
       frame: { from: g.peer, to: g.sensor, family: 6, spec: { proto: 'tcp', srcPort: 40023, dstPort: TCP_PORT, tcpFlags: SYN } },
     },
+    syn('guard: session opened after start', x.peer.ipv6, 'guard:peer', 24, { from: x.peer, to: x.sensor, family: 6 }),
+    syn('guard: address added at runtime', ADDED_AT_RUNTIME, 'guard:self', 25),
+    syn('guard: policy-routing gateway', TABLE_100_GATEWAY, 'guard:gateway', 26),
+    syn('guard: second ECMP hop', x.peer.ipv4, 'guard:gateway', 27),
+    syn('guard: carrier-less interface', NO_CARRIER, 'guard:self', 28),
+    // A flow the sensor namespace routes on to peer 2: transit, never a block.
+    syn('forwarded flow (not to this host)', '198.18.0.31', 'transit', 29, { dst: x.peer.ipv4 }),
   ]
+}
+
+/**
+ * The facts a snapshot used to miss, made before the daemon starts: an address on a
+ * bridge whose one port has no carrier, the second hop of an ECMP route, a gateway in
+ * a policy-routing table; forwarding on; and a service to open a session to later.
+ */
+async function prepareGuardCases(net: NetnsNet, children: ChildProcess[]): Promise<void> {
+  const [, g, x] = net.links as [NetnsNet['links'][0], NetnsNet['links'][0], NetnsNet['links'][0]]
+  const steps: string[][] = [
+    ['ip', 'link', 'add', 'pnbr0', 'type', 'bridge'],
+    ['ip', 'addr', 'add', `${NO_CARRIER}/24`, 'dev', 'pnbr0'],
+    ['ip', 'link', 'add', 'pnv0', 'type', 'veth', 'peer', 'name', 'pnv1'],
+    ['ip', 'link', 'set', 'pnv0', 'master', 'pnbr0'],
+    ['ip', 'link', 'set', 'pnv0', 'up'],
+    ['ip', 'link', 'set', 'pnbr0', 'up'],
+    ['ip', 'route', 'add', '198.18.64.0/24', 'nexthop', 'via', g.peer.ipv4, 'nexthop', 'via', x.peer.ipv4],
+    ['ip', 'route', 'add', 'default', 'via', TABLE_100_GATEWAY, 'table', '100'],
+    ['ip', 'rule', 'add', 'from', x.sensor.ipv4, 'table', '100'],
+    ['sysctl', '-qw', 'net.ipv4.ip_forward=1'],
+  ]
+  for (const [cmd, ...args] of steps) {
+    const r = await net.sensorExec(cmd as string, args)
+    if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr.trim()}`)
+  }
+  const service = net.sensorSpawn(process.execPath, ['-e', `require('node:net').createServer((s) => s.on('error', () => {})).listen(${SESSION_PORT}, () => console.log('listening'))`])
+  children.push(service)
+  await lineFrom(service, 'listening')
+}
+
+/** After the daemon started: the session and the new address, each in force before it is probed. */
+async function changeWhileRunning(net: NetnsNet, daemon: Daemon, children: ChildProcess[]): Promise<void> {
+  const x = net.links[2] as NetnsNet['links'][0]
+  const session = x.peer.spawn(process.execPath, [
+    '-e',
+    `const s = require('node:net').connect({ host: ${JSON.stringify(x.sensor.ipv6)}, port: ${SESSION_PORT} }, () => console.log('connected')); s.on('error', () => process.exit(1)); setInterval(() => {}, 1000)`,
+  ])
+  children.push(session)
+  await lineFrom(session, 'connected')
+  const r = await net.sensorExec('ip', ['addr', 'add', `${ADDED_AT_RUNTIME}/32`, 'dev', 'lo'])
+  if (r.code !== 0) throw new Error(`ip addr add: ${r.stderr.trim()}`)
+  await waitUntil(() => daemon.guardFacts().addresses.some((e) => e.address === ADDED_AT_RUNTIME), 2000)
+}
+
+function lineFrom(child: ChildProcess, word: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let buf = ''
+    const timer = setTimeout(() => reject(new Error(`no '${word}' from a helper process: ${buf}`)), 10_000)
+    child.stdout?.on('data', (c: Buffer) => {
+      buf += c.toString()
+      if (buf.includes(word)) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`a helper process exited (${String(code)}) before '${word}'`))
+    })
+  })
 }
 
 function send(p: Probe): void {
@@ -161,7 +256,7 @@ function send(p: Probe): void {
   const frame = buildFrame({
     ...f.spec,
     src: p.src,
-    dst: f.family === 4 ? f.to.ipv4 : f.to.ipv6,
+    dst: f.dst ?? (f.family === 4 ? f.to.ipv4 : f.to.ipv6),
     srcMac: f.from.mac,
     dstMac: f.to.mac,
   })
@@ -212,8 +307,10 @@ export async function runSelftest(options: SelftestOptions): Promise<number> {
   let net: NetnsNet | undefined
   let daemon: Daemon | undefined
   let interrupted = false
+  const children: ChildProcess[] = []
   const cleanup = async (): Promise<void> => {
     await daemon?.close()
+    for (const child of children.splice(0)) await stopChild(child)
     if (!options.keep) await net?.destroy()
   }
   const onSignal = (): void => {
@@ -224,11 +321,12 @@ export async function runSelftest(options: SelftestOptions): Promise<number> {
   process.once('SIGTERM', onSignal)
   try {
     say('selftest: creating namespaces (pnself-*, 198.18.0.0/15, fd52:43dd::/32)')
-    net = await createNetnsNet({ prefix: 'pnself-', peers: 2 })
+    net = await createNetnsNet({ prefix: 'pnself-', peers: 3 })
     const [a, g] = net.links as [NetnsNet['links'][0], NetnsNet['links'][0]]
     // Peer 1 is the sensor's gateway, so forged packets can carry a gateway address.
     await g.sensor.exec('ip', ['route', 'add', 'default', 'via', g.peer.ipv4])
     await g.sensor.exec('ip', ['-6', 'route', 'add', 'default', 'via', g.peer.ipv6])
+    await prepareGuardCases(net, children)
     const events: PortanoiaEvent[] = []
     daemon = await Daemon.compose({
       ports: [`${TCP_PORT}/tcp`, `${UDP_PORT}/udp`, `${SCTP_PORT}/sctp`],
@@ -240,6 +338,7 @@ export async function runSelftest(options: SelftestOptions): Promise<number> {
       onEvent: (e) => events.push(e),
     })
     say(`selftest: daemon watching ${TCP_PORT}/tcp ${UDP_PORT}/udp ${SCTP_PORT}/sctp in ${net.sensorNs}, block all`)
+    await changeWhileRunning(net, daemon, children)
     const list = probes(net)
     for (const p of list) {
       if (interrupted) return 130

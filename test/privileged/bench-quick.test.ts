@@ -2,7 +2,7 @@
  * `npm run bench -- --quick` as CI runs it: the built harness (dist/bench/run.js) as a
  * child process, writing its JSON, charts and report into a temporary folder, never
  * the committed BENCHMARKS.md or bench/results/. It checks that the command exits 0,
- * that every section (micro, throughput, host-traffic, latency, blocking) was
+ * that every section (micro, throughput, host-traffic, latency, blocking, guards) was
  * measured and produced rows with numbers in them, that each chart was written as
  * SVG, and that the report has its generated block — not the values, which a smoke
  * run on a shared machine cannot vouch for. It runs with --no-install: the tools the
@@ -37,7 +37,7 @@ if (IS_ROOT && missing.length > 0) {
   console.warn(`\n*** SKIPPED: ${FILE} needs ${missing.join(', ')}; .ci/run installs them (npm test never does). ***\n`)
 }
 
-const SECTIONS = ['micro', 'throughput', 'host-traffic', 'latency', 'blocking']
+const SECTIONS = ['micro', 'throughput', 'host-traffic', 'latency', 'blocking', 'guards']
 let dir: string | undefined
 
 afterAll(async () => {

@@ -49,9 +49,13 @@ describe.skipIf(!IS_ROOT)('HostWatch (native, real kernel)', () => {
   it('sees addresses in any link state and every next hop of every table', async () => {
     net = await createTestNet({ peers: 2 })
     const [a, b] = net.links as [TestNet['links'][0], TestNet['links'][0]]
-    // A bridge with no ports is UP without carrier (docker0 with no containers).
+    // A bridge whose one port has no carrier is UP but NO-CARRIER (docker0 once its
+    // containers are gone).
     await ip(net, ['link', 'add', 'pnbr0', 'type', 'bridge'])
     await ip(net, ['addr', 'add', '198.18.77.1/24', 'dev', 'pnbr0'])
+    await ip(net, ['link', 'add', 'pnv0', 'type', 'veth', 'peer', 'name', 'pnv1'])
+    await ip(net, ['link', 'set', 'pnv0', 'master', 'pnbr0'])
+    await ip(net, ['link', 'set', 'pnv0', 'up'])
     await ip(net, ['link', 'set', 'pnbr0', 'up'])
     // ECMP: two hops for one prefix.
     await ip(net, ['route', 'add', '198.18.64.0/24', 'nexthop', 'via', a.peer.ipv4, 'nexthop', 'via', b.peer.ipv4])

@@ -243,4 +243,10 @@ describe('default tripwires and --unused', () => {
     const set = unusedTripwires(parsePorts(['2222/tcp']), parsePorts(['20-25/tcp', '1899-1901/udp']), listening)
     expect(set).toEqual(parsePorts(['20-21/tcp', '23-25/tcp', '2222/tcp', '1899/udp', '1901/udp']))
   })
+
+  it('--unused leaves out the ephemeral range, for every protocol; explicit tripwires in it stay', () => {
+    const none = { tcp: new Set<number>(), udp: new Set<number>(), sctp: new Set<number>() }
+    const set = unusedTripwires(parsePorts(['40500/tcp']), parsePorts(['30000-65535/tcp', '30000-65535/udp', '39000-41000/sctp']), none, [40000, 50000])
+    expect(set).toEqual(parsePorts(['30000-39999/tcp', '40500/tcp', '50001-65535/tcp', '30000-39999/udp', '50001-65535/udp', '39000-39999/sctp']))
+  })
 })
