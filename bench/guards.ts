@@ -10,8 +10,9 @@
  * per-hit reply question (an exact sock_diag lookup of one tuple). Timed per call
  * (hrtime around the synchronous call, N-API included), first with no sockets in the
  * namespace, then with N established TCP connections into it (100,000 in a full run)
- * held by a server in the sensor namespace and a client in the peer namespace, both
- * started with RLIMIT_NOFILE raised (prlimit) and ended by PID. "Peer" is asked for an
+ * held by servers in the sensor namespace and clients in the peer namespace, started
+ * with RLIMIT_NOFILE raised (prlimit, up to the hard limit: the connections are split
+ * over as many server/client pairs as that needs) and ended by PID. "Peer" is asked for an
  * address with no connection (the whole table is walked) and for the client's
  * address (the first match ends the dump).
  *
@@ -32,7 +33,9 @@ import type { SectionOptions, SectionResult, SectionTarget } from './section.js'
 import { runStandalone } from './standalone.js'
 
 const execFileAsync = promisify(execFile)
-const SERVER_PORTS = [9101, 9102]
+const FIRST_PORT = 9101
+/** Connections per server/client pair, below this workplace's hard RLIMIT_NOFILE (20,000). */
+const PER_PROCESS = 15_000
 const IN_FORCE_TARGET_MS = 100
 
 interface Timing {
@@ -49,15 +52,17 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length - 1) * p))] as number
 }
 
-function time(check: string, sockets: number, calls: number, fn: () => unknown): Timing {
+/** Up to `calls` timed calls, stopping early (after at least 10) once `budgetMs` is spent. */
+function time(check: string, sockets: number, calls: number, budgetMs: number, fn: () => unknown): Timing {
   const us: number[] = []
-  for (let i = 0; i < calls; i++) {
+  const end = Date.now() + budgetMs
+  for (let i = 0; i < calls && (i < 10 || Date.now() < end); i++) {
     const t = process.hrtime.bigint()
     fn()
     us.push(Number(process.hrtime.bigint() - t) / 1000)
   }
   us.sort((a, b) => a - b)
-  return { check, sockets, calls, medianUs: percentile(us, 0.5), p99Us: percentile(us, 0.99), maxUs: us[us.length - 1] ?? Number.NaN }
+  return { check, sockets, calls: us.length, medianUs: percentile(us, 0.5), p99Us: percentile(us, 0.99), maxUs: us[us.length - 1] ?? Number.NaN }
 }
 
 /** A node script in `ns` with RLIMIT_NOFILE raised, printing progress lines; resolves at `ready`. */
@@ -129,22 +134,29 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
   const sockets = options.quick ? 1000 : 100_000
   const calls = options.quick ? 100 : 2000
   const changes = options.quick ? 3 : 30
+  const budgetMs = options.quick ? 2000 : 20_000
   const net = await createNetnsNet({ prefix: options.netnsPrefix, peers: 1 })
   const children: ChildProcess[] = []
   let watch: NativeHostWatch | undefined
   const timings: Timing[] = []
   const inForce: Array<{ fromIp: number; fromNotice: number; fromIpExit: number }> = []
   const warnings: string[] = []
+  // An interrupted run must not leave 100,000 connections behind: the holders are ended
+  // by PID on exit too (the namespaces have their own exit hook in lib/lab/netns.ts).
+  const killHolders = (): void => {
+    for (const c of children) if (c.pid !== undefined && c.exitCode === null) process.kill(c.pid, 'SIGKILL')
+  }
+  process.on('exit', killHolders)
   try {
     const [l] = net.links as [NetnsNet['links'][0]]
     watch = new (loadBinding().HostWatch)({ netns: net.sensorPath })
     const w = watch
     const absent = '198.18.0.99'
     const checks = (count: number): void => {
-      timings.push(time('peer (no connection: full walk)', count, calls, () => w.peer(absent)))
-      timings.push(time('peer (the peer of the connections)', count, calls, () => w.peer(l.peer.ipv4)))
-      timings.push(time('route type (own/broadcast?)', count, calls, () => w.routeType(absent)))
-      timings.push(time('reply tuple (exact lookup)', count, calls, () => w.connected(6, l.sensor.ipv4, 9101, absent, 40000)))
+      timings.push(time('peer (no connection: full walk)', count, calls, budgetMs, () => w.peer(absent)))
+      timings.push(time('peer (the peer of the connections)', count, calls, budgetMs, () => w.peer(l.peer.ipv4)))
+      timings.push(time('route type (own/broadcast?)', count, calls, budgetMs, () => w.routeType(absent)))
+      timings.push(time('reply tuple (exact lookup)', count, calls, budgetMs, () => w.connected(6, l.sensor.ipv4, FIRST_PORT, absent, 40000)))
     }
     options.log(`guards: live checks with no sockets (${calls} calls each)`)
     checks(0)
@@ -152,14 +164,22 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
     options.log(`guards: opening ${sockets} established connections into the sensor namespace`)
     await sensorExec(net, 'sysctl', ['-qw', 'net.core.somaxconn=65535', 'net.ipv4.tcp_max_syn_backlog=65535'])
     await l.peer.exec('sysctl', ['-qw', 'net.ipv4.ip_local_port_range=1024 65535'])
-    const nofile = sockets + 10_000
-    const server = await startHolder(net.sensorNs, SERVER_SCRIPT(SERVER_PORTS), nofile, /^listening/, options.log)
-    children.push(server.child)
-    const client = await startHolder(l.peer.ns, CLIENT_SCRIPT(l.sensor.ipv4, SERVER_PORTS, sockets), nofile, /^ready/, options.log)
-    children.push(client.child)
-    const opened = Number(/ready (\d+)/.exec(client.line)?.[1] ?? 0)
-    if (opened < sockets) warnings.push(`only ${opened} of ${sockets} connections opened (${client.line})`)
-    options.log(`guards: ${client.line}; live checks again`)
+    let opened = 0
+    for (let pair = 0, left = sockets; left > 0; pair++) {
+      const n = Math.min(PER_PROCESS, left)
+      left -= n
+      // Two server ports per pair: one client address has 64k local ports per server port.
+      const ports = [FIRST_PORT + 2 * pair, FIRST_PORT + 2 * pair + 1]
+      const nofile = n + 1000
+      const server = await startHolder(net.sensorNs, SERVER_SCRIPT(ports), nofile, /^listening/, options.log)
+      children.push(server.child)
+      const client = await startHolder(l.peer.ns, CLIENT_SCRIPT(l.sensor.ipv4, ports, n), nofile, /^ready/, options.log)
+      children.push(client.child)
+      opened += Number(/ready (\d+)/.exec(client.line)?.[1] ?? 0)
+      options.log(`guards: ${opened} connections open`)
+    }
+    if (opened < sockets) warnings.push(`only ${opened} of ${sockets} connections opened`)
+    options.log(`guards: ${opened} established; live checks again`)
     checks(opened)
 
     options.log(`guards: ${changes} address changes, ip addr add → guard in force`)
@@ -195,6 +215,7 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
   } finally {
     watch?.close()
     for (const c of children) await stopChild(c, 'SIGKILL')
+    process.off('exit', killHolders)
     await net.destroy()
   }
 
@@ -216,12 +237,16 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
     rows.push({ check: label, 'established sockets': '', calls: v.length, 'median µs': percentile(v, 0.5), 'p99 µs': percentile(v, 0.99), 'max µs': v[v.length - 1] ?? Number.NaN })
   }
   const lost = inForce.filter((x) => !Number.isFinite(x.fromIp)).length
-  const worst = sorted('fromIp').at(-1) ?? Number.NaN
+  // The change is made when the kernel applies it, inside `ip`: the target is judged from
+  // the kernel's notification (and, as a check, from `ip`'s exit); the row from `ip`'s
+  // start adds a process spawn on a loaded machine.
+  const worstNotice = sorted('fromNotice').at(-1) ?? Number.NaN
+  const worstExit = sorted('fromIpExit').at(-1) ?? Number.NaN
   const targets: SectionTarget[] = [
     {
       statement: `a netlink change is in force within ${IN_FORCE_TARGET_MS} ms`,
-      met: lost === 0 && worst <= IN_FORCE_TARGET_MS,
-      measured: `worst ${worst} ms from the start of \`ip addr add\` over ${inForce.length} changes${lost > 0 ? `, ${lost} not seen within 5 s` : ''}`,
+      met: lost === 0 && worstNotice <= IN_FORCE_TARGET_MS && worstExit <= IN_FORCE_TARGET_MS,
+      measured: `worst ${worstNotice.toFixed(1)} ms from the kernel's notification, ${worstExit} ms from \`ip addr add\` exiting, over ${inForce.length} changes${lost > 0 ? `; ${lost} not seen within 5 s` : ''}`,
     },
   ]
   return {

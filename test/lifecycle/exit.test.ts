@@ -3,7 +3,8 @@
  * process.exit() while hits stream in, an uncaught exception while hits stream in, main
  * returning with an open sensor nobody reads (must exit: an idle sensor holds no event
  * loop reference), and a pending `for await` (must stay alive until the sensor is
- * closed). A clean exit is code 0 with no native crash signature; the capture thread
+ * closed); and a started host watch left unclosed (must exit, its thread joined). A
+ * clean exit is code 0 with no native crash signature; the capture thread
  * and its thread-safe function must not stall or abort teardown. Needs root (AF_PACKET);
  * traffic is UDP to 127.0.0.1 only.
  */
@@ -117,5 +118,22 @@ console.log('loop-ended ' + n)
     expect(e, 'the process did not exit after close()').not.toBeNull()
     expect(e!.code).toBe(0)
     expectNoCrash(e!.stderr)
+  })
+  test('a started, unclosed host watch keeps nothing alive and tears down cleanly', async () => {
+    // The watcher thread's thread-safe function is unref'd; the env cleanup hook joins
+    // the thread before Node finalizes the function.
+    const child = spawnChild(`
+const { loadBinding } = await import(new URL('./binding.js', '__ENTRY__').href)
+const watch = new (loadBinding().HostWatch)({})
+watch.start(() => console.log('change'))
+console.log('started ' + watch.facts().addresses.length)
+`)
+    expect(await child.line(/^started \d+$/)).toMatch(/^started [1-9]/)
+    const t0 = Date.now()
+    const e = await child.exited
+    expect(Date.now() - t0).toBeLessThan(5000)
+    expect(e.signal).toBeNull()
+    expect(e.code).toBe(0)
+    expectNoCrash(e.stderr)
   })
 })
