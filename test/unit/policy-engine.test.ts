@@ -617,6 +617,7 @@ describe('coverage of the reason codes', () => {
       s.observe(hit(forged(0)))
       return s.observe(hit(forged(1)))
     },
+    transit: () => setup({ block: 'all' }, new Guards(), { isLocal: () => false }).observe(hit('198.18.0.50', { dst: '198.18.1.2' })),
   }
 
   it('names a scenario for every reason code', () => {
