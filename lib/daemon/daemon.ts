@@ -182,6 +182,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   /** The lift pass in progress, and whether facts changed again while it ran. */
   #lifting: Promise<void> | null = null
   #liftAgain = false
+  /** The facts last installed, as text: a notification that changed nothing guarded (a connected route, a flag) costs no lift pass. */
+  #factsSeen = ''
   #ephemeral: [number, number] | null = null
   readonly #events = new EventQueue<PortanoiaEvent>(MAX_QUEUED_EVENTS)
   #failure: Error | undefined
@@ -284,9 +286,11 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     let ports = explicit
     let ephemeral: [number, number] | null = null
     let startGeneration = 0
+    let startFacts = ''
     try {
       host.setWarn((m) => log('warn', `guards: ${m}`))
       const facts = await host.start()
+      startFacts = JSON.stringify(facts.snapshot)
       startGeneration = host.inForce().generation
       for (const w of facts.warnings) log('warn', `host facts: ${w}`)
       guards.update(facts.snapshot)
@@ -333,6 +337,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     host.ignorePeersOn(() => sensor.listenerPorts())
     const daemon = new Daemon(options, { engine, sensor, host, explicit, unused, allowlist, batchMs, batchMax })
     daemon.#ephemeral = ephemeral
+    daemon.#factsSeen = startFacts
 
     // 4. Responders. The firewall adopts what the kernel holds.
     const started: Responder[] = []
@@ -569,7 +574,11 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   #onFactsChanged(): void {
     if (this.#closing !== undefined) return
     try {
-      this.engine.guards.update(this.host.current().snapshot)
+      const snapshot = this.host.current().snapshot
+      const seen = JSON.stringify(snapshot)
+      if (seen === this.#factsSeen) return
+      this.#factsSeen = seen
+      this.engine.guards.update(snapshot)
     } catch (err) {
       this.#emit(errorEvent({ responder: 'guards', error: err }))
       return
