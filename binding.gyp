@@ -4,6 +4,14 @@
 # (its `node_addon_api_except` target sets the define and the flags); NAPI_VERSION is
 # pinned so one prebuild serves every Node >= 20. node-addon-api's headers are
 # included as system headers so our warning flags apply to our code only.
+#
+# The binary must load on glibc >= 2.28 with GCC 8's libstdc++ (RHEL 8: GLIBCXX_3.4.25,
+# CXXABI_1.3.11), whatever newer toolchain builds it (test/native/pack.test.ts reads
+# the symbol versions). libstdc++ stays dynamic: a static one drags in pthread_create
+# and friends at glibc 2.34's symbol versions. GCC >= 11's allocator calls
+# std::__throw_bad_array_new_length (GLIBCXX_3.4.29) for an impossible element count;
+# the define routes that to std::__throw_bad_alloc (GLIBCXX_3.4), which throws the
+# base class of the same exception, as GCC < 11 did.
 {
   "targets": [
     {
@@ -18,13 +26,15 @@
         "native/netns.cc",
         "native/netlink.cc",
         "native/sock_diag.cc",
-        "native/host_wrap.cc"
+        "native/host_wrap.cc",
+        "native/errno_name.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
       ],
       "defines": [
-        "NAPI_VERSION=8"
+        "NAPI_VERSION=8",
+        "__throw_bad_array_new_length=__throw_bad_alloc"
       ],
       "cflags_cc": [
         "-std=c++17",

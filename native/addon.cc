@@ -1,8 +1,8 @@
-// Module init only: registers the Capture, Sender and HostWatch classes, the parse
-// test entries (frames, rtnetlink messages),
-// and the HitRecord layout (size and every field offset) that lib/binding.ts checks
-// against its decoder at load time, so a stale prebuild fails loudly instead of
-// decoding garbage. All state lives in the per-environment AddonData.
+// Module init only: registers the Capture, Sender and HostWatch classes, the test
+// entries (parse a frame, parse rtnetlink messages, name an errno), and the HitRecord
+// layout (size and every field offset) that lib/binding.ts checks against its decoder
+// at load time, so a stale prebuild fails loudly instead of decoding garbage. All
+// state lives in the per-environment AddonData.
 #include <napi.h>
 
 #include "capture_wrap.h"
@@ -36,12 +36,14 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceValue("hitRecordLayout", layout, napi_enumerable),
                              InstanceMethod<&Addon::ParseFrameEntry>("parseFrame", napi_enumerable),
                              InstanceMethod<&Addon::ParseRtnlEntry>("parseRtnl", napi_enumerable),
+                             InstanceMethod<&Addon::ErrnoCodeEntry>("errnoCode", napi_enumerable),
                          });
   }
 
  private:
   Napi::Value ParseFrameEntry(const Napi::CallbackInfo& info) { return ParseFrame(info); }
   Napi::Value ParseRtnlEntry(const Napi::CallbackInfo& info) { return ParseRtnl(info); }
+  Napi::Value ErrnoCodeEntry(const Napi::CallbackInfo& info) { return ErrnoCodeOf(info); }
 };
 
 }  // namespace portanoia

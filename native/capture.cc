@@ -13,8 +13,8 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -589,7 +589,9 @@ void Capture::AwaitLastBlock() {
 }
 
 void Capture::Run() {
-  pthread_setname_np(pthread_self(), "portanoia-cap");
+  // prctl names the calling thread and exists in every libc; pthread_setname_np needs
+  // glibc 2.34 as linked here, above the prebuild's glibc baseline.
+  prctl(PR_SET_NAME, "portanoia-cap", 0, 0, 0);
   std::vector<pollfd> fds;
   std::vector<int> retired;
   auto rebuild = [&] {

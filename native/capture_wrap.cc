@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "errno_name.h"
 #include "packet_parse.h"
 
 namespace portanoia {
@@ -17,8 +18,8 @@ namespace {
 constexpr size_t kMaxInstructions = 4096;  // BPF_MAXINSNS
 constexpr size_t kBitmapBytes = 65536 / 8;
 
-std::string ErrnoName(int err_no) {
-  const char* name = strerrorname_np(err_no);
+std::string ErrnoCode(int err_no) {
+  const char* name = ErrnoName(err_no);
   return name != nullptr ? name : "E" + std::to_string(err_no);
 }
 
@@ -96,7 +97,7 @@ void RingJs(Napi::Env env, Napi::Function callback) {
 }
 
 Napi::Error MakeSysError(Napi::Env env, const SysError& err) {
-  const std::string code = ErrnoName(err.err_no);
+  const std::string code = ErrnoCode(err.err_no);
   std::string message = std::string(err.syscall) + " " + code + " (" + std::strerror(err.err_no) + ")";
   if (!err.detail.empty()) message += " " + err.detail;
   Napi::Error e = Napi::Error::New(env, message);
@@ -386,7 +387,7 @@ Napi::Value SenderWrap::Send(const Napi::CallbackInfo& info) {
   o.Set("sent", Napi::Number::New(env, static_cast<double>(r.sent)));
   o.Set("failed", Napi::Number::New(env, static_cast<double>(r.failed)));
   o.Set("elapsedNs", Napi::Number::New(env, static_cast<double>(r.elapsed_ns)));
-  o.Set("lastError", r.last_errno != 0 ? Napi::String::New(env, ErrnoName(r.last_errno)) : env.Null());
+  o.Set("lastError", r.last_errno != 0 ? Napi::String::New(env, ErrnoCode(r.last_errno)) : env.Null());
   return o;
 }
 
@@ -395,7 +396,17 @@ Napi::Value SenderWrap::Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// ---------------------------------------------------------------- parse test entry
+// ---------------------------------------------------------------- test entries
+
+Napi::Value ErrnoCodeOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) ThrowType(env, "errnoCode(errno: number)");
+  const double d = info[0].As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 65535) || d != static_cast<double>(static_cast<int>(d))) {
+    throw Napi::RangeError::New(env, "errno must be an integer in 0..65535");
+  }
+  return Napi::String::New(env, ErrnoCode(static_cast<int>(d)));
+}
 
 Napi::Value ParseFrame(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -79,4 +79,7 @@ class SenderWrap : public Napi::ObjectWrap<SenderWrap> {
 // parser and returns { result, record } so unit tests and fuzz seeds can check it.
 Napi::Value ParseFrame(const Napi::CallbackInfo& info);
 
+// Test entry: the `code` an errno gets in the errors this addon throws.
+Napi::Value ErrnoCodeOf(const Napi::CallbackInfo& info);
+
 }  // namespace portanoia
