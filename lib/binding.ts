@@ -5,9 +5,9 @@
  * the binary was built with is the one lib/decode.ts reads: a stale or foreign
  * prebuild fails here, loudly, instead of decoding garbage.
  */
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
+import { dirname, join, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { PortanoiaError } from './errors.js'
 import { HIT_RECORD_LAYOUT, HIT_RECORD_SIZE } from './decode.js'
@@ -178,6 +178,8 @@ export interface NativeBinding {
   parseFrame(frame: Buffer, meta?: NativeParseMeta): { result: number; record: Buffer }
   /** Test entry: whole rtnetlink messages to the facts they describe. */
   parseRtnl(messages: Buffer): NativeHostFacts
+  /** The `code` the addon's errors carry for this errno ('EPERM'; 'E<n>' when unnamed). */
+  errnoCode(errno: number): string
   hitRecordSize: number
   hitRecordLayout: Record<string, number>
 }
@@ -239,12 +241,30 @@ export function loadBinding(): NativeBinding {
   try {
     binding = load(PACKAGE_ROOT) as NativeBinding
   } catch (cause) {
-    throw new PortanoiaError('PORTANOIA_NO_BINARY', 'the portanoia native addon could not be loaded', {
-      cause,
-      hint: 'reinstall portanoia, or build it with `npm run build:native` (needs python3, make, g++)',
-    })
+    throw noBinaryError(cause)
   }
   checkLayout(binding)
   cached = binding
   return binding
+}
+
+/**
+ * Why the addon did not load, and the command that fixes it for whoever is reading:
+ * in a project that installed portanoia, `npm rebuild portanoia` reruns the install
+ * script, which compiles when no prebuild fits (the install script did not run when
+ * scripts were skipped, e.g. --ignore-scripts); in a checkout, the build script.
+ */
+function noBinaryError(cause: unknown): PortanoiaError {
+  // The libc node-gyp-build matched prebuilds against (its own rule).
+  const libc = process.env.LIBC ?? (existsSync('/etc/alpine-release') ? 'musl' : 'glibc')
+  const noMatch = cause instanceof Error && cause.message.startsWith('No native build was found')
+  const message = noMatch
+    ? `no prebuilt portanoia addon fits linux-${process.arch} (${libc}), and none was compiled at install`
+    : 'the portanoia native addon could not be loaded'
+  const installed = PACKAGE_ROOT.split(sep).includes('node_modules')
+  const hint = installed
+    ? 'run `npm rebuild portanoia` in your project: it compiles the addon for this system (needs python3, make, g++; ' +
+      'on Alpine also linux-headers) and is skipped under --ignore-scripts'
+    : 'build it with `npm run build:native` (needs python3, make, g++)'
+  return new PortanoiaError('PORTANOIA_NO_BINARY', message, { cause, hint })
 }

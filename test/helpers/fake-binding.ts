@@ -154,6 +154,7 @@ export function fakeBinding(): FakeBinding {
     HostWatch: class {} as unknown as NativeBinding['HostWatch'],
     parseFrame: () => ({ result: 1, record: Buffer.alloc(HIT_RECORD_SIZE) }),
     parseRtnl: () => ({ generation: 0, dumpedAtMs: 0, noticedAtMs: 0, nexthops: true, addresses: [], gateways: [] }),
+    errnoCode: (errno: number) => `E${errno}`,
     hitRecordSize: HIT_RECORD_SIZE,
     hitRecordLayout: { ...HIT_RECORD_LAYOUT },
   }
