@@ -367,7 +367,7 @@ void port
     const tsc = join(root, 'node_modules/typescript/bin/tsc')
     const r = await run('node', [tsc, '-p', types], { cwd: types, env: bareEnv, timeoutMs: 120_000 })
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0)
-  })
+  }, 120_000)
 
   test('with --ignore-scripts the prebuild still loads; where none fits, the error names `npm rebuild portanoia`', async () => {
     const r = await install(noScripts(), ['--ignore-scripts'])
@@ -388,7 +388,7 @@ catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message, hint:
     expect(musl.code).toBe('PORTANOIA_NO_BINARY')
     expect(musl.message).toContain(`linux-${process.arch} (musl)`)
     expect(musl.hint).toContain('`npm rebuild portanoia`')
-  })
+  }, 240_000)
 
   test('the x64 prebuild needs nothing newer than glibc 2.28 and GCC 8 libstdc++ (RHEL 8)', async () => {
     const file = join(installed(), 'prebuilds/linux-x64/portanoia.glibc.node')
