@@ -11,7 +11,10 @@
 # and friends at glibc 2.34's symbol versions. GCC >= 11's allocator calls
 # std::__throw_bad_array_new_length (GLIBCXX_3.4.29) for an impossible element count;
 # the define routes that to std::__throw_bad_alloc (GLIBCXX_3.4), which throws the
-# base class of the same exception, as GCC < 11 did.
+# base class of the same exception, as GCC < 11 did. std::shared_ptr adds two more:
+# its reference counts read glibc 2.32's __libc_single_threaded (renamed to the
+# constant in native/libc_compat.cc), and make_shared's control block calls
+# _Sp_make_shared_tag::_S_eq (GLIBCXX_3.4.26) unless RTTI is on, hence -frtti.
 {
   "targets": [
     {
@@ -27,14 +30,16 @@
         "native/netlink.cc",
         "native/sock_diag.cc",
         "native/host_wrap.cc",
-        "native/errno_name.cc"
+        "native/errno_name.cc",
+        "native/libc_compat.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
       ],
       "defines": [
         "NAPI_VERSION=8",
-        "__throw_bad_array_new_length=__throw_bad_alloc"
+        "__throw_bad_array_new_length=__throw_bad_alloc",
+        "__libc_single_threaded=portanoia_libc_single_threaded"
       ],
       "cflags_cc": [
         "-std=c++17",
@@ -44,11 +49,13 @@
         "-Wshadow",
         "-Wconversion",
         "-O2",
-        "-fvisibility=hidden"
+        "-fvisibility=hidden",
+        "-frtti"
       ],
       "cflags_cc!": [
         "-std=gnu++17",
-        "-fno-exceptions"
+        "-fno-exceptions",
+        "-fno-rtti"
       ],
       "ldflags": [
         "-Wl,--as-needed"
