@@ -24,7 +24,7 @@
  * the x64 one. qemu-user cannot map a TPACKET ring (PACKET_RX_RING fails with
  * ENOPROTOOPT there), so no capture runs on arm64 here.
  */
-import { execFile } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -47,18 +47,30 @@ interface RunResult {
   stderr: string
 }
 
+/**
+ * Runs a command in a process group of its own; on timeout the whole group is killed
+ * (npm's children — tsc, make — would otherwise outlive it and write into the temp dir).
+ */
 function run(cmd: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<RunResult> {
   return new Promise((resolvePromise) => {
-    execFile(
-      cmd,
-      args,
-      { cwd: options.cwd, env: options.env ?? process.env, timeout: options.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const failure = err as (Error & { code?: unknown }) | null
-        const code = failure === null ? 0 : typeof failure.code === 'number' ? failure.code : null
-        resolvePromise({ code, stdout: String(stdout), stderr: String(stderr) })
-      },
-    )
+    const child = spawn(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    const timeoutMs = options.timeoutMs ?? 120_000
+    const timer = setTimeout(() => {
+      stderr += `\n[killed after ${timeoutMs} ms]`
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL')
+    }, timeoutMs)
+    child.on('error', (err) => {
+      clearTimeout(timer)
+      resolvePromise({ code: null, stdout, stderr: `${stderr}${err.message}` })
+    })
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolvePromise({ code, stdout, stderr })
+    })
   })
 }
 
@@ -192,6 +204,8 @@ describe('the packed tarball installs and loads its prebuild without build tools
   }
 
   beforeAll(async () => {
+    // npm in the checkout: no registry request (update check included) from here on.
+    const offlineEnv = { ...process.env, npm_config_offline: 'true', npm_config_update_notifier: 'false' }
     dir = mkdtempSync(join(tmpdir(), 'portanoia-pack-'))
     const stage = join(dir, 'stage')
     // The working tree as a user's checkout would have it, minus what is built locally.
@@ -205,7 +219,7 @@ describe('the packed tarball installs and loads its prebuild without build tools
 
     // Plain `npm pack`: prepack builds dist/ and the prebuilds, as for a publish.
     mkdirSync(join(dir, 'pack'))
-    const pack = await run('npm', ['pack', '--pack-destination', join(dir, 'pack')], { cwd: stage, timeoutMs: 400_000 })
+    const pack = await run('npm', ['pack', '--pack-destination', join(dir, 'pack')], { cwd: stage, env: offlineEnv, timeoutMs: 900_000 })
     expect(pack.code, `${pack.stdout}\n${pack.stderr}`).toBe(0)
     const packed = readdirSync(join(dir, 'pack'))
     expect(packed).toHaveLength(1)
@@ -214,12 +228,12 @@ describe('the packed tarball installs and loads its prebuild without build tools
     entries = list.stdout.split('\n').filter((p) => p !== '').map((p) => p.replace(/^package\//, ''))
 
     // The production dependencies as tarballs, from what npm ci installed in the checkout.
-    const ls = await run('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root })
+    const ls = await run('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root, env: offlineEnv })
     expect(ls.code, ls.stderr).toBe(0)
     const folders = ls.stdout.split('\n').filter((p) => p !== '' && p !== root)
     expect(folders.filter((f) => f.split('node_modules').length > 2), 'a nested dependency cannot be installed flat').toEqual([])
     mkdirSync(join(dir, 'deps'))
-    const depPack = await run('npm', ['pack', '--ignore-scripts', '--pack-destination', join(dir, 'deps'), ...folders], { cwd: root })
+    const depPack = await run('npm', ['pack', '--ignore-scripts', '--pack-destination', join(dir, 'deps'), ...folders], { cwd: root, env: offlineEnv })
     expect(depPack.code, depPack.stderr).toBe(0)
     deps = readdirSync(join(dir, 'deps')).map((f) => join(dir, 'deps', f))
     expect(deps).toHaveLength(folders.length)
@@ -237,10 +251,10 @@ describe('the packed tarball installs and loads its prebuild without build tools
     const r = await install(project(), ['--foreground-scripts', '--loglevel', 'info'])
     installLog = `${r.stdout}\n${r.stderr}`
     expect(r.code, installLog).toBe(0)
-  }, 600_000)
+  }, 1_200_000)
 
   afterAll(() => {
-    if (dir !== '') rmSync(dir, { recursive: true, force: true })
+    if (dir !== '') rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
   })
 
   test('the bare PATH really lacks the build tools', async () => {
