@@ -4,12 +4,12 @@
  * `npm pack` there: its prepack builds dist/ and both prebuilds (linux-x64 natively,
  * linux-arm64 with Debian's cross compiler) against the running Node's own headers,
  * in the stage, so nothing the other tests load is rebuilt under them. The tarball is
- * installed into clean temp projects with a PATH holding only node and npm (no make,
- * g++ or python3: the install script must take the prebuild, because it cannot
- * compile), with --offline, an empty npm cache and a registry address nothing listens
- * on. The dependencies come as tarballs packed from the checkout's own node_modules
- * (what `npm ci` installed), so a fresh clone needs nothing else and nothing is sent
- * anywhere.
+ * installed into clean projects in a scratch folder (lib/lab/scratch.ts) with a PATH
+ * holding only node and npm (no make, g++ or python3: the install script must take the
+ * prebuild, because it cannot compile), with --offline, an empty npm cache and a
+ * registry address nothing listens on. The dependencies come as tarballs packed from
+ * the checkout's own node_modules (what `npm ci` installed), so a fresh clone needs
+ * nothing else and nothing is sent anywhere.
  *
  * Checked from those projects: the tarball's contents and metadata; `import` and
  * `require` load the x64 prebuild and reach the addon (an open() on a missing interface
@@ -25,11 +25,11 @@
  * ENOPROTOOPT there), so no capture runs on arm64 here.
  */
 import { spawn } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { removeScratch, scratchDir } from '../../lib/lab/scratch.js'
 import { IS_ROOT } from '../helpers/netns.js'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
@@ -206,7 +206,9 @@ describe('the packed tarball installs and loads its prebuild without build tools
   beforeAll(async () => {
     // npm in the checkout: no registry request (update check included) from here on.
     const offlineEnv = { ...process.env, npm_config_offline: 'true', npm_config_update_notifier: 'false' }
-    dir = mkdtempSync(join(tmpdir(), 'portanoia-pack-'))
+    // A scratch folder, not /tmp: the projects load prebuilds and run an arm64 Node from it,
+    // which a noexec /tmp would refuse.
+    dir = await scratchDir('portanoia-pack-')
     const stage = join(dir, 'stage')
     // The working tree as a user's checkout would have it, minus what is built locally.
     const skip = new Set(['node_modules', 'build', 'prebuilds', '.git', '.fuzz', 'dist'])
@@ -253,8 +255,8 @@ describe('the packed tarball installs and loads its prebuild without build tools
     expect(r.code, installLog).toBe(0)
   }, 1_200_000)
 
-  afterAll(() => {
-    if (dir !== '') rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
+  afterAll(async () => {
+    if (dir !== '') await removeScratch(dir)
   })
 
   test('the bare PATH really lacks the build tools', async () => {
@@ -326,6 +328,16 @@ describe('the packed tarball installs and loads its prebuild without build tools
     expect(installLog).toMatch(/run portanoia@[^ ]+ install node_modules\/portanoia node-gyp-build/)
     expect(installLog).toMatch(/run portanoia@[^ ]+ install \{ code: 0/)
     expect(existsSync(join(installed(), 'build'))).toBe(false)
+  })
+
+  test('the project holds every dependency itself, none from the scratch folder\'s parents', async () => {
+    // npm ls reads the project's own node_modules only: a dependency that resolved from a
+    // parent folder (the checkout's node_modules) would be reported missing here.
+    const r = await run('npm', ['ls', '--all', '--offline', '--parseable'], { cwd: project(), env: bareEnv })
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0)
+    const names = r.stdout.split('\n').map((p) => p.split('/node_modules/').pop())
+    const pkg = JSON.parse(readFileSync(join(installed(), 'package.json'), 'utf8')) as { dependencies: Record<string, string> }
+    for (const dep of Object.keys(pkg.dependencies)) expect(names, dep).toContain(dep)
   })
 
   test('import loads the x64 prebuild, exports the API and reaches the addon', async () => {
