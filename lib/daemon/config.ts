@@ -157,6 +157,7 @@ export interface DaemonConfig {
   webhook?: string
   /** undefined: decide by whether stdout is a terminal. */
   json?: boolean
+  /** --dry-run, and `block: 'off'` (verified in dry-run): nothing is applied. */
   dryRun: boolean
   hits: boolean
   statsIntervalMs: number
@@ -454,7 +455,9 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
     const n = integer(input[k], name(k))
     if (n !== undefined) policyInput[field] = n
   }
-  const dryRun = input.dryRun === true
+  // `block off` is `verified` in dry-run, down to the firewall responder: it must
+  // print its scripts, not run them.
+  const dryRun = input.dryRun === true || policyInput.block === 'off'
   if (dryRun) policyInput.dryRun = true
   const verifiedTtl = policyInput.blockTtlMs ?? DEFAULT_POLICY.blockTtlMs
   if (policyInput.spoofableTtlMs !== undefined && policyInput.spoofableTtlMs > verifiedTtl) {
