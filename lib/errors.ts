@@ -76,6 +76,22 @@ export type PortanoiaErrorCode =
   | 'PORTANOIA_FLEET_APPLY'
   /** a fleet ban could not be lifted */
   | 'PORTANOIA_FLEET_UNBLOCK'
+  /** an address given to block or unblock is not an IP address */
+  | 'PORTANOIA_BAD_ADDRESS'
+  /** a control-socket request is malformed, too long, too slow or names no known op */
+  | 'PORTANOIA_BAD_REQUEST'
+  /** another daemon answers on the control socket this one was to use */
+  | 'PORTANOIA_CONTROL_IN_USE'
+  /** the control socket cannot be created, reached or read */
+  | 'PORTANOIA_CONTROL_FAILED'
+  /** no daemon answers on the control socket */
+  | 'PORTANOIA_NO_DAEMON'
+  /** an operator's block was refused: a guard protects the address */
+  | 'PORTANOIA_GUARDED'
+  /** a block was asked of a daemon that has no firewall backend */
+  | 'PORTANOIA_NO_FIREWALL'
+  /** a reload was refused: the new config is invalid or changes a field that needs a restart */
+  | 'PORTANOIA_RELOAD_REFUSED'
 
 export interface PortanoiaErrorOptions {
   /** What the caller should do about it, one sentence. */

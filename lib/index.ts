@@ -23,6 +23,9 @@ export type { PortanoiaErrorCode, PortanoiaErrorOptions } from './errors.js'
 // The daemon and its configuration.
 export { Daemon } from './daemon/daemon.js'
 export type { DaemonStats } from './daemon/daemon.js'
+export type { DaemonStatus, ReloadRecord } from './daemon/status.js'
+export type { BlockInfo, BlockOrigin } from './daemon/blocks.js'
+export type { BlockOutcome } from './daemon/control.js'
 export type { DaemonHooks, StartOptions } from './daemon/assemble.js'
 export { configSchema, DEFAULT_CONFIG_FILE, parseConfig, readConfig, resolveConfig, formatDuration, parseDuration } from './daemon/config.js'
 export type { Backend, ConfigFile, ConfigInput, DaemonConfig, MetricsListen } from './daemon/config.js'
@@ -35,6 +38,7 @@ export {
   decisionEventSchema,
   statsEventSchema,
   errorEventSchema,
+  operatorEventSchema,
   parseEventLine,
   toJsonLine,
 } from './daemon/events.js'
@@ -47,6 +51,7 @@ export type {
   ErrorEvent,
   FleetDecisionEvent,
   FleetEvent,
+  OperatorEvent,
 } from './daemon/events.js'
 
 // Policy.

@@ -63,9 +63,24 @@ export interface SensorStats extends NativeCaptureStats {
   listeners: number
 }
 
+// Not `setcap` on the node binary: that would hand raw sockets to every script node runs.
+const NEEDS_CAPS =
+  'capturing needs CAP_NET_RAW (and CAP_NET_BIND_SERVICE for tripwires below 1024, CAP_NET_ADMIN for the firewall): ' +
+  'from a shell, run as root; as a service, grant them to its user with AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN CAP_NET_BIND_SERVICE (contrib/portanoia.service)'
+/**
+ * Under systemd (INVOCATION_ID is set for every unit it starts) the fix is in the
+ * unit file, not in how the command is run.
+ */
+const SERVICE_HINTS: Record<string, string> = {
+  EPERM:
+    'capturing needs CAP_NET_RAW (and CAP_NET_BIND_SERVICE for tripwires below 1024, CAP_NET_ADMIN for the firewall): ' +
+    'add them to the unit, AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN CAP_NET_BIND_SERVICE and the same in CapabilityBoundingSet (contrib/portanoia.service), then systemctl daemon-reload',
+}
+SERVICE_HINTS.EACCES = SERVICE_HINTS.EPERM as string
+
 const ERRNO_HINTS: Record<string, string> = {
-  EPERM: 'capturing needs root or CAP_NET_RAW (and CAP_NET_BIND_SERVICE for tripwires below 1024): run as root, or `setcap cap_net_raw,cap_net_bind_service+ep` on the node binary',
-  EACCES: 'capturing needs root or CAP_NET_RAW (and CAP_NET_BIND_SERVICE for tripwires below 1024): run as root, or `setcap cap_net_raw,cap_net_bind_service+ep` on the node binary',
+  EPERM: NEEDS_CAPS,
+  EACCES: NEEDS_CAPS,
   ENODEV: "the interface does not exist: `ip link` lists them; use 'any' for every interface",
   ENXIO: "the interface does not exist: `ip link` lists them; use 'any' for every interface",
   ENETDOWN: 'the interface went down or was removed while capturing: open the sensor again once it is back',
@@ -83,7 +98,7 @@ export function withHint(err: unknown): Error {
     sys.hint =
       sys.code === 'ENOMEM' && sys.detail === 'SO_ATTACH_FILTER'
         ? 'the kernel refused the filter program memory: use fewer, more contiguous tripwire ports, or raise net.core.optmem_max'
-        : ERRNO_HINTS[sys.code]
+        : ((process.env.INVOCATION_ID !== undefined ? SERVICE_HINTS[sys.code] : undefined) ?? ERRNO_HINTS[sys.code])
     if (sys.code === 'EADDRINUSE' && sys.detail !== undefined) {
       err.message = `tripwire port ${sys.detail} is already in use (${err.message})`
     }
@@ -194,8 +209,7 @@ export const SENSOR_INTERNAL: unique symbol = Symbol('portanoia.sensor')
 
 export class Sensor implements AsyncIterable<Hit> {
   readonly interface: string
-  /** Which TCP tripwires get listeners: all (true), none (false), or these TCP ports. */
-  readonly listen: boolean | readonly PortRange[]
+  #listen: boolean | readonly PortRange[]
   #capture: NativeCapture
   #ports: PortRange[]
   #kernelFilter: boolean
@@ -224,7 +238,7 @@ export class Sensor implements AsyncIterable<Hit> {
     this.#ports = ports
     this.#kernelFilter = options.kernelFilter ?? true
     this.interface = options.interface
-    this.listen = options.listen
+    this.#listen = options.listen
     this.#buffer = Buffer.alloc(options.batch * HIT_RECORD_SIZE)
     this.#decoder = new HitDecoder(this.#ifname)
     // The doorbell holds the sensor only weakly, so an unclosed, unreachable sensor
@@ -234,6 +248,11 @@ export class Sensor implements AsyncIterable<Hit> {
       const sensor = self.deref()
       if (sensor !== undefined) sensor.#ring()
     })
+  }
+
+  /** Which TCP tripwires get listeners: all (true), none (false), or these TCP ports. */
+  get listen(): boolean | readonly PortRange[] {
+    return this.#listen
   }
 
   /** The tripwire set, normalised (sorted, merged ranges per protocol). */
@@ -369,14 +388,16 @@ export class Sensor implements AsyncIterable<Hit> {
    * Replaces the tripwire set. Ports in both sets are captured throughout (the
    * addon widens its exact set, swaps the kernel filter atomically, then narrows).
    * Listeners for new TCP ports (those the `listen` option selects) are opened
-   * first, so a port in use fails the call with nothing changed.
+   * first, so a port in use fails the call with nothing changed. `options.listen`
+   * replaces the `listen` selection in the same step (a config reload).
    */
-  async setPorts(specs: readonly PortSpec[]): Promise<void> {
+  async setPorts(specs: readonly PortSpec[], options: { listen?: boolean | readonly PortSpec[] } = {}): Promise<void> {
     if (this.#closing !== undefined) throw closedError()
     const ranges = parsePorts(specs)
+    const listen = options.listen === undefined ? this.#listen : checkListen(options.listen)
     const program = kernelProgram(ranges, this.#kernelFilter)
-    const before = listenerPorts(this.#ports, this.listen)
-    const after = listenerPorts(ranges, this.listen)
+    const before = listenerPorts(this.#ports, this.#listen)
+    const after = listenerPorts(ranges, listen)
     const added: number[] = []
     try {
       for (const port of after) {
@@ -391,6 +412,7 @@ export class Sensor implements AsyncIterable<Hit> {
     }
     for (const port of before) if (!after.has(port)) this.#capture.removeListener(port)
     this.#ports = ranges
+    this.#listen = listen
   }
 
   /** Stops capturing, joins the capture thread, ends pending iterations. Idempotent. */

@@ -6,7 +6,10 @@
  * coloured lines on a terminal, JSON lines otherwise — and maps outcomes to exit
  * codes: 0 success, 1 runtime failure (capture died, firewall refused, selftest
  * missed something), 2 usage or configuration error (nothing was changed).
- * SIGINT/SIGTERM stop the daemon gracefully (pending batch flushed, sensor closed).
+ * SIGINT/SIGTERM stop the daemon gracefully (pending batch flushed, sensor closed);
+ * SIGHUP reloads its config. Log lines go to stderr, with syslog priority
+ * prefixes when stderr is the journal (journal.ts). The management commands
+ * (status, reload, list, block, unblock) live in manage.ts.
  * Fleet mode's secrets are read (resolveFleetConfig) and the metrics endpoint is
  * bound before the daemon starts, so a missing secret file or a port in use
  * leaves the firewall untouched; prom-client is loaded only when --metrics is given.
@@ -16,18 +19,19 @@
 import { existsSync } from 'node:fs'
 import type { Writable } from 'node:stream'
 import { portsToString } from '../bpf/ports.js'
-import { commandRunner, firewallFor, startDaemon } from '../daemon/assemble.js'
-import { type Backend, type ConfigFile, DEFAULT_CONFIG_FILE, formatDuration, readConfig } from '../daemon/config.js'
+import { startDaemon } from '../daemon/assemble.js'
+import { type ConfigFile, DEFAULT_CONFIG_FILE, formatDuration, readConfig } from '../daemon/config.js'
 import type { Daemon } from '../daemon/daemon.js'
 import { errorEvent, type PortanoiaEvent, toJsonLine } from '../daemon/events.js'
 import { PortanoiaError } from '../errors.js'
-import { normalizeAddress } from '../policy/addr.js'
-import type { Responder } from '../responders/types.js'
-import { asUsageError, resolveWatch, UsageError } from './options.js'
+import { forJournal, isJournalStream, type LogLevel } from './journal.js'
+import * as manage from './manage.js'
+import { managedFirewall } from './manage.js'
+import { asUsageError, resolveWatch } from './options.js'
 import { dropPrivileges } from './privileges.js'
 import { type ParsedCommand, parseCommandLine } from './program.js'
 import { BoundedWriter } from './output.js'
-import { colors, renderEvent, table } from './render.js'
+import { colors, renderEvent } from './render.js'
 import { runSelftest } from './selftest.js'
 
 export interface Io {
@@ -36,6 +40,8 @@ export interface Io {
   isTTY: boolean
   /** The real stdout, when there is one: `watch` writes its events through a BoundedWriter on it. */
   stdout?: Writable
+  /** stderr is the journal: log lines carry syslog priority prefixes (journal.ts). */
+  journal?: boolean
 }
 
 const processIo: Io = {
@@ -43,11 +49,14 @@ const processIo: Io = {
   err: (s) => process.stderr.write(s),
   isTTY: process.stdout.isTTY === true,
   stdout: process.stdout,
+  journal: process.stderr.isTTY !== true && isJournalStream(),
 }
 
-/** The firewall responder of a management command (list, unblock, uninstall): never dry-run. */
-function managedFirewall(backend: Backend, netns: string | undefined): Responder {
-  return firewallFor({ backend, dryRun: false, forward: false }, commandRunner(netns)) as Responder
+/** Reads the config file a watch uses: --config, else the default one when it exists (never for the legacy form). */
+async function watchConfigFile(p: Extract<ParsedCommand, { command: 'watch' }>): Promise<ConfigFile | undefined> {
+  if (p.config !== undefined) return await readConfig(p.config)
+  if (!p.legacy && existsSync(DEFAULT_CONFIG_FILE)) return await readConfig(DEFAULT_CONFIG_FILE)
+  return undefined
 }
 
 /** Waits for SIGINT/SIGTERM, then calls stop() once; a second signal exits at once. */
@@ -70,14 +79,12 @@ async function watch(p: Extract<ParsedCommand, { command: 'watch' }>, io: Io): P
   // Everything is validated — config, flags, responder options — before the sensor
   // opens or the firewall is touched. The legacy -p/-c form is the original tool's
   // whole configuration: it reads no config file.
-  let file: ConfigFile | undefined
-  if (p.config !== undefined) file = await readConfig(p.config)
-  else if (!p.legacy && existsSync(DEFAULT_CONFIG_FILE)) file = await readConfig(DEFAULT_CONFIG_FILE)
+  const file = await watchConfigFile(p)
   const config = resolveWatch(p.input, file)
   const json = config.json ?? !io.isTTY
   const c = colors(!json && io.isTTY && process.env.NO_COLOR === undefined)
-  const log = (level: 'info' | 'warn', message: string): void => {
-    io.err(`portanoia: ${level === 'warn' ? c.yellow(message) : message}\n`)
+  const log = (level: LogLevel, message: string): void => {
+    io.err(forJournal(`portanoia: ${level === 'info' ? message : c.yellow(message)}\n`, level, io.journal === true))
   }
   if (file !== undefined && p.config === undefined) log('info', `config ${DEFAULT_CONFIG_FILE}`)
 
@@ -110,81 +117,63 @@ async function watch(p: Extract<ParsedCommand, { command: 'watch' }>, io: Io): P
     if (writer === null) io.out(s)
     else writer.write(s)
   }
-  const daemon = await startDaemon(config, {
-    onEvent: (e) => out(render(e)),
-    onLog: log,
-    onScript: (script, responder) => {
-      const text = `# ${responder} (dry-run, not applied):\n${script}`
-      if (json) io.err(text)
-      else out(text)
-    },
-  })
-  started = daemon
-  const p0 = config.policy
-  const unusedNote = config.unused.length > 0 ? `, unused ${portsToString(config.unused)}` : ''
-  // Without a firewall backend nothing is blocked, whatever --block says: say what really happens.
-  const mode =
-    config.backend === 'none'
-      ? `no firewall (--backend none): decisions are reported${config.exec !== undefined ? ` and the command runs for each ${p0.block} block decision` : ''}, nothing is blocked in the kernel`
-      : `block ${p0.block}${p0.dryRun ? ' (dry-run)' : ''}, ttl ${formatDuration(p0.blockTtlMs)} verified / ${formatDuration(p0.spoofableTtlMs)} spoofable, backend ${config.backend}`
-  log('info', `${mode}${unusedNote}`)
-  const dropped = dropPrivileges(config)
-  if (dropped !== null) log('info', dropped)
-  if (readerGone) void daemon.close()
-  const off = onSignals(() => void daemon.close())
-  const failure = await daemon.done
-  off()
-  const lost = writer?.stats().dropped ?? 0
-  if (readerGone) {
-    log('info', 'stdout was closed by its reader: stopped')
+  // SIGHUP reloads (systemd's ExecReload sends it); until the daemon runs, it must
+  // not end the process (its default action), and there is nothing to reload yet.
+  const onHup = (): void => {
+    if (started === undefined) {
+      log('warn', 'SIGHUP while starting: the config was read just now; send it again to reload')
+      return
+    }
+    started.reload().then(
+      (r) => log('info', r.changed.length === 0 ? 'reloaded: nothing changed' : `reloaded: ${r.changed.join(', ')}`),
+      (e: unknown) => {
+        const { message, hint } = describeError(e)
+        log('error', `reload refused, the previous config stays in force: ${message}${hint === undefined ? '' : ` (${hint})`}`)
+      },
+    )
+  }
+  process.on('SIGHUP', onHup)
+  try {
+    const daemon = await startDaemon(config, {
+      // A reload reads the same sources again: the config file, then the same flags over it.
+      reloadSource: async () => resolveWatch(p.input, await watchConfigFile(p)),
+      onEvent: (e) => out(render(e)),
+      onLog: log,
+      onScript: (script, responder) => {
+        const text = `# ${responder} (dry-run, not applied):\n${script}`
+        if (json) io.err(text)
+        else out(text)
+      },
+    })
+    started = daemon
+    const p0 = config.policy
+    const unusedNote = config.unused.length > 0 ? `, unused ${portsToString(config.unused)}` : ''
+    // Without a firewall backend nothing is blocked, whatever --block says: say what really happens.
+    const mode =
+      config.backend === 'none'
+        ? `no firewall (--backend none): decisions are reported${config.exec !== undefined ? ` and the command runs for each ${p0.block} block decision` : ''}, nothing is blocked in the kernel`
+        : `block ${p0.block}${p0.dryRun ? ' (dry-run)' : ''}, ttl ${formatDuration(p0.blockTtlMs)} verified / ${formatDuration(p0.spoofableTtlMs)} spoofable, backend ${config.backend}`
+    log('info', `${mode}${unusedNote}`)
+    const dropped = dropPrivileges(config)
+    if (dropped !== null) log('info', dropped)
+    if (readerGone) void daemon.close()
+    const off = onSignals(() => void daemon.close())
+    const failure = await daemon.done
+    off()
+    const lost = writer?.stats().dropped ?? 0
+    if (readerGone) {
+      log('info', 'stdout was closed by its reader: stopped')
+      return 0
+    }
+    if (lost > 0) log('warn', `${lost} event(s) were dropped because stdout fell behind`)
+    if (failure !== undefined) {
+      log('warn', `stopped: ${failure.message}`)
+      return 1
+    }
     return 0
+  } finally {
+    process.off('SIGHUP', onHup)
   }
-  if (lost > 0) log('warn', `${lost} event(s) were dropped because stdout fell behind`)
-  if (failure !== undefined) {
-    log('warn', `stopped: ${failure.message}`)
-    return 1
-  }
-  return 0
-}
-
-async function listBlocks(p: Extract<ParsedCommand, { command: 'list' }>, io: Io): Promise<number> {
-  const fw = managedFirewall(p.backend, p.netns)
-  const blocks = await fw.list()
-  const json = p.json ?? !io.isTTY
-  if (json) {
-    // One JSON document, so an empty table is `[]` — a valid result a script can
-    // parse, rather than no output at all.
-    io.out(`${JSON.stringify(blocks)}\n`)
-    return 0
-  }
-  if (blocks.length === 0) {
-    io.out('no active blocks\n')
-    return 0
-  }
-  const rows = blocks.map((b) => [
-    b.address,
-    `IPv${b.family}`,
-    b.expiresInMs === undefined ? 'never' : formatDuration(Math.round(b.expiresInMs / 1000) * 1000),
-    b.timeoutMs === undefined ? '-' : formatDuration(b.timeoutMs),
-  ])
-  io.out(`${table(['ADDRESS', 'FAMILY', 'EXPIRES IN', 'TIMEOUT'], rows)}\n`)
-  return 0
-}
-
-async function unblock(p: Extract<ParsedCommand, { command: 'unblock' }>, io: Io): Promise<number> {
-  // Every address is checked before any is removed.
-  const addresses: string[] = []
-  for (const a of p.addresses) {
-    const n = normalizeAddress(a)
-    if (n === null) throw new UsageError(`${JSON.stringify(a)} is not an IPv4 or IPv6 address`, 'give addresses like 203.0.113.7 or 2001:db8::7')
-    addresses.push(n)
-  }
-  const fw = managedFirewall(p.backend, p.netns)
-  const r = await fw.unblock(addresses)
-  for (const a of r.applied) io.out(`unblocked ${a}\n`)
-  for (const a of r.absent ?? []) io.out(`not blocked: ${a}\n`)
-  for (const f of r.failed) io.err(`portanoia: could not unblock ${f.address}: ${f.error}\n`)
-  return r.ok ? 0 : 1
 }
 
 async function uninstall(p: Extract<ParsedCommand, { command: 'uninstall' }>, io: Io): Promise<number> {
@@ -218,9 +207,15 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       case 'watch':
         return await watch(p, io)
       case 'list':
-        return await listBlocks(p, io)
+        return await manage.list(p, io)
       case 'unblock':
-        return await unblock(p, io)
+        return await manage.unblock(p, io)
+      case 'block':
+        return await manage.block(p, io)
+      case 'status':
+        return await manage.status(p, io)
+      case 'reload':
+        return await manage.reload(p, io)
       case 'uninstall':
         return await uninstall(p, io)
       case 'selftest':
@@ -230,7 +225,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     const usage = asUsageError(e)
     const { message, hint } = describeError(usage ?? e)
     // Library errors already carry their hint in the message (withHint); do not repeat it.
-    io.err(`portanoia: ${message}\n${hint !== undefined && !message.includes(hint) ? `  hint: ${hint}\n` : ''}`)
+    io.err(forJournal(`portanoia: ${message}\n${hint !== undefined && !message.includes(hint) ? `  hint: ${hint}\n` : ''}`, 'error', io.journal === true))
     return usage !== null ? 2 : 1
   }
 }

@@ -50,6 +50,7 @@ const FLAG_NAMES: Record<keyof ConfigInput, string> = {
   statsInterval: '--stats-interval',
   crowdsec: '--crowdsec-*',
   metrics: '--metrics',
+  control: '--control',
 }
 
 /** Config key → its flag ('url' → '--crowdsec-url'), from the fleet's own table. */

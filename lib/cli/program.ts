@@ -5,34 +5,63 @@
  * tested without root. Usage mistakes become UsageError (exit 2); help and version
  * are returned as text to print.
  */
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { Command, CommanderError, Option } from 'commander'
-import { PACKAGE_ROOT } from '../binding.js'
 import { type CrowdsecConfig, FLEET_FLAGS } from '../fleet/config.js'
 import { type Backend, type ConfigInput as WatchInput, didYouMean } from '../daemon/config.js'
+import { VERSION } from '../version.js'
 import { UsageError } from './options.js'
+
+/**
+ * Which daemon (and, without one, which table) a management command talks to:
+ * `control` names the socket; otherwise the config file's `control`, else the
+ * default one of the namespace (`netns`, or the config's). `backend` (default: the
+ * config's, else nftables) is for the table when no daemon answers.
+ */
+export interface Target {
+  backend?: Backend
+  netns?: string
+  control?: string
+  config?: string
+}
 
 export type ParsedCommand =
   | { command: 'watch'; input: WatchInput; config?: string; legacy: boolean }
-  | { command: 'list'; backend: Backend; json?: boolean; netns?: string }
-  | { command: 'unblock'; addresses: string[]; backend: Backend; netns?: string }
+  | ({ command: 'list'; json?: boolean } & Target)
+  | ({ command: 'unblock'; addresses: string[] } & Target)
+  | ({ command: 'block'; addresses: string[]; ttl?: string } & Target)
+  | ({ command: 'status'; json?: boolean } & Target)
+  | ({ command: 'reload' } & Target)
   | { command: 'uninstall'; backend: Backend; netns?: string }
   | { command: 'selftest'; json?: boolean; keep: boolean }
   | { command: 'help'; text: string; exitCode: number }
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
 
-/** The package's own version, read once from its package.json (never a second copy in code). */
-export const VERSION: string = (() => {
-  const pkg: unknown = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8'))
-  const v = typeof pkg === 'object' && pkg !== null ? (pkg as { version?: unknown }).version : undefined
-  return typeof v === 'string' ? v : 'unknown'
-})()
+export { VERSION }
 
 
 function backendOption(): Option {
   return new Option('--backend <backend>', 'firewall backend').choices(['nftables', 'ipset']).default('nftables')
+}
+
+/** The options every management command shares (see Target). */
+function targetOptions(cmd: Command, withBackend: boolean): Command {
+  if (withBackend) cmd.addOption(new Option('--backend <backend>', "firewall backend when no daemon answers (default: the config's, else nftables)").choices(['nftables', 'ipset']))
+  return cmd
+    .option('--control <path>', "the daemon's control socket (default: the config's, else /run/portanoia/portanoia[-NETNS].sock)")
+    .option('--config <file>', 'read control, netns, backend and allow from this config file (default /etc/portanoia/portanoia.json when it exists)')
+    .addOption(netnsOption())
+}
+
+function target(o: Raw): Target {
+  const t: Target = {}
+  const backend = str(o, 'backend')
+  if (backend !== undefined) t.backend = backend as Backend
+  for (const k of ['netns', 'control', 'config'] as const) {
+    const v = str(o, k)
+    if (v !== undefined) t[k] = v
+  }
+  return t
 }
 
 function netnsOption(): Option {
@@ -68,6 +97,9 @@ function watchInput(o: Raw): WatchInput {
   for (const k of ['json', 'dryRun', 'hits', 'forward'] as const) if (o[k] === true) input[k] = true
   const metrics = str(o, 'metrics')
   if (metrics !== undefined) input.metrics = metrics
+  // --control PATH, or --no-control (commander: control === false).
+  if (o.control === false) input.control = false
+  else if (typeof o.control === 'string') input.control = o.control
   // The fleet's flags, named by its own table (commander camel-cases them: --crowdsec-url → crowdsecUrl).
   const crowdsec: Partial<CrowdsecConfig> = {}
   for (const [flag, key] of Object.entries(FLEET_FLAGS)) {
@@ -182,6 +214,8 @@ Original portanoia form:
     .option('--forward', 'also drop blocked sources on the forward hook (published container ports)')
     .option('--stats-interval <duration>', 'stats event period (default 60s)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 (:9464 = loopback)')
+    .option('--control <path>', 'control socket for status, list, block, unblock, reload (default /run/portanoia/portanoia[-NETNS].sock)')
+    .option('--no-control', 'no control socket')
   for (const flag of Object.keys(FLEET_FLAGS) as Array<keyof typeof FLEET_FLAGS>) watchCmd.option(flag, FLEET_HELP[flag])
   watchCmd
     .addOption(netnsOption())
@@ -192,32 +226,60 @@ Original portanoia form:
       onParsed(p)
     })
 
-  program
-    .command('list')
-    .description('active blocks with time left, read from the kernel')
-    .addOption(backendOption())
-    .option('--json', 'a JSON array of the blocks ([] when there are none)')
-    .addOption(netnsOption())
-    .action((o: Raw) => {
-      const p: ParsedCommand = { command: 'list', backend: str(o, 'backend') as Backend }
-      if (o.json === true) p.json = true
-      const ns = str(o, 'netns')
-      if (ns !== undefined) p.netns = ns
-      onParsed(p)
-    })
+  targetOptions(
+    program
+      .command('list')
+      .description('active blocks with time left, origin and reason: from the running daemon, else read from the kernel')
+      .option('--json', 'a JSON array of the blocks ([] when there are none)'),
+    true,
+  ).action((o: Raw) => {
+    const p: ParsedCommand = { command: 'list', ...target(o) }
+    if (o.json === true) p.json = true
+    onParsed(p)
+  })
 
-  program
-    .command('unblock')
-    .description('remove blocks')
-    .argument('<address...>', 'IPv4 or IPv6 addresses')
-    .addOption(backendOption())
-    .addOption(netnsOption())
-    .action((addresses: string[], o: Raw) => {
-      const p: ParsedCommand = { command: 'unblock', addresses, backend: str(o, 'backend') as Backend }
-      const ns = str(o, 'netns')
-      if (ns !== undefined) p.netns = ns
-      onParsed(p)
-    })
+  targetOptions(
+    program
+      .command('unblock')
+      .description('remove blocks, through the running daemon (else straight from the kernel table)')
+      .argument('<address...>', 'IPv4 or IPv6 addresses'),
+    true,
+  ).action((addresses: string[], o: Raw) => {
+    onParsed({ command: 'unblock', addresses, ...target(o) })
+  })
+
+  targetOptions(
+    program
+      .command('block')
+      .description("block addresses (guards apply; a longer block is kept), through the running daemon, else in the kernel table")
+      .argument('<address...>', 'IPv4 or IPv6 addresses')
+      .option('--ttl <duration>', "block lifetime (default: the config's block TTL, 1h)"),
+    true,
+  ).action((addresses: string[], o: Raw) => {
+    const p: ParsedCommand = { command: 'block', addresses, ...target(o) }
+    const ttl = str(o, 'ttl')
+    if (ttl !== undefined) p.ttl = ttl
+    onParsed(p)
+  })
+
+  targetOptions(
+    program
+      .command('status')
+      .description('what the running daemon is doing: tripwires, counters, blocks by origin, breaker, guards, fleet, reloads')
+      .option('--json', 'one JSON document'),
+    false,
+  ).action((o: Raw) => {
+    const p: ParsedCommand = { command: 'status', ...target(o) }
+    if (o.json === true) p.json = true
+    onParsed(p)
+  })
+
+  targetOptions(
+    program.command('reload').description('make the running daemon re-read its config and apply it live (as SIGHUP does)'),
+    false,
+  ).action((o: Raw) => {
+    onParsed({ command: 'reload', ...target(o) })
+  })
 
   program
     .command('uninstall')

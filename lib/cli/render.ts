@@ -6,8 +6,9 @@
  * pin the plain text.
  */
 import pc from 'picocolors'
-import type { DecisionEvent, ErrorEvent, FleetDecisionEvent, FleetEvent, HitEvent, PortanoiaEvent, StatsEvent } from '../daemon/events.js'
+import type { DecisionEvent, ErrorEvent, FleetDecisionEvent, FleetEvent, HitEvent, OperatorEvent, PortanoiaEvent, StatsEvent } from '../daemon/events.js'
 import { formatDuration } from '../daemon/config.js'
+import type { DaemonStatus } from '../daemon/status.js'
 
 export interface Colors {
   red(s: string): string
@@ -126,6 +127,21 @@ function errorLine(e: ErrorEvent, c: Colors): string {
   return `${c.dim(clock(e.time))} ${label('ERROR', c.red)} ${e.responder} ${e.code}: ${e.message}${who === '' ? '' : ` [${who}]`}${e.hint === undefined ? '' : c.dim(` — ${e.hint}`)}`
 }
 
+/** A reload, block or unblock an operator asked of the running daemon. */
+function operatorLine(e: OperatorEvent, c: Colors): string {
+  const parts: string[] = [e.op, e.outcome]
+  if (e.changed !== undefined) parts.push(`changed: ${e.changed.join(', ')}`)
+  if (e.restart !== undefined) parts.push(`needs a restart: ${e.restart.join(', ')}`)
+  if (e.addresses !== undefined) parts.push(c.bold(e.addresses.join(' ')))
+  if (e.ttlMs !== undefined && e.addresses !== undefined) parts.push(`for ${formatDuration(e.ttlMs)}`)
+  if (e.kept !== undefined) parts.push(`kept (blocked longer already): ${e.kept.join(' ')}`)
+  if (e.refused !== undefined) parts.push(`refused: ${e.refused.map((r) => `${r.address} (${r.reason})`).join(', ')}`)
+  if (e.failed !== undefined) parts.push(`failed: ${e.failed.join(' ')}`)
+  if (e.message !== undefined) parts.push(`${e.code ?? ''}: ${e.message}`)
+  if (e.hint !== undefined) parts.push(c.dim(`— ${e.hint}`))
+  return `${c.dim(clock(e.time))} ${label('OPERATOR', e.outcome === 'applied' ? c.green : c.yellow)} ${parts.join(' ')}`
+}
+
 /** One line (no newline) for an event. */
 export function renderEvent(e: PortanoiaEvent, c: Colors = NO_COLOR): string {
   switch (e.type) {
@@ -139,6 +155,8 @@ export function renderEvent(e: PortanoiaEvent, c: Colors = NO_COLOR): string {
       return statsLine(e, c)
     case 'error':
       return errorLine(e, c)
+    case 'operator':
+      return operatorLine(e, c)
   }
 }
 
@@ -147,4 +165,75 @@ export function table(header: readonly string[], rows: ReadonlyArray<readonly st
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (r: readonly string[]): string => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()
   return [line(header), ...rows.map(line)].join('\n')
+}
+
+/** A duration for people: whole seconds, shortest exact form ('2h13m5s'). */
+function ago(ms: number): string {
+  return formatDuration(Math.max(0, Math.round(ms / 1000)) * 1000)
+}
+
+function nonZero(counts: Record<string, number>): string {
+  const parts = Object.entries(counts)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${k} ${n}`)
+  return parts.length === 0 ? 'none' : parts.join(', ')
+}
+
+/** `portanoia status` for a terminal: one labelled line per part of the status document. */
+export function renderStatus(st: DaemonStatus, c: Colors = NO_COLOR, now = Date.now()): string {
+  const p = st.policy
+  const k = st.counters
+  const b = st.blocks
+  const rows: Array<[string, string]> = []
+  rows.push(['daemon', `portanoia ${st.version}, pid ${st.pid}, up ${ago(st.uptimeMs)}${st.control === null ? '' : `, control ${st.control}`}`])
+  const t = st.tripwires
+  rows.push([
+    'tripwires',
+    `${t.ports} (${t.count} port${t.count === 1 ? '' : 's'}, ${t.listeners} listener${t.listeners === 1 ? '' : 's'}) on ${t.interface}, ${t.host}${t.unused === null ? '' : `; unused ${t.unused}`}`,
+  ])
+  rows.push([
+    'policy',
+    `block ${p.block}${p.dryRun ? ' (dry-run)' : ''}, ttl ${formatDuration(p.blockTtlMs)} verified / ${formatDuration(p.spoofableTtlMs)} spoofable, threshold ${p.threshold} in ${formatDuration(p.windowMs)}, caps ${p.maxBlocksPerMinute}/min and ${p.maxActiveBlocks} active`,
+  ])
+  const br = st.breaker
+  rows.push([
+    'breaker',
+    `${br.state === 'open' ? c.red(`open (${br.cause ?? '?'})`) : 'closed'}, ${br.trips} trip${br.trips === 1 ? '' : 's'}, ${br.spoofableBlocksLastMinute} spoofable block(s) in the last minute, ${br.suppressedHits} hit(s) report-only`,
+  ])
+  const s = k.sensor
+  rows.push([
+    'counters',
+    `${k.hits} hits, ${k.trackedSources} sources tracked, kernel drops ${s.kernelDrops ?? 0}, ring drops ${s.ringDrops ?? 0}; firewall ${k.firewall.batches} batch(es), ${k.firewall.applied} applied, ${k.firewall.failed} failed${k.droppedEvents > 0 ? `; ${k.droppedEvents} event(s) dropped` : ''}`,
+  ])
+  rows.push(['decisions', nonZero(k.decisions)])
+  let blocks: string
+  if (b.error !== undefined) blocks = c.yellow(`kernel unreadable: ${b.error.code}: ${b.error.message}`)
+  else if (b.kernel === null) blocks = 'no firewall backend'
+  else blocks = `${b.kernel.total} in the kernel: by origin ${nonZero(b.kernel.byOrigin)}; by reason ${nonZero(b.kernel.byReason)}`
+  rows.push(['blocks', `${blocks} (policy: ${b.policy.verified} verified, ${b.policy.spoofable} spoofable)`])
+  const g = st.guards
+  const list = (xs: readonly string[]): string => (xs.length === 0 ? 'none' : xs.join(' '))
+  rows.push(['guards', `${Object.entries(g.counts).map(([r, n]) => `${r} ${n}`).join(', ')}; facts from the kernel ${ago(now - Date.parse(g.factsAt))} ago`])
+  rows.push(['  gateways', list(g.gateways)])
+  rows.push(['  resolvers', list(g.resolvers)])
+  rows.push(['  allowlist', list(g.allowlist)])
+  const f = st.fleet
+  if (f === null) rows.push(['fleet', 'off'])
+  else {
+    const parts = [f.url]
+    if (f.push !== null) parts.push(`push ${f.push.pushes} ok, ${f.push.pushFailures} failed, ${f.push.queued} queued`)
+    if (f.pull !== null) parts.push(`pull ${f.pull.pulls} ok, ${f.pull.pullFailures} failed, ${f.pull.active} ban(s) applied`)
+    rows.push(['fleet', parts.join('; ')])
+  }
+  const r = st.reload
+  const last = r.last
+  let reload = `${r.applied} applied, ${r.refused} refused`
+  if (last !== null) {
+    reload += `; last ${ago(now - Date.parse(last.at))} ago ${last.outcome === 'applied' ? 'applied' : c.yellow('refused')}`
+    if (last.changed.length > 0) reload += ` (${last.changed.join(', ')})`
+    if (last.error !== undefined) reload += `: ${last.error.message}`
+  }
+  rows.push(['reload', reload])
+  const width = Math.max(...rows.map(([label]) => label.length))
+  return rows.map(([label, text]) => `${c.bold(label.padEnd(width))}  ${text}`).join('\n')
 }

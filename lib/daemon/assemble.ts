@@ -2,28 +2,24 @@
  * One config, one assembly: builds the whole daemon from a validated DaemonConfig —
  * the host view (this namespace or `netns`), the default tripwires minus ports in
  * use, the allow file, the firewall responder the backend names, the notifiers
- * (exec, webhook), the fleet link (its secrets read here, never printed), and the
- * metrics endpoint — then composes the Daemon. The CLI and an embedding service
- * call the same function, so both get the same pipeline. Order matters for safety:
- * everything that can fail on bad input (files, secrets, the metrics port) runs
- * before the sensor opens and the firewall is touched, and a failure undoes what
- * was made. Runs on the main thread.
+ * (exec, webhook) — each built by parts.ts, which a reload shares — the fleet link
+ * (its secrets read here, never printed), the metrics endpoint and the control
+ * socket, then composes the Daemon. The CLI and an embedding service call the same
+ * function, so both get the same pipeline. Order matters for safety: everything
+ * that can fail on bad input (files, secrets, the metrics port, a control socket
+ * another daemon answers on) runs before the sensor opens and the firewall is
+ * touched, and a failure undoes what was made. Runs on the main thread.
  */
-import { parsePorts, portsToString } from '../bpf/ports.js'
 import { PortanoiaError } from '../errors.js'
 import { type ResolvedFleet, resolveFleetConfig } from '../fleet/config.js'
-import { DEFAULT_TRIPWIRES, withoutListening } from '../listening.js'
-import { ExecResponder } from '../responders/exec.js'
-import { IpsetResponder } from '../responders/ipset.js'
-import { NftablesResponder } from '../responders/nftables.js'
-import { createRun, defaultRun, netnsRun } from '../responders/run.js'
 import type { Responder, RunFn } from '../responders/types.js'
-import { WebhookResponder } from '../responders/webhook.js'
-import { type DaemonConfig, readAllowFile } from './config.js'
+import type { DaemonConfig } from './config.js'
+import { ControlServer, defaultControlPath } from './control.js'
 import { Daemon, type DaemonOptions } from './daemon.js'
 import type { PortanoiaEvent } from './events.js'
 import { type HostView, localHostView, netnsHostView } from './host-view.js'
 import type { Metrics } from './metrics.js'
+import { allowlistFor, commandRunner, firewallFor, notifiersFor, tripwiresFor } from './parts.js'
 
 /** What the embedding program hears from the daemon. */
 export interface DaemonHooks {
@@ -43,6 +39,11 @@ export interface StartOptions extends DaemonHooks {
   firewall?: Responder | null
   /** Notifiers in addition to those the config names (exec, webhook). */
   notifiers?: readonly Responder[]
+  /**
+   * Where `daemon.reload()` without an argument gets the new config. Default: the
+   * config given to Daemon.start, resolved again (so the allow file is re-read).
+   */
+  reloadSource?: () => Promise<DaemonConfig>
 }
 
 /**
@@ -57,18 +58,6 @@ export interface AssemblyInternals {
   now?: () => number
 }
 
-/** The firewall responder a backend names, running its commands through `run`. */
-export function firewallFor(config: Pick<DaemonConfig, 'backend' | 'dryRun' | 'forward'>, run: RunFn): Responder | null {
-  if (config.backend === 'nftables') return new NftablesResponder({ run, dryRun: config.dryRun, forward: config.forward })
-  if (config.backend === 'ipset') return new IpsetResponder({ run, dryRun: config.dryRun })
-  return null
-}
-
-/** How firewall and exec commands run: here, or inside the watched namespace. */
-export function commandRunner(netns: string | undefined): RunFn {
-  return netns === undefined ? defaultRun : netnsRun(netns)
-}
-
 /**
  * Builds and starts the daemon from a validated configuration (Daemon.start is the
  * public way in; the CLI calls this with a config it resolved itself).
@@ -80,21 +69,10 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   const host = internals.host ?? (config.netns === undefined ? localHostView() : netnsHostView(config.netns))
 
   // 1. Everything that reads files or can refuse input, before anything is changed.
-  const allow = [...config.allow]
-  if (config.allowFile !== undefined) {
-    const entries = await readAllowFile(config.allowFile)
-    allow.push(...entries)
-    log('info', `allowlist: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} from ${config.allowFile}`)
-  }
+  const allow = await allowlistFor(config, log)
   const firewall = options.firewall !== undefined ? options.firewall : firewallFor(config, run)
-  const notifiers: Responder[] = []
-  if (config.exec !== undefined) {
-    const execRun = config.netns === undefined ? undefined : netnsRun(config.netns, createRun({ timeoutMs: 10_000, killGroup: true }))
-    notifiers.push(new ExecResponder({ command: config.exec.command, shell: config.exec.shell, ...(execRun !== undefined && { run: execRun }) }))
-    if (config.exec.shell) log('info', 'the -c command uses shell syntax: it runs through /bin/sh, with tokens replaced only by validated address and port literals')
-  }
-  if (config.webhook !== undefined) notifiers.push(new WebhookResponder({ url: config.webhook }))
-  notifiers.push(...(options.notifiers ?? []))
+  const own = notifiersFor(config, log)
+  const notifiers: Responder[] = [...own, ...(options.notifiers ?? [])]
 
   let fleet: ResolvedFleet | undefined
   if (config.crowdsec !== undefined) {
@@ -105,15 +83,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     }
   }
 
-  let ports = config.ports
-  if (config.useDefaults) {
-    const sel = withoutListening(parsePorts(DEFAULT_TRIPWIRES), await host.listening())
-    for (const r of sel.skipped) log('info', `not a tripwire: ${portsToString([r])} (a local service uses it)`)
-    ports = sel.ports
-    if (ports.length === 0) {
-      throw new PortanoiaError('PORTANOIA_NO_PORTS', 'every default tripwire is in use by a local service', { hint: 'name tripwires with tcp/udp' })
-    }
-  }
+  const ports = await tripwiresFor(config, host, log)
 
   // 2. The metrics endpoint: bound now, so a port in use stops us before the firewall
   //    is touched. prom-client is loaded only when metrics are asked for. With a
@@ -136,9 +106,23 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     log('info', `metrics on ${metricsServer.url}`)
   }
 
-  // 3. The pipeline.
+  // 3. The control socket, bound before the sensor and the firewall: a daemon already
+  //    answering there watches the same namespace, and must not share its table.
+  let control: ControlServer | undefined
   try {
-    return await Daemon.compose({
+    if (config.control !== false) control = await ControlServer.listen(config.control ?? (await defaultControlPath(config.netns)))
+  } catch (e) {
+    await metricsServer?.close()
+    throw e
+  }
+  const closeExtras = async (): Promise<void> => {
+    await control?.close()
+    await metricsServer?.close()
+  }
+
+  // 4. The pipeline.
+  try {
+    const daemon = await Daemon.compose({
       ports: ports.map((r) => `${r.from}-${r.to}/${r.proto}`),
       unused: config.unused.map((r) => `${r.from}-${r.to}/${r.proto}`),
       ...(config.interface !== undefined && { interface: config.interface }),
@@ -152,15 +136,22 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       host,
       ...(fleet !== undefined && { fleet }),
       ...(metrics !== undefined && { metrics }),
-      ...(metricsServer !== undefined && { onClosed: () => metricsServer.close() }),
+      onClosed: closeExtras,
+      config,
+      configNotifiers: own,
+      ...(options.reloadSource !== undefined && { reloadSource: options.reloadSource }),
+      ...(control !== undefined && { controlPath: control.path }),
       ...(internals.sensor !== undefined && { sensor: internals.sensor }),
       ...(internals.now !== undefined && { now: internals.now }),
       ...(options.onEvent !== undefined && { onEvent: options.onEvent }),
       ...(options.onLog !== undefined && { onLog: options.onLog }),
       ...(options.onScript !== undefined && { onScript: options.onScript }),
     })
+    control?.attach(daemon)
+    if (control !== undefined) log('info', `control socket ${control.path}`)
+    return daemon
   } catch (e) {
-    await metricsServer?.close()
+    await closeExtras()
     throw e
   }
 }

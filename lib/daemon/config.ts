@@ -100,6 +100,7 @@ export const configSchema = z.strictObject({
   forward: z.boolean().optional(),
   statsInterval: duration.optional(),
   metrics: z.string().min(1).describe('HOST:PORT, e.g. 127.0.0.1:9464').optional(),
+  control: z.union([z.string().min(1), z.literal(false)]).describe('the control socket path, or false for none').optional(),
   ...fleetConfigSchema.shape,
 })
 
@@ -136,6 +137,8 @@ export interface ConfigInput {
   crowdsec?: Partial<CrowdsecConfig>
   /** Prometheus endpoint, HOST:PORT. */
   metrics?: string
+  /** The control socket's path; false: none. Default: under /run/portanoia/, one per namespace. */
+  control?: string | false
 }
 
 /** A validated configuration, every default applied: what the daemon is built from. */
@@ -163,6 +166,8 @@ export interface DaemonConfig {
   statsIntervalMs: number
   crowdsec?: CrowdsecConfig
   metrics?: MetricsListen
+  /** The control socket: a path, false for none, undefined for the default (lib/daemon/control.ts). */
+  control?: string | false
 }
 
 // ---------------------------------------------------------------- config file
@@ -347,6 +352,53 @@ export function parseMetricsListen(text: string, where = 'metrics'): MetricsList
   return { host, port }
 }
 
+/** The longest block a backend holds, ms (Infinity: no limit of its own). */
+export function maxTtlMs(backend: Backend): number {
+  return backend === 'ipset' ? IPSET_MAX_TIMEOUT_S * 1000 : backend === 'nftables' ? NFT_MAX_TTL_MS : Number.POSITIVE_INFINITY
+}
+
+/** A duration of at least one second (nft timeouts have second granularity). */
+function secondsOrMore(text: string, where: string): number {
+  let ms: number
+  try {
+    ms = parseDuration(text)
+  } catch (e) {
+    rethrow(where, e)
+  }
+  if (ms < 1000) throw bad(`${where}: ${text} is shorter than the 1s minimum`, 'nft timeouts have second granularity')
+  return ms
+}
+
+/**
+ * A block TTL as an operator writes it ('90s', '1h'), checked as the config's TTLs
+ * are: a duration, at least 1 s, no longer than `backend` holds. `where` names the
+ * source for the message ('--ttl', 'request.ttl').
+ */
+export function parseTtl(text: string, where: string, backend: Backend): number {
+  const ms = secondsOrMore(text, where)
+  if (ms > maxTtlMs(backend)) throw tooLong(where, ms, backend)
+  return ms
+}
+
+function tooLong(where: string, ms: number, backend: Backend): PortanoiaError {
+  return bad(
+    `${where}: ${formatDuration(ms)} is longer than ${backend} allows (${formatDuration(maxTtlMs(backend))})`,
+    backend === 'ipset' ? 'use a shorter TTL or backend nftables' : 'use a shorter TTL',
+  )
+}
+
+/**
+ * The control socket's path as configured: absolute, and short enough for a Unix
+ * socket address (sun_path holds 107 bytes and a NUL).
+ */
+function controlPath(value: string | false | undefined, where: string): string | false | undefined {
+  if (value === undefined || value === false) return value
+  if (typeof value !== 'string' || !value.startsWith('/') || value.includes('\0') || Buffer.byteLength(value) > 107) {
+    throw bad(`${where}: ${JSON.stringify(value)} is not a usable socket path`, 'an absolute path of at most 107 bytes, e.g. /run/portanoia/portanoia.sock; false turns the socket off')
+  }
+  return value
+}
+
 function resolveCrowdsec(value: Partial<CrowdsecConfig> | undefined, name: (key: string) => string): CrowdsecConfig | undefined {
   if (value === undefined) return undefined
   if (value.url === undefined) {
@@ -443,13 +495,7 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   }
   for (const [k, field] of [['blockTtl', 'blockTtlMs'], ['spoofableTtl', 'spoofableTtlMs'], ['window', 'windowMs']] as const) {
     const v = input[k]
-    if (v === undefined) continue
-    try {
-      policyInput[field] = parseDuration(v)
-    } catch (e) {
-      rethrow(name(k), e)
-    }
-    if ((policyInput[field] as number) < 1000) throw bad(`${name(k)}: ${v} is shorter than the 1s minimum`, 'nft timeouts have second granularity')
+    if (v !== undefined) policyInput[field] = secondsOrMore(v, name(k))
   }
   for (const [k, field] of [['maxBlocksPerMinute', 'maxBlocksPerMinute'], ['maxActiveBlocks', 'maxActiveBlocks'], ['maxReportsPerMinute', 'maxReportsPerMinute'], ['threshold', 'threshold']] as const) {
     const n = integer(input[k], name(k))
@@ -486,16 +532,9 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   if (!['nftables', 'ipset', 'none'].includes(backend)) {
     throw bad(`${name('backend')}: ${JSON.stringify(backend)} is not a backend`, 'use nftables, ipset or none')
   }
-  // Each backend's longest timeout, checked here rather than after the table exists
-  // and a `blocked` decision was emitted for a block that cannot be applied.
-  const maxTtlMs = backend === 'ipset' ? IPSET_MAX_TIMEOUT_S * 1000 : backend === 'nftables' ? NFT_MAX_TTL_MS : Number.POSITIVE_INFINITY
+  // A backend's longest timeout is checked here, not after the sets and rules exist.
   for (const [k, field] of [['blockTtl', 'blockTtlMs'], ['spoofableTtl', 'spoofableTtlMs']] as const) {
-    if (policy[field] > maxTtlMs) {
-      throw bad(
-        `${input[k] === undefined ? `${name(k)} (default)` : name(k)}: ${formatDuration(policy[field])} is longer than ${backend} allows (${formatDuration(maxTtlMs)})`,
-        backend === 'ipset' ? 'use a shorter TTL or backend nftables' : 'use a shorter TTL',
-      )
-    }
+    if (policy[field] > maxTtlMs(backend as Backend)) throw tooLong(input[k] === undefined ? `${name(k)} (default)` : name(k), policy[field], backend as Backend)
   }
   const netns = input.netns
   if (netns !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/.test(netns)) {
@@ -533,6 +572,7 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
 
   const crowdsec = resolveCrowdsec(input.crowdsec, (key) => name(`crowdsec.${key}`))
   const metrics = input.metrics === undefined ? undefined : parseMetricsListen(input.metrics, name('metrics'))
+  const control = controlPath(input.control, name('control'))
 
   const config: DaemonConfig = {
     ports: explicit,
@@ -554,5 +594,6 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   if (crowdsec !== undefined) config.crowdsec = crowdsec
   if (metrics !== undefined) config.metrics = metrics
   if (input.json !== undefined) config.json = input.json
+  if (control !== undefined) config.control = control
   return config
 }

@@ -29,6 +29,13 @@
  * responders. Metrics (lib/daemon/metrics.ts) count every hit in the capture loop and
  * every event as it is emitted, and read the sensor, engine and fleet counters
  * when scraped.
+ *
+ * Operations (the control socket's calls, also public for an embedding service):
+ * status() reads each component once (status.ts); list() is the kernel's listing
+ * joined with who made each block (blocks.ts); block() and unblock() go through the
+ * same guards, engine and firewall as the policy, so the engine, the fleet's view
+ * and the kernel agree; reload() applies a new config live (reload.ts plans and
+ * prepares it; the apply step here is one call per component), one at a time.
  */
 import { parsePorts, portsToString } from '../bpf/ports.js'
 import { PortanoiaError } from '../errors.js'
@@ -41,20 +48,39 @@ import {
 } from './events.js'
 import { type Fleet, type ResolvedFleet, startFleet } from '../fleet/index.js'
 import { type StartOptions, startDaemon } from './assemble.js'
-import { type ConfigInput, resolveConfig } from './config.js'
+import { type BlockInfo, BlockOrigins, joinBlocks } from './blocks.js'
+import { type ConfigInput, type DaemonConfig, maxTtlMs, parseTtl, resolveConfig } from './config.js'
+import type { BlockOutcome } from './control.js'
+import { operatorBlock } from './operator-block.js'
 import { EventQueue } from './event-queue.js'
+import { operatorEvent } from './events.js'
 import { FirewallBatcher, type FirewallBatcherStats } from './firewall-batcher.js'
 import { type HostView, localHostView, netnsHostView } from './host-view.js'
 import type { GuardFactsInForce } from './host-watch.js'
 import { samePorts, unusedTripwires } from '../listening.js'
 import type { Metrics } from './metrics.js'
+import { planReload, prepareReload, type PreparedReload } from './reload.js'
+import {
+  blockStatus,
+  breakerStatus,
+  counterStatus,
+  type DaemonStatus,
+  fleetStatus,
+  guardStatus,
+  policyStatus,
+  type ReloadRecord,
+  type ReloadStatus,
+  tripwireStatus,
+} from './status.js'
 import type { Decision } from '../policy/decision.js'
+import { normalizeAddresses, parseAddress } from '../policy/addr.js'
 import { type PolicyConfig, resolvePolicyConfig } from '../policy/config.js'
 import { PolicyEngine } from '../policy/engine.js'
 import { Guards } from '../policy/guards.js'
 import type { BlockRequest, Responder, ResponderResult } from '../responders/types.js'
 import { open, type Sensor, type SensorOptions } from '../sensor.js'
 import type { PortRange, PortSpec } from '../types.js'
+import { VERSION } from '../version.js'
 
 /**
  * The parts the daemon is composed of (startDaemon builds them from a config).
@@ -129,6 +155,14 @@ export interface DaemonOptions {
   metrics?: Metrics
   /** Called once at the very end of close() (the assembly closes the metrics endpoint here). */
   onClosed?: () => Promise<void>
+  /** The config this daemon was built from (startDaemon): what a reload compares against. */
+  config?: DaemonConfig
+  /** Where reload() without an argument gets the new config (the CLI re-reads its file). */
+  reloadSource?: () => Promise<DaemonConfig>
+  /** The control socket's path, for status (the assembly serves it). */
+  controlPath?: string
+  /** Those of `notifiers` made from `config` (exec, webhook): a reload replaces them. */
+  configNotifiers?: readonly Responder[]
 }
 
 export interface DaemonStats {
@@ -164,10 +198,22 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   private readonly host: HostView
   readonly #opts: DaemonOptions
   readonly #firewall: Responder | null
-  readonly #notifiers: readonly Responder[]
-  readonly #explicit: PortRange[]
-  readonly #unused: PortRange[]
-  readonly #allowlist: readonly string[]
+  #notifiers: readonly Responder[]
+  /** The notifiers the config made (a reload may replace them); the others are the caller's. */
+  #configNotifiers: readonly Responder[]
+  /** Per notifier, its notify() calls not yet settled (a reload waits for them before closing it). */
+  readonly #deliveries = new Map<Responder, Set<Promise<unknown>>>()
+  #explicit: PortRange[]
+  #unused: PortRange[]
+  #allowlist: readonly string[]
+  #hits: boolean
+  #config: DaemonConfig | undefined
+  readonly #origins = new BlockOrigins()
+  #reloading: Promise<unknown> = Promise.resolve()
+  readonly #reloads: ReloadStatus = { applied: 0, refused: 0, last: null }
+  #statsTimer: NodeJS.Timeout | undefined
+  /** Notifiers a reload replaced, finishing their deliveries before they close. */
+  #retiring: Promise<void> = Promise.resolve()
   readonly #dryRun: boolean
   readonly #batcher: FirewallBatcher | null
   readonly #started = Date.now()
@@ -214,6 +260,9 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     this.#allowlist = parts.allowlist
     this.#firewall = opts.firewall ?? null
     this.#notifiers = [...(opts.notifiers ?? [])]
+    this.#configNotifiers = this.#notifiers.filter((n) => opts.configNotifiers?.includes(n) === true)
+    this.#hits = opts.hits === true
+    this.#config = opts.config
     this.#dryRun = parts.engine.config.dryRun || parts.engine.config.block === 'off'
     const fw = this.#firewall
     this.#batcher =
@@ -248,7 +297,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
    * touched, every default applied, the same pipeline `portanoia watch` runs.
    */
   static async start(config: ConfigInput, options: StartOptions = {}): Promise<Daemon> {
-    return await startDaemon(resolveConfig(config), options)
+    return await startDaemon(resolveConfig(config), { reloadSource: async () => resolveConfig(config), ...options })
   }
 
   /**
@@ -357,6 +406,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
             })),
           )
           log('info', `adopted ${r.adopted} block(s) from ${fw.name}`)
+          daemon.#markAdopted(blocks)
           if (r.guarded.length > 0) {
             const srcs = r.guarded.map((g) => g.src)
             const u = await fw.unblock(srcs)
@@ -407,13 +457,29 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     host.subscribe(() => daemon.#onFactsChanged())
     // A kernel change between start() and subscribe() would otherwise wait for the next one.
     if (host.inForce().generation !== startGeneration) daemon.#onFactsChanged()
-    if (unused.length > 0) {
-      every(syncMs, () => {
-        if (daemon.#syncQueued === 0) void daemon.syncPorts()
-      })
-    }
-    if (statsMs > 0) every(statsMs, () => daemon.#emit(daemon.#statsEvent()))
+    // Always armed: a reload may add `unused` ranges (syncPorts returns at once without).
+    every(syncMs, () => {
+      if (daemon.#syncQueued === 0) void daemon.syncPorts()
+    })
+    daemon.#armStats(statsMs)
     return daemon
+  }
+
+  /** Blocks found in the kernel at start: their origin did not survive the restart. */
+  #markAdopted(blocks: ReadonlyArray<{ address: string; expiresInMs?: number }>): void {
+    const now = Date.now()
+    const policy = new Map(this.engine.activeBlocks().map((b) => [b.src, b]))
+    for (const b of blocks) {
+      const own = policy.get(b.address)
+      if (own === undefined) continue
+      this.#origins.mark(b.address, 'adopted', own.verified ? 'verified' : 'spoofable', b.expiresInMs === undefined ? Infinity : now + b.expiresInMs)
+    }
+  }
+
+  /** (Re)starts the periodic stats event; 0 turns it off. */
+  #armStats(ms: number): void {
+    if (this.#statsTimer !== undefined) clearInterval(this.#statsTimer)
+    this.#statsTimer = ms > 0 ? setInterval(() => this.#emit(this.#statsEvent()), ms) : undefined
   }
 
   /**
@@ -476,7 +542,6 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   // ------------------------------------------------------------------ pipeline
 
   async #capture(): Promise<void> {
-    const wantHits = this.#opts.hits === true
     const metrics = this.#opts.metrics
     try {
       // Batches: a flood costs one await per drained batch, not one per hit.
@@ -486,7 +551,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
           // A reply to one of this host's own connections is not a probe at all.
           if (live !== null && live.isReply(hit)) continue
           metrics?.hit(hit)
-          if (wantHits) this.#emit(hitEvent(hit))
+          if (this.#hits) this.#emit(hitEvent(hit))
           const ds = this.engine.observe(hit)
           if (ds.length > 0) {
             if (metrics !== undefined) {
@@ -509,6 +574,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     if (ds.length === 0) return
     const fleet = this.#fleet
     for (const d of ds) {
+      // The policy's own block (or a lift) replaces an operator's or an adopted one on the address.
+      if (d.action === 'block' || d.action === 'unblock') this.#origins.delete(d.src)
       this.#emit(decisionEvent(d))
       // Only `blocked` decisions are pushed (FleetPush filters); an enqueue, never a wait.
       fleet?.offer(d)
@@ -537,10 +604,14 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     if (notes.length === 0) return
     this.#pendingNotify = []
     for (const n of this.#notifiers) {
-      safely(() => n.notify(notes))
+      let pending = this.#deliveries.get(n)
+      if (pending === undefined) this.#deliveries.set(n, (pending = new Set()))
+      const p = safely(() => n.notify(notes))
         .then((r) => this.#report(n, r))
         // Also catches a throw from #report (a caller's onScript): never an unhandled rejection.
         .catch((err: unknown) => this.#emit(errorEvent({ responder: n.name, error: err })))
+        .finally(() => pending.delete(p))
+      pending.add(p)
     }
   }
 
@@ -583,17 +654,26 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       this.#emit(errorEvent({ responder: 'guards', error: err }))
       return
     }
+    void this.#lift()
+  }
+
+  /**
+   * Runs #liftGuarded one at a time: a call while one runs queues one more run (the
+   * guards it must see are installed already). Resolves when the current run ends.
+   */
+  #lift(): Promise<void> {
     if (this.#lifting !== null) {
       this.#liftAgain = true
-      return
+      return this.#lifting
     }
     this.#lifting = this.#liftGuarded().finally(() => {
       this.#lifting = null
       if (this.#liftAgain) {
         this.#liftAgain = false
-        this.#onFactsChanged()
+        void this.#lift()
       }
     })
+    return this.#lifting
   }
 
   /**
@@ -657,7 +737,9 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         this.#opts.onLog?.('info', `--unused now leaves out ${ephemeral[0]}-${ephemeral[1]} (net.ipv4.ip_local_port_range changed)`)
       }
       this.#ephemeral = ephemeral
-      const next = unusedTripwires(this.#explicit, this.#unused, await this.host.listening(), ephemeral)
+      const listening = await this.host.listening()
+      // The sets are read after the await: a reload may have replaced them meanwhile.
+      const next = unusedTripwires(this.#explicit, this.#unused, listening, ephemeral)
       const current = this.sensor.ports
       if (next.length > 0 && !samePorts(next, current) && this.#closing === undefined) {
         await this.sensor.setPorts(next)
@@ -670,15 +752,263 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     }
   }
 
-  /** Removes blocks (an operator's unblock): from the firewall and from the engine's memory. */
-  async unblock(addresses: readonly string[]): Promise<ResponderResult | null> {
-    for (const a of addresses) this.engine.release(a)
+  // ---------------------------------------------------------------- operations
+
+  /** The running daemon's state, one part per component (status.ts). */
+  async status(): Promise<DaemonStatus> {
+    const policy = this.engine.stats()
+    return {
+      version: VERSION,
+      pid: process.pid,
+      startedAt: new Date(this.#started).toISOString(),
+      uptimeMs: Date.now() - this.#started,
+      control: this.#opts.controlPath ?? null,
+      tripwires: tripwireStatus(this.sensor, this.#unused, this.host.label),
+      policy: policyStatus(this.engine),
+      breaker: breakerStatus(policy),
+      counters: counterStatus(this.sensor, policy, this.#firewallStats(), this.#events.dropped),
+      blocks: blockStatus(await this.#kernelBlocks(), policy),
+      guards: guardStatus(this.engine.guards, this.guardFacts()),
+      fleet: fleetStatus(this.#fleet),
+      reload: { ...this.#reloads },
+    }
+  }
+
+  async #kernelBlocks(): Promise<BlockInfo[] | null | Error> {
     if (this.#firewall === null) return null
+    try {
+      return await this.list()
+    } catch (e) {
+      return e instanceof Error ? e : new Error(String(e))
+    }
+  }
+
+  /**
+   * The blocks the kernel holds, each joined with who made it and why (blocks.ts):
+   * `local` (verified/spoofable evidence), `operator`, `fleet` (its scenario),
+   * `adopted` (found at start), `unknown`. [] without a firewall backend. Rejects
+   * when the kernel cannot be read.
+   */
+  async list(): Promise<BlockInfo[]> {
+    this.#open()
     const fw = this.#firewall
+    if (fw === null) return []
+    const kernel = await fw.list()
+    return joinBlocks(kernel, {
+      origins: this.#origins,
+      local: new Map(this.engine.activeBlocks().map((b) => [b.src, b])),
+      fleet: this.#fleet?.pull?.active() ?? new Map(),
+    })
+  }
+
+  /**
+   * An operator's block. Every address is checked first (PORTANOIA_BAD_ADDRESS), the
+   * TTL as the config's are ('1h'; default the verified block TTL, never longer than
+   * the backend holds), then each address against the guards: a guarded one is
+   * refused with its guard, never blocked. Timeouts only grow: an address the kernel
+   * already holds for at least as long is left alone (`kept`), a shorter block is
+   * extended. The engine adopts the new blocks (hits from them are
+   * `already-blocked`); list() shows them as `operator`.
+   */
+  async block(addresses: readonly string[], options: { ttl?: string } = {}): Promise<BlockOutcome> {
+    this.#open()
+    const list = normalizeAddresses(addresses)
+    const fw = this.#firewall
+    if (fw === null) {
+      throw new PortanoiaError('PORTANOIA_NO_FIREWALL', 'this daemon has no firewall backend: it cannot block', { hint: 'run it with backend nftables or ipset' })
+    }
+    const backend = fw.name === 'nftables' || fw.name === 'ipset' ? fw.name : 'none'
+    const ttlMs = options.ttl === undefined ? Math.min(this.engine.config.blockTtlMs, maxTtlMs(backend)) : parseTtl(options.ttl, 'ttl', backend)
+    await this.#batcher?.idle()
+    const { result, ...out } = await operatorBlock(fw, (a) => this.engine.guardOf(a), list, ttlMs)
+    if (result !== null) {
+      this.#report(fw, result, 'block')
+      if (result.dryRun !== true) {
+        const until = Date.now() + ttlMs
+        this.engine.adopt(out.applied.map((src) => ({ src, expiresInMs: ttlMs, verified: true })))
+        for (const a of out.applied) this.#origins.mark(a, 'operator', 'operator', until)
+      }
+    }
+    const done = out.applied.length + out.kept.length
+    this.#emit(
+      operatorEvent({
+        op: 'block',
+        outcome: done === 0 ? 'refused' : out.refused.length + out.failed.length > 0 ? 'partial' : 'applied',
+        addresses: out.applied,
+        kept: out.kept.map((k) => k.address),
+        ttlMs,
+        refused: out.refused,
+        failed: out.failed.map((f) => f.address).filter((a) => parseAddress(a) !== null),
+      }),
+    )
+    return out
+  }
+
+  /**
+   * Removes blocks (an operator's unblock) so that the engine, the fleet's view and
+   * the kernel agree: a pending block batch goes out first (it must not bring an
+   * address back after its removal), the firewall removes them, and the addresses
+   * the kernel no longer holds are forgotten everywhere — until then a hit from one
+   * is still `already-blocked`, so no new block races the removal. Addresses are
+   * checked first (PORTANOIA_BAD_ADDRESS). Null without a firewall backend.
+   */
+  async unblock(addresses: readonly string[]): Promise<ResponderResult | null> {
+    this.#open()
+    const list = normalizeAddresses(addresses)
+    const r = await this.#remove(list)
+    this.#emit(
+      operatorEvent({
+        op: 'unblock',
+        outcome: r === null || r.ok ? 'applied' : r.applied.length > 0 ? 'partial' : 'refused',
+        addresses: r === null ? list : r.applied,
+        failed: (r?.failed ?? []).map((f) => f.address).filter((a) => parseAddress(a) !== null),
+      }),
+    )
+    return r
+  }
+
+  async #remove(addresses: readonly string[]): Promise<ResponderResult | null> {
+    const forget = (list: readonly string[]): void => {
+      for (const a of list) {
+        this.engine.release(a)
+        this.#origins.delete(a)
+      }
+      this.#fleet?.pull?.forget(list)
+    }
+    const fw = this.#firewall
+    if (fw === null) {
+      forget(addresses)
+      return null
+    }
     await this.#batcher?.idle()
     const r = await safely(() => fw.unblock(addresses))
     this.#report(fw, r)
+    forget([...r.applied, ...(r.absent ?? [])])
     return r
+  }
+
+  /**
+   * Applies a new configuration to the running pipeline: `config`, or without it
+   * the config source's (the CLI re-reads its file; after Daemon.start, the config
+   * it was given, resolved again, so the allow file is re-read). reload.ts says
+   * which fields can change live and why the others need a restart. One reload at
+   * a time; nothing is changed unless everything that can fail has succeeded. A
+   * refusal rejects with the reason — PORTANOIA_BAD_CONFIG (file:line:column),
+   * PORTANOIA_RELOAD_REFUSED (the fields that need a restart), or what a part
+   * refused (EADDRINUSE for a new tripwire) — and the running config stays. Either
+   * way an `operator` event says what happened.
+   */
+  reload(config?: ConfigInput): Promise<ReloadRecord> {
+    const run = this.#reloading.then(() => this.#reloadOnce(config))
+    this.#reloading = run.catch(() => {})
+    return run
+  }
+
+  async #reloadOnce(input: ConfigInput | undefined): Promise<ReloadRecord> {
+    let changed: string[] = []
+    let restart: string[] = []
+    try {
+      this.#open()
+      const current = this.#config
+      if (current === undefined) {
+        throw new PortanoiaError('PORTANOIA_RELOAD_REFUSED', 'this daemon was composed from parts, not from a config: there is nothing to reload', {
+          hint: 'start it with Daemon.start(config)',
+        })
+      }
+      const next = input !== undefined ? resolveConfig(input) : await this.#reloadSource()
+      const plan = planReload(current, next)
+      ;({ changed, restart } = plan)
+      if (restart.length > 0) {
+        throw new PortanoiaError('PORTANOIA_RELOAD_REFUSED', `changed fields that need a restart: ${restart.join(', ')}`, {
+          hint: 'nothing was changed: restart the daemon to apply them (systemctl restart portanoia), or undo them',
+        })
+      }
+      const parts = await prepareReload(next, plan, { allowlist: this.#allowlist, host: this.host, log: this.#opts.onLog ?? (() => {}) })
+      changed = parts.changed
+      await this.#applyReload(next, parts)
+      const record: ReloadRecord = { at: new Date().toISOString(), outcome: 'applied', changed }
+      this.#reloads.applied++
+      this.#reloads.last = record
+      this.#emit(operatorEvent({ op: 'reload', outcome: 'applied', changed }))
+      return record
+    } catch (e) {
+      const code = (e as { code?: unknown }).code
+      const hint = (e as { hint?: unknown }).hint
+      const error = { code: typeof code === 'string' ? code : 'PORTANOIA_RELOAD_REFUSED', message: e instanceof Error ? e.message : String(e) }
+      this.#reloads.refused++
+      this.#reloads.last = { at: new Date().toISOString(), outcome: 'refused', changed, ...(restart.length > 0 && { restart }), error }
+      this.#emit(operatorEvent({ op: 'reload', outcome: 'refused', changed, restart, ...error, ...(typeof hint === 'string' && { hint }) }))
+      throw e
+    }
+  }
+
+  async #reloadSource(): Promise<DaemonConfig> {
+    const source = this.#opts.reloadSource
+    if (source === undefined) {
+      throw new PortanoiaError('PORTANOIA_RELOAD_REFUSED', 'this daemon has no config source to read again', { hint: 'pass the new config: daemon.reload(config)' })
+    }
+    return await source()
+  }
+
+  /** Installs a prepared reload, one component at a time; only the port swap can still fail, and it goes first. */
+  async #applyReload(next: DaemonConfig, parts: PreparedReload): Promise<void> {
+    if (!samePorts(parts.ports, this.sensor.ports) || JSON.stringify(parts.listen) !== JSON.stringify(this.sensor.listen)) {
+      // Serialised with the `unused` sync, which swaps ports too.
+      const swap = this.#syncChain.then(() => this.sensor.setPorts(parts.ports, { listen: parts.listen }))
+      this.#syncChain = swap.catch(() => {})
+      try {
+        await swap
+      } catch (e) {
+        for (const n of parts.notifiers ?? []) await n.close().catch(() => {})
+        throw e
+      }
+      this.#opts.onLog?.('info', `tripwires now ${portsToString(parts.ports)}`)
+    }
+    this.#explicit = parts.explicit
+    this.#unused = parts.unused
+    this.engine.reconfigure(next.policy)
+    if (parts.changed.some((c) => c.startsWith('allow'))) {
+      this.engine.guards.update({ allowlist: parts.allowlist })
+      this.#allowlist = parts.allowlist
+      // Blocks on addresses the allowlist now protects are lifted, as for any new guard fact.
+      void this.#lift()
+      while (this.#lifting !== null) await this.#lifting
+    }
+    if (parts.notifiers !== null) this.#swapNotifiers(parts.notifiers)
+    this.#hits = next.hits
+    if (next.statsIntervalMs !== this.#config?.statsIntervalMs) this.#armStats(next.statsIntervalMs)
+    this.#config = next
+  }
+
+  /**
+   * Puts the new config notifiers in place of the old ones (the caller's stay). The
+   * old ones get this turn's decisions, finish what they were given (up to 10 s),
+   * and then close — in the background, awaited by close().
+   */
+  #swapNotifiers(next: readonly Responder[]): void {
+    const old = this.#configNotifiers
+    this.#notify()
+    this.#notifiers = [...next, ...this.#notifiers.filter((n) => !old.includes(n))]
+    this.#configNotifiers = next
+    const pending = old.flatMap((n) => [...(this.#deliveries.get(n) ?? [])])
+    const retire = (async (): Promise<void> => {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([Promise.allSettled(pending), new Promise((r) => (timer = setTimeout(r, 10_000)))])
+      clearTimeout(timer)
+      for (const n of old) {
+        this.#deliveries.delete(n)
+        try {
+          await n.close()
+        } catch (err) {
+          this.#emit(errorEvent({ responder: n.name, error: err }))
+        }
+      }
+    })()
+    this.#retiring = Promise.all([this.#retiring, retire]).then(() => {})
+  }
+
+  #open(): void {
+    if (this.#closing !== undefined) throw new PortanoiaError('PORTANOIA_CLOSED', 'the daemon is closed', { hint: 'start a new one' })
   }
 
   #statsEvent(): PortanoiaEvent {
@@ -740,6 +1070,9 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   async #shutdown(): Promise<void> {
     for (const t of this.#timers) clearInterval(t)
     this.#timers = []
+    this.#armStats(0)
+    // A reload in progress finishes (or is refused) before the parts it touches close.
+    await this.#reloading
     await this.sensor.close()
     await this.#loop
     this.host.close()
@@ -759,6 +1092,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     }
     this.#emit(this.#statsEvent())
     this.#detachMetrics?.()
+    await this.#retiring
     const responders = [...this.#notifiers, ...(this.#firewall === null ? [] : [this.#firewall])]
     for (const r of responders) {
       try {

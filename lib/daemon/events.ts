@@ -1,7 +1,7 @@
 /**
  * The event stream's stable schema: what `portanoia watch --json` prints, one JSON
- * object per line, and what the pretty terminal output renders. Five types — `hit`,
- * `decision`, `stats`, `error`, `fleet` — each with `type`, `time` (ISO 8601, UTC)
+ * object per line, and what the pretty terminal output renders. Six types — `hit`,
+ * `decision`, `stats`, `error`, `fleet`, `operator` — each with `type`, `time` (ISO 8601, UTC)
  * and `v` (schema version); a `decision` with `source: 'fleet'` is a CrowdSec fleet
  * ban (lib/fleet/events.ts defines the fleet shapes, this module includes them). The TypeScript interfaces are the documentation (the README is
  * generated from their JSDoc); the zod schemas are checked against them at compile
@@ -26,10 +26,10 @@ import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
 export { EVENT_SCHEMA_VERSION }
 export type { FleetDecisionEvent, FleetEvent }
 
-export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet'
+export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet' | 'operator'
 
 interface EventBase {
-  /** Which of the five event types this is. */
+  /** Which of the six event types this is. */
   type: EventType
   /** When it happened, ISO 8601 in UTC with milliseconds (`2025-01-31T12:00:00.000Z`). */
   time: string
@@ -244,10 +244,41 @@ export interface ErrorEvent extends EventBase {
 }
 
 /**
+ * An operator's action on the running daemon — a config reload (SIGHUP, `portanoia
+ * reload`, Daemon.reload()), a block or an unblock (`portanoia block|unblock`
+ * through the control socket, or the API) — applied or refused.
+ */
+export interface OperatorEvent extends EventBase {
+  type: 'operator'
+  /** 'reload', 'block' or 'unblock'. */
+  op: 'reload' | 'block' | 'unblock'
+  /** 'applied' (all of it), 'partial' (some addresses refused or failed), 'refused' (nothing changed). */
+  outcome: 'applied' | 'partial' | 'refused'
+  /** reload: the config fields applied (refused: that would have been). */
+  changed?: string[]
+  /** reload: the changed fields that need a restart (then nothing was applied). */
+  restart?: string[]
+  /** block, unblock: the addresses acted on (unblock: removed). */
+  addresses?: string[]
+  /** block: the addresses already blocked for at least as long, left alone. */
+  kept?: string[]
+  /** block: the block lifetime in milliseconds. */
+  ttlMs?: number
+  /** block: addresses never blocked, with the guard that protects each (`guard:self`, …). */
+  refused?: Array<{ address: string; reason: string }>
+  /** block, unblock: addresses the firewall failed on. */
+  failed?: string[]
+  /** Why it was refused: a PORTANOIA_* code or an errno name, the message and what to do. */
+  code?: string
+  message?: string
+  hint?: string
+}
+
+/**
  * Any event. A `decision` is either this host's (DecisionEvent, no `source`) or the
  * fleet's (FleetDecisionEvent, `source: 'fleet'`): tell them apart by `source`.
  */
-export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent
+export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent | OperatorEvent
 
 // ---------------------------------------------------------------------------
 // Schemas. Each is checked both ways against its interface below, so the two
@@ -372,6 +403,24 @@ export const errorEventSchema = z.object({
   count: count.optional(),
 })
 
+export const operatorEventSchema = z.object({
+  type: z.literal('operator'),
+  time: isoTime,
+  v: version,
+  op: z.enum(['reload', 'block', 'unblock']),
+  outcome: z.enum(['applied', 'partial', 'refused']),
+  changed: z.array(z.string()).optional(),
+  restart: z.array(z.string()).optional(),
+  addresses: z.array(address).optional(),
+  kept: z.array(address).optional(),
+  ttlMs: count.optional(),
+  refused: z.array(z.object({ address, reason: z.string() })).optional(),
+  failed: z.array(address).optional(),
+  code: z.string().optional(),
+  message: z.string().optional(),
+  hint: z.string().optional(),
+})
+
 // Two shapes share `type: 'decision'`, so `type` alone cannot dispatch: the fleet
 // decision (which requires `source: 'fleet'`) is tried first, everything else goes
 // through the discriminated union.
@@ -381,6 +430,7 @@ const localEventSchema = z.discriminatedUnion('type', [
   statsEventSchema,
   errorEventSchema,
   fleetEventSchema,
+  operatorEventSchema,
 ])
 
 /** Any event: a fleet decision (`source: 'fleet'`), or one of the others by `type`. */
@@ -392,7 +442,8 @@ const schemasMatch: [
   Same<z.infer<typeof decisionEventSchema>, DecisionEvent>,
   Same<z.infer<typeof statsEventSchema>, StatsEvent>,
   Same<z.infer<typeof errorEventSchema>, ErrorEvent>,
-] = [true, true, true, true]
+  Same<z.infer<typeof operatorEventSchema>, OperatorEvent>,
+] = [true, true, true, true, true]
 void schemasMatch
 
 // ---------------------------------------------------------------------------
@@ -525,6 +576,22 @@ export function errorEvent(input: ErrorInput): ErrorEvent {
   if (input.src !== undefined) e.src = input.src
   if (input.addresses !== undefined) e.addresses = [...input.addresses]
   if (input.count !== undefined) e.count = input.count
+  return e
+}
+
+export type OperatorInput = Omit<OperatorEvent, 'type' | 'time' | 'v'> & {
+  /** Milliseconds; default now. */
+  at?: number
+}
+
+/** An `operator` event; empty lists are left out. */
+export function operatorEvent(input: OperatorInput): OperatorEvent {
+  const { at, ...fields } = input
+  const e: OperatorEvent = { type: 'operator', time: iso(at ?? Date.now()), v: EVENT_SCHEMA_VERSION, op: fields.op, outcome: fields.outcome }
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined || k === 'op' || k === 'outcome' || (Array.isArray(v) && v.length === 0)) continue
+    ;(e as unknown as Record<string, unknown>)[k] = Array.isArray(v) ? [...(v as unknown[])] : v
+  }
   return e
 }
 

@@ -470,6 +470,18 @@ export class FleetPull {
   }
 
   /**
+   * Forgets bans an operator lifted here (`portanoia unblock`), so the fleet's view
+   * agrees with the kernel. LAPI still holds the decision: it is applied again only
+   * when LAPI sends it again (a new decision, or the startup stream after a restart).
+   */
+  forget(addresses: readonly string[]): void {
+    for (const a of addresses) {
+      this.#applied.delete(a)
+      this.#retry.delete(a)
+    }
+  }
+
+  /**
    * Stops polling and waits for a poll in progress. Fleet bans stay in the
    * kernel with their timeouts (like local ones): a restart adopts them.
    */

@@ -187,6 +187,25 @@ export function normalizeAddress(text: string): string | null {
 }
 
 /**
+ * The addresses an operator names (block, unblock — from the CLI, the control
+ * socket or the API), each made canonical. Every entry is checked before any is
+ * used; the first that is not an IPv4 or IPv6 literal throws PORTANOIA_BAD_ADDRESS.
+ */
+export function normalizeAddresses(values: readonly unknown[]): string[] {
+  const out: string[] = []
+  for (const v of values) {
+    const n = typeof v === 'string' ? normalizeAddress(v) : null
+    if (n === null) {
+      throw new PortanoiaError('PORTANOIA_BAD_ADDRESS', `${JSON.stringify(v)} is not an IPv4 or IPv6 address`, {
+        hint: 'give addresses like 203.0.113.7 or 2001:db8::7',
+      })
+    }
+    if (!out.includes(n)) out.push(n)
+  }
+  return out
+}
+
+/**
  * True only for an address already in canonical form (what `normalizeAddress`
  * returns). This is the gate before anything reaches `nft`, ipset or an argv:
  * '198.18.0.1' passes; '198.18.0.1 ', '::FFFF:198.18.0.1', '198.18.0.1;', 'fe80::1%eth0'

@@ -30,6 +30,7 @@
  * - Transit hits never count as evidence against their source.
  */
 
+import { PortanoiaError } from '../errors.js'
 import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
 import { type Address, type Family, formatAddress, parseAddress } from './addr.js'
 import { type PolicyConfig, resolvePolicyConfig } from './config.js'
@@ -222,10 +223,10 @@ function triggerOf(hit: Hit): Trigger {
 }
 
 export class PolicyEngine {
-  readonly #config: Readonly<PolicyConfig>
+  #config: Readonly<PolicyConfig>
   readonly #guards: Guards
   readonly #now: () => number
-  readonly #blockAll: boolean
+  #blockAll: boolean
   readonly #dryRun: boolean
   readonly #liveGuard: ((src: Address) => GuardReason | null) | null
   readonly #isLocal: ((dst: string) => boolean) | null
@@ -279,6 +280,36 @@ export class PolicyEngine {
 
   get guards(): Guards {
     return this.#guards
+  }
+
+  /**
+   * Why `src` must not be blocked now — the guards' snapshot, then the kernel's live
+   * answer, as before every block the engine makes — or null. For blocks the engine
+   * does not decide itself (an operator's).
+   */
+  guardOf(src: string): GuardReason | null {
+    const addr = parseAddress(src)
+    if (addr === null) return null
+    return this.#guards.check(addr) ?? this.#liveGuard?.(addr) ?? null
+  }
+
+  /**
+   * A new policy for a running engine (a reload), keeping what it knows: tracked
+   * sources, blocks and their expiry (a shorter TTL applies to new blocks only, so
+   * no block is shortened), the breaker. New thresholds and caps apply from the next
+   * hit; a lower `maxTrackedSources` is reached by evicting as new sources arrive.
+   * Dry-run cannot change here (a firewall responder is made for one mode): that
+   * throws PORTANOIA_BAD_POLICY and changes nothing.
+   */
+  reconfigure(config: Partial<PolicyConfig>): void {
+    const next = resolvePolicyConfig(config)
+    if (next.dryRun || next.block === 'off' ? !this.#dryRun : this.#dryRun) {
+      throw new PortanoiaError('PORTANOIA_BAD_POLICY', 'dry-run (dryRun, block off) cannot change on a running engine', {
+        hint: 'restart with the new setting',
+      })
+    }
+    this.#config = Object.freeze(next)
+    this.#blockAll = next.block === 'all'
   }
 
   /**

@@ -181,13 +181,41 @@ describe('legacy form', () => {
 
 describe('other commands', () => {
   it('parses list, unblock, uninstall, selftest', () => {
-    expect(parseCommandLine(['list', '--json'])).toEqual({ command: 'list', backend: 'nftables', json: true })
-    expect(parseCommandLine(['unblock', '192.0.2.1', '2001:db8::1', '--netns', 'x'])).toEqual({ command: 'unblock', addresses: ['192.0.2.1', '2001:db8::1'], backend: 'nftables', netns: 'x' })
+    expect(parseCommandLine(['list', '--json'])).toEqual({ command: 'list', json: true })
+    expect(parseCommandLine(['unblock', '192.0.2.1', '2001:db8::1', '--netns', 'x'])).toEqual({ command: 'unblock', addresses: ['192.0.2.1', '2001:db8::1'], netns: 'x' })
+    expect(parseCommandLine(['list', '--backend', 'ipset', '--control', '/tmp/p.sock'])).toEqual({ command: 'list', backend: 'ipset', control: '/tmp/p.sock' })
     expect(parseCommandLine(['uninstall', '--backend', 'ipset'])).toEqual({ command: 'uninstall', backend: 'ipset' })
     expect(() => parseCommandLine(['uninstall', '--backend', 'pf'])).toThrow(UsageError)
     expect(parseCommandLine(['selftest'])).toEqual({ command: 'selftest', keep: false })
     expect(() => parseCommandLine(['unblock'])).toThrow(/missing required argument/)
     expect(parseCommandLine(['--help'])).toMatchObject({ command: 'help', exitCode: 0 })
+  })
+
+  it('parses status, reload, block and the watch control flags', () => {
+    expect(parseCommandLine(['status'])).toEqual({ command: 'status' })
+    expect(parseCommandLine(['status', '--json', '--netns', 'x'])).toEqual({ command: 'status', json: true, netns: 'x' })
+    expect(parseCommandLine(['reload', '--control', '/run/p.sock'])).toEqual({ command: 'reload', control: '/run/p.sock' })
+    expect(parseCommandLine(['block', '192.0.2.1', '--ttl', '10m', '--config', '/etc/p.json'])).toEqual({
+      command: 'block',
+      addresses: ['192.0.2.1'],
+      ttl: '10m',
+      config: '/etc/p.json',
+    })
+    expect(() => parseCommandLine(['block'])).toThrow(/missing required argument/)
+    expect(() => parseCommandLine(['status', '--backend', 'ipset'])).toThrow(UsageError)
+    expect(watchOf(['watch', '--tcp', '2222', '--control', '/tmp/p.sock']).input.control).toBe('/tmp/p.sock')
+    expect(watchOf(['watch', '--tcp', '2222', '--no-control']).input.control).toBe(false)
+    expect(watchOf(['watch', '--tcp', '2222']).input.control).toBeUndefined()
+  })
+
+  it('control: a path (absolute, fits a socket address) or false, from a flag or the config file', () => {
+    expect(resolveWatch({ tcp: ['2222'], control: '/tmp/p.sock' }).control).toBe('/tmp/p.sock')
+    expect(resolveWatch({ tcp: ['2222'], control: false }).control).toBe(false)
+    expect(resolveWatch({ tcp: ['2222'] }).control).toBeUndefined()
+    expect(() => resolveWatch({ tcp: ['2222'], control: 'relative.sock' })).toThrow(/--control: "relative.sock" is not a usable socket path/)
+    expect(() => resolveWatch({ tcp: ['2222'], control: `/${'x'.repeat(107)}` })).toThrow(/not a usable socket path/)
+    expect(resolveWatch({}, parseConfig('{"tcp": [2222], "control": false}', 'p.json')).control).toBe(false)
+    expect(() => resolveWatch({}, parseConfig('{"tcp": [2222], "control": 7}', 'p.json'))).toThrow(/p\.json:1:\d+: field control/)
   })
 
   it('an unknown command is named as one, with the nearest command when it looks like a typo', () => {

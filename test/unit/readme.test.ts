@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { buildProgram } from '../../lib/cli/program.js'
-import { decisionEventSchema, errorEventSchema, hitEventSchema, statsEventSchema } from '../../lib/daemon/events.js'
+import { decisionEventSchema, errorEventSchema, hitEventSchema, operatorEventSchema, statsEventSchema } from '../../lib/daemon/events.js'
 import { fleetDecisionEventSchema, fleetEventSchema } from '../../lib/fleet/events.js'
 import { Metrics } from '../../lib/daemon/metrics.js'
 import { REASON_CODES } from '../../lib/policy/decision.js'
@@ -60,6 +60,7 @@ const SCHEMAS: Record<string, z.ZodType> = {
   error: errorEventSchema,
   'fleet decision': fleetDecisionEventSchema,
   fleet: fleetEventSchema,
+  operator: operatorEventSchema,
 }
 
 describe('README.md stays true', () => {

@@ -389,6 +389,26 @@ describe('withHint on addon errors', () => {
     expect(e.message).toContain(e.hint)
   })
 
+  test('EPERM under systemd points at the unit: AmbientCapabilities with the two capabilities, never setcap on node', () => {
+    const saved = process.env.INVOCATION_ID
+    try {
+      delete process.env.INVOCATION_ID
+      const shell = withHint(sysError('EPERM', 1, 'socket')) as NativeSystemError & { hint: string }
+      process.env.INVOCATION_ID = '0123456789abcdef0123456789abcdef'
+      const service = withHint(sysError('EPERM', 1, 'socket')) as NativeSystemError & { hint: string }
+      for (const h of [shell.hint, service.hint]) {
+        expect(h).toMatch(/AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN/)
+        expect(h).not.toMatch(/setcap/)
+      }
+      expect(shell.hint).toMatch(/from a shell, run as root/)
+      expect(service.hint).toMatch(/add them to the unit/)
+      expect(service.hint).toMatch(/CapabilityBoundingSet/)
+    } finally {
+      if (saved === undefined) delete process.env.INVOCATION_ID
+      else process.env.INVOCATION_ID = saved
+    }
+  })
+
   test('ENODEV says the interface does not exist', () => {
     const e = withHint(sysError('ENODEV', 19, 'if_nametoindex', 'nosuch0')) as NativeSystemError & { hint: string }
     expect(e.hint).toMatch(/interface does not exist/)

@@ -1,0 +1,95 @@
+/**
+ * The parts a DaemonConfig names, each built by one function: the firewall
+ * responder of a backend, how commands run (here or in the watched namespace), the
+ * notifiers (exec, webhook), the allowlist (with the allow file read), the
+ * tripwires (explicit, or the default set minus ports in use) and which of them get
+ * listeners. The assembly (assemble.ts) builds a daemon from them, and a reload
+ * (reload.ts) builds the changed ones again from the new config, so both read a
+ * config the same way. Runs on the main thread; only allowlistFor and tripwiresFor
+ * read anything (the allow file, the socket table), and every function throws a
+ * PortanoiaError on bad input before anything is started.
+ */
+import { parsePorts, portsToString } from '../bpf/ports.js'
+import { PortanoiaError } from '../errors.js'
+import { DEFAULT_TRIPWIRES, unusedTripwires, withoutListening } from '../listening.js'
+import { ExecResponder } from '../responders/exec.js'
+import { IpsetResponder } from '../responders/ipset.js'
+import { NftablesResponder } from '../responders/nftables.js'
+import { createRun, defaultRun, netnsRun } from '../responders/run.js'
+import type { Responder, RunFn } from '../responders/types.js'
+import { WebhookResponder } from '../responders/webhook.js'
+import type { PortRange } from '../types.js'
+import { type DaemonConfig, readAllowFile } from './config.js'
+import type { HostView } from './host-view.js'
+
+type Log = (level: 'info' | 'warn', message: string) => void
+
+/** The firewall responder a backend names, running its commands through `run`. */
+export function firewallFor(config: Pick<DaemonConfig, 'backend' | 'dryRun' | 'forward'>, run: RunFn): Responder | null {
+  if (config.backend === 'nftables') return new NftablesResponder({ run, dryRun: config.dryRun, forward: config.forward })
+  if (config.backend === 'ipset') return new IpsetResponder({ run, dryRun: config.dryRun })
+  return null
+}
+
+/** How firewall and exec commands run: here, or inside the watched namespace. */
+export function commandRunner(netns: string | undefined): RunFn {
+  return netns === undefined ? defaultRun : netnsRun(netns)
+}
+
+/** The notifiers the config names (exec, webhook), not yet started. */
+export function notifiersFor(config: Pick<DaemonConfig, 'exec' | 'webhook' | 'netns'>, log: Log): Responder[] {
+  const out: Responder[] = []
+  if (config.exec !== undefined) {
+    const execRun = config.netns === undefined ? undefined : netnsRun(config.netns, createRun({ timeoutMs: 10_000, killGroup: true }))
+    out.push(new ExecResponder({ command: config.exec.command, shell: config.exec.shell, ...(execRun !== undefined && { run: execRun }) }))
+    if (config.exec.shell) log('info', 'the -c command uses shell syntax: it runs through /bin/sh, with tokens replaced only by validated address and port literals')
+  }
+  if (config.webhook !== undefined) out.push(new WebhookResponder({ url: config.webhook }))
+  return out
+}
+
+/** `allow` entries, then those of the allow file, read now. */
+export async function allowlistFor(config: Pick<DaemonConfig, 'allow' | 'allowFile'>, log: Log): Promise<string[]> {
+  const allow = [...config.allow]
+  if (config.allowFile !== undefined) {
+    const entries = await readAllowFile(config.allowFile)
+    allow.push(...entries)
+    log('info', `allowlist: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} from ${config.allowFile}`)
+  }
+  return allow
+}
+
+/**
+ * The explicit tripwires: the config's, or with `useDefaults` the default set minus
+ * the ports a local service uses (each skipped port is logged).
+ */
+export async function tripwiresFor(config: Pick<DaemonConfig, 'ports' | 'useDefaults'>, host: HostView, log: Log): Promise<PortRange[]> {
+  if (!config.useDefaults) return config.ports
+  const sel = withoutListening(parsePorts(DEFAULT_TRIPWIRES), await host.listening())
+  for (const r of sel.skipped) log('info', `not a tripwire: ${portsToString([r])} (a local service uses it)`)
+  if (sel.ports.length === 0) {
+    throw new PortanoiaError('PORTANOIA_NO_PORTS', 'every default tripwire is in use by a local service', { hint: 'name tripwires with tcp/udp' })
+  }
+  return sel.ports
+}
+
+/**
+ * The ports to capture now and which TCP ones get listeners: every TCP tripwire
+ * without `unused`; with it, only the explicit TCP ports — a listener on an
+ * unused-range port would hold a port a service may want to bind later. Unused
+ * ranges leave out ports in use and the ephemeral range, as the daemon's sync does.
+ */
+export async function captureSet(
+  explicit: readonly PortRange[],
+  unused: readonly PortRange[],
+  host: HostView,
+): Promise<{ ports: PortRange[]; listen: true | PortRange[] }> {
+  if (unused.length === 0) return { ports: [...explicit], listen: true }
+  const ports = unusedTripwires(explicit, unused, await host.listening(), host.localPortRange())
+  if (ports.length === 0) {
+    throw new PortanoiaError('PORTANOIA_NO_PORTS', 'every port of the unused ranges is in use or ephemeral: no tripwire left', {
+      hint: 'widen the --unused range or add explicit tripwires',
+    })
+  }
+  return { ports, listen: explicit.filter((r) => r.proto === 'tcp') }
+}
