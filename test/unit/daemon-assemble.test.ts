@@ -9,20 +9,13 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { startDaemon } from '../../lib/daemon/assemble.js'
 import { resolveConfig } from '../../lib/daemon/config.js'
 import type { RunFn } from '../../lib/responders/types.js'
+import { waitFor } from '../helpers/cli.js'
 import { fakeBinding, fakeHost } from '../helpers/fake-binding.js'
 
 const closers: Array<() => Promise<void>> = []
 afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c()
 })
-
-async function waitFor(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
 
 describe('block off', () => {
   it('runs no nft command that changes anything, and prints the script it would run', async () => {
