@@ -49,7 +49,7 @@ import {
 import { type Fleet, type ResolvedFleet, startFleet } from '../fleet/index.js'
 import { type StartOptions, startDaemon } from './assemble.js'
 import { type BlockInfo, BlockOrigins, joinBlocks } from './blocks.js'
-import { type ConfigInput, type DaemonConfig, maxTtlMs, parseTtl, resolveConfig } from './config.js'
+import { type ConfigInput, type DaemonConfig, maxTtlMs as backendMaxTtlMs, parseTtl, resolveConfig } from './config.js'
 import type { BlockOutcome } from './control.js'
 import { operatorBlock } from './operator-block.js'
 import { EventQueue } from './event-queue.js'
@@ -818,7 +818,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       throw new PortanoiaError('PORTANOIA_NO_FIREWALL', 'this daemon has no firewall backend: it cannot block', { hint: 'run it with backend nftables or ipset' })
     }
     const backend = fw.name === 'nftables' || fw.name === 'ipset' ? fw.name : 'none'
-    const ttlMs = options.ttl === undefined ? Math.min(this.engine.config.blockTtlMs, maxTtlMs(backend)) : parseTtl(options.ttl, 'ttl', backend)
+    const ttlMs = options.ttl === undefined ? Math.min(this.engine.config.blockTtlMs, backendMaxTtlMs(backend)) : parseTtl(options.ttl, 'ttl', backend)
     await this.#batcher?.idle()
     const { result, ...out } = await operatorBlock(fw, (a) => this.engine.guardOf(a), list, ttlMs)
     if (result !== null) {
