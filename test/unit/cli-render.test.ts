@@ -4,9 +4,10 @@
  * colour when colour is off.
  */
 import { describe, expect, it } from 'vitest'
-import { renderEvent, table } from '../../lib/cli/render.js'
-import { decisionEvent, errorEvent, type DecisionEvent } from '../../lib/daemon/events.js'
-import type { Decision } from '../../lib/policy/decision.js'
+import { NO_COLOR, renderEvent, renderStatus, table } from '../../lib/cli/render.js'
+import { decisionEvent, errorEvent, operatorEvent, type DecisionEvent } from '../../lib/daemon/events.js'
+import { DEFAULT_POLICY } from '../../lib/policy/config.js'
+import { type Decision, REASON_CODES, type ReasonCode } from '../../lib/policy/decision.js'
 
 const base: Decision = {
   action: 'block',
@@ -63,5 +64,69 @@ describe('pretty lines', () => {
   })
   it('pads tables', () => {
     expect(table(['A', 'BB'], [['xxx', 'y']])).toBe('A    BB\nxxx  y')
+  })
+})
+
+describe('status and operator events', () => {
+  it('renders a status document as labelled lines an operator can scan', () => {
+    const now = Date.UTC(2025, 0, 1, 12, 0, 30)
+    const text = renderStatus(
+      {
+        version: '1.2.3',
+        pid: 4242,
+        startedAt: '2025-01-01T10:00:00.000Z',
+        uptimeMs: 7_230_000,
+        control: '/run/portanoia/portanoia.sock',
+        tripwires: { ports: '2222/tcp,1900/udp', count: 2, listeners: 1, unused: null, interface: 'any', host: 'this host' },
+        policy: { ...DEFAULT_POLICY },
+        breaker: { state: 'open', cause: 'rate-capped', trips: 1, spoofableBlocksLastMinute: 60, suppressedHits: 7 },
+        counters: {
+          hits: 99,
+          trackedSources: 5,
+          evictions: 0,
+          decisions: { ...Object.fromEntries(REASON_CODES.map((r) => [r, 0])), blocked: 3, 'guard:peer': 1 } as Record<ReasonCode, number>,
+          sensor: { kernelDrops: 2, ringDrops: 0 },
+          firewall: { requested: 3, batches: 2, applied: 3, failed: 0 },
+          droppedEvents: 0,
+        },
+        blocks: {
+          kernel: { total: 4, byOrigin: { local: 3, operator: 1, fleet: 0, adopted: 0, unknown: 0 }, byReason: { verified: 3, operator: 1 } },
+          policy: { verified: 4, spoofable: 0 },
+        },
+        guards: {
+          counts: { special: 1, self: 2, gateway: 1, resolver: 1, peer: 3, allowlist: 1 },
+          factsAt: '2025-01-01T12:00:00.000Z',
+          generation: 7,
+          self: ['198.18.0.1/24'],
+          gateways: ['198.18.0.254'],
+          resolvers: ['198.18.0.53'],
+          allowlist: ['10.0.0.0/8'],
+        },
+        fleet: null,
+        reload: { applied: 1, refused: 0, last: { at: '2025-01-01T12:00:00.000Z', outcome: 'applied', changed: ['blockTtl'] } },
+      },
+      NO_COLOR,
+      now,
+    )
+    expect(text.split('\n')).toEqual([
+      'daemon       portanoia 1.2.3, pid 4242, up 2h30s, control /run/portanoia/portanoia.sock',
+      'tripwires    2222/tcp,1900/udp (2 ports, 1 listener) on any, this host',
+      'policy       block verified, ttl 1h verified / 5m spoofable, threshold 1 in 1m, caps 60/min and 1000 active',
+      'breaker      open (rate-capped), 1 trip, 60 spoofable block(s) in the last minute, 7 hit(s) report-only',
+      'counters     99 hits, 5 sources tracked, kernel drops 2, ring drops 0; firewall 2 batch(es), 3 applied, 0 failed',
+      'decisions    blocked 3, guard:peer 1',
+      'blocks       4 in the kernel: by origin local 3, operator 1; by reason verified 3, operator 1 (policy: 4 verified, 0 spoofable)',
+      'guards       special 1, self 2, gateway 1, resolver 1, peer 3, allowlist 1; facts from the kernel 30s ago',
+      '  gateways   198.18.0.254',
+      '  resolvers  198.18.0.53',
+      '  allowlist  10.0.0.0/8',
+      'fleet        off',
+      'reload       1 applied, 0 refused; last 30s ago applied (blockTtl)',
+    ])
+  })
+
+  it('renders a refused reload with what needs a restart', () => {
+    const e = operatorEvent({ op: 'reload', outcome: 'refused', changed: ['blockTtl'], restart: ['backend'], code: 'PORTANOIA_RELOAD_REFUSED', message: 'changed fields that need a restart: backend', at: Date.UTC(2025, 0, 1, 12) })
+    expect(renderEvent(e)).toMatch(/OPERATOR reload refused changed: blockTtl needs a restart: backend PORTANOIA_RELOAD_REFUSED: changed fields that need a restart: backend$/)
   })
 })
