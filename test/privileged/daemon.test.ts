@@ -16,6 +16,7 @@ import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../he
 import { nftElements as nftElementsIn, nftHasTable } from '../helpers/nft.js'
 import { probeFrame, sendFrames } from '../helpers/probes.js'
 import { holdConnection, startService, tcpConnect } from '../helpers/tcp.js'
+import { waitFor } from '../helpers/wait.js'
 
 warnIfNotRoot('test/privileged/daemon.test.ts')
 
@@ -32,16 +33,6 @@ afterEach(async () => {
   await net?.destroy()
   net = undefined
 })
-
-async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    const v = await fn()
-    if (v !== undefined) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
 
 async function startDaemon(n: TestNet, options: Partial<DaemonOptions> & { dryRunFirewall?: boolean } = {}) {
   const events: PortanoiaEvent[] = []
