@@ -4,7 +4,14 @@
 //
 // One producer thread publishes sequenced records in random batch sizes exactly as
 // Capture::Publish does (Reserve, fill, one Publish, drop-newest and count the rest),
-// pausing at random so the ring alternately overflows and runs dry. The consumer (the
+// pausing at random so the ring alternately overflows and runs dry. Randomness alone
+// leaves coverage to the scheduler (a loaded 2-core machine once gave 7 drop ranges),
+// so two phases follow that make it certain: forced overflows, in which the consumer
+// holds off draining on purpose until the producer has dropped, then drains before the
+// next one (each is a drop range of its own); and forced sleeps, in which the producer
+// waits until the consumer is asleep before it publishes (each is a sleep, a ring and a
+// wake). The random phase also runs on past its time until a floor of records has gone
+// through. The consumer (the
 // main thread, standing in for the JS thread) drains with random buffer sizes and, when
 // the ring is empty, sleeps only when ArmDoorbell says so; the producer wakes it only
 // when it claims the armed flag. The consumer's sleep models the JS event loop: the
@@ -57,6 +64,13 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kWaitLimit = std::chrono::milliseconds(1000);
 constexpr uint32_t kMaxDrain = 300;
 constexpr uint32_t kMaxBatch = 200;
+// Coverage made certain by the phases after the random one.
+constexpr int kForcedOverflows = 32;
+constexpr int kForcedSleeps = 200;
+constexpr uint64_t kMinPublished = 20000;
+// How long the producer waits for the consumer to fall asleep in a forced sleep before
+// counting it missed: far longer than any scheduling delay, short of a hang.
+constexpr auto kAsleepLimit = std::chrono::milliseconds(5000);
 
 // The payload of record `seq`: every field the consumer can check without shared state.
 void Fill(HitRecord* r, uint64_t seq) {
@@ -150,8 +164,21 @@ struct ProducerResult {
   uint64_t rings = 0;     // doorbell calls that claimed the flag
   uint64_t watches = 0;   // stranded-consumer checks made during pauses
   uint64_t stranded = 0;  // checks that found the consumer asleep beside queued records
+  uint64_t forced_overflows = 0;
+  uint64_t forced_sleeps = 0;
+  uint64_t missed_sleeps = 0;  // forced sleeps the consumer never fell into in time
   std::vector<DropRange> drops;
 };
+
+// Set by the producer during a forced overflow: the consumer stops draining until it is
+// cleared. Pairs with the consumer's acquire load; the ring's own indices order the data.
+std::atomic<bool> g_hold{false};
+
+// Whether the consumer is blocked in its wait right now (under the sleeper's lock).
+bool Asleep(Sleeper* sleeper) {
+  std::lock_guard<std::mutex> lock(sleeper->mutex);
+  return sleeper->waiting && !sleeper->woken;
+}
 
 // Run by the producer while it pauses, after every ring it owed has been made (its
 // rings call Wake synchronously). Under the sleeper's lock, `waiting && !woken` means
@@ -175,16 +202,12 @@ void Produce(HitRing* ring, Doorbell* bell, Sleeper* sleeper, Clock::time_point 
   auto ring_bell = [&] {
     if (bell->Ring([&] { sleeper->Wake(); })) out->rings++;
   };
-  while (Clock::now() < until) {
-    if (mode_left-- == 0) {
-      mode = static_cast<int>(rng() % 4);
-      mode_left = 200 + static_cast<uint32_t>(rng() % 5000);
-    }
-    const uint32_t want = 1 + static_cast<uint32_t>(rng() % (mode >= 2 ? 4 : kMaxBatch));
+  // One batch of `want` records as Capture::Publish makes it, then the doorbell;
+  // returns how many were dropped.
+  auto publish = [&](uint32_t want) -> uint32_t {
 #if RING_STRESS_MUTANT == 3
     ring_bell();
 #endif
-    // Capture::Publish.
     const uint32_t room = ring->Reserve(want);
     for (uint32_t i = 0; i < room; i++) Fill(ring->Slot(i), seq + i);
     ring->Publish(room);
@@ -202,11 +225,47 @@ void Produce(HitRing* ring, Doorbell* bell, Sleeper* sleeper, Clock::time_point 
 #if RING_STRESS_MUTANT != 3
     ring_bell();
 #endif
+    return want - room;
+  };
+
+  // Random phase: for its time, and on until the floor of records has gone through.
+  while (Clock::now() < until || out->published < kMinPublished) {
+    if (mode_left-- == 0) {
+      mode = static_cast<int>(rng() % 4);
+      mode_left = 200 + static_cast<uint32_t>(rng() % 5000);
+    }
+    publish(1 + static_cast<uint32_t>(rng() % (mode >= 2 ? 4 : kMaxBatch)));
     if ((mode == 1 && rng() % 8 == 0) || mode >= 2) {
       const uint32_t max_us = mode == 1 ? 300 : 50;
       std::this_thread::sleep_for(std::chrono::microseconds(rng() % max_us));
       Watch(ring, sleeper, out);
     }
+  }
+
+  // Forced overflows. Before each, the consumer has made room (so the cycle publishes
+  // before it drops, and its drops are a range of their own); then it holds off while
+  // the ring fills.
+  for (int cycle = 0; cycle < kForcedOverflows; cycle++) {
+    while (ring->Reserve(1) == 0) std::this_thread::yield();
+    g_hold.store(true, std::memory_order_release);  // pairs with the consumer's acquire load
+    uint32_t dropped = 0;
+    while (dropped == 0) dropped = publish(1 + static_cast<uint32_t>(rng() % 64));
+    g_hold.store(false, std::memory_order_release);
+    out->forced_overflows++;
+  }
+
+  // Forced sleeps: publish only once the consumer is blocked in its wait, so the ring
+  // must wake it. Watch first: it must find the consumer asleep beside an empty ring.
+  for (int i = 0; i < kForcedSleeps; i++) {
+    const auto give_up = Clock::now() + kAsleepLimit;
+    while (!Asleep(sleeper) && Clock::now() < give_up) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    if (!Asleep(sleeper)) {
+      out->missed_sleeps++;
+      continue;
+    }
+    Watch(ring, sleeper, out);
+    publish(1 + static_cast<uint32_t>(rng() % 4));
+    out->forced_sleeps++;
   }
   out->produced = seq;
   // Capture::Run's exit: everything is published, then the end, then one last ring.
@@ -243,6 +302,8 @@ int main(int argc, char** argv) {
   uint32_t mode_left = 0;
 
   for (;;) {
+    // A forced overflow: hold off draining (awake, not asleep) until the producer has dropped.
+    while (g_hold.load(std::memory_order_acquire)) std::this_thread::yield();
     if (mode_left-- == 0) {
       mode = static_cast<int>(rng() % 2);
       mode_left = 100 + static_cast<uint32_t>(rng() % 3000);
@@ -347,12 +408,14 @@ int main(int argc, char** argv) {
   }
   if (lost_wakeups != 0) fail("lost wake-ups (a bounded wait timed out beside queued records)");
   if (produced.stranded != 0) fail("lost wake-ups (the consumer slept beside queued records)");
+  if (produced.missed_sleeps != 0) fail("the consumer did not fall asleep on an empty ring");
 
   std::printf(
       "{\"ok\":%s,\"produced\":%llu,\"published\":%llu,\"received\":%llu,\"dropped\":%llu,"
       "\"ringDropped\":%llu,\"dropRanges\":%zu,\"gaps\":%llu,\"gapRecords\":%llu,\"drains\":%llu,"
       "\"sleeps\":%llu,\"wakes\":%llu,\"emptyWakes\":%llu,\"rings\":%llu,\"droppedWakes\":%llu,"
-      "\"idleTimeouts\":%llu,\"lostWakeups\":%llu,\"watches\":%llu,\"stranded\":%llu,\"corrupt\":%llu,\"reordered\":%llu}\n",
+      "\"idleTimeouts\":%llu,\"lostWakeups\":%llu,\"watches\":%llu,\"stranded\":%llu,\"corrupt\":%llu,\"reordered\":%llu,"
+      "\"forcedOverflows\":%llu,\"forcedSleeps\":%llu,\"missedSleeps\":%llu}\n",
       ok ? "true" : "false", static_cast<unsigned long long>(produced.produced),
       static_cast<unsigned long long>(produced.published), static_cast<unsigned long long>(received),
       static_cast<unsigned long long>(produced.dropped), static_cast<unsigned long long>(ring.Dropped()),
@@ -363,6 +426,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(sleeper.dropped_wakes), static_cast<unsigned long long>(idle_timeouts),
       static_cast<unsigned long long>(lost_wakeups), static_cast<unsigned long long>(produced.watches),
       static_cast<unsigned long long>(produced.stranded), static_cast<unsigned long long>(corrupt),
-      static_cast<unsigned long long>(reordered));
+      static_cast<unsigned long long>(reordered), static_cast<unsigned long long>(produced.forced_overflows),
+      static_cast<unsigned long long>(produced.forced_sleeps), static_cast<unsigned long long>(produced.missed_sleeps));
   return ok ? 0 : 1;
 }
