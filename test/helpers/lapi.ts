@@ -1,8 +1,8 @@
 /**
  * A private CrowdSec Local API for the privileged fleet tests (Debian's crowdsec
- * 1.4.6; facts in ../shared/notes/crowdsec-lapi.md): a temporary config directory
- * with its own SQLite database, an `operator` machine whose credentials cscli uses,
- * and start/stop of `crowdsec -no-cs` (API only) wherever the caller spawns it —
+ * 1.4.6; the facts it relies on are in docs/architecture.md, "Testing against
+ * CrowdSec's Local API"): a temporary config directory with its own SQLite
+ * database, an `operator` machine whose credentials cscli uses, and start/stop of `crowdsec -no-cs` (API only) wherever the caller spawns it —
  * in a test namespace, listening on that namespace's test-network address. Machines
  * and bouncers are registered with cscli writing the database directly, so LAPI
  * need not run for that. LAPI is ended by its PID; cleanup() removes the directory.

@@ -4,8 +4,8 @@
  * thread's own ParseEthernet / ParseNetwork), and decodeHit must give back, field by
  * field, what the crafted spec says: addresses, ports, protocol, kind, flags, TTL, IP
  * id, VLAN, fragment / options / extension-header / truncation bits, time and
- * interface. Expectations come from the spec and from DESIGN.md's kind table, never
- * from the code under test. formatAddress is checked against two independent
+ * interface. Expectations come from the spec and from the scan-kind table in
+ * docs/architecture.md (Contracts), never from the code under test. formatAddress is checked against two independent
  * references (a plain RFC 5952 implementation written differently, and WHATWG URL's
  * IPv6 serializer) on every zero-run shape and on random addresses. Needs the built
  * addon, not root.
@@ -124,7 +124,7 @@ function expectedFrom(spec: ProbeSpec, kind: ScanKind): Partial<Hit> {
 const V4 = { src: '198.18.0.2', dst: '198.18.0.1' }
 const V6 = { src: 'fd52:43dd:0:0:0:0:0:2', dst: 'fd52:43dd::1' }
 
-// DESIGN.md's kinds by flag combination (ECE/CWR say nothing about intent).
+// Kinds by flag combination, as docs/architecture.md's scan-kind table has them (ECE/CWR say nothing about intent).
 const TCP_KINDS: Array<[string, number, ScanKind]> = [
   ['SYN', SYN, 'syn'],
   ['SYN+ECE+CWR', SYN | ECE | CWR, 'syn'],
