@@ -2,14 +2,16 @@
  * The host-traffic section (issue 4, "What it measures" 3): what running a receiver
  * costs the host's real traffic. In one `pnperf-` namespace pair it measures, for no
  * receiver and for each receiver of the throughput section: iperf3 bulk TCP from the
- * attacker namespace to the sensor namespace (offloads on), the same with TSO/GSO/GRO
- * off on both veth ends (one skb per segment, so a sniffer sees ~45× more packets for
- * the same bytes), and an unpaced SYN flood to a port that is NOT a tripwire (a
+ * attacker namespace to the sensor namespace (veth's default offloads: TSO and GSO
+ * on, GRO off), the same with TSO/GSO/GRO off on both veth ends (one skb per segment,
+ * so a sniffer sees ~45× more packets for the same bytes; the offloads are put back
+ * as they were), and an unpaced SYN flood to a port that is NOT a tripwire (a
  * receiver that filters in the kernel never sees it; one that filters in user space
  * pays for every packet). Each figure is a ratio to the no-receiver trial of the same
- * round; receivers are interleaved, the order rotated by one each round. One receiver process
- * per receiver and round runs all three tests. Runs on the bench's main thread; every
- * child (receiver, iperf3 server, sender) is a PinnedChild, ended by PID, and the
+ * round; receivers are interleaved, the order rotated by one each round. One receiver
+ * process per receiver and round runs all three tests. The target is met only when
+ * every test it lists meets it. Runs on the bench's main thread; every child
+ * (receiver, iperf3 server, sender) is a PinnedChild, ended by PID, and the
  * namespaces are deleted on every path out (bench/net.ts).
  */
 import { execFile } from 'node:child_process'
@@ -65,10 +67,34 @@ async function ensureEthtool(log: (line: string) => void, install: boolean): Pro
   }
 }
 
-async function setOffloads(net: BenchNet, on: boolean): Promise<void> {
-  const v = on ? 'on' : 'off'
-  for (const [ns, ifname] of [[net.sensorNs, net.sensorIf], [net.attackerNs, net.attackerIf]] as const) {
-    await exec('ip', ['netns', 'exec', ns, 'ethtool', '-K', ifname, 'tso', v, 'gso', v, 'gro', v], { timeout: 10_000 })
+const OFFLOADS = [['tso', 'tcp-segmentation-offload'], ['gso', 'generic-segmentation-offload'], ['gro', 'generic-receive-offload']] as const
+type Offloads = Record<(typeof OFFLOADS)[number][0], 'on' | 'off'>
+
+/** What `ethtool -k` says about TSO, GSO and GRO on one end. */
+async function readOffloads(ns: string, ifname: string): Promise<Offloads> {
+  const { stdout } = await exec('ip', ['netns', 'exec', ns, 'ethtool', '-k', ifname], { timeout: 10_000 })
+  const out = {} as Offloads
+  for (const [key, name] of OFFLOADS) out[key] = new RegExp(`^${name}: on`, 'm').test(stdout) ? 'on' : 'off'
+  return out
+}
+
+/**
+ * Turns TSO, GSO and GRO off on both veth ends, runs `fn`, then puts back exactly what
+ * was there. (Setting them all back "on" once turned on veth GRO, which is off by
+ * default and switches veth to its NAPI receive path: every later test of the run then
+ * measured another configuration.)
+ */
+async function withoutOffloads<T>(net: BenchNet, fn: () => Promise<T>): Promise<T> {
+  const ends = [[net.sensorNs, net.sensorIf], [net.attackerNs, net.attackerIf]] as const
+  const before = await Promise.all(ends.map(([ns, ifname]) => readOffloads(ns, ifname)))
+  try {
+    for (const [ns, ifname] of ends) await exec('ip', ['netns', 'exec', ns, 'ethtool', '-K', ifname, 'tso', 'off', 'gso', 'off', 'gro', 'off'], { timeout: 10_000 })
+    return await fn()
+  } finally {
+    for (const [i, [ns, ifname]] of ends.entries()) {
+      const b = before[i]!
+      await exec('ip', ['netns', 'exec', ns, 'ethtool', '-K', ifname, 'tso', b.tso, 'gso', b.gso, 'gro', b.gro], { timeout: 10_000 })
+    }
   }
 }
 
@@ -137,14 +163,8 @@ async function round(net: BenchNet, kit: ReceiverKit, spec: ReceiverSpec | undef
         const cpu0 = pid > 0 ? await cpuSeconds(pid) : 0
         const t0 = process.hrtime.bigint()
         if (test === 'bulk') m.value = await iperf(net, options.cores.sender, seconds)
-        else if (test === 'bulk, offloads off') {
-          await setOffloads(net, false)
-          try {
-            m.value = await iperf(net, options.cores.sender, seconds)
-          } finally {
-            await setOffloads(net, true)
-          }
-        } else m.value = await flood(net, options.cores.sender, seconds)
+        else if (test === 'bulk, offloads off') m.value = await withoutOffloads(net, () => iperf(net, options.cores.sender, seconds))
+        else m.value = await flood(net, options.cores.sender, seconds)
         const wall = Number(process.hrtime.bigint() - t0) / 1e9
         if (pid > 0) m.receiverCpu = ((await cpuSeconds(pid)) - cpu0) / wall
       } catch (err) {
@@ -252,13 +272,16 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
     },
   ]
   const targets: SectionTarget[] = []
-  const bulk = ratioOf('portanoia', 'bulk')
-  if (bulk.n > 0) {
+  // The target names every measurement it lists: it is met only when each of them is.
+  const judged = tests.map((t) => ({ test: t, value: ratioOf('portanoia', t) })).filter((m) => m.value.n > 0)
+  if (judged.length > 0) {
+    const short: Record<Test, string> = { bulk: 'iperf3 bulk', 'bulk, offloads off': 'offloads off', 'SYN flood to a non-tripwire port': 'SYN flood to a non-tripwire port' }
+    const missed = judged.filter((m) => !(m.value.median >= 0.99))
     targets.push({
       statement: 'unrelated bulk traffic ≥ 0.99× of no sensor (portanoia)',
-      met: bulk.median >= 0.99,
-      measured: `iperf3 bulk ${fmt(bulk, ratio)}${tests.includes('bulk, offloads off') ? `; offloads off ${fmt(ratioOf('portanoia', 'bulk, offloads off'), ratio)}` : ''}; SYN flood to a non-tripwire port ${fmt(ratioOf('portanoia', 'SYN flood to a non-tripwire port'), ratio)}`,
-      note: 'judged on the median of the per-round ratios (offloads on); the spread on this shared machine is shown beside it',
+      met: missed.length === 0 && judged.length === tests.length,
+      measured: judged.map((m) => `${short[m.test]} ${fmt(m.value, ratio)}`).join('; '),
+      note: `met only when every measurement listed is (median of the per-round ratios ≥ 0.99)${missed.length > 0 ? `; missed by ${missed.map((m) => short[m.test]).join(', ')}` : ''}; the spread on this shared machine is shown beside each`,
     })
   }
   const measured = all.some((m) => m.error === undefined && m.receiver !== 'no receiver')
@@ -273,7 +296,7 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
     warnings,
     notes: [
       `${options.rounds} interleaved round(s); iperf3 ${Math.max(1, Math.round(options.seconds))} s per test (one TCP stream); flood: unpaced SYNs to port ${OTHER_PORT}, not a tripwire (tripwire: ${TRIPWIRE}/tcp).`,
-      'Offloads off: `ethtool -K <veth> tso off gso off gro off` on both ends for that test only.',
+      'Offloads off: `ethtool -K <veth> tso off gso off gro off` on both ends for that test only, then put back as they were (veth default: TSO and GSO on, GRO off).',
       'A ratio below 1 is traffic the host lost to the receiver; the flood\'s rate is the sender\'s, which includes the receive work done in softirq on its core.',
     ],
     details: { measurements: all },
