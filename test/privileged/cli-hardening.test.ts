@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { cli, startWatch, stopWatches, waitFor } from '../helpers/cli.js'
 import { createTestNet, IS_ROOT, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
+import { nftHasTable } from '../helpers/nft.js'
 import { tcpConnect } from '../helpers/tcp.js'
 
 warnIfNotRoot('test/privileged/cli-hardening.test.ts')
@@ -26,12 +27,8 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
 })
 
-/** The table's presence, read with nft; a failing nft fails the test. */
-async function tableExists(n: TestNet): Promise<boolean> {
-  const r = await n.sensorExec('nft', ['list', 'tables'])
-  if (r.code !== 0) throw new Error(`nft list tables failed (${r.code}): ${r.stderr}`)
-  return r.stdout.includes('inet portanoia')
-}
+/** The table's presence, read with nft; a failing nft fails the test (test/helpers/nft.ts). */
+const tableExists = (n: TestNet): Promise<boolean> => nftHasTable(n.sensorExec)
 
 describe.skipIf(!IS_ROOT)('CLI hardening', () => {
   it('a TTL longer than the backend holds, or a spoofable TTL above the verified one: exit 2, no table', async () => {

@@ -20,6 +20,7 @@ import { NftablesResponder } from '../../lib/responders/nftables.js'
 import { netnsRun } from '../../lib/responders/run.js'
 import { jsonLines, startWatch, stopWatches, waitFor as cliWaitFor } from '../helpers/cli.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
+import { nftElements as nftElementsIn } from '../helpers/nft.js'
 import { probeFrame, sendFrames } from '../helpers/probes.js'
 import { holdConnection, openConnection, startService, tcpConnect } from '../helpers/tcp.js'
 
@@ -70,14 +71,8 @@ async function startDaemon(n: TestNet, options: Partial<DaemonOptions> = {}) {
   return { daemon, events, logs, decisions }
 }
 
-async function nftElements(n: TestNet): Promise<string[]> {
-  const r = await n.sensorExec('nft', ['-j', 'list', 'table', 'inet', 'portanoia'])
-  if (r.code !== 0) return []
-  const doc = JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: Array<string | { elem: { val: string } }> } }> }
-  const out: string[] = []
-  for (const item of doc.nftables) for (const e of item.set?.elem ?? []) out.push(typeof e === 'string' ? e : e.elem.val)
-  return out.sort()
-}
+/** The addresses in portanoia's sets; a failing nft fails the test (test/helpers/nft.ts). */
+const nftElements = (n: TestNet): Promise<string[]> => nftElementsIn(n.sensorExec)
 
 async function ip(n: TestNet, args: string[]): Promise<void> {
   const r = await n.sensorExec('ip', args)
