@@ -14,7 +14,7 @@
  */
 import { createInterface } from 'node:readline'
 import { performance } from 'node:perf_hooks'
-import { NFT_SET4, NFT_TABLE, NftablesResponder } from '../lib/responders/nftables.js'
+import { NFT_SETS, NFT_TABLE, NftablesResponder } from '../lib/responders/nftables.js'
 import { defaultRun } from '../lib/responders/run.js'
 import type { BlockRequest } from '../lib/responders/types.js'
 import { ipv4Bans } from './addresses.js'
@@ -52,7 +52,7 @@ async function trial(c: Command): Promise<Record<string, unknown>> {
     // The peers' way: one nft process per address, each its own transaction.
     const [family, table] = NFT_TABLE.split(' ') as [string, string]
     for (const address of addresses) {
-      const r = await defaultRun('nft', ['add', 'element', family, table, NFT_SET4, '{', address, 'timeout', `${TTL_MS / 1000}s`, '}'])
+      const r = await defaultRun('nft', ['add', 'element', family, table, NFT_SETS.verified[4], '{', address, 'timeout', `${TTL_MS / 1000}s`, '}'])
       processes++
       if (r.code === 0) applied++
       else {

@@ -10,11 +10,24 @@
  */
 import { PortanoiaError } from '../errors.js'
 import type { Decision } from '../policy/decision.js'
-import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult } from './types.js'
+import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult, UnblockOptions } from './types.js'
 
-export type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult, RunFn, RunResult } from './types.js'
-export { childEnv, createRun, defaultRun, netnsRun, type RunOptions } from './run.js'
-export { NftablesResponder, NFT_TABLE, NFT_SET4, NFT_SET6, parseNftTable, type NftablesOptions, type NftTableState } from './nftables.js'
+export type {
+  ActiveBlockEntry,
+  BlockRequest,
+  Evidence,
+  FirewallChange,
+  FirewallWatch,
+  FleetTag,
+  Responder,
+  ResponderResult,
+  RunFn,
+  RunResult,
+  UnblockOptions,
+} from './types.js'
+export { EVIDENCE } from './types.js'
+export { childEnv, createRun, defaultRun, defaultStream, netnsRun, netnsStream, type RunOptions, type StreamFn } from './run.js'
+export { NftablesResponder, NFT_TABLE, NFT_SETS, parseNftTable, type NftablesOptions, type NftTableState } from './nftables.js'
 export { IpsetResponder, IPSET4, IPSET6, parseIpsetSave, type IpsetOptions } from './ipset.js'
 export { ExecResponder, splitCommand, expandArgv, type ExecOptions } from './exec.js'
 export { WebhookResponder, type WebhookOptions } from './webhook.js'
@@ -25,7 +38,7 @@ export function blockRequests(decisions: readonly Decision[]): BlockRequest[] {
   const out: BlockRequest[] = []
   for (const d of decisions) {
     if (d.action !== 'block' || d.ttlMs === undefined) continue
-    const r: BlockRequest = { address: d.src, family: d.family, ttlMs: d.ttlMs }
+    const r: BlockRequest = { address: d.src, family: d.family, ttlMs: d.ttlMs, evidence: d.verified ? 'verified' : 'spoofable' }
     if (d.upgrade === true) r.upgrade = true
     out.push(r)
   }
@@ -93,8 +106,8 @@ export class ResponderSet {
     return await Promise.all(this.responders.map((r) => isolated(r, () => r.block(requests), addrs)))
   }
 
-  async unblock(addresses: readonly string[]): Promise<ResponderResult[]> {
-    return await Promise.all(this.responders.map((r) => isolated(r, () => r.unblock(addresses), addresses)))
+  async unblock(addresses: readonly string[], options?: UnblockOptions): Promise<ResponderResult[]> {
+    return await Promise.all(this.responders.map((r) => isolated(r, () => r.unblock(addresses, options), addresses)))
   }
 
   async notify(decisions: readonly Decision[]): Promise<ResponderResult[]> {

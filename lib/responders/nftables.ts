@@ -1,26 +1,63 @@
 /**
  * The default firewall responder. It owns exactly one nftables table,
- * `inet portanoia`, and never touches anything outside it: two sets with kernel-side
- * expiry (`block4` ipv4_addr, `block6` ipv6_addr, `flags timeout`), a base chain on
- * the input hook (policy accept, at priority filter - 10 so it runs before the usual
- * filter chains) that drops members, and, opt-in, the same on the forward hook for
- * published container ports. Every change is one `nft -f -` transaction: either all
- * of a batch is applied or none. start() adopts an existing table (its elements are
- * the blocks that survived a restart) and repairs only what differs from the
- * expected shape; it never flushes a set. Addresses and TTLs are validated before
- * they reach a script. Runs on the JS thread through an injected RunFn; block(),
- * unblock() and uninstall() report failures as results and never reject.
+ * `inet portanoia`, and never touches anything outside it: six sets with
+ * kernel-side expiry, one per origin and family — `verified4/6` (local blocks from
+ * completed handshakes), `spoofable4/6` (local blocks from forgeable evidence) and
+ * `fleet4/6` (CrowdSec fleet bans, each element's comment carrying its LAPI decision
+ * id, origin and scenario) — a base chain on the input hook (policy accept, at
+ * priority filter - 10 so it runs before the usual filter chains) that drops members
+ * of any of them, and, opt-in, the same on the forward hook. Origins never share an
+ * element, so none can shorten another's block, and a fleet ban keeps its origin
+ * across a restart.
+ *
+ * The kernel is the truth. Writes never shorten a block: a batch is first tried as
+ * `create element` (the kernel refuses an element that exists), and only when that
+ * meets an existing element are the sets read and each element either left alone
+ * (the kernel already holds it at least as long), created, or grown (add, delete and
+ * add again in one transaction, which also replaces its comment). Every change is
+ * one `nft -f -` transaction, and the responder runs one call at a time, so a
+ * read-then-write is never interleaved with another of its own writes. start()
+ * adopts an existing table (migrating the sets of earlier versions, `block4`/
+ * `block6`, element by element with their time left, in one transaction) and
+ * repairs only what differs from the expected shape; it never flushes a set.
+ * repair() (used by the daemon's reconcile loop) puts back whatever is missing;
+ * watch() follows `nft monitor` for deletions. Addresses, TTLs and comments are
+ * validated before they reach a script. Runs on the JS thread through an injected
+ * RunFn; block(), unblock() and uninstall() report failures as results and never
+ * reject.
  */
 import { PortanoiaError } from '../errors.js'
 import { normalizeAddress, parseAddress } from '../policy/addr.js'
 import type { Decision } from '../policy/decision.js'
-import { checkAddresses, checkBlocks, firstLine, MAX_TTL_SECONDS, result, toolError, toolHint, type ValidBlock } from './common.js'
-import { defaultRun } from './run.js'
-import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult, RunFn } from './types.js'
+import { CallQueue, checkAddresses, checkBlocks, firstLine, fleetComment, MAX_TTL_SECONDS, parseFleetComment, RepairLog, result, toolError, toolHint, type ValidBlock } from './common.js'
+import { defaultRun, type StreamFn } from './run.js'
+import {
+  EVIDENCE,
+  type ActiveBlockEntry,
+  type BlockRequest,
+  type Evidence,
+  type FirewallChange,
+  type FleetTag,
+  type Responder,
+  type ResponderResult,
+  type RunFn,
+  type UnblockOptions,
+} from './types.js'
 
 export const NFT_TABLE = 'inet portanoia'
-export const NFT_SET4 = 'block4'
-export const NFT_SET6 = 'block6'
+
+/** The set of each origin and family. */
+export const NFT_SETS: Readonly<Record<Evidence, Readonly<Record<4 | 6, string>>>> = Object.freeze({
+  verified: Object.freeze({ 4: 'verified4', 6: 'verified6' }),
+  spoofable: Object.freeze({ 4: 'spoofable4', 6: 'spoofable6' }),
+  fleet: Object.freeze({ 4: 'fleet4', 6: 'fleet6' }),
+})
+
+/** The sets of portanoia before per-origin sets; start() migrates their elements. */
+export const NFT_LEGACY_SETS: Readonly<Record<string, 4 | 6>> = Object.freeze({ block4: 4, block6: 6 })
+
+/** Longest block the nftables responder holds, ms (MAX_TTL_SECONDS). */
+export const NFT_MAX_TTL_MS = MAX_TTL_SECONDS * 1000
 
 export interface NftablesOptions {
   run?: RunFn
@@ -32,25 +69,57 @@ export interface NftablesOptions {
   priority?: number
   /** Run nothing; results carry the script that would have run. */
   dryRun?: boolean
-  /** Elements per `add element` statement (all statements still go in one transaction). Default 4096. */
+  /** Elements per statement (all statements still go in one transaction). Default 4096. */
   chunk?: number
+  /**
+   * Migration of the old `block4`/`block6` sets: an element whose timeout is at most
+   * this is moved into the spoofable set, any other into the verified set. Default
+   * 5 min (the spoofable default). Their fleet bans cannot be told apart and become local.
+   */
+  legacySpoofableTtlMs?: number
+  /**
+   * Runs `nft -j monitor destroy` for watch() (wrap it with netnsStream to follow a
+   * namespace's ruleset). Without it, watch() is unavailable and the daemon relies on
+   * its timer.
+   */
+  monitor?: StreamFn
+}
+
+/** One set as nft lists it. */
+export interface NftSetState {
+  type: string
+  flags: string[]
+  elements: ActiveBlockEntry[]
+  /** False when read with `-t` (terse): the elements were not asked for. */
+  withElements: boolean
 }
 
 /** What the kernel holds under `inet portanoia`, as far as this responder cares. */
 export interface NftTableState {
-  sets: Map<string, { type: string; flags: string[]; elements: ActiveBlockEntry[] }>
+  sets: Map<string, NftSetState>
   chains: Map<string, { type?: string; hook?: string; prio?: number; policy?: string }>
   /** Per chain, one signature per rule (see ruleSignature). */
   rules: Map<string, string[]>
 }
 
-const SET_TYPES: Record<string, { type: string; family: 4 | 6 }> = {
-  [NFT_SET4]: { type: 'ipv4_addr', family: 4 },
-  [NFT_SET6]: { type: 'ipv6_addr', family: 6 },
+interface SetSpec {
+  name: string
+  family: 4 | 6
+  evidence: Evidence
+  type: string
 }
-const EXPECTED_RULES = [`ip.saddr==@${NFT_SET4} drop`, `ip6.saddr==@${NFT_SET6} drop`]
+
+const SET_SPECS: readonly SetSpec[] = EVIDENCE.flatMap((evidence) =>
+  ([4, 6] as const).map((family) => ({ name: NFT_SETS[evidence][family], family, evidence, type: family === 4 ? 'ipv4_addr' : 'ipv6_addr' })),
+)
+const SPEC_BY_NAME: ReadonlyMap<string, SetSpec> = new Map(SET_SPECS.map((s) => [s.name, s]))
+const EXPECTED_RULES = SET_SPECS.map((s) => `${s.family === 4 ? 'ip' : 'ip6'}.saddr==@${s.name} drop`)
 // nft's "No such file or directory": the table, set or element is not there.
 const MISSING = /No such file or directory/
+// nft's "File exists": `create element` met an element that is there.
+const EXISTS = /File exists/
+// A kernel element counts as "as long" when it outlives the request by this much less.
+const SLACK_MS = 1000
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -60,15 +129,17 @@ function num(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined
 }
 
-/** One element of `nft -j` output: a bare value, or { elem: { val, timeout, expires } } (seconds). */
-function parseElement(raw: unknown, family: 4 | 6): ActiveBlockEntry | null {
+/** One element of `nft -j` output: a bare value, or { elem: { val, timeout, expires, comment } } (seconds). */
+function parseElement(raw: unknown, family: 4 | 6, evidence: Evidence | undefined): ActiveBlockEntry | null {
   let val: unknown = raw
   let timeout: number | undefined
   let expires: number | undefined
+  let comment: string | undefined
   if (isRecord(raw) && isRecord(raw.elem)) {
     val = raw.elem.val
     timeout = num(raw.elem.timeout)
     expires = num(raw.elem.expires)
+    if (typeof raw.elem.comment === 'string') comment = raw.elem.comment
   }
   // Prefixes and ranges come as objects: not something this table ever holds.
   if (typeof val !== 'string') return null
@@ -78,10 +149,15 @@ function parseElement(raw: unknown, family: 4 | 6): ActiveBlockEntry | null {
   // nft writes seconds; a timeout of 0 means none.
   if (timeout !== undefined && timeout > 0) e.timeoutMs = timeout * 1000
   if (expires !== undefined && e.timeoutMs !== undefined) e.expiresInMs = expires * 1000
+  if (evidence !== undefined) e.evidence = evidence
+  if (evidence === 'fleet' && comment !== undefined) {
+    const tag = parseFleetComment(comment)
+    if (tag !== null) e.fleet = tag
+  }
   return e
 }
 
-/** 'ip.saddr==@block4 drop' for `ip saddr @block4 counter drop`; counters are ignored. */
+/** 'ip.saddr==@verified4 drop' for `ip saddr @verified4 counter drop`; counters are ignored. */
 export function ruleSignature(expr: unknown): string {
   if (!Array.isArray(expr)) return '?'
   const parts: string[] = []
@@ -106,8 +182,8 @@ export function ruleSignature(expr: unknown): string {
   return parts.join(' ')
 }
 
-/** Parses `nft -j list table inet portanoia`. Throws on output that is not nft JSON. */
-export function parseNftTable(json: string): NftTableState {
+/** Parses `nft -j [-t] list table inet portanoia` (or `list set`). Throws on output that is not nft JSON. */
+export function parseNftTable(json: string, withElements = true): NftTableState {
   const doc: unknown = JSON.parse(json)
   if (!isRecord(doc) || !Array.isArray(doc.nftables)) throw new Error('not nft JSON output (no "nftables" array)')
   const state: NftTableState = { sets: new Map(), chains: new Map(), rules: new Map() }
@@ -119,15 +195,16 @@ export function parseNftTable(json: string): NftTableState {
       const name = String(s.name)
       const flags = Array.isArray(s.flags) ? s.flags.filter((f): f is string => typeof f === 'string') : []
       const type = typeof s.type === 'string' ? s.type : JSON.stringify(s.type)
-      const family = SET_TYPES[name]?.family
+      const spec = SPEC_BY_NAME.get(name)
+      const family = spec?.family ?? NFT_LEGACY_SETS[name]
       const elements: ActiveBlockEntry[] = []
       if (family !== undefined && Array.isArray(s.elem)) {
         for (const raw of s.elem) {
-          const e = parseElement(raw, family)
+          const e = parseElement(raw, family, spec?.evidence)
           if (e !== null) elements.push(e)
         }
       }
-      state.sets.set(name, { type, flags, elements })
+      state.sets.set(name, { type, flags, elements, withElements })
     } else if (isRecord(item.chain) && mine(item.chain)) {
       const c = item.chain
       const chain: { type?: string; hook?: string; prio?: number; policy?: string } = {}
@@ -146,13 +223,12 @@ export function parseNftTable(json: string): NftTableState {
   return state
 }
 
-/** Every element of both sets. */
+/** Every element of portanoia's sets (legacy ones included, without an evidence). */
 export function stateBlocks(state: NftTableState): ActiveBlockEntry[] {
-  return [...(state.sets.get(NFT_SET4)?.elements ?? []), ...(state.sets.get(NFT_SET6)?.elements ?? [])]
-}
-
-function setName(family: 4 | 6): string {
-  return family === 4 ? NFT_SET4 : NFT_SET6
+  const out: ActiveBlockEntry[] = []
+  for (const spec of SET_SPECS) out.push(...(state.sets.get(spec.name)?.elements ?? []))
+  for (const name of Object.keys(NFT_LEGACY_SETS)) out.push(...(state.sets.get(name)?.elements ?? []))
+  return out
 }
 
 /**
@@ -179,8 +255,46 @@ function chunked<T>(items: readonly T[], size: number): T[][] {
   return out
 }
 
-/** Longest block the nftables responder holds, ms (MAX_TTL_SECONDS). */
-export const NFT_MAX_TTL_MS = MAX_TTL_SECONDS * 1000
+function setOf(b: { family: 4 | 6; evidence: Evidence }): string {
+  return NFT_SETS[b.evidence][b.family]
+}
+
+/** The element text of a block: address, timeout, comment. */
+function elementText(b: ValidBlock): string {
+  const comment = b.fleet === undefined ? '' : ` comment "${fleetComment(b.fleet)}"`
+  return `${b.address} timeout ${nftTimeout(b.ttlS)}${comment}`
+}
+
+/** Parses one line of `nft -j monitor destroy` into what it means for portanoia's table. */
+export function parseMonitorLine(line: string): FirewallChange | null {
+  let doc: unknown
+  try {
+    doc = JSON.parse(line)
+  } catch {
+    // A warning ("W: Received event for an unknown set", after `flush set`): the
+    // monitor lost track of something; only a full look can tell what.
+    return line.trim() === '' ? null : { kind: 'unknown', detail: line.slice(0, 200) }
+  }
+  if (!isRecord(doc) || !isRecord(doc.delete)) return null
+  const del = doc.delete
+  const [what] = Object.keys(del)
+  const obj = what === undefined ? undefined : del[what]
+  if (!isRecord(obj) || obj.family !== 'inet') return null
+  if (what === 'table') return obj.name === 'portanoia' ? { kind: 'structure', detail: 'table deleted' } : null
+  if (obj.table !== 'portanoia') return null
+  if (what === 'element') {
+    const spec = SPEC_BY_NAME.get(String(obj.name))
+    if (spec === undefined) return null
+    const addresses: string[] = []
+    const list = isRecord(obj.elem) && Array.isArray(obj.elem.set) ? obj.elem.set : []
+    for (const raw of list) {
+      const e = parseElement(raw, spec.family, spec.evidence)
+      if (e !== null) addresses.push(e.address)
+    }
+    return { kind: 'elements', evidence: spec.evidence, addresses }
+  }
+  return { kind: 'structure', detail: `${what ?? 'object'} ${String(obj.name ?? obj.chain ?? '')} deleted`.trim() }
+}
 
 export class NftablesResponder implements Responder {
   readonly name = 'nftables'
@@ -191,8 +305,13 @@ export class NftablesResponder implements Responder {
   readonly #priority: number
   readonly #dryRun: boolean
   readonly #chunk: number
+  readonly #legacySpoofableMs: number
+  readonly #monitor: StreamFn | undefined
   #lastSetupScript = ''
-  #counts = { applied: 0, failed: 0, unblocked: 0, batches: 0, repairs: 0 }
+  #startReport: { problems: string[]; migrated: string[] } | null = null
+  readonly #calls = new CallQueue()
+  readonly #repairs = new RepairLog()
+  #counts = { applied: 0, failed: 0, unblocked: 0, batches: 0, repairs: 0, kept: 0, extended: 0 }
 
   constructor(options: NftablesOptions = {}) {
     this.#run = options.run ?? defaultRun
@@ -201,6 +320,8 @@ export class NftablesResponder implements Responder {
     this.#priority = options.priority ?? -10
     this.#dryRun = options.dryRun === true
     this.#chunk = options.chunk ?? 4096
+    this.#legacySpoofableMs = options.legacySpoofableTtlMs ?? 5 * 60_000
+    this.#monitor = options.monitor
     if (!Number.isInteger(this.#priority) || Math.abs(this.#priority) > 2 ** 31 - 1) {
       throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'nftables priority must be an integer', {
         hint: 'use e.g. -10 (before filter) or 0',
@@ -214,21 +335,73 @@ export class NftablesResponder implements Responder {
     return this.#lastSetupScript
   }
 
+  /** What start() found wrong in an existing table, and the addresses it migrated; null before start() or without a table. */
+  get startReport(): { problems: string[]; migrated: string[] } | null {
+    return this.#startReport
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#calls.run(fn)
+  }
+
+  /** Where an element of the old block4/block6 sets belongs: spoofable when its timeout was a spoofable one. */
+  #legacyEvidence(e: ActiveBlockEntry): 'verified' | 'spoofable' {
+    return e.timeoutMs !== undefined && e.timeoutMs <= this.#legacySpoofableMs ? 'spoofable' : 'verified'
+  }
+
   /**
-   * The transaction that brings the table to the expected shape. With `state`
-   * null the table is created; otherwise only what differs is repaired: a chain
-   * with the wrong hook or priority is recreated, a chain whose rules differ is
-   * flushed and refilled (a chain is ours to rewrite, a set is not), and a set of
-   * the wrong type is recreated with the elements that fit it, keeping their time left.
+   * What is missing or wrong in `state` (null: no table): 'table', 'set NAME',
+   * 'set NAME (type)', 'legacy set NAME', 'chain NAME', 'rules NAME'. Empty when the
+   * table has the expected shape.
+   */
+  problems(state: NftTableState | null): string[] {
+    if (state === null) return ['table']
+    const out: string[] = []
+    for (const spec of SET_SPECS) {
+      const have = state.sets.get(spec.name)
+      if (have === undefined) out.push(`set ${spec.name}`)
+      else if (have.type !== spec.type || !have.flags.includes('timeout')) out.push(`set ${spec.name} (type)`)
+    }
+    for (const name of Object.keys(NFT_LEGACY_SETS)) if (state.sets.has(name)) out.push(`legacy set ${name}`)
+    for (const c of this.#chains()) {
+      const have = state.chains.get(c.name)
+      if (have === undefined) {
+        out.push(`chain ${c.name}`)
+        continue
+      }
+      const defOk = have.type === 'filter' && have.hook === c.hook && have.prio === this.#priority && have.policy === 'accept'
+      if (!defOk) out.push(`chain ${c.name}`)
+      const rules = state.rules.get(c.name) ?? []
+      if (defOk && !(rules.length === EXPECTED_RULES.length && rules.every((r, i) => r === EXPECTED_RULES[i]))) out.push(`rules ${c.name}`)
+    }
+    if (!this.#forward && state.chains.has('forward')) out.push('chain forward (not wanted)')
+    return out
+  }
+
+  #chains(): Array<{ name: string; hook: string }> {
+    const chains = [{ name: 'input', hook: 'input' }]
+    if (this.#forward) chains.push({ name: 'forward', hook: 'forward' })
+    return chains
+  }
+
+  /**
+   * The transaction that brings the table to the expected shape. With `state` null
+   * the table is created; otherwise only what differs is repaired: a chain with the
+   * wrong hook or priority is recreated, a chain whose rules differ is flushed and
+   * refilled (a chain is ours to rewrite, a set is not), a set of the wrong type is
+   * recreated with the elements that fit it, and the legacy sets' elements move into
+   * the per-origin sets with their time left (their rules go first, in the same
+   * transaction, so nothing is unprotected in between). `state` must hold elements
+   * for any set that is recreated or migrated.
    */
   setupScript(state: NftTableState | null = null): string {
     const lines = [`add table ${NFT_TABLE}`]
-    const chains: Array<{ name: string; hook: string }> = [{ name: 'input', hook: 'input' }]
-    if (this.#forward) chains.push({ name: 'forward', hook: 'forward' })
-    const badSets = Object.entries(SET_TYPES).filter(([name, want]) => {
-      const have = state?.sets.get(name)
-      return have !== undefined && (have.type !== want.type || !have.flags.includes('timeout'))
+    const chains = this.#chains()
+    const badSets = SET_SPECS.filter((spec) => {
+      const have = state?.sets.get(spec.name)
+      return have !== undefined && (have.type !== spec.type || !have.flags.includes('timeout'))
     })
+    const legacy = Object.keys(NFT_LEGACY_SETS).filter((name) => state?.sets.has(name) === true)
     const refill = new Set<string>()
     // Rules referencing a set must go before the set can be deleted (same transaction).
     const emptyChain = (name: string, recreate: boolean): void => {
@@ -237,9 +410,8 @@ export class NftablesResponder implements Responder {
     }
     if (state !== null) {
       for (const [name, have] of state.chains) {
+        if (name !== 'input' && name !== 'forward') continue
         const want = chains.find((c) => c.name === name)
-        const known = name === 'input' || name === 'forward'
-        if (!known) continue
         if (want === undefined) {
           // forward was enabled by an earlier run and is not wanted now.
           emptyChain(name, true)
@@ -248,83 +420,94 @@ export class NftablesResponder implements Responder {
         const defOk = have.type === 'filter' && have.hook === want.hook && have.prio === this.#priority && have.policy === 'accept'
         const rules = state.rules.get(name) ?? []
         const rulesOk = rules.length === EXPECTED_RULES.length && rules.every((r, i) => r === EXPECTED_RULES[i])
-        if (!defOk || !rulesOk || badSets.length > 0) {
+        if (!defOk || !rulesOk || badSets.length > 0 || legacy.length > 0) {
           emptyChain(name, !defOk)
           refill.add(name)
         }
       }
     }
-    for (const [name] of badSets) lines.push(`delete set ${NFT_TABLE} ${name}`)
-    for (const [name, want] of Object.entries(SET_TYPES)) {
-      lines.push(`add set ${NFT_TABLE} ${name} { type ${want.type}; flags timeout; }`)
+    for (const spec of badSets) lines.push(`delete set ${NFT_TABLE} ${spec.name}`)
+    for (const name of legacy) lines.push(`delete set ${NFT_TABLE} ${name}`)
+    for (const spec of SET_SPECS) lines.push(`add set ${NFT_TABLE} ${spec.name} { type ${spec.type}; flags timeout; }`)
+    // Elements kept through a recreation or a migration, with the time they have left.
+    const keep = new Map<string, string[]>()
+    const put = (set: string, e: ActiveBlockEntry): void => {
+      const left = e.expiresInMs !== undefined ? ` timeout ${nftTimeout(Math.max(1, Math.ceil(e.expiresInMs / 1000)))}` : ''
+      const comment = e.fleet !== undefined ? ` comment "${fleetComment(e.fleet)}"` : ''
+      let list = keep.get(set)
+      if (list === undefined) keep.set(set, (list = []))
+      list.push(`${e.address}${left}${comment}`)
     }
-    for (const [name, want] of badSets) {
-      const keep = (state?.sets.get(name)?.elements ?? []).filter((e) => e.family === want.family)
-      const parts = keep.map((e) =>
-        e.expiresInMs !== undefined ? `${e.address} timeout ${nftTimeout(Math.max(1, Math.ceil(e.expiresInMs / 1000)))}` : e.address,
-      )
-      for (const c of chunked(parts, this.#chunk)) lines.push(`add element ${NFT_TABLE} ${name} { ${c.join(', ')} }`)
+    for (const spec of badSets) {
+      for (const e of state?.sets.get(spec.name)?.elements ?? []) if (e.family === spec.family) put(spec.name, e)
     }
+    for (const name of legacy) {
+      for (const e of state?.sets.get(name)?.elements ?? []) put(NFT_SETS[this.#legacyEvidence(e)][e.family], e)
+    }
+    for (const [set, parts] of keep) for (const c of chunked(parts, this.#chunk)) lines.push(`add element ${NFT_TABLE} ${set} { ${c.join(', ')} }`)
     for (const c of chains) {
       lines.push(`add chain ${NFT_TABLE} ${c.name} { type filter hook ${c.hook} priority ${this.#priority}; policy accept; }`)
       if (state === null || !state.chains.has(c.name) || refill.has(c.name)) {
-        lines.push(`add rule ${NFT_TABLE} ${c.name} ip saddr @${NFT_SET4} counter drop`)
-        lines.push(`add rule ${NFT_TABLE} ${c.name} ip6 saddr @${NFT_SET6} counter drop`)
+        for (const spec of SET_SPECS) lines.push(`add rule ${NFT_TABLE} ${c.name} ${spec.family === 4 ? 'ip' : 'ip6'} saddr @${spec.name} counter drop`)
       }
     }
     return `${lines.join('\n')}\n`
   }
 
+  /** `create element` statements for a batch: the first attempt, which cannot touch an existing element. */
+  createScript(blocks: readonly ValidBlock[]): string {
+    const lines: string[] = []
+    for (const spec of SET_SPECS) {
+      const parts = blocks.filter((b) => setOf(b) === spec.name).map((b) => elementText(b))
+      for (const c of chunked(parts, this.#chunk)) lines.push(`create element ${NFT_TABLE} ${spec.name} { ${c.join(', ')} }`)
+    }
+    return lines.length === 0 ? '' : `${lines.join('\n')}\n`
+  }
+
+  unblockScript(addresses: ReadonlyArray<{ address: string; set: string }>): string {
+    const lines: string[] = []
+    const sets = [...SET_SPECS.map((s) => s.name), ...Object.keys(NFT_LEGACY_SETS)]
+    for (const set of sets) {
+      const parts = addresses.filter((a) => a.set === set).map((a) => a.address)
+      for (const c of chunked(parts, this.#chunk)) lines.push(`delete element ${NFT_TABLE} ${set} { ${c.join(', ')} }`)
+    }
+    return lines.length === 0 ? '' : `${lines.join('\n')}\n`
+  }
+
   /**
-   * One transaction for a batch. Plain blocks are `add element` (on kernels before
-   * 6.10 an existing element keeps its timeout; later kernels update it). Upgrades
-   * must reset the timeout everywhere, so they are added (making them exist, since a
-   * `delete` of a missing element fails the whole transaction; nft 1.0.6 has no
-   * `destroy`), deleted, and added again with the new timeout.
+   * Reads the table; null when it does not exist. `terse` leaves the elements out
+   * (`nft -t`): the shape of a table holding 100,000 elements costs no more than
+   * an empty one's. Throws a PortanoiaError otherwise.
    */
-  blockScript(blocks: readonly ValidBlock[]): string {
-    const lines: string[] = []
-    const emit = (verb: 'add' | 'delete', items: readonly ValidBlock[], withTimeout: boolean): void => {
-      for (const family of [4, 6] as const) {
-        const parts = items
-          .filter((b) => b.family === family)
-          .map((b) => (withTimeout ? `${b.address} timeout ${nftTimeout(b.ttlS)}` : b.address))
-        for (const c of chunked(parts, this.#chunk)) {
-          lines.push(`${verb} element ${NFT_TABLE} ${setName(family)} { ${c.join(', ')} }`)
-        }
-      }
-    }
-    const upgrades = blocks.filter((b) => b.upgrade)
-    emit('add', blocks, true)
-    emit('delete', upgrades, false)
-    emit('add', upgrades, true)
-    return lines.length === 0 ? '' : `${lines.join('\n')}\n`
-  }
-
-  unblockScript(addresses: ReadonlyArray<{ address: string; family: 4 | 6 }>): string {
-    const lines: string[] = []
-    for (const family of [4, 6] as const) {
-      const parts = addresses.filter((a) => a.family === family).map((a) => a.address)
-      for (const c of chunked(parts, this.#chunk)) lines.push(`delete element ${NFT_TABLE} ${setName(family)} { ${c.join(', ')} }`)
-    }
-    return lines.length === 0 ? '' : `${lines.join('\n')}\n`
-  }
-
-  /** Reads the table; null when it does not exist. Throws a PortanoiaError otherwise. */
-  async readState(): Promise<NftTableState | null> {
-    const r = await this.#run(this.#nft, ['-j', 'list', 'table', ...NFT_TABLE.split(' ')])
+  async readState(terse = false): Promise<NftTableState | null> {
+    const r = await this.#run(this.#nft, ['-j', ...(terse ? ['-t'] : []), 'list', 'table', ...NFT_TABLE.split(' ')])
     if (r.code !== 0) {
       if (MISSING.test(r.stderr)) return null
       throw toolError('PORTANOIA_NFT_FAILED', 'nft', `reading table ${NFT_TABLE}`, r)
     }
+    return this.#parse(r.stdout, !terse)
+  }
+
+  #parse(json: string, withElements: boolean): NftTableState {
     try {
-      return parseNftTable(r.stdout)
+      return parseNftTable(json, withElements)
     } catch (e) {
-      throw new PortanoiaError('PORTANOIA_NFT_FAILED', `unreadable output of nft -j list table: ${(e as Error).message}`, {
+      throw new PortanoiaError('PORTANOIA_NFT_FAILED', `unreadable output of nft -j list: ${(e as Error).message}`, {
         hint: 'nftables 0.9.3 or later is needed for JSON output',
         cause: e,
       })
     }
+  }
+
+  /** Elements of one set, by address; null when the set (or the table) is gone. */
+  async #readSet(name: string): Promise<Map<string, ActiveBlockEntry> | null> {
+    const r = await this.#run(this.#nft, ['-j', 'list', 'set', ...NFT_TABLE.split(' '), name])
+    if (r.code !== 0) {
+      if (MISSING.test(r.stderr)) return null
+      throw toolError('PORTANOIA_NFT_FAILED', 'nft', `reading set ${name}`, r)
+    }
+    const set = this.#parse(r.stdout, true).sets.get(name)
+    return new Map((set?.elements ?? []).map((e) => [e.address, e]))
   }
 
   async #apply(script: string): Promise<{ ok: boolean; stderr: string; code: number }> {
@@ -338,83 +521,212 @@ export class NftablesResponder implements Responder {
       this.#lastSetupScript = this.setupScript(null)
       return []
     }
-    const state = await this.readState()
-    const script = this.setupScript(state)
-    this.#lastSetupScript = script
-    const r = await this.#apply(script)
-    if (!r.ok) throw toolError('PORTANOIA_NFT_FAILED', 'nft', `setting up table ${NFT_TABLE}`, r)
-    return state === null ? [] : stateBlocks(state)
-  }
-
-  async block(requests: readonly BlockRequest[]): Promise<ResponderResult> {
-    const { valid, failed } = checkBlocks(requests)
-    const script = this.blockScript(valid)
-    const addresses = valid.map((b) => b.address)
-    this.#counts.failed += failed.length
-    if (valid.length === 0) return result(this.name, { failed })
-    if (this.#dryRun) return result(this.name, { applied: addresses, failed, script, dryRun: true })
-    let r = await this.#apply(script)
-    if (!r.ok && MISSING.test(r.stderr)) {
-      // Someone deleted the table (or a set) under us: rebuild it and try once more.
-      try {
-        this.#counts.repairs++
-        const s = await this.#apply(this.setupScript(await this.readState()))
-        if (s.ok) r = await this.#apply(script)
-      } catch {
-        // report the original failure below
+    return await this.#exclusive(async () => {
+      const state = await this.readState()
+      const script = this.setupScript(state)
+      this.#lastSetupScript = script
+      const r = await this.#apply(script)
+      if (!r.ok) throw toolError('PORTANOIA_NFT_FAILED', 'nft', `setting up table ${NFT_TABLE}`, r)
+      if (state !== null) {
+        const migrated = Object.keys(NFT_LEGACY_SETS).flatMap((name) => (state.sets.get(name)?.elements ?? []).map((e) => e.address))
+        this.#startReport = { problems: this.problems(state), migrated }
       }
-    }
-    if (!r.ok) {
-      const error = `nft exited with ${r.code}: ${firstLine(r.stderr)} (${toolHint('nft', r.code, r.stderr)})`
-      this.#counts.failed += addresses.length
-      return result(this.name, { failed: [...failed, ...addresses.map((address) => ({ address, error }))], script })
-    }
-    this.#counts.applied += addresses.length
-    return result(this.name, { applied: addresses, failed, script })
+      // Migrated elements now live in the per-origin sets setupScript() chose for them.
+      return state === null ? [] : stateBlocks(state).map((e) => (e.evidence === undefined ? { ...e, evidence: this.#legacyEvidence(e) } : e))
+    })
   }
 
   /**
-   * Deletes blocks. Membership is read first because deleting a missing element
-   * fails the whole transaction; an element that expires between the read and the
-   * delete makes it fail anyway, so that case is read and tried once more.
+   * Puts back whatever of the table's shape is missing (the table, a set, a chain,
+   * a rule) and migrates legacy sets; returns what was wrong ([] when nothing was).
+   * Recreated sets are empty: putting their blocks back is the caller's (it knows
+   * what should be there). Rejects with a PortanoiaError when nft fails.
    */
-  async unblock(addresses: readonly string[]): Promise<ResponderResult> {
+  async repair(): Promise<string[]> {
+    if (this.#dryRun) return []
+    return await this.#exclusive(async () => this.#repairs.take(await this.#repairShape()))
+  }
+
+  /** repair() without the lock: a terse read, and the elements only when a set must keep them. */
+  async #repairShape(): Promise<string[]> {
+    let state = await this.readState(true)
+    const problems = this.problems(state)
+    if (problems.length === 0) return []
+    // Recreating a set of the wrong type or migrating keeps elements: read them.
+    if (problems.some((p) => p.endsWith('(type)') || p.startsWith('legacy'))) state = await this.readState()
+    const r = await this.#apply(this.setupScript(state))
+    if (!r.ok) throw toolError('PORTANOIA_NFT_FAILED', 'nft', `repairing table ${NFT_TABLE}`, r)
+    this.#counts.repairs++
+    return problems
+  }
+
+  /**
+   * Adds a batch without ever shortening a block the kernel holds. Each request goes
+   * to its origin's set (`evidence`, default verified; fleet bans carry their tag as
+   * the element comment). When the table or a set is gone, the shape is repaired
+   * first and the result says so (`repaired`), so the caller can put the rest back.
+   */
+  async block(requests: readonly BlockRequest[]): Promise<ResponderResult> {
+    const { valid, failed } = checkBlocks(requests)
+    this.#counts.failed += failed.length
+    if (valid.length === 0) return result(this.name, { failed })
+    const script = this.createScript(valid)
+    const addresses = valid.map((b) => b.address)
+    if (this.#dryRun) return result(this.name, { applied: addresses, failed, script, dryRun: true })
+    return await this.#exclusive(async () => {
+      const fail = (error: string, s: string): ResponderResult => {
+        this.#counts.failed += addresses.length
+        return result(this.name, { failed: [...failed, ...addresses.map((address) => ({ address, error }))], script: s })
+      }
+      let repaired: string[] | undefined
+      let r = await this.#apply(script)
+      if (!r.ok && MISSING.test(r.stderr)) {
+        // The table (or a set) is gone: rebuild the shape, then try once more.
+        try {
+          repaired = await this.#repairShape()
+          this.#repairs.note(repaired)
+          r = await this.#apply(script)
+        } catch {
+          // report the original failure below
+        }
+      }
+      if (!r.ok && EXISTS.test(r.stderr)) {
+        try {
+          return { ...(await this.#growOnly(valid, failed)), ...(repaired !== undefined && repaired.length > 0 && { repaired }) }
+        } catch (e) {
+          return fail((e as Error).message, script)
+        }
+      }
+      if (!r.ok) return fail(`nft exited with ${r.code}: ${firstLine(r.stderr)} (${toolHint('nft', r.code, r.stderr)})`, script)
+      this.#counts.applied += addresses.length
+      const out = result(this.name, { applied: addresses, failed, script })
+      if (repaired !== undefined && repaired.length > 0) out.repaired = repaired
+      return out
+    })
+  }
+
+  /**
+   * The batch met existing elements: ask the kernel what each set holds and write
+   * only what makes a block longer or new. Growing an element is add (a no-op on an
+   * existing one), delete, add with the new timeout and comment, in one transaction:
+   * an `add` alone keeps the old timeout on kernels before 6.10 and the old comment
+   * on all.
+   */
+  async #growOnly(valid: readonly ValidBlock[], failed: ResponderResult['failed']): Promise<ResponderResult> {
+    const bySet = new Map<string, ValidBlock[]>()
+    for (const b of valid) {
+      let list = bySet.get(setOf(b))
+      if (list === undefined) bySet.set(setOf(b), (list = []))
+      list.push(b)
+    }
+    const create: ValidBlock[] = []
+    const grow: ValidBlock[] = []
+    const kept: string[] = []
+    for (const [set, blocks] of bySet) {
+      const have = (await this.#readSet(set)) ?? new Map<string, ActiveBlockEntry>()
+      for (const b of blocks) {
+        const e = have.get(b.address)
+        if (e === undefined) create.push(b)
+        else if (e.expiresInMs === undefined || e.expiresInMs >= b.ttlS * 1000 - SLACK_MS) kept.push(b.address)
+        else grow.push(b)
+      }
+    }
+    const lines: string[] = []
+    const emit = (verb: string, items: readonly ValidBlock[], text: (b: ValidBlock) => string): void => {
+      for (const spec of SET_SPECS) {
+        const parts = items.filter((b) => setOf(b) === spec.name).map(text)
+        for (const c of chunked(parts, this.#chunk)) lines.push(`${verb} element ${NFT_TABLE} ${spec.name} { ${c.join(', ')} }`)
+      }
+    }
+    emit('add', create, (b) => elementText(b))
+    emit('add', grow, (b) => b.address)
+    emit('delete', grow, (b) => b.address)
+    emit('add', grow, (b) => elementText(b))
+    const script = lines.length === 0 ? '' : `${lines.join('\n')}\n`
+    this.#counts.kept += kept.length
+    if (script !== '') {
+      const r = await this.#apply(script)
+      if (!r.ok) {
+        const error = `nft exited with ${r.code}: ${firstLine(r.stderr)} (${toolHint('nft', r.code, r.stderr)})`
+        const writes = [...create, ...grow].map((b) => b.address)
+        this.#counts.failed += writes.length
+        return result(this.name, { applied: kept, failed: [...failed, ...writes.map((address) => ({ address, error }))], script, kept })
+      }
+    }
+    const applied = valid.map((b) => b.address)
+    this.#counts.applied += applied.length - kept.length
+    this.#counts.extended += grow.length
+    return result(this.name, { applied, failed, script, kept, ...(grow.length > 0 && { extended: grow.map((b) => b.address) }) })
+  }
+
+  /**
+   * Deletes blocks: from every set of portanoia (an operator's unblock), or only
+   * from `evidence`'s (a fleet deletion lifts the fleet ban, not a local block).
+   * Membership is read first because deleting a missing element fails the whole
+   * transaction; an element that expires between the read and the delete makes it
+   * fail anyway, so that case is read and tried once more.
+   */
+  async unblock(addresses: readonly string[], options: UnblockOptions = {}): Promise<ResponderResult> {
     const { valid, failed } = checkAddresses(addresses)
     if (valid.length === 0) return result(this.name, { failed })
+    const sets = options.evidence === undefined ? [...SET_SPECS.map((s) => s.name), ...Object.keys(NFT_LEGACY_SETS)] : Object.values(NFT_SETS[options.evidence])
     if (this.#dryRun) {
-      return result(this.name, { applied: valid.map((a) => a.address), failed, script: this.unblockScript(valid), dryRun: true })
+      const all = valid.flatMap((a) => sets.filter((s) => (SPEC_BY_NAME.get(s)?.family ?? NFT_LEGACY_SETS[s]) === a.family).map((set) => ({ address: a.address, set })))
+      return result(this.name, { applied: valid.map((a) => a.address), failed, script: this.unblockScript(all), dryRun: true })
     }
-    let script = ''
-    for (let attempt = 0; attempt < 2; attempt++) {
-      let state: NftTableState | null
-      try {
-        state = await this.readState()
-      } catch (e) {
-        const error = (e as Error).message
-        return result(this.name, { failed: [...failed, ...valid.map((a) => ({ address: a.address, error }))] })
+    return await this.#exclusive(async () => {
+      let script = ''
+      for (let attempt = 0; attempt < 2; attempt++) {
+        let state: NftTableState | null
+        try {
+          state = await this.readState()
+        } catch (e) {
+          const error = (e as Error).message
+          return result(this.name, { failed: [...failed, ...valid.map((a) => ({ address: a.address, error }))] })
+        }
+        const members: Array<{ address: string; set: string }> = []
+        for (const set of sets) {
+          for (const e of state?.sets.get(set)?.elements ?? []) if (valid.some((a) => a.address === e.address)) members.push({ address: e.address, set })
+        }
+        const present = new Set(members.map((m) => m.address))
+        const absent = valid.filter((a) => !present.has(a.address)).map((a) => a.address)
+        if (members.length === 0) return result(this.name, { failed, absent })
+        script = this.unblockScript(members)
+        const r = await this.#apply(script)
+        const applied = valid.map((a) => a.address).filter((a) => present.has(a))
+        if (r.ok) {
+          this.#counts.unblocked += applied.length
+          return result(this.name, { applied, failed, absent, script })
+        }
+        if (!MISSING.test(r.stderr) || attempt === 1) {
+          const error = `nft exited with ${r.code}: ${firstLine(r.stderr)}`
+          return result(this.name, { failed: [...failed, ...applied.map((address) => ({ address, error }))], absent, script })
+        }
       }
-      const members = new Set(state === null ? [] : stateBlocks(state).map((b) => b.address))
-      const present = valid.filter((a) => members.has(a.address))
-      const absent = valid.filter((a) => !members.has(a.address)).map((a) => a.address)
-      if (present.length === 0) return result(this.name, { failed, absent })
-      script = this.unblockScript(present)
-      const r = await this.#apply(script)
-      if (r.ok) {
-        this.#counts.unblocked += present.length
-        return result(this.name, { applied: present.map((a) => a.address), failed, absent, script })
-      }
-      if (!MISSING.test(r.stderr) || attempt === 1) {
-        const error = `nft exited with ${r.code}: ${firstLine(r.stderr)}`
-        return result(this.name, { failed: [...failed, ...present.map((a) => ({ address: a.address, error }))], absent, script })
-      }
-    }
-    return result(this.name, { failed, script })
+      return result(this.name, { failed, script })
+    })
   }
 
   async list(): Promise<ActiveBlockEntry[]> {
     if (this.#dryRun) return []
-    const state = await this.readState()
-    return state === null ? [] : stateBlocks(state)
+    return await this.#exclusive(async () => {
+      const state = await this.readState()
+      return state === null ? [] : stateBlocks(state)
+    })
+  }
+
+  /**
+   * Follows deletions in the kernel (`nft -j monitor destroy`): a table, set, chain
+   * or rule of ours deleted, or elements deleted (an operator's unblock, or our own).
+   * Element expiry is not reported by the kernel, so the monitor stays quiet while
+   * blocks time out. Returns null when no monitor was configured.
+   */
+  watch(onChange: (change: FirewallChange) => void): { stop(): Promise<void>; exited: Promise<number> } | null {
+    if (this.#monitor === undefined || this.#dryRun) return null
+    return this.#monitor(this.#nft, ['-j', 'monitor', 'destroy'], (line) => {
+      const c = parseMonitorLine(line)
+      if (c !== null) onChange(c)
+    })
   }
 
   async notify(_decisions: readonly Decision[]): Promise<ResponderResult> {
@@ -425,11 +737,13 @@ export class NftablesResponder implements Responder {
   async uninstall(): Promise<ResponderResult> {
     const script = `delete table ${NFT_TABLE}\n`
     if (this.#dryRun) return result(this.name, { script, dryRun: true })
-    const r = await this.#apply(script)
-    if (r.ok || MISSING.test(r.stderr)) return result(this.name, { script, absent: r.ok ? [] : [NFT_TABLE] })
-    return result(this.name, {
-      failed: [{ address: NFT_TABLE, error: `nft exited with ${r.code}: ${firstLine(r.stderr)} (${toolHint('nft', r.code, r.stderr)})` }],
-      script,
+    return await this.#exclusive(async () => {
+      const r = await this.#apply(script)
+      if (r.ok || MISSING.test(r.stderr)) return result(this.name, { script, absent: r.ok ? [] : [NFT_TABLE] })
+      return result(this.name, {
+        failed: [{ address: NFT_TABLE, error: `nft exited with ${r.code}: ${firstLine(r.stderr)} (${toolHint('nft', r.code, r.stderr)})` }],
+        script,
+      })
     })
   }
 
@@ -439,5 +753,6 @@ export class NftablesResponder implements Responder {
 
   async close(): Promise<void> {
     // Nothing to release: blocks live (and expire) in the kernel.
+    await this.#calls.idle()
   }
 }

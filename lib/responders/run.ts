@@ -6,7 +6,9 @@
  * `timedOut`, so responders report failures as values. `netnsRun(ns)` wraps a RunFn
  * so every command runs inside a named network namespace (`ip netns exec NS ...`),
  * which is how the privileged tests keep real firewall commands off the host.
- * Children never inherit the fleet secrets (`PORTANOIA_CROWDSEC_*`).
+ * Children never inherit the fleet secrets (`PORTANOIA_CROWDSEC_*`). A StreamFn runs
+ * a long-lived command (`nft monitor`) and hands over its stdout line by line, lines
+ * bounded in length; `netnsStream(ns)` runs it in a namespace the same way.
  * Runs on the JS thread; the children are the only processes it ever signals.
  */
 import { spawn } from 'node:child_process'
@@ -143,4 +145,84 @@ export function netnsRun(ns: string, run: RunFn = defaultRun): RunFn {
     })
   }
   return (cmd, args, input) => run('ip', ['netns', 'exec', ns, cmd, ...args], input)
+}
+
+/** A long-running command whose stdout is read line by line (e.g. `nft -j monitor`). */
+export interface StreamHandle {
+  /** Ends the child (SIGTERM by its PID, SIGKILL after 2 s) and waits for it. */
+  stop(): Promise<void>
+  /** Resolves with the exit code when the child ends (127: could not be started). */
+  exited: Promise<number>
+}
+
+/** Starts `cmd args` and calls `onLine` for each stdout line (lines past `maxLine` bytes are cut). */
+export type StreamFn = (cmd: string, args: readonly string[], onLine: (line: string) => void) => StreamHandle
+
+const MAX_LINE = 64 * 1024
+
+/** The StreamFn firewall responders use unless given another: argv, no shell, secrets stripped. */
+export const defaultStream: StreamFn = (cmd, args, onLine) => {
+  let child: ReturnType<typeof spawn>
+  try {
+    child = spawn(cmd, [...args], { stdio: ['ignore', 'pipe', 'ignore'], env: childEnv(), shell: false })
+  } catch {
+    return { stop: async () => {}, exited: Promise.resolve(127) }
+  }
+  let pending = ''
+  let overlong = false
+  child.stdout?.setEncoding('utf8')
+  child.stdout?.on('data', (chunk: string) => {
+    pending += chunk
+    let nl: number
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl)
+      pending = pending.slice(nl + 1)
+      if (overlong) overlong = false
+      else onLine(line)
+    }
+    // A line longer than the bound is handed over cut (its head says what it was
+    // about); the rest of it, up to its newline, is skipped.
+    if (pending.length > MAX_LINE) {
+      if (!overlong) onLine(pending.slice(0, MAX_LINE))
+      overlong = true
+      pending = ''
+    }
+  })
+  const exited = new Promise<number>((resolve) => {
+    child.once('error', () => resolve(127))
+    child.once('close', (code, signal) => resolve(code ?? (signal !== null ? 128 : 1)))
+  })
+  return {
+    exited,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        try {
+          process.kill(child.pid, 'SIGTERM')
+        } catch {
+          // already gone
+        }
+        const timer = setTimeout(() => {
+          if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+            try {
+              process.kill(child.pid, 'SIGKILL')
+            } catch {
+              // already gone
+            }
+          }
+        }, 2000)
+        await exited
+        clearTimeout(timer)
+      }
+    },
+  }
+}
+
+/** Wraps `stream` so the command runs in network namespace `ns`. */
+export function netnsStream(ns: string, stream: StreamFn = defaultStream): StreamFn {
+  if (!NETNS_NAME.test(ns)) {
+    throw new PortanoiaError('PORTANOIA_BAD_NETNS', `${JSON.stringify(ns)} is not a network namespace name`, {
+      hint: 'use the name `ip netns list` shows',
+    })
+  }
+  return (cmd, args, onLine) => stream('ip', ['netns', 'exec', ns, cmd, ...args], onLine)
 }

@@ -8,12 +8,36 @@
  */
 import type { Decision } from '../policy/decision.js'
 
+/**
+ * Where a block comes from. Firewall responders keep each origin apart (a set of
+ * its own), so no origin can shorten or lift another's block: a local block from a
+ * completed handshake, a local block from forgeable evidence, a fleet ban.
+ */
+export const EVIDENCE = ['verified', 'spoofable', 'fleet'] as const
+export type Evidence = (typeof EVIDENCE)[number]
+
+/** A fleet ban's origin, kept with its element in the kernel so a restart still knows it. */
+export interface FleetTag {
+  /** LAPI's decision id: a deletion of this decision lifts the ban. */
+  id?: number
+  /** The decision's origin in LAPI ('crowdsec', 'cscli', 'CAPI', 'portanoia', …). */
+  origin: string
+  scenario: string
+}
+
 /** One address to block. `address` is canonical and validated before it gets here. */
 export interface BlockRequest {
   address: string
   family: 4 | 6
   ttlMs: number
-  /** Replace an existing (shorter) block: reset its timeout. */
+  /** Which origin's block this is. Default 'verified'. */
+  evidence?: Evidence
+  /** With evidence 'fleet': the ban's tag, stored with the element. */
+  fleet?: FleetTag
+  /**
+   * A verified block replacing a spoofable one. Informational: origins live apart,
+   * so the verified block is simply added beside the spoofable one.
+   */
   upgrade?: boolean
 }
 
@@ -25,6 +49,32 @@ export interface ActiveBlockEntry {
   expiresInMs?: number
   /** The timeout it was added with, ms. */
   timeoutMs?: number
+  /** Which origin's set holds it; absent for sets of earlier versions (ipset's, or a not yet migrated table). */
+  evidence?: Evidence
+  /** Fleet bans: the tag stored with the element. */
+  fleet?: FleetTag
+}
+
+/** unblock() options. */
+export interface UnblockOptions {
+  /** Only this origin's block (a fleet deletion lifts the fleet ban, never a local block). Default: every origin. */
+  evidence?: Evidence
+}
+
+/** A deletion the firewall reported (nft monitor): what it means for portanoia's state. */
+export type FirewallChange =
+  /** A table, set, chain or rule of portanoia's was deleted. */
+  | { kind: 'structure'; detail: string }
+  /** Elements of one origin's set were deleted. */
+  | { kind: 'elements'; evidence: Evidence; addresses: string[] }
+  /** The monitor lost track (a set flushed, an unreadable line): only a full look can tell. */
+  | { kind: 'unknown'; detail: string }
+
+/** A firewall's change notifications, while they run. */
+export interface FirewallWatch {
+  stop(): Promise<void>
+  /** Resolves with the monitor's exit code when it ends. */
+  exited: Promise<number>
 }
 
 export interface ResponderResult {
@@ -42,6 +92,12 @@ export interface ResponderResult {
   script?: string
   /** True when nothing was executed because the responder runs in dry-run mode. */
   dryRun?: boolean
+  /** block(): addresses the kernel already held at least as long; nothing was written for them (they are in `applied`). */
+  kept?: string[]
+  /** block(): addresses whose shorter block was made longer (they are in `applied`). */
+  extended?: string[]
+  /** block(): the table's shape was gone and was put back first (what was missing); other blocks may need restoring. */
+  repaired?: string[]
 }
 
 export interface RunResult {
@@ -71,7 +127,7 @@ export interface Responder {
   start(): Promise<ActiveBlockEntry[]>
   /** Firewall responders: add blocks, in one batch. Notifiers: resolve ok with nothing applied. */
   block(requests: readonly BlockRequest[]): Promise<ResponderResult>
-  unblock(addresses: readonly string[]): Promise<ResponderResult>
+  unblock(addresses: readonly string[], options?: UnblockOptions): Promise<ResponderResult>
   /**
    * Blocks currently in the kernel (firewall responders); [] for notifiers. A read-only
    * query for `portanoia list`: rejects with a PortanoiaError when the kernel cannot be read
@@ -86,6 +142,16 @@ export interface Responder {
   notify(decisions: readonly Decision[]): Promise<ResponderResult>
   /** Firewall responders: removes everything the responder created, and nothing else. */
   uninstall?(): Promise<ResponderResult>
+  /**
+   * Firewall responders: puts back whatever of the firewall's shape is missing (the
+   * table, a set, a chain, a rule) and returns what was ([] when nothing), together
+   * with what block() repaired on its own since the last call. Recreated sets come
+   * back empty: the caller restores what it knows should be there.
+   * Rejects with a PortanoiaError when the firewall cannot be read or changed.
+   */
+  repair?(): Promise<string[]>
+  /** Firewall responders: follows deletions in the kernel while running; null when it cannot. */
+  watch?(onChange: (change: FirewallChange) => void): FirewallWatch | null
   /** Counters for the `stats` event (applied, failed, queued, dropped, …). */
   stats?(): Record<string, number>
   /** Stops accepting work, drops what is still queued (counted), waits for what is in flight. Idempotent. */

@@ -155,7 +155,7 @@ describe.skipIf(!IS_ROOT)('portanoia CLI responders', () => {
     await stopWatches()
     const stats = jsonLines<{ responders: { daemon: { applied: number } } }>(w.out(), (e) => e.type === 'stats').at(-1)
     expect(stats?.responders.daemon.applied).toBe(1)
-    await waitFor('the kernel to expire it', async () => !(await nftElements(net!.sensorExec, ['block4'])).includes(a.peer.ipv4), 30_000)
+    await waitFor('the kernel to expire it', async () => !(await nftElements(net!.sensorExec, ['verified4'])).includes(a.peer.ipv4), 30_000)
     expect(await tcpConnect(a.peer, a.sensor.ipv4, SERVICE)).toBe('connected')
   })
 

@@ -120,7 +120,7 @@ describe.skipIf(!IS_ROOT)('portanoia CLI', () => {
     const w = await startWatch(['watch', '--netns', net.sensorNs, '--tcp', '2222', '--dry-run'])
     await tcpConnect(a.peer, a.sensor.ipv4, 2222)
     // stdout is not a terminal, so events are JSON lines and the scripts go to stderr.
-    await waitFor('the would-be script', () => w.err().includes(`add element inet portanoia block4 { ${a.peer.ipv4} timeout 3600s }`))
+    await waitFor('the would-be script', () => w.err().includes(`create element inet portanoia verified4 { ${a.peer.ipv4} timeout 3600s }`))
     expect(w.err()).toContain('# nftables (dry-run, not applied):\nadd table inet portanoia\n')
     expect(w.out()).toMatch(/"action":"report","reason":"dry-run","src":"198\.18\.0\.2","family":4,"verified":true/)
     expect(await tableExists(net)).toBe(false)

@@ -151,7 +151,7 @@ describe.skipIf(!IS_ROOT)('Daemon', () => {
     // While portanoia is down, peer 0 becomes the default gateway, and an operator adds
     // a block by hand that the next run's allowlist covers. Both blocks survive in the kernel.
     expect((await net.sensorExec('ip', ['route', 'add', 'default', 'via', a.peer.ipv4])).code).toBe(0)
-    const add = await net.sensorExec('nft', ['add', 'element', 'inet', 'portanoia', 'block4', '{ 198.18.0.50 timeout 1h }'])
+    const add = await net.sensorExec('nft', ['add', 'element', 'inet', 'portanoia', 'verified4', '{ 198.18.0.50 timeout 1h }'])
     expect(add.code).toBe(0)
     expect(await nftElements(net)).toEqual([a.peer.ipv4, '198.18.0.50'].sort())
 
@@ -186,7 +186,7 @@ describe.skipIf(!IS_ROOT)('Daemon', () => {
     const d = await waitFor('a dry-run decision', () => decisions().find((x) => x.reason === 'dry-run'))
     expect(d).toMatchObject({ action: 'report', src: a.peer.ipv4, verified: true })
     await waitFor('the would-be script', () => (scripts.length > 1 ? true : undefined))
-    expect(scripts[1]).toBe(`add element inet portanoia block4 { ${a.peer.ipv4} timeout 3600s }\n`)
+    expect(scripts[1]).toBe(`create element inet portanoia verified4 { ${a.peer.ipv4} timeout 3600s }\n`)
     expect(await hasTable(net)).toBe(false)
   })
 

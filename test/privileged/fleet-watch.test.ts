@@ -88,8 +88,8 @@ class Watch {
   }
 }
 
-/** The addresses in `inet portanoia`'s IPv4 set of a host (throws when nft fails). */
-const blocked = (host: NetnsHost): Promise<string[]> => nftElements(host.exec, ['block4'])
+/** The addresses in `inet portanoia`'s IPv4 sets of a host, every origin's (throws when nft fails). */
+const blocked = (host: NetnsHost): Promise<string[]> => nftElements(host.exec, ['verified4', 'spoofable4', 'fleet4'])
 
 /** Scrapes a metrics endpoint from inside a namespace (the daemon's sockets live there). */
 async function scrape(host: NetnsHost, url: string): Promise<string> {

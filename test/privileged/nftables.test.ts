@@ -80,9 +80,10 @@ describe.skipIf(!IS_ROOT)('nftables responder (real kernel, test namespace)', ()
     expect(adopted.map((e) => e.address).sort()).toEqual([l0.peer.ipv4, l0.peer.ipv6].sort())
     expect(await canConnect(l0.peer, l0.sensor.ipv4)).toBe(false)
     const rules = await net.sensorExec('nft', ['list', 'chain', 'inet', 'portanoia', 'input'])
-    expect(rules.stdout.match(/drop/g)).toHaveLength(2)
+    // One drop rule per set (three origins × two families), not one more.
+    expect(rules.stdout.match(/drop/g)).toHaveLength(6)
 
-    // Upgrade resets the timeout (add, delete, add in one transaction).
+    // A longer block grows the element (add, delete, add in one transaction).
     await again.block([{ address: l1.peer.ipv6, family: 6, ttlMs: 100_000 }])
     const up = await again.block([{ address: l1.peer.ipv6, family: 6, ttlMs: 3_600_000, upgrade: true }])
     expect(up.ok).toBe(true)
@@ -107,7 +108,7 @@ describe.skipIf(!IS_ROOT)('nftables responder (real kernel, test namespace)', ()
     const dry = new NftablesResponder({ run, dryRun: true })
     await dry.start()
     const d = await dry.block([{ address: l1.peer.ipv4, family: 4, ttlMs: 60_000 }])
-    expect(d.script).toBe(`add element inet portanoia block4 { ${l1.peer.ipv4} timeout 60s }\n`)
+    expect(d.script).toBe(`create element inet portanoia verified4 { ${l1.peer.ipv4} timeout 60s }\n`)
     await dry.unblock([l0.peer.ipv4])
     await dry.uninstall()
     const after = (await net.sensorExec('nft', ['list', 'ruleset'])).stdout.replace(/expires \S+/g, '')

@@ -182,6 +182,7 @@ describe('fleet mode in degraded shapes (fake LAPI)', () => {
       pullIntervalMs: 50,
       queueLimit: 100,
       timeoutMs: 2000,
+      pushSpoofable: false,
       warnings: [],
       ...over,
     }
@@ -254,7 +255,7 @@ describe('failures inside the pipeline become events', () => {
         firewall: new NftablesResponder({ run, dryRun: true }),
         // The setup script at start is the caller's own call stack; the block script comes from the pipeline.
         onScript: (script) => {
-          if (script.includes('add element')) throw new Error('terminal went away')
+          if (script.includes('create element')) throw new Error('terminal went away')
         },
       })
       capture.hit({ src: '198.18.0.7', dstPort: 2222, kind: 'connect' })

@@ -427,24 +427,38 @@ describe('jsonl responder', () => {
 })
 
 describe('ipset responder (fake run)', () => {
-  it('creates sets in one restore, adds each rule only when -C says it is missing', async () => {
-    const { run, calls } = recorder((argv) => (argv.includes('-C') && argv[0] === 'iptables' ? { code: 1 } : argv[1] === 'list' ? { stdout: 'add portanoia4 198.18.0.2 timeout 59\n' } : {}))
+  it('creates the missing sets in one restore (fleet ones with comments), adds each rule only when the chain lacks it', async () => {
+    const { run, calls } = recorder((argv) =>
+      argv[1] === 'list' && argv[2] === '-n'
+        ? { stdout: 'portanoia4\nportanoia6\nother\n' }
+        : argv.includes('-S') && argv[0] === 'iptables'
+          ? { stdout: '-P INPUT ACCEPT\n-A INPUT -m set --match-set portanoia4 src -j DROP\n' }
+          : argv[1] === 'list' && argv[2] === 'portanoia4'
+            ? { stdout: 'add portanoia4 198.18.0.2 timeout 59\n' }
+            : {},
+    )
     const ips = new IpsetResponder({ run })
-    expect(await ips.start()).toEqual([{ address: '198.18.0.2', family: 4, expiresInMs: 59_000 }])
-    expect(calls.slice(0, 4)).toEqual([
-      ['ipset', 'restore', '-exist'],
-      ['iptables', '-w', '-C', 'INPUT', '-m', 'set', '--match-set', 'portanoia4', 'src', '-j', 'DROP'],
-      ['iptables', '-w', '-I', 'INPUT', '-m', 'set', '--match-set', 'portanoia4', 'src', '-j', 'DROP'],
-      ['ip6tables', '-w', '-C', 'INPUT', '-m', 'set', '--match-set', 'portanoia6', 'src', '-j', 'DROP'],
+    expect(await ips.start()).toEqual([{ address: '198.18.0.2', family: 4, expiresInMs: 59_000, evidence: 'verified' }])
+    const inserts = calls.filter((c) => c.includes('-I')).map((c) => `${c[0]} ${c[7]}`)
+    expect(calls[0]).toEqual(['ipset', 'list', '-n'])
+    expect(calls[1]).toEqual(['ipset', 'restore', '-exist'])
+    expect(inserts).toEqual([
+      'iptables portanoia-s4',
+      'iptables portanoia-f4',
+      'ip6tables portanoia6',
+      'ip6tables portanoia-s6',
+      'ip6tables portanoia-f6',
     ])
+    expect(ips.lastSetupScript).toContain('create portanoia-f4 hash:ip family inet timeout 0 comment maxelem 262144\n')
   })
 
   it('refuses a TTL above ipset\'s 2147483 s per address instead of failing the restore half-way', async () => {
     // Like ipset 7.17: "Syntax error: '2592000' is out of range 0-2147483" stops the restore at that line.
     const inputs: string[] = []
-    const run: RunFn = async (_c, _a, input) => {
+    const run: RunFn = async (_c, args, input) => {
+      if (args[0] === 'list') return { code: 0, stdout: '', stderr: '' }
       inputs.push(input ?? '')
-      return /timeout (\d+)/.test(input ?? '') && [...(input ?? '').matchAll(/timeout (\d+)/g)].some((m) => Number(m[1]) > 2_147_483)
+      return [...(input ?? '').matchAll(/timeout (\d+)/g)].some((m) => Number(m[1]) > 2_147_483)
         ? { code: 1, stdout: '', stderr: "ipset v7.17: Syntax error: '2592000' is out of range 0-2147483" }
         : { code: 0, stdout: '', stderr: '' }
     }
@@ -458,9 +472,11 @@ describe('ipset responder (fake run)', () => {
     expect(inputs).toEqual(['add portanoia4 198.18.0.2 timeout 3600\n'])
   })
 
-  it('batches blocks into one restore and refuses bad input first', async () => {
+  it('batches blocks into one restore, each origin into its set, never shorter than the kernel holds', async () => {
     const inputs: string[] = []
-    const run: RunFn = async (_c, _a, input) => {
+    const run: RunFn = async (_c, args, input) => {
+      if (args[0] === 'list' && args[1] === 'portanoia4') return { code: 0, stdout: 'add portanoia4 198.18.0.5 timeout 3500\nadd portanoia4 198.18.0.6 timeout 10\n', stderr: '' }
+      if (args[0] === 'list') return { code: 0, stdout: '', stderr: '' }
       inputs.push(input ?? '')
       return { code: 0, stdout: '', stderr: '' }
     }
@@ -469,16 +485,27 @@ describe('ipset responder (fake run)', () => {
       { address: '198.18.0.2', family: 4, ttlMs: 2000 },
       { address: 'fd52:43dd::2', family: 6, ttlMs: 60_000, upgrade: true },
       { address: '1.2.3.4\nflush', family: 4, ttlMs: 2000 },
+      { address: '198.18.0.3', family: 4, ttlMs: 300_000, evidence: 'spoofable' },
+      { address: '198.18.0.4', family: 4, ttlMs: 600_000, evidence: 'fleet', fleet: { id: 3, origin: 'cscli', scenario: 'manual' } },
+      { address: '198.18.0.5', family: 4, ttlMs: 60_000 },
+      { address: '198.18.0.6', family: 4, ttlMs: 60_000 },
     ])
-    expect(r.applied).toEqual(['198.18.0.2', 'fd52:43dd::2'])
+    expect(r.applied).toEqual(['198.18.0.2', 'fd52:43dd::2', '198.18.0.3', '198.18.0.4', '198.18.0.5', '198.18.0.6'])
+    expect(r).toMatchObject({ kept: ['198.18.0.5'], extended: ['198.18.0.6'] })
     expect(r.failed.map((f) => f.address)).toEqual(['1.2.3.4\nflush'])
-    expect(inputs).toEqual(['add portanoia4 198.18.0.2 timeout 2\nadd portanoia6 fd52:43dd::2 timeout 60\n'])
+    expect(inputs).toEqual([
+      'add portanoia4 198.18.0.2 timeout 2\nadd portanoia6 fd52:43dd::2 timeout 60\nadd portanoia-s4 198.18.0.3 timeout 300\n' +
+        'add portanoia-f4 198.18.0.4 timeout 600 comment "fleet id=3 origin=cscli scenario=manual"\nadd portanoia4 198.18.0.6 timeout 60\n',
+    ])
   })
 
-  it('parses save output; timeout 0 means no expiry', () => {
+  it('parses save output; timeout 0 means no expiry; fleet comments are read', () => {
     expect(parseIpsetSave('create portanoia6 hash:ip family inet6 timeout 0\nadd portanoia6 fd52:43dd::2 timeout 4\nadd portanoia6 fd52:43dd::3 timeout 0\nadd portanoia4 1.2.3.4\n', 6)).toEqual([
-      { address: 'fd52:43dd::2', family: 6, expiresInMs: 4000 },
-      { address: 'fd52:43dd::3', family: 6 },
+      { address: 'fd52:43dd::2', family: 6, expiresInMs: 4000, evidence: 'verified' },
+      { address: 'fd52:43dd::3', family: 6, evidence: 'verified' },
+    ])
+    expect(parseIpsetSave('add portanoia-f4 198.18.0.4 timeout 59 comment "fleet id=3 origin=cscli scenario=manual"\n', 4, 'fleet')).toEqual([
+      { address: '198.18.0.4', family: 4, expiresInMs: 59_000, evidence: 'fleet', fleet: { id: 3, origin: 'cscli', scenario: 'manual' } },
     ])
   })
 })
@@ -526,7 +553,8 @@ describe('ResponderSet', () => {
     const rs = await Promise.race([handled, timeout])
     expect(rs.map((r) => r.responder)).toEqual(['fw', 'note'])
     expect(order.sort()).toEqual(['block 1', 'notify 2'])
-    expect(blockRequests([decision({ upgrade: true })])).toEqual([{ address: '198.18.0.2', family: 4, ttlMs: 3_600_000, upgrade: true }])
+    expect(blockRequests([decision({ upgrade: true })])).toEqual([{ address: '198.18.0.2', family: 4, ttlMs: 3_600_000, evidence: 'verified', upgrade: true }])
+    expect(blockRequests([decision({ verified: false, ttlMs: 300_000 })])).toEqual([{ address: '198.18.0.2', family: 4, ttlMs: 300_000, evidence: 'spoofable' }])
     expect(() => new ResponderSet([base('a', {}), base('a', {})])).toThrow(/distinct/)
   })
 })
