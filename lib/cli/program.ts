@@ -106,6 +106,7 @@ function watchInput(o: Raw): WatchInput {
     const v = str(o, attributeName(flag))
     if (v !== undefined) crowdsec[key] = v
   }
+  if (o.crowdsecPushSpoofable === true) crowdsec.pushSpoofable = true
   if (Object.keys(crowdsec).length > 0) input.crowdsec = crowdsec
   return input
 }
@@ -217,6 +218,7 @@ Original portanoia form:
     .option('--control <path>', 'control socket for status, list, block, unblock, reload (default /run/portanoia/portanoia[-NETNS].sock)')
     .option('--no-control', 'no control socket')
   for (const flag of Object.keys(FLEET_FLAGS) as Array<keyof typeof FLEET_FLAGS>) watchCmd.option(flag, FLEET_HELP[flag])
+  watchCmd.option('--crowdsec-push-spoofable', 'also push blocks from spoofable evidence (--block all); off by default: a forged packet must not become a fleet-wide ban')
   watchCmd
     .addOption(netnsOption())
     .action((o: Raw) => {

@@ -39,6 +39,8 @@ export const fleetConfigSchema = z.object({
       pushIntervalMs: z.number().int().min(50).max(600_000).default(1000),
       pullIntervalMs: z.number().int().min(200).max(3_600_000).default(2000),
       queueLimit: z.number().int().min(1).max(1_000_000).default(1000),
+      /** Also push blocks from spoofable evidence (`block: all`). Off: a forged packet must not become a fleet-wide ban. */
+      pushSpoofable: z.boolean().default(false),
       /** Deadline per LAPI request. */
       timeoutMs: z.number().int().min(100).max(120_000).default(5000),
     })
@@ -70,6 +72,8 @@ export interface ResolvedFleet {
   pullIntervalMs: number
   queueLimit: number
   timeoutMs: number
+  /** Push blocks from spoofable evidence too (default false). */
+  pushSpoofable: boolean
   /** Things worth one line at startup (e.g. a secret file others can read). Never contains a secret. */
   warnings: string[]
 }
@@ -168,6 +172,7 @@ export async function resolveFleetConfig(
     pullIntervalMs: cs.pullIntervalMs,
     queueLimit: cs.queueLimit,
     timeoutMs: cs.timeoutMs,
+    pushSpoofable: cs.pushSpoofable,
     warnings,
   }
   if (cs.machine !== undefined) out.machine = cs.machine

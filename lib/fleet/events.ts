@@ -54,6 +54,7 @@ export const FLEET_OPS = [
   'pull-recovered',
   'dropped',
   'abandoned',
+  'clamped',
 ] as const
 /**
  * `unblocked`: a fleet ban was deleted in LAPI (or a guard now protects it) and lifted here.
@@ -62,6 +63,7 @@ export const FLEET_OPS = [
  * `push-failed` / `pull-failed`: LAPI could not be reached or refused (first failure of a run, or a new error).
  * `push-recovered` / `pull-recovered`: LAPI answers again after failures.
  * `dropped`: the push queue was full; its oldest alert was dropped. `abandoned`: an alert gave up after its retries.
+ * `clamped`: a ban longer than the local firewall holds was applied for the longest it holds (`detail`: 'LAPI's → applied'); once per decision.
  */
 export type FleetOp = (typeof FLEET_OPS)[number]
 
@@ -77,7 +79,7 @@ export interface FleetEvent {
   src?: string
   /** On `skipped`: why. */
   why?: SkipWhy
-  /** On `skipped` for a non-Ip scope or a non-ban type: what LAPI sent (e.g. 'Range', 'captcha'). */
+  /** On `skipped` for a non-Ip scope or a non-ban type: what LAPI sent (e.g. 'Range', 'captcha'); on `clamped`: the durations. */
   detail?: string
   /** On failures: a PORTANOIA_LAPI_* code, or the responder's. */
   code?: string

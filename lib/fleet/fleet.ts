@@ -8,9 +8,14 @@
  * applies the fleet's bans through a local Responder with the time remaining,
  * idempotently: it remembers what it applied, lifts only bans it applied itself,
  * skips this host's own decisions coming back, skips what it cannot express
- * (Range and other scopes, non-ban types), and lets local guards win — a ban on a
- * guarded address is refused with a `guard:*` decision event, and re-checked
- * whenever the guards change. Both run on the JS thread from unref'd timers,
+ * (Range and other scopes, non-ban types), clamps a ban longer than the firewall
+ * holds (once, with one event), and lets local guards win — a ban on a guarded
+ * address is refused with a `guard:*` decision event, and re-checked whenever the
+ * guards change. Fleet bans live in the firewall apart from local blocks (evidence
+ * 'fleet', tagged with their LAPI id, origin and scenario), so a deletion lifts the
+ * fleet ban and never a local block, and a restart adopts them as fleet bans. Only
+ * blocks from verified evidence are pushed unless `pushSpoofable` is set: a forged
+ * packet must not become a fleet-wide ban on hosts with plain bouncers. Both run on the JS thread from unref'd timers,
  * never throw into the caller, and report through `onEvent` and `stats()`.
  */
 
@@ -18,7 +23,7 @@ import { PortanoiaError } from '../errors.js'
 import type { Decision } from '../policy/decision.js'
 import { parseAddress, formatAddress } from '../policy/addr.js'
 import type { GuardReason } from '../policy/guards.js'
-import type { BlockRequest, Responder } from '../responders/types.js'
+import type { ActiveBlockEntry, BlockRequest, FleetTag, Responder } from '../responders/types.js'
 import {
   type FleetStreamEvent,
   type SkipWhy,
@@ -119,6 +124,12 @@ export interface FleetPushOptions {
   maxBackoffMs?: number
   /** Ban length for a decision without a TTL, ms. Default 4 h. */
   defaultTtlMs?: number
+  /**
+   * Also push blocks from spoofable evidence (`--block all`). Default false: a
+   * forged source would otherwise be banned fleet-wide, by bouncers that have no
+   * guards of this host's.
+   */
+  pushSpoofable?: boolean
   onEvent?: (e: FleetStreamEvent) => void
   now?: () => number
   /** Jitter source in [0, 1); default Math.random. Tests pass () => 0. */
@@ -157,6 +168,7 @@ export class FleetPush {
   readonly #backoffMs: number
   readonly #maxBackoffMs: number
   readonly #defaultTtlMs: number
+  readonly #pushSpoofable: boolean
   readonly #onEvent: (e: FleetStreamEvent) => void
   readonly #now: () => number
   readonly #random: () => number
@@ -182,6 +194,7 @@ export class FleetPush {
     this.#backoffMs = positive(options.backoffMs, 500, 'backoffMs')
     this.#maxBackoffMs = positive(options.maxBackoffMs, 30_000, 'maxBackoffMs')
     this.#defaultTtlMs = positive(options.defaultTtlMs, 4 * 3_600_000, 'defaultTtlMs')
+    this.#pushSpoofable = options.pushSpoofable === true
     this.#onEvent = options.onEvent ?? (() => {})
     this.#now = options.now ?? Date.now
     this.#random = options.random ?? Math.random
@@ -198,10 +211,12 @@ export class FleetPush {
 
   /**
    * Enqueues a local decision; synchronous, never throws, never waits. Only
-   * `block`/`blocked` decisions are pushed; returns whether this one was queued.
+   * `block`/`blocked` decisions are pushed, and of those only verified ones unless
+   * `pushSpoofable`; returns whether this one was queued.
    */
   push(d: Decision): boolean {
     if (this.#closed || d.action !== 'block' || d.reason !== 'blocked') return false
+    if (!d.verified && !this.#pushSpoofable) return false
     const now = this.#now()
     const ttl = d.ttlMs !== undefined && d.ttlMs > 0 ? d.ttlMs : this.#defaultTtlMs
     const deadline = now + ttl
@@ -363,12 +378,12 @@ export interface GuardCheck {
 
 export interface FleetPullOptions {
   client: DecisionSource
-  responder: Pick<Responder, 'name' | 'block' | 'unblock'>
+  responder: Pick<Responder, 'name' | 'block' | 'unblock' | 'maxTtlMs'>
   guards: GuardCheck
   /**
    * True when this host blocks `address` itself (the engine's active blocks, or
    * FleetPush.pushed): such addresses are not re-applied when they come back with
-   * origin portanoia, and never unblocked by a fleet deletion.
+   * origin portanoia (a fleet deletion lifts only the fleet's own element anyway).
    */
   isLocalBlock?: (address: string) => boolean
   /** Poll period, ms. Default 2000. */
@@ -377,6 +392,8 @@ export interface FleetPullOptions {
   maxBackoffMs?: number
   /** Bans tracked at most (applied + refused + waiting for a retry). Default 200,000. */
   trackLimit?: number
+  /** Longest ban the responder holds, ms: longer ones are clamped to it (once, with a `clamped` event). Default: the responder's maxTtlMs, else unlimited. */
+  maxTtlMs?: number
   onEvent?: (e: FleetStreamEvent) => void
   now?: () => number
 }
@@ -388,6 +405,17 @@ interface FleetBan {
   origin: string
   scenario: string
   id?: number
+  /** When the responder confirmed it (set once applied). */
+  appliedAt?: number
+}
+
+/** A fleet ban in force here, as the daemon's reconcile loop sees it. */
+export interface AppliedFleetBan {
+  address: string
+  family: 4 | 6
+  expiresAt: number
+  tag: FleetTag
+  appliedAt: number
 }
 
 export interface FleetPullStats {
@@ -410,12 +438,13 @@ export interface FleetPullStats {
 
 export class FleetPull {
   readonly #client: DecisionSource
-  readonly #responder: Pick<Responder, 'name' | 'block' | 'unblock'>
+  readonly #responder: Pick<Responder, 'name' | 'block' | 'unblock' | 'maxTtlMs'>
   readonly #guards: GuardCheck
   readonly #isLocalBlock: (address: string) => boolean
   readonly #intervalMs: number
   readonly #maxBackoffMs: number
   readonly #trackLimit: number
+  readonly #maxTtlMs: number
   readonly #onEvent: (e: FleetStreamEvent) => void
   readonly #now: () => number
   readonly #applied = new Map<string, FleetBan>()
@@ -438,6 +467,7 @@ export class FleetPull {
     this.#intervalMs = positive(options.intervalMs, 2000, 'intervalMs')
     this.#maxBackoffMs = positive(options.maxBackoffMs, 15_000, 'maxBackoffMs')
     this.#trackLimit = positive(options.trackLimit, 200_000, 'trackLimit')
+    this.#maxTtlMs = positive(options.maxTtlMs ?? options.responder.maxTtlMs, Number.POSITIVE_INFINITY, 'maxTtlMs')
     this.#onEvent = options.onEvent ?? (() => {})
     this.#now = options.now ?? Date.now
     this.#guardGeneration = options.guards.generation
@@ -457,6 +487,56 @@ export class FleetPull {
       })
     }
     return this.#polling
+  }
+
+  /** Fleet bans in force here that the responder confirmed, for the reconcile loop. */
+  bans(): AppliedFleetBan[] {
+    this.#expire(this.#now())
+    const out: AppliedFleetBan[] = []
+    for (const b of this.#applied.values()) {
+      if (b.appliedAt === undefined) continue
+      out.push({ address: b.address, family: b.family, expiresAt: b.expiresAt, tag: tagOf(b), appliedAt: b.appliedAt })
+    }
+    return out
+  }
+
+  /** Someone removed this fleet ban from the kernel (an operator's unblock): stop counting it. */
+  forget(address: string): void {
+    this.#applied.delete(address)
+  }
+
+  /**
+   * Takes over fleet bans found in the kernel (a restart, or elements the reconcile
+   * loop did not know), with their tag, so a LAPI deletion still lifts them. Those on
+   * addresses a guard now protects are lifted.
+   */
+  async adopt(entries: readonly ActiveBlockEntry[]): Promise<number> {
+    const now = this.#now()
+    const lift: string[] = []
+    let n = 0
+    for (const e of entries) {
+      if (e.evidence !== 'fleet' || e.expiresInMs === undefined || e.expiresInMs <= 0 || this.#applied.has(e.address)) continue
+      const ban: FleetBan = {
+        address: e.address,
+        family: e.family,
+        expiresAt: now + e.expiresInMs,
+        origin: e.fleet?.origin || 'unknown',
+        scenario: e.fleet?.scenario || 'unknown',
+        appliedAt: now,
+      }
+      if (e.fleet?.id !== undefined) ban.id = e.fleet.id
+      const guard = this.#guards.check(e.address)
+      if (guard !== null) {
+        this.#refuse(ban, guard)
+        lift.push(e.address)
+        continue
+      }
+      if (this.#applied.size >= this.#trackLimit) break
+      this.#applied.set(e.address, ban)
+      n++
+    }
+    if (lift.length > 0) await this.#unblock(lift)
+    return n
   }
 
   /** Fleet bans in force here, by address. */
@@ -554,7 +634,8 @@ export class FleetPull {
       // the longer one we applied.
       if (ban === undefined || !sameDecision(ban, d)) continue
       this.#applied.delete(addr)
-      if (!this.#isLocalBlock(addr)) lift.push(addr)
+      // The fleet's own set only: a local block of the same address stays.
+      lift.push(addr)
     }
     if (lift.length > 0) await this.#unblock(lift)
 
@@ -584,6 +665,8 @@ export class FleetPull {
     }
     if (left === null) return this.#skip('bad-duration', addr, d.duration.slice(0, 64))
     if (left < 1000) return this.#skip('expired', addr, d.duration)
+    const clamped = left > this.#maxTtlMs
+    if (clamped) left = this.#maxTtlMs
     // A host receives its own decisions back: its own block is already there.
     if (d.origin === FLEET_ORIGIN && this.#isLocalBlock(addr)) return this.#skip('own', addr, d.scenario)
     const ban: FleetBan = {
@@ -605,6 +688,13 @@ export class FleetPull {
     if (have !== undefined && have.expiresAt >= ban.expiresAt - 1000) {
       if (ban.id !== undefined) have.id = ban.id
       return null
+    }
+    if (clamped) {
+      // Once per decision: LAPI sends a decision once (the stream is a state sync), and
+      // the clamped ban is then applied like any other, never retried for its length.
+      this.#onEvent(
+        fleetEvent({ op: 'clamped', src: addr, detail: `${d.duration.slice(0, 64)} → ${formatGoDuration(left)}`, message: `longer than ${this.#responder.name} holds` }, this.#now()),
+      )
     }
     return ban
   }
@@ -668,20 +758,21 @@ export class FleetPull {
       if (guard === null) continue
       this.#applied.delete(addr)
       this.#refuse(ban, guard)
-      if (!this.#isLocalBlock(addr)) lift.push(addr)
+      lift.push(addr)
     }
     return lift
   }
 
   async #block(bans: FleetBan[], now: number): Promise<void> {
     if (bans.length === 0) return
+    // The fleet's own set, tagged: the firewall never shortens an element, and a
+    // longer ban grows the one there.
     const requests: BlockRequest[] = bans.map((b) => ({
       address: b.address,
       family: b.family,
       ttlMs: Math.max(1000, b.expiresAt - now),
-      // Resets the timeout of an element already in the set (a longer fleet ban,
-      // or a re-sent one after a restart).
-      upgrade: true,
+      evidence: 'fleet',
+      fleet: tagOf(b),
     }))
     const result = await this.#responder.block(requests)
     const failed = new Map(result.failed.map((f) => [f.address, f.error]))
@@ -705,6 +796,7 @@ export class FleetPull {
         this.#stats.applied++
         continue
       }
+      ban.appliedAt = this.#now()
       this.#applied.set(ban.address, ban)
       this.#stats.applied++
       const fields: Parameters<typeof fleetDecisionEvent>[0] = {
@@ -724,7 +816,7 @@ export class FleetPull {
 
   async #unblock(addresses: string[]): Promise<void> {
     try {
-      const result = await this.#responder.unblock(addresses)
+      const result = await this.#responder.unblock(addresses, { evidence: 'fleet' })
       const failed = new Set(result.failed.map((f) => f.address))
       for (const addr of addresses) {
         if (failed.has(addr)) {
@@ -759,6 +851,12 @@ export class FleetPull {
     // The kernel expires the elements itself; forget them here too.
     for (const [addr, ban] of this.#applied) if (ban.expiresAt <= now) this.#applied.delete(addr)
   }
+}
+
+function tagOf(b: FleetBan): FleetTag {
+  const tag: FleetTag = { origin: b.origin, scenario: b.scenario }
+  if (b.id !== undefined) tag.id = b.id
+  return tag
 }
 
 function sameDecision(ban: { id?: number }, d: LapiDecision): boolean {

@@ -20,7 +20,7 @@ export * from './lapi.js'
 
 export interface StartFleetOptions {
   /** The firewall responder fleet bans are applied through (nftables by default). */
-  responder: Pick<Responder, 'name' | 'block' | 'unblock'>
+  responder: Pick<Responder, 'name' | 'block' | 'unblock' | 'maxTtlMs'>
   guards: GuardCheck
   /** The engine's own blocks (`(a) => engine.isBlocked(a)`); pushed addresses are added to it. */
   isLocalBlock?: (address: string) => boolean
@@ -48,7 +48,7 @@ export function startFleet(config: ResolvedFleet, options: StartFleetOptions): F
   const client = new LapiClient(clientOptions)
   const onEvent = options.onEvent ?? (() => {})
   const push = config.push
-    ? new FleetPush({ client, intervalMs: config.pushIntervalMs, queueLimit: config.queueLimit, onEvent }).start()
+    ? new FleetPush({ client, intervalMs: config.pushIntervalMs, queueLimit: config.queueLimit, pushSpoofable: config.pushSpoofable, onEvent }).start()
     : null
   const local = options.isLocalBlock ?? (() => false)
   const pull = config.pull

@@ -46,6 +46,7 @@ describe('--crowdsec-* flags and the crowdsec config section', () => {
       passwordFile: '/etc/portanoia/crowdsec.password',
       bouncerKeyFile: '/etc/portanoia/crowdsec.key',
       pushIntervalMs: 1000,
+      pushSpoofable: false,
       pullIntervalMs: 2000,
       queueLimit: 1000,
       timeoutMs: 5000,

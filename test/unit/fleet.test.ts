@@ -109,9 +109,21 @@ describe('FleetPush', () => {
     expect(f.logins).toBe(1)
   })
 
+  it('pushes only blocks from verified evidence unless told to push spoofable ones too', async () => {
+    const f = await setup()
+    const { push } = makePush(f)
+    // A forged packet under --block all must not become a fleet-wide ban.
+    expect(push.push(decision('198.18.9.1', { verified: false, verifiedCount: 0, ttlMs: 300_000 }))).toBe(false)
+    expect(push.push(decision('198.18.9.2'))).toBe(true)
+    await push.flush()
+    expect((f.alertBatches.flat() as Array<{ source: { value: string } }>).map((a) => a.source.value)).toEqual(['198.18.9.2'])
+    const opt = makePush(f, { pushSpoofable: true })
+    expect(opt.push.push(decision('198.18.9.3', { verified: false, verifiedCount: 0, ttlMs: 300_000 }))).toBe(true)
+  })
+
   it('sends on its timer, a full batch at once, and coalesces by address', async () => {
     const f = await setup()
-    const { push } = makePush(f, { intervalMs: 60_000, batchSize: 3 })
+    const { push } = makePush(f, { intervalMs: 60_000, batchSize: 3, pushSpoofable: true })
     push.start()
     push.push(decision('198.18.3.1', { verified: false }))
     push.push(decision('198.18.3.1', { verified: true })) // the upgrade replaces the queued one
@@ -272,6 +284,7 @@ class RecordingResponder {
   readonly name = 'recording'
   blocks: BlockRequest[][] = []
   unblocks: string[][] = []
+  unblockOptions: unknown[] = []
   failFor = new Set<string>()
   async block(requests: readonly BlockRequest[]): Promise<ResponderResult> {
     this.blocks.push([...requests])
@@ -279,8 +292,9 @@ class RecordingResponder {
     const applied = requests.filter((r) => !this.failFor.has(r.address)).map((r) => r.address)
     return { responder: this.name, ok: failed.length === 0, applied, failed }
   }
-  async unblock(addresses: readonly string[]): Promise<ResponderResult> {
+  async unblock(addresses: readonly string[], options?: unknown): Promise<ResponderResult> {
     this.unblocks.push([...addresses])
+    this.unblockOptions.push(options)
     return { responder: this.name, ok: true, applied: [...addresses], failed: [] }
   }
 }
@@ -307,7 +321,9 @@ describe('FleetPull', () => {
     expect(f.requests[1]).toBe('GET /v1/decisions/stream')
     expect(responder.blocks).toHaveLength(1)
     const req = responder.blocks[0]?.[0]
-    expect(req).toMatchObject({ address: '198.18.5.5', family: 4, upgrade: true })
+    // The fleet's own set, tagged with the decision: a restart adopts it as this fleet ban.
+    expect(req).toMatchObject({ address: '198.18.5.5', family: 4, evidence: 'fleet', fleet: { id: 7, origin: 'portanoia', scenario: SCENARIO_VERIFIED } })
+    expect(req?.upgrade).toBeUndefined()
     expect(req?.ttlMs).toBeGreaterThan(14_397_000)
     expect(req?.ttlMs).toBeLessThanOrEqual(14_398_123)
     const applied = events[0] as FleetDecisionEvent
@@ -396,7 +412,7 @@ describe('FleetPull', () => {
     ])
   })
 
-  it("skips this host's own decisions coming back, but never lifts a local block", async () => {
+  it("skips this host's own decisions coming back; a deletion lifts the fleet's own element only", async () => {
     const local = new Set(['198.18.7.1', '198.18.7.2'])
     const { f, pull, responder, events } = await makePull({ isLocalBlock: (a) => local.has(a) })
     await pull.poll()
@@ -412,7 +428,46 @@ describe('FleetPull', () => {
     expect(events).toContainEqual(expect.objectContaining({ op: 'skipped', why: 'own', src: '198.18.7.1' }))
     f.feed({ deleted: [{ id: 2, value: '198.18.7.2' }, { id: 3, value: '198.18.7.3' }] })
     await pull.poll()
-    expect(responder.unblocks).toEqual([['198.18.7.3']])
+    // Both fleet bans go; the local block of 198.18.7.2 lives in a set of its own and stays.
+    expect(responder.unblocks).toEqual([['198.18.7.2', '198.18.7.3']])
+    expect(responder.unblockOptions).toEqual([{ evidence: 'fleet' }])
+  })
+
+  it('clamps a ban longer than the firewall holds, once, with one event; never retries it for its length', async () => {
+    const { f, pull, responder, events } = await makePull({ maxTtlMs: 10_000_000 })
+    await pull.poll()
+    f.feed({ new: [{ id: 11, value: '198.18.8.1', duration: '876000h', origin: 'cscli', scenario: 'forever' }] })
+    for (let i = 0; i < 4; i++) await pull.poll()
+    expect(responder.blocks).toHaveLength(1)
+    expect(responder.blocks[0]?.[0]?.ttlMs).toBeLessThanOrEqual(10_000_000)
+    expect(responder.blocks[0]?.[0]?.ttlMs).toBeGreaterThan(9_990_000)
+    const clamped = events.filter((e) => e.type === 'fleet' && e.op === 'clamped')
+    expect(clamped).toHaveLength(1)
+    expect(clamped[0]).toMatchObject({ src: '198.18.8.1', detail: expect.stringMatching(/^876000h → 2h46m4\d/) })
+    expect(events.filter((e) => e.type === 'fleet' && e.op === 'apply-failed')).toEqual([])
+    validate(events)
+  })
+
+  it('adopts fleet bans found in the kernel with their tag, so a deletion of that decision still lifts them', async () => {
+    const { f, pull, responder } = await makePull()
+    await pull.poll()
+    const n = await pull.adopt([
+      { address: '198.18.9.9', family: 4, expiresInMs: 3_600_000, evidence: 'fleet', fleet: { id: 21, origin: 'crowdsec', scenario: 's' } },
+      { address: '198.18.0.2', family: 4, expiresInMs: 3_600_000, evidence: 'fleet', fleet: { id: 22, origin: 'crowdsec', scenario: 's' } },
+      { address: '198.18.9.10', family: 4, expiresInMs: 3_600_000, evidence: 'verified' },
+    ])
+    // One adopted; the one on the gateway is lifted at once (guards win); a local one is not the fleet's.
+    expect(n).toBe(1)
+    expect(responder.unblocks).toEqual([['198.18.0.2']])
+    expect(pull.bans().map((b) => [b.address, b.tag.id])).toEqual([['198.18.9.9', 21]])
+    // Another decision of the same address is not this ban.
+    f.feed({ deleted: [{ id: 99, value: '198.18.9.9' }] })
+    await pull.poll()
+    expect(responder.unblocks).toHaveLength(1)
+    f.feed({ deleted: [{ id: 21, value: '198.18.9.9' }] })
+    await pull.poll()
+    expect(responder.unblocks).toEqual([['198.18.0.2'], ['198.18.9.9']])
+    expect(pull.bans()).toEqual([])
   })
 
   it('skips Range scopes, other types, bad values and ended bans, and says so', async () => {
