@@ -6,7 +6,7 @@
  * pin the plain text.
  */
 import pc from 'picocolors'
-import type { DecisionEvent, ErrorEvent, FleetDecisionEvent, FleetEvent, HitEvent, OperatorEvent, PortanoiaEvent, StatsEvent } from '../daemon/events.js'
+import type { DecisionEvent, ErrorEvent, FirewallEvent, FleetDecisionEvent, FleetEvent, HitEvent, OperatorEvent, PortanoiaEvent, StatsEvent } from '../daemon/events.js'
 import { formatDuration } from '../daemon/config.js'
 import type { DaemonStatus } from '../daemon/status.js'
 
@@ -58,6 +58,9 @@ function decisionLine(e: DecisionEvent, c: Colors): string {
   } else if (e.action === 'unblock') {
     tag = label('LIFTED', c.green)
     return `${c.dim(clock(e.time))} ${tag} ${c.bold(e.src)} ${e.reason}: a guard now covers it, block removed`
+  } else if (e.reason === 'reapplied') {
+    tag = label('BLOCK', c.red)
+    detail = `reapplied: the block was missing from the kernel (a handshake completed), put back for ${formatDuration(e.ttlMs ?? 0)}`
   } else if (e.action === 'block') {
     tag = label('BLOCK', c.red)
     detail = `${e.reason}${e.ttlMs === undefined ? '' : ` for ${formatDuration(e.ttlMs)}`}${e.upgrade === true ? ' (upgrade)' : ''}`
@@ -142,6 +145,19 @@ function operatorLine(e: OperatorEvent, c: Colors): string {
   return `${c.dim(clock(e.time))} ${label('OPERATOR', e.outcome === 'applied' ? c.green : c.yellow)} ${parts.join(' ')}`
 }
 
+/** The kernel's firewall differed from what the daemon believed; the daemon followed the kernel. */
+function firewallLine(e: FirewallEvent, c: Colors): string {
+  const who = e.addresses === undefined ? '' : ` ${e.addresses.join(' ')}${e.count > e.addresses.length ? ` … (${e.count})` : ''}`
+  const what: Record<FirewallEvent['op'], string> = {
+    restored: `${e.missing === undefined ? '' : `${e.missing.join(', ')} missing: `}put back, ${e.count} block(s) restored`,
+    forgotten: `${e.count} block(s) removed from the kernel by someone else: forgotten`,
+    adopted: `${e.count} block(s) found in the kernel: adopted`,
+    migrated: `${e.count} block(s) moved from the sets of an earlier version`,
+  }
+  const paint = e.op === 'restored' || e.op === 'forgotten' ? c.yellow : c.dim
+  return `${c.dim(clock(e.time))} ${label('FIREWALL', paint)} ${e.responder} ${what[e.op]}${c.dim(who)}`
+}
+
 /** One line (no newline) for an event. */
 export function renderEvent(e: PortanoiaEvent, c: Colors = NO_COLOR): string {
   switch (e.type) {
@@ -157,6 +173,8 @@ export function renderEvent(e: PortanoiaEvent, c: Colors = NO_COLOR): string {
       return errorLine(e, c)
     case 'operator':
       return operatorLine(e, c)
+    case 'firewall':
+      return firewallLine(e, c)
   }
 }
 

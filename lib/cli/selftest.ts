@@ -11,7 +11,10 @@
  * after the daemon started, an address added while it runs, a gateway only a
  * policy-routing table knows, the second hop of an ECMP route, an address on an
  * interface without carrier; and a flow the sensor namespace only forwards, which
- * must be transit, never a block. Everything it made is removed (also on SIGINT/SIGTERM; an exit hook is
+ * must be transit, never a block. Then "a flushed ruleset": it runs `nft flush
+ * ruleset` in the sensor namespace (what reloading an nftables service does) and
+ * checks that the table comes back by itself with every block, and the verified
+ * attacker stays cut off. Everything it made is removed (also on SIGINT/SIGTERM; an exit hook is
  * the last resort). Returns 0 only when every check passed.
  */
 import type { ChildProcess } from 'node:child_process'
@@ -21,7 +24,7 @@ import { Daemon } from '../daemon/daemon.js'
 import type { DecisionEvent, HitEvent, PortanoiaEvent } from '../daemon/events.js'
 import { createNetnsNet, type NetnsHost, type NetnsNet, stopChild } from '../lab/netns.js'
 import { NftablesResponder } from '../responders/nftables.js'
-import { netnsRun } from '../responders/run.js'
+import { netnsRun, netnsStream } from '../responders/run.js'
 import type { ScanKind } from '../types.js'
 import { colors, table } from './render.js'
 
@@ -331,7 +334,7 @@ export async function runSelftest(options: SelftestOptions): Promise<number> {
     daemon = await Daemon.compose({
       ports: [`${TCP_PORT}/tcp`, `${UDP_PORT}/udp`, `${SCTP_PORT}/sctp`],
       netns: net.sensorNs,
-      firewall: new NftablesResponder({ run: netnsRun(net.sensorNs) }),
+      firewall: new NftablesResponder({ run: netnsRun(net.sensorNs), monitor: netnsStream(net.sensorNs) }),
       policy: { block: 'all', spoofableTtlMs: 60_000 },
       hits: true,
       statsIntervalMs: 0,
@@ -366,14 +369,23 @@ export async function runSelftest(options: SelftestOptions): Promise<number> {
     // The verified block must be real: the attacker can no longer complete a handshake.
     const after = await realConnect(a.peer, a.sensor.ipv4, TCP_PORT)
     const cutOff = after === 'timeout'
+    // A flushed ruleset (a reload of the nftables service): the table must come back by
+    // itself with every block it held, and the attacker must stay cut off.
+    const held = [...kernel].sort()
+    const flush = await net.sensorExec('nft', ['flush', 'ruleset'])
+    const restoredEvent = await waitUntil(() => events.some((e) => e.type === 'firewall' && e.op === 'restored'), 10_000)
+    const back = [...(await nftSet(net))].sort()
+    const afterFlush = await realConnect(a.peer, a.sensor.ipv4, TCP_PORT)
+    const flushOk = flush.code === 0 && restoredEvent && JSON.stringify(back) === JSON.stringify(held) && afterFlush === 'timeout'
     const errors = events.filter((e) => e.type === 'error')
-    const passed = rows.every((r) => r.ok) && cutOff && errors.length === 0
+    const passed = rows.every((r) => r.ok) && cutOff && flushOk && errors.length === 0
     if (options.json) {
       io.out(
         `${JSON.stringify({
           ok: passed,
           probes: rows.map((r) => ({ name: r.probe.name, src: r.probe.src, kind: r.probe.kind, detected: r.detected, decision: r.decision, expected: r.probe.expect, inKernel: r.inKernel, ok: r.ok })),
           attackerCutOff: cutOff,
+          flushedRuleset: { restored: restoredEvent, blocks: back.length, blocksBefore: held.length, attackerCutOff: afterFlush === 'timeout', ok: flushOk },
           errors,
         })}\n`,
       )
@@ -386,6 +398,9 @@ export async function runSelftest(options: SelftestOptions): Promise<number> {
         )}\n`,
       )
       io.out(`verified attacker ${a.peer.ipv4} cut off from the sensor: ${cutOff ? 'yes' : `NO (${after})`} ${mark(cutOff)}\n`)
+      io.out(
+        `a flushed ruleset: table restored ${restoredEvent ? 'yes' : 'NO'}, ${back.length} of ${held.length} blocks back, attacker still cut off ${afterFlush === 'timeout' ? 'yes' : `NO (${afterFlush})`} ${mark(flushOk)}\n`,
+      )
       for (const e of errors) io.out(`${c.red('error event')}: ${JSON.stringify(e)}\n`)
       io.out(passed ? `${c.green('selftest passed')}: every probe detected and decided as expected\n` : `${c.red('selftest FAILED')}\n`)
     }

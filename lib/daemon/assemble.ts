@@ -19,7 +19,7 @@ import { Daemon, type DaemonOptions } from './daemon.js'
 import type { PortanoiaEvent } from './events.js'
 import { type HostView, localHostView, netnsHostView } from './host-view.js'
 import type { Metrics } from './metrics.js'
-import { allowlistFor, commandRunner, firewallFor, notifiersFor, tripwiresFor } from './parts.js'
+import { allowlistFor, commandRunner, firewallFor, monitorRunner, notifiersFor, tripwiresFor } from './parts.js'
 
 /** What the embedding program hears from the daemon. */
 export interface DaemonHooks {
@@ -70,7 +70,10 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
 
   // 1. Everything that reads files or can refuse input, before anything is changed.
   const allow = await allowlistFor(config, log)
-  const firewall = options.firewall !== undefined ? options.firewall : firewallFor(config, run)
+  // The monitor runs where the firewall commands run; a test's own `run` gets none
+  // (its ruleset could not be told apart from the host's).
+  const monitor = internals.run !== undefined ? undefined : monitorRunner(config.netns)
+  const firewall = options.firewall !== undefined ? options.firewall : firewallFor(config, run, monitor)
   const own = notifiersFor(config, log)
   const notifiers: Responder[] = [...own, ...(options.notifiers ?? [])]
 

@@ -55,6 +55,7 @@ import { operatorBlock } from './operator-block.js'
 import { EventQueue } from './event-queue.js'
 import { operatorEvent } from './events.js'
 import { FirewallBatcher, type FirewallBatcherStats } from './firewall-batcher.js'
+import { FirewallSync, type SyncFirewall, startReport } from './firewall-sync.js'
 import { type HostView, localHostView, netnsHostView } from './host-view.js'
 import type { GuardFactsInForce } from './host-watch.js'
 import { samePorts, unusedTripwires } from '../listening.js'
@@ -77,7 +78,7 @@ import { normalizeAddresses, parseAddress } from '../policy/addr.js'
 import { type PolicyConfig, resolvePolicyConfig } from '../policy/config.js'
 import { PolicyEngine } from '../policy/engine.js'
 import { Guards } from '../policy/guards.js'
-import type { BlockRequest, Responder, ResponderResult } from '../responders/types.js'
+import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult } from '../responders/types.js'
 import { open, type Sensor, type SensorOptions } from '../sensor.js'
 import type { PortRange, PortSpec } from '../types.js'
 import { VERSION } from '../version.js'
@@ -120,6 +121,13 @@ export interface DaemonOptions {
   statsIntervalMs?: number
   /** `unused` socket-table sync period. Default 3 s. */
   unusedSyncMs?: number
+  /**
+   * How often the firewall's shape is checked against the kernel (a terse read), ms.
+   * Default 5000. Deletions reported by the firewall's monitor are looked at at once.
+   */
+  firewallSyncMs?: number
+  /** How often every element is compared with what the daemon believes, ms. Default 60,000. */
+  firewallFullSyncMs?: number
   /**
    * Longest a block request waits for its batch while the firewall is idle. Default
    * 0: the batch goes out on the next event-loop turn, after every decision of the
@@ -234,6 +242,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   readonly #events = new EventQueue<PortanoiaEvent>(MAX_QUEUED_EVENTS)
   #failure: Error | undefined
   #fleet: Fleet | null = null
+  #sync: FirewallSync | null = null
   #detachMetrics: (() => void) | undefined
   #done: Promise<Error | undefined>
   #resolveDone!: (err: Error | undefined) => void
@@ -278,8 +287,14 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
                 return
               }
               // A block that did not reach the kernel must not be remembered as made:
-              // the next hit from that source tries again.
-              if (outcome.result.dryRun !== true) for (const f of outcome.result.failed) this.engine.release(f.address)
+              // the next hit from that source tries again. One that did is confirmed:
+              // from now on a handshake from that source proves it missing.
+              if (outcome.result.dryRun !== true) {
+                for (const f of outcome.result.failed) this.engine.release(f.address)
+                for (const a of outcome.result.applied) this.engine.confirm(a)
+              }
+              // The table was gone and came back with this batch only: restore the rest.
+              if (outcome.result.repaired !== undefined && outcome.result.repaired.length > 0) this.#sync?.trigger(true)
               this.#report(fw, outcome.result, 'block')
             },
             // A throw in the result handling (a caller's onScript): never an unhandled rejection.
@@ -326,6 +341,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     const batchMs = checkMs('batchMs', options.batchMs, 0, 0)
     const batchMax = checkMs('batchMax', options.batchMax, 256, 1)
     const statsMs = checkMs('statsIntervalMs', options.statsIntervalMs, 60_000, 0)
+    const fwSyncMs = checkMs('firewallSyncMs', options.firewallSyncMs, 5000, 100)
+    const fwFullMs = checkMs('firewallFullSyncMs', options.firewallFullSyncMs, 60_000, 1000)
     const syncMs = checkMs('unusedSyncMs', options.unusedSyncMs, 3000, 100)
     const log = options.onLog ?? ((): void => {})
 
@@ -388,19 +405,25 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     daemon.#ephemeral = ephemeral
     daemon.#factsSeen = startFacts
 
-    // 4. Responders. The firewall adopts what the kernel holds.
+    // 4. Responders. The firewall adopts what the kernel holds: local blocks go to the
+    //    engine, fleet bans (their own set, tagged) to the fleet link once it runs.
     const started: Responder[] = []
+    let fleetBlocks: ActiveBlockEntry[] = []
     try {
       const fw = daemon.#firewall
       if (fw !== null) {
-        const blocks = await fw.start()
+        const all = await fw.start()
         started.push(fw)
         const setup = (fw as { lastSetupScript?: unknown }).lastSetupScript
         if (daemon.#dryRun && typeof setup === 'string' && setup !== '') options.onScript?.(setup, fw.name)
+        startReport(fw, (e) => daemon.#emit(e))
+        fleetBlocks = all.filter((b) => b.evidence === 'fleet')
+        const blocks = all.filter((b) => b.evidence !== 'fleet')
         if (blocks.length > 0) {
           const r = engine.adopt(
             blocks.map((b) => ({
               src: b.address,
+              ...(b.evidence !== undefined && { verified: b.evidence === 'verified' }),
               ...(b.expiresInMs !== undefined && { expiresInMs: b.expiresInMs }),
               ...(b.timeoutMs !== undefined && { timeoutMs: b.timeoutMs }),
             })),
@@ -421,7 +444,20 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         started.push(n)
       }
       if (options.fleet !== undefined) daemon.#startFleet(options.fleet, guards, log)
+      const pull = daemon.#fleet?.pull ?? null
+      if (pull !== null && fleetBlocks.length > 0) log('info', `adopted ${await pull.adopt(fleetBlocks)} fleet ban(s) from ${fw?.name ?? 'the firewall'}`)
+      if (fw !== null && fw.repair !== undefined && !daemon.#dryRun) {
+        daemon.#sync = new FirewallSync(fw as SyncFirewall, {
+          engine,
+          fleet: () => daemon.#fleet?.pull ?? null,
+          emit: (e) => daemon.#emit(e),
+          onError: (err) => daemon.#emit(errorEvent({ responder: fw.name, error: err })),
+          intervalMs: fwSyncMs,
+          fullMs: fwFullMs,
+        }).start()
+      }
     } catch (err) {
+      await daemon.#sync?.close().catch(() => {})
       await daemon.#fleet?.close().catch(() => {})
       await sensor.close()
       host.close()
@@ -582,7 +618,14 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       // In dry-run the engine reports would-be blocks as `dry-run`; the firewall
       // responder is in dry-run too and turns them into the script it would run.
       if (this.#batcher !== null && (d.action === 'block' || (this.#dryRun && d.reason === 'dry-run' && !d.final))) {
-        const req: BlockRequest = { address: d.src, family: d.family, ttlMs: d.ttlMs ?? this.engine.config.blockTtlMs }
+        const req: BlockRequest = {
+          address: d.src,
+          family: d.family,
+          ttlMs: d.ttlMs ?? this.engine.config.blockTtlMs,
+          evidence: d.verified ? 'verified' : 'spoofable',
+        }
+        // A handshake got through a block: besides the element, the chain may be gone.
+        if (d.reason === 'reapplied') this.#sync?.trigger(true)
         if (d.upgrade === true) req.upgrade = true
         this.#batcher.add(req)
       }
@@ -1028,6 +1071,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         // informational, as above
       }
     }
+    if (this.#sync !== null) responders['firewall-sync'] = this.#sync.stats()
     responders.daemon = { ...this.#firewallStats(), droppedEvents: this.#events.dropped }
     const sensor: Record<string, number> = {}
     for (const [k, v] of Object.entries(this.sensor.stats())) if (typeof v === 'number') sensor[k] = v
@@ -1074,6 +1118,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     // A reload in progress finishes (or is refused) before the parts it touches close.
     await this.#reloading
     await this.sensor.close()
+    await this.#sync?.close()
     await this.#loop
     this.host.close()
     await this.#lifting

@@ -1,12 +1,14 @@
 /**
  * The event stream's stable schema: what `portanoia watch --json` prints, one JSON
- * object per line, and what the pretty terminal output renders. Six types — `hit`,
- * `decision`, `stats`, `error`, `fleet`, `operator` — each with `type`, `time` (ISO 8601, UTC)
+ * object per line, and what the pretty terminal output renders. Seven types — `hit`,
+ * `decision`, `stats`, `error`, `fleet`, `operator`, `firewall` (the kernel's firewall
+ * differed from what the daemon believed, and the daemon followed the kernel) — each with `type`, `time` (ISO 8601, UTC)
  * and `v` (schema version); a `decision` with `source: 'fleet'` is a CrowdSec fleet
  * ban (lib/fleet/events.ts defines the fleet shapes, this module includes them). The TypeScript interfaces are the documentation (the README is
  * generated from their JSDoc); the zod schemas are checked against them at compile
  * time and let consumers validate a line. Pure, no I/O. Compatibility rule: within
- * `v: 1` fields are only ever added, never renamed, retyped or removed.
+ * `v: 1` fields (and event types) are only ever added, never renamed, retyped or
+ * removed; a reader skips types it does not know.
  */
 
 import { z } from 'zod'
@@ -26,10 +28,10 @@ import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
 export { EVENT_SCHEMA_VERSION }
 export type { FleetDecisionEvent, FleetEvent }
 
-export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet' | 'operator'
+export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet' | 'operator' | 'firewall'
 
 interface EventBase {
-  /** Which of the six event types this is. */
+  /** Which of the seven event types this is. */
   type: EventType
   /** When it happened, ISO 8601 in UTC with milliseconds (`2025-01-31T12:00:00.000Z`). */
   time: string
@@ -243,6 +245,31 @@ export interface ErrorEvent extends EventBase {
   count?: number
 }
 
+export const FIREWALL_OPS = ['restored', 'forgotten', 'adopted', 'migrated'] as const
+/**
+ * `restored`: part of the firewall's shape was gone (a `nft flush ruleset`, a deleted
+ * chain) and was put back, with the blocks of the recreated sets and their time left.
+ * `forgotten`: blocks the daemon held were removed from the kernel by someone else
+ * (`portanoia unblock`, `nft delete element`); the daemon no longer counts them.
+ * `adopted`: elements the daemon did not know (added by hand) are now counted as blocks.
+ * `migrated`: at start, the sets of an earlier version were moved into the per-origin sets.
+ */
+export type FirewallOp = (typeof FIREWALL_OPS)[number]
+
+/** The daemon found the kernel's firewall different from what it believed, and followed the kernel. */
+export interface FirewallEvent extends EventBase {
+  type: 'firewall'
+  op: FirewallOp
+  /** The firewall responder: 'nftables' or 'ipset'. */
+  responder: string
+  /** On `restored`: what was missing ('table', 'set verified4', 'chain input', 'rules input', …). */
+  missing?: string[]
+  /** Blocks concerned (restored, forgotten, adopted, migrated). */
+  count: number
+  /** The first 32 of their addresses. */
+  addresses?: string[]
+}
+
 /**
  * An operator's action on the running daemon — a config reload (SIGHUP, `portanoia
  * reload`, Daemon.reload()), a block or an unblock (`portanoia block|unblock`
@@ -278,7 +305,7 @@ export interface OperatorEvent extends EventBase {
  * Any event. A `decision` is either this host's (DecisionEvent, no `source`) or the
  * fleet's (FleetDecisionEvent, `source: 'fleet'`): tell them apart by `source`.
  */
-export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent | OperatorEvent
+export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent | OperatorEvent | FirewallEvent
 
 // ---------------------------------------------------------------------------
 // Schemas. Each is checked both ways against its interface below, so the two
@@ -421,6 +448,17 @@ export const operatorEventSchema = z.object({
   hint: z.string().optional(),
 })
 
+export const firewallEventSchema = z.object({
+  type: z.literal('firewall'),
+  time: isoTime,
+  v: version,
+  op: z.enum(FIREWALL_OPS),
+  responder: z.string().min(1),
+  missing: z.array(z.string()).optional(),
+  count,
+  addresses: z.array(address).optional(),
+})
+
 // Two shapes share `type: 'decision'`, so `type` alone cannot dispatch: the fleet
 // decision (which requires `source: 'fleet'`) is tried first, everything else goes
 // through the discriminated union.
@@ -431,6 +469,7 @@ const localEventSchema = z.discriminatedUnion('type', [
   errorEventSchema,
   fleetEventSchema,
   operatorEventSchema,
+  firewallEventSchema,
 ])
 
 /** Any event: a fleet decision (`source: 'fleet'`), or one of the others by `type`. */
@@ -443,7 +482,8 @@ const schemasMatch: [
   Same<z.infer<typeof statsEventSchema>, StatsEvent>,
   Same<z.infer<typeof errorEventSchema>, ErrorEvent>,
   Same<z.infer<typeof operatorEventSchema>, OperatorEvent>,
-] = [true, true, true, true, true]
+  Same<z.infer<typeof firewallEventSchema>, FirewallEvent>,
+] = [true, true, true, true, true, true]
 void schemasMatch
 
 // ---------------------------------------------------------------------------
@@ -551,6 +591,17 @@ export interface ErrorInput {
 }
 
 /** An `error` event from whatever a responder caught. */
+/** A `firewall` event; addresses beyond the first 32 are only counted. */
+export function firewallEvent(
+  fields: { op: FirewallOp; responder: string; addresses: readonly string[]; missing?: readonly string[] },
+  time: number = Date.now(),
+): FirewallEvent {
+  const e: FirewallEvent = { type: 'firewall', time: iso(time), v: EVENT_SCHEMA_VERSION, op: fields.op, responder: fields.responder, count: fields.addresses.length }
+  if (fields.missing !== undefined && fields.missing.length > 0) e.missing = [...fields.missing]
+  if (fields.addresses.length > 0) e.addresses = fields.addresses.slice(0, 32)
+  return e
+}
+
 export function errorEvent(input: ErrorInput): ErrorEvent {
   const err = input.error
   let code = 'PORTANOIA_RESPONDER_FAILED'

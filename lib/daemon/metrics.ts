@@ -89,6 +89,7 @@ export class Metrics {
   readonly #responderErrors: Counter<'responder'>
   readonly #latency: Histogram<string>
   readonly #fleetUnblocked: Counter<string>
+  readonly #firewallChanges: Counter<string>
   #sources: MetricsSources = {}
   readonly #mirror = new Mirror()
 
@@ -168,6 +169,13 @@ export class Metrics {
       name: 'portanoia_responder_errors_total',
       help: 'Failed actions (error events), by responder: nftables, ipset, exec, webhook, sensor, guards, ...',
       labelNames: ['responder'],
+      registers,
+    })
+
+    this.#firewallChanges = new Counter({
+      name: 'portanoia_firewall_changes_total',
+      help: 'Blocks the daemon found different in the kernel and followed it on (firewall events): restored (the table or a set was gone), forgotten (removed by someone else), adopted (added by hand), migrated (from an earlier layout).',
+      labelNames: ['op'],
       registers,
     })
 
@@ -276,6 +284,9 @@ export class Metrics {
         return
       case 'fleet':
         if (e.op === 'unblocked') this.#fleetUnblocked.inc()
+        return
+      case 'firewall':
+        this.#firewallChanges.labels(e.op).inc(e.count)
         return
       default:
         return

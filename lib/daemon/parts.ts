@@ -15,7 +15,7 @@ import { DEFAULT_TRIPWIRES, unusedTripwires, withoutListening } from '../listeni
 import { ExecResponder } from '../responders/exec.js'
 import { IpsetResponder } from '../responders/ipset.js'
 import { NftablesResponder } from '../responders/nftables.js'
-import { createRun, defaultRun, netnsRun } from '../responders/run.js'
+import { createRun, defaultRun, defaultStream, netnsRun, netnsStream, type StreamFn } from '../responders/run.js'
 import type { Responder, RunFn } from '../responders/types.js'
 import { WebhookResponder } from '../responders/webhook.js'
 import type { PortRange } from '../types.js'
@@ -24,11 +24,33 @@ import type { HostView } from './host-view.js'
 
 type Log = (level: 'info' | 'warn', message: string) => void
 
-/** The firewall responder a backend names, running its commands through `run`. */
-export function firewallFor(config: Pick<DaemonConfig, 'backend' | 'dryRun' | 'forward'>, run: RunFn): Responder | null {
-  if (config.backend === 'nftables') return new NftablesResponder({ run, dryRun: config.dryRun, forward: config.forward })
+/**
+ * The firewall responder a backend names, running its commands through `run`; with
+ * `monitor`, nftables follows deletions in the kernel through it (it must run where
+ * `run` runs: netnsStream for a namespace). The policy's spoofable TTL sorts the
+ * elements of an earlier version's sets when the table is migrated.
+ */
+export function firewallFor(
+  config: Pick<DaemonConfig, 'backend' | 'dryRun' | 'forward'> & { policy?: Pick<DaemonConfig['policy'], 'spoofableTtlMs'> },
+  run: RunFn,
+  monitor?: StreamFn,
+): Responder | null {
+  if (config.backend === 'nftables') {
+    return new NftablesResponder({
+      run,
+      dryRun: config.dryRun,
+      forward: config.forward,
+      ...(monitor !== undefined && { monitor }),
+      ...(config.policy !== undefined && { legacySpoofableTtlMs: config.policy.spoofableTtlMs }),
+    })
+  }
   if (config.backend === 'ipset') return new IpsetResponder({ run, dryRun: config.dryRun })
   return null
+}
+
+/** Where the firewall's monitor runs: here, or inside the watched namespace (as commandRunner). */
+export function monitorRunner(netns: string | undefined): StreamFn {
+  return netns === undefined ? defaultStream : netnsStream(netns)
 }
 
 /** How firewall and exec commands run: here, or inside the watched namespace. */

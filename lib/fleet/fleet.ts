@@ -500,11 +500,6 @@ export class FleetPull {
     return out
   }
 
-  /** Someone removed this fleet ban from the kernel (an operator's unblock): stop counting it. */
-  forget(address: string): void {
-    this.#applied.delete(address)
-  }
-
   /**
    * Takes over fleet bans found in the kernel (a restart, or elements the reconcile
    * loop did not know), with their tag, so a LAPI deletion still lifts them. Those on

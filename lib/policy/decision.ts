@@ -31,6 +31,7 @@ export const REASON_CODES = [
   'dry-run',
   'report-capped',
   'transit',
+  'reapplied',
 ] as const
 export type ReasonCode = (typeof REASON_CODES)[number]
 

@@ -26,7 +26,9 @@
  *   bounded number of decisions. Verified sources and the guards whose addresses
  *   are few (self, gateway, resolver, peer) are never suppressed.
  * - A `block` decision is emitted exactly once per block the engine makes, and only
- *   after the live guard check passed for that address.
+ *   after the live guard check passed for that address; once more (`reapplied`) when
+ *   a completed handshake from a blocked source, after the firewall confirmed its
+ *   block, proves the block is no longer in the kernel.
  * - Transit hits never count as evidence against their source.
  */
 
@@ -136,6 +138,8 @@ interface BlockRecord {
   expiresAt: number
   /** The hit that led to the block; absent for adopted blocks. */
   trigger?: Trigger
+  /** When the firewall said the block is in the kernel (confirm()); unset until then. */
+  confirmedAt?: number
 }
 
 interface SourceState {
@@ -175,6 +179,13 @@ interface Breaker {
 }
 
 const MINUTE_MS = 60_000
+/**
+ * A handshake accepted this long after the firewall confirmed a block proves the
+ * block missing. Shorter gaps can be a handshake that completed before the block
+ * and was accepted (stamped) just after; the margin keeps that race from reading as
+ * proof, and the nft monitor and the reconcile timer cover the gap.
+ */
+export const REAPPLY_MARGIN_MS = 1000
 const MAINTAIN_EVERY_MS = 1000
 // Guards whose addresses are few (the host's own facts): their decisions stay one per
 // source and window even under the report breaker. `allowlist` and `special` cover
@@ -208,6 +219,7 @@ function zeroCounts(): Record<ReasonCode, number> {
     'dry-run': 0,
     'report-capped': 0,
     transit: 0,
+    reapplied: 0,
   }
 }
 
@@ -409,7 +421,8 @@ export class PolicyEngine {
       if (!(left > 0)) continue
       const verified =
         b.verified ?? (b.timeoutMs === undefined ? left > this.#config.spoofableTtlMs : b.timeoutMs > this.#config.spoofableTtlMs)
-      const rec: BlockRecord = { family: addr.family, verified, expiresAt: now + left }
+      // Adopted blocks are in the kernel: confirmed now.
+      const rec: BlockRecord = { family: addr.family, verified, expiresAt: now + left, confirmedAt: now }
       this.#verifiedBlocks.delete(src)
       this.#spoofableBlocks.delete(src)
       ;(verified ? this.#verifiedBlocks : this.#spoofableBlocks).set(src, rec)
@@ -418,6 +431,39 @@ export class PolicyEngine {
       if (guard !== null) result.guarded.push({ src, reason: guard })
     }
     return result
+  }
+
+  /** The firewall confirmed the block on `src` is in the kernel (its write returned). */
+  confirm(src: string): void {
+    const rec = this.#recordOf(src)
+    if (rec !== undefined) rec.confirmedAt = this.#now()
+  }
+
+  /** Blocks the firewall has confirmed and that are not yet expired, with when. */
+  confirmedBlocks(): Array<ActiveBlock & { confirmedAt: number }> {
+    const now = this.#now()
+    const out: Array<ActiveBlock & { confirmedAt: number }> = []
+    for (const table of [this.#verifiedBlocks, this.#spoofableBlocks]) {
+      for (const [src, r] of table) {
+        if (r.expiresAt > now && r.confirmedAt !== undefined) {
+          out.push({ src, family: r.family, verified: r.verified, expiresAt: r.expiresAt, confirmedAt: r.confirmedAt })
+        }
+      }
+    }
+    return out
+  }
+
+  /** Sets the end of a block to what the kernel says (the kernel is the truth). */
+  setExpiry(src: string, expiresAt: number): void {
+    const rec = this.#recordOf(src)
+    if (rec !== undefined && Number.isFinite(expiresAt)) rec.expiresAt = expiresAt
+  }
+
+  #recordOf(src: string): BlockRecord | undefined {
+    const addr = parseAddress(src)
+    if (addr === null) return undefined
+    const key = formatAddress(addr)
+    return this.#verifiedBlocks.get(key) ?? this.#spoofableBlocks.get(key)
   }
 
   /** Forgets a block (after an operator's unblock). True when there was one. */
@@ -653,7 +699,27 @@ export class PolicyEngine {
       return v
     }
     if (verified) {
-      if (block?.verified === true) return already(block)
+      if (block?.verified === true) {
+        // A handshake completed although the kernel should drop this source: the
+        // block is gone (a flushed ruleset, a deleted element). Put it back, once per
+        // confirmation, with the time it has left.
+        const hit = st.lastHit
+        if (hit.verified && block.confirmedAt !== undefined && hit.time > block.confirmedAt + REAPPLY_MARGIN_MS && Number.isFinite(block.expiresAt)) {
+          block.confirmedAt = undefined
+          if (this.#dryRun) return { action: 'none', reason: 'already-blocked', verified, expiresAt: block.expiresAt }
+          // Guards hold at the moment of blocking, also when a block is put back.
+          return (
+            this.#refuseLive(st, true) ?? {
+              action: 'block',
+              reason: 'reapplied',
+              verified,
+              ttlMs: Math.max(1000, Math.ceil((block.expiresAt - now) / 1000) * 1000),
+              expiresAt: block.expiresAt,
+            }
+          )
+        }
+        return already(block)
+      }
       if (st.verifiedCount < cfg.threshold) {
         return block !== undefined ? already(block) : { action: 'none', reason: 'below-threshold', verified }
       }

@@ -88,7 +88,7 @@ describe.skipIf(!IS_ROOT)('portanoia watch flags', () => {
     // Without --forward: the scanner is blocked on input, its forwarded traffic passes.
     const input = await startWatch(['watch', '--netns', net.sensorNs, '--tcp', String(TRIPWIRE), '--json'])
     await tcpConnect(a.peer, a.sensor.ipv4, TRIPWIRE)
-    await waitFor('the block', async () => (await nftElements(net!.sensorExec, ['block4'])).includes(a.peer.ipv4))
+    await waitFor('the block', async () => (await nftElements(net!.sensorExec, ['verified4'])).includes(a.peer.ipv4))
     expect(jsonLines(input.out(), (e) => e.type === 'decision' && e.reason === 'blocked')).toHaveLength(1)
     expect(await tcpConnect(a.peer, a.sensor.ipv4, TRIPWIRE, 1000)).toBe('timeout')
     expect(await tcpConnect(a.peer, b.peer.ipv4, SERVICE)).toBe('connected')
@@ -96,7 +96,7 @@ describe.skipIf(!IS_ROOT)('portanoia watch flags', () => {
 
     // With --forward the adopted block now drops it on the forward hook as well.
     await startWatch(['watch', '--netns', net.sensorNs, '--tcp', String(TRIPWIRE), '--forward', '--json'])
-    expect(await nftElements(net.sensorExec, ['block4'])).toEqual([a.peer.ipv4])
+    expect(await nftElements(net.sensorExec, ['verified4'])).toEqual([a.peer.ipv4])
     expect(await tcpConnect(a.peer, b.peer.ipv4, SERVICE)).toBe('timeout')
     // Only the blocked source: peer 2's forwarded traffic still passes.
     expect(await tcpConnect(c.peer, b.peer.ipv4, SERVICE)).toBe('connected')
@@ -145,7 +145,7 @@ describe.skipIf(!IS_ROOT)('dropping root', () => {
     // With the nftables backend every later batch needs CAP_NET_ADMIN: root stays.
     const fw = await watchInside(net.sensorNs, ['--tcp', String(TRIPWIRE), '--json'])
     await tcpConnect(a.peer, a.sensor.ipv4, TRIPWIRE)
-    await waitFor('the block', async () => (await nftElements(net!.sensorExec, ['block4'])).includes(a.peer.ipv4))
+    await waitFor('the block', async () => (await nftElements(net!.sensorExec, ['verified4'])).includes(a.peer.ipv4))
     expect((await ids(fw.child.pid!)).uid).toEqual([0, 0, 0, 0])
     expect(fw.err()).not.toContain('dropped root')
   })

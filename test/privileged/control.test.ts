@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { cli, jsonLines, startWatch, stopWatches, waitFor } from '../helpers/cli.js'
 import { createTestNet, IS_ROOT, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
+import { nftEntries } from '../helpers/nft.js'
 import { tcpConnect } from '../helpers/tcp.js'
 
 warnIfNotRoot('test/privileged/control.test.ts')
@@ -34,15 +35,13 @@ interface Element {
   expiresInMs?: number
 }
 
-/** The block4 elements of the namespace's table, read with nft (a failing nft fails the test). */
+/** The elements of the namespace's IPv4 sets (every origin's), read with nft (a failing nft fails the test). */
 async function elements(n: TestNet): Promise<Element[]> {
-  const r = await n.sensorExec('nft', ['-j', 'list', 'set', 'inet', 'portanoia', 'block4'])
-  if (r.code !== 0) throw new Error(`nft list set failed (${r.code}): ${r.stderr}`)
-  const doc = JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: Array<string | { elem: { val: string; timeout?: number; expires?: number } }> } }> }
-  const set = doc.nftables.find((o) => o.set !== undefined)?.set
-  return (set?.elem ?? []).map((e) =>
-    typeof e === 'string' ? { address: e } : { address: e.elem.val, ...(e.elem.timeout !== undefined && { timeoutMs: e.elem.timeout * 1000 }) },
-  )
+  const all = await nftEntries(n.sensorExec)
+  if (all === null) throw new Error('nft: table inet portanoia does not exist')
+  return all
+    .filter((e) => e.set.endsWith('4'))
+    .map((e) => ({ address: e.address, ...(e.timeout !== undefined && { timeoutMs: e.timeout * 1000 }) }))
 }
 
 interface Status {

@@ -1,7 +1,7 @@
 /**
  * IPv6 through the whole daemon, by its public entry (Daemon.start with a config,
  * as an embedding service calls it), inside test namespaces with the sensor
- * namespace's real nft: a verified IPv6 connect ends as an element of `block6` that
+ * namespace's real nft: a verified IPv6 connect ends as an element of `verified6` that
  * cuts that peer off over IPv6 and nothing else; forged IPv6 SYNs carrying the
  * host's own address, its IPv6 gateway and an established IPv6 peer are refused with
  * guard decisions taken from the namespace's real state (addresses, routes,
@@ -43,7 +43,7 @@ async function start(n: TestNet, config: { block?: string } = {}) {
 }
 
 describe.skipIf(!IS_ROOT)('Daemon over IPv6', () => {
-  it('a verified IPv6 connect ends in block6 and cuts that source off over IPv6 only', async () => {
+  it('a verified IPv6 connect ends in verified6 and cuts that source off over IPv6 only', async () => {
     net = await createTestNet({ peers: 2 })
     const [a, b] = net.links as [TestNet['links'][0], TestNet['links'][0]]
     children.push(await startService(a.sensor, SERVICE))
@@ -54,8 +54,8 @@ describe.skipIf(!IS_ROOT)('Daemon over IPv6', () => {
     expect(await tcpConnect(a.peer, a.sensor.ipv6, TRIPWIRE)).toMatch(/connected|reset/)
     const blocked = await waitFor('a block decision', () => decisions().find((d) => d.reason === 'blocked'))
     expect(blocked).toMatchObject({ action: 'block', src, family: 6, verified: true, ttlMs: 3_600_000 })
-    await waitFor('the block6 element', async () => ((await nftElements(net!.sensorExec, ['block6'])).includes(src) ? true : undefined))
-    expect(await nftElements(net.sensorExec, ['block4'])).toEqual([])
+    await waitFor('the verified6 element', async () => ((await nftElements(net!.sensorExec, ['verified6'])).includes(src) ? true : undefined))
+    expect(await nftElements(net.sensorExec, ['verified4', 'spoofable4', 'fleet4'])).toEqual([])
 
     expect(await tcpConnect(a.peer, a.sensor.ipv6, SERVICE)).toBe('timeout')
     // The same peer over IPv4, and another peer over IPv6, still get through.
@@ -93,7 +93,7 @@ describe.skipIf(!IS_ROOT)('Daemon over IPv6', () => {
     const control = 'fd52:43dd::99'
     sendFrames(a.peer, [syn(a, control, 40004)])
     await waitFor('the control block', () => decisions().find((d) => d.src === control && d.reason === 'blocked'))
-    await waitFor('the control element', async () => ((await nftElements(net!.sensorExec, ['block6'])).length > 0 ? true : undefined))
+    await waitFor('the control element', async () => ((await nftElements(net!.sensorExec, ['spoofable6'])).length > 0 ? true : undefined))
     expect(await nftElements(net.sensorExec)).toEqual([control])
   })
 })

@@ -80,7 +80,7 @@ describe.skipIf(!IS_ROOT)('Daemon with the fleet LAPI down', () => {
     // The pull's first request is in LAPI's hands: no answer, and a 60 s deadline.
     await waitFor('a request to the hanging LAPI', () => (connections > 0 ? true : undefined))
     expect(await tcpConnect(a.peer, a.sensor.ipv4, TRIPWIRE)).toMatch(/connected|reset/)
-    await waitFor('the local block', async () => ((await nftElements(net!.sensorExec, ['block4'])).includes(a.peer.ipv4) ? true : undefined))
+    await waitFor('the local block', async () => ((await nftElements(net!.sensorExec, ['verified4'])).includes(a.peer.ipv4) ? true : undefined))
     // Blocked in the kernel while every LAPI request was still unanswered: the block did not wait for the fleet.
     expect(held.some((s) => !s.destroyed)).toBe(true)
     expect(fleetOps().filter((op) => op.endsWith('-failed') || op.endsWith('-recovered'))).toEqual([])
@@ -93,7 +93,7 @@ describe.skipIf(!IS_ROOT)('Daemon with the fleet LAPI down', () => {
     server = undefined
     await waitFor('a fleet failure event', () => (fleetOps().some((op) => op === 'push-failed' || op === 'pull-failed') ? true : undefined))
     expect(await tcpConnect(b.peer, b.sensor.ipv4, TRIPWIRE)).toMatch(/connected|reset/)
-    await waitFor('the second local block', async () => ((await nftElements(net!.sensorExec, ['block4'])).includes(b.peer.ipv4) ? true : undefined))
+    await waitFor('the second local block', async () => ((await nftElements(net!.sensorExec, ['verified4'])).includes(b.peer.ipv4) ? true : undefined))
     expect(events.filter((e) => e.type === 'decision' && e.reason === 'blocked').map((e) => (e.type === 'decision' ? e.src : ''))).toEqual([a.peer.ipv4, b.peer.ipv4])
 
     // Nothing reached LAPI: both blocks wait in the push queue; close() does not hang on LAPI.

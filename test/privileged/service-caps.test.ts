@@ -102,7 +102,7 @@ describe.skipIf(!IS_ROOT)('as a service user with two ambient capabilities', () 
     await waitFor('a block decision', () => out.includes('"reason":"blocked"'), 10_000)
     expect(jsonLines(out, (e) => e.type === 'decision' && e.reason === 'blocked')[0]).toMatchObject({ src: a.peer.ipv4, verified: true })
     await waitFor('the element in nftables', async () => {
-      const r = await net!.sensorExec('nft', ['-j', 'list', 'set', 'inet', 'portanoia', 'block4'])
+      const r = await net!.sensorExec('nft', ['-j', 'list', 'set', 'inet', 'portanoia', 'verified4'])
       return r.code === 0 && r.stdout.includes(a.peer.ipv4)
     })
     expect(await tcpConnect(a.peer, a.sensor.ipv4, 2222)).toBe('timeout')

@@ -35,7 +35,7 @@ describe('block off', () => {
     closers.push(() => daemon.close())
     binding.captures[0]!.hit({ src: '198.18.0.2', dstPort: 2222, kind: 'connect' })
     await waitFor('the would-be block script', () => scripts.some((s) => s.includes('198.18.0.2')))
-    expect(scripts.find((s) => s.includes('198.18.0.2'))).toContain('add element inet portanoia block4 { 198.18.0.2 timeout 3600s }')
+    expect(scripts.find((s) => s.includes('198.18.0.2'))).toContain('create element inet portanoia verified4 { 198.18.0.2 timeout 3600s }')
     // Reading the kernel is fine; nothing is ever written to it.
     expect(runs.filter((r) => r.startsWith('nft -f'))).toEqual([])
   })

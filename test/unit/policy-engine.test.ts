@@ -400,6 +400,48 @@ describe('report cap', () => {
   })
 })
 
+describe('the kernel is the truth', () => {
+  it('a handshake from a source whose block the firewall confirmed proves the block missing: reapplied once, with the time left', () => {
+    const s = setup()
+    const t0 = s.clock.t
+    expect(s.observe(connect('198.18.0.40', { time: t0 }))).toMatchObject([{ action: 'block', reason: 'blocked', ttlMs: 3_600_000 }])
+    // Until the firewall confirms, a second handshake is the same scan racing the block.
+    s.advance(5000)
+    expect(s.observe(connect('198.18.0.40', { time: s.clock.t }))).toEqual([])
+    s.engine.confirm('198.18.0.40')
+    const confirmed = s.clock.t
+    // Within the margin: a handshake accepted just after the block went in is not proof.
+    s.advance(500)
+    expect(s.observe(connect('198.18.0.40', { time: confirmed + 500 }))).toEqual([])
+    s.advance(30_000)
+    const d = s.observe(connect('198.18.0.40', { time: s.clock.t }))
+    expect(d).toMatchObject([{ action: 'block', reason: 'reapplied', verified: true, expiresAt: t0 + 3_600_000 }])
+    expect(d[0]!.ttlMs).toBe(Math.ceil((t0 + 3_600_000 - s.clock.t) / 1000) * 1000)
+    // Once per confirmation: the next handshake before the firewall confirms again is not news.
+    s.advance(2000)
+    expect(s.observe(connect('198.18.0.40', { time: s.clock.t }))).toEqual([])
+    // A SYN (not a handshake) from a blocked source proves nothing.
+    s.engine.confirm('198.18.0.40')
+    s.advance(2000)
+    expect(s.observe(hit('198.18.0.40', { time: s.clock.t }))).toEqual([])
+  })
+
+  it('confirmedBlocks() lists only confirmed blocks; setExpiry() takes the kernel\'s end', () => {
+    const s = setup({ block: 'all' })
+    s.observe(connect('198.18.0.41'))
+    s.observe(hit('198.18.0.42'))
+    expect(s.engine.confirmedBlocks()).toEqual([])
+    s.engine.confirm('198.18.0.42')
+    expect(s.engine.confirmedBlocks()).toEqual([{ src: '198.18.0.42', family: 4, verified: false, expiresAt: s.clock.t + 300_000, confirmedAt: s.clock.t }])
+    s.engine.setExpiry('198.18.0.42', s.clock.t + 1000)
+    s.advance(1001)
+    expect(s.engine.isBlocked('198.18.0.42')).toBe(false)
+    // Adopted blocks are in the kernel: confirmed.
+    s.engine.adopt([{ src: '198.18.0.43', expiresInMs: 60_000, verified: true }])
+    expect(s.engine.confirmedBlocks().map((b) => b.src)).toEqual(['198.18.0.43'])
+  })
+})
+
 describe('adopt', () => {
   it('adopts kernel blocks: already-blocked, spoofable ones count against the cap, guarded ones are reported', () => {
     const guards = new Guards({ gateways: ['198.18.0.254'] })
@@ -618,6 +660,13 @@ describe('coverage of the reason codes', () => {
       return s.observe(hit(forged(1)))
     },
     transit: () => setup({ block: 'all' }, new Guards(), { isLocal: () => false }).observe(hit('198.18.0.50', { dst: '198.18.1.2' })),
+    reapplied: () => {
+      const s = setup()
+      s.observe(connect('198.18.0.7', { time: s.clock.t }))
+      s.engine.confirm('198.18.0.7')
+      s.advance(2000)
+      return s.observe(connect('198.18.0.7', { time: s.clock.t }))
+    },
   }
 
   it('names a scenario for every reason code', () => {

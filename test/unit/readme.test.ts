@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { buildProgram } from '../../lib/cli/program.js'
-import { decisionEventSchema, errorEventSchema, hitEventSchema, operatorEventSchema, statsEventSchema } from '../../lib/daemon/events.js'
+import { decisionEventSchema, errorEventSchema, FIREWALL_OPS, firewallEventSchema, hitEventSchema, operatorEventSchema, statsEventSchema } from '../../lib/daemon/events.js'
 import { Metrics } from '../../lib/daemon/metrics.js'
 import { FLEET_OPS, fleetDecisionEventSchema, fleetEventSchema, SKIP_WHYS } from '../../lib/fleet/events.js'
 import { ACTIONS, REASON_CODES } from '../../lib/policy/decision.js'
@@ -134,6 +134,7 @@ describe('README.md Events section', () => {
     ['error', errorEventSchema],
     ['fleet', fleetEventSchema],
     ['operator', operatorEventSchema],
+    ['firewall', firewallEventSchema],
   ]
   for (const [name, schema] of cases) {
     it(`lists exactly the fields of the ${name} event`, () => {
@@ -159,6 +160,11 @@ describe('README.md Events section', () => {
     const { values } = parseEntry(entry(events, 'operator'))
     expect(sorted(values.op ?? [])).toEqual(sorted(operatorEventSchema.shape.op.options))
     expect(sorted(values.outcome ?? [])).toEqual(sorted(operatorEventSchema.shape.outcome.options))
+  })
+
+  it('lists exactly the ops of a firewall event', () => {
+    const { values } = parseEntry(entry(events, 'firewall'))
+    expect(sorted(values.op ?? [])).toEqual(sorted(FIREWALL_OPS))
   })
 
   it('lists exactly the ops of a fleet event and the reasons a fleet ban is skipped', () => {
