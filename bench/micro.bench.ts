@@ -169,9 +169,9 @@ export async function runMicro(options: MicroOptions): Promise<MicroResult> {
       name: 'parse+classify via parseFrame (N-API)',
       unit: 'ns/frame',
       value: summarize(series['parseFrame (N-API)'] ?? []),
-      note: 'includes the N-API call, option checks and a 64-byte Buffer copy per call',
+      note: 'includes the N-API call, option checks and a 96-byte Buffer copy per call',
     },
-    { name: 'decodeHit', unit: 'ns/hit', value: summarize(series.decodeHit ?? []), note: 'one Hit object per 64-byte record' },
+    { name: 'decodeHit', unit: 'ns/hit', value: summarize(series.decodeHit ?? []), note: 'one Hit from a 96-byte record, test entry (copies the record; the Sensor decodes whole batches)' },
   ]
   for (const { n } of portSets) {
     const name = `compileFilter ${n} port${n === 1 ? '' : 's'}`

@@ -1,17 +1,27 @@
 /**
- * Decoding of HitRecords (native/hit_record.h) from the buffer the Sensor owns into
- * Hit objects. Runs on the JS thread for every hit, so it reads fields with
- * DataView-free Buffer accessors and formats addresses by hand (no string splits,
- * no net module). The layout table here is what lib/binding.ts checks the addon's
- * exported offsets against.
+ * Decoding of HitRecords (native/hit_record.h) into Hit objects. Runs on the JS thread
+ * for every hit, so the per-hit work is the least that keeps a hit valid: each drained
+ * batch is copied once into an Int32Array of its own (exactly its records), and a hit is
+ * a view of three references (the batch's words, its index, the decoder's caches) whose
+ * fields are computed when read. Address text comes from a small cache keyed by the
+ * address words, so a source is formatted once however often it probes; interface names
+ * come from the Sensor's cache. The drain buffer is reused for the next batch while hits
+ * kept from earlier batches stay valid: a kept hit keeps its batch's words (96 bytes a
+ * record) unless it is detached (`hit[RETAIN_HIT]()`, copy on retain: 64 bytes of its
+ * own), which is what the policy engine does for the hits it keeps. `JSON.stringify(hit)`
+ * and `util.inspect` see the fields through `toJSON()`; `structuredClone` and
+ * `postMessage` copy own data properties only, so send `JSON.parse(JSON.stringify(hit))`
+ * to a worker. The layout table here is what lib/binding.ts checks the addon's exported
+ * offsets against. Assumes a little-endian host, as the native side does.
  */
 import { formatAddressBytes as formatAddress } from './ip-text.js'
 import type { Hit, Proto, ScanKind } from './types.js'
-import { SCAN_KINDS } from './types.js'
+import { RETAIN_HIT, SCAN_KINDS, SOURCE_ADDRESS, type SourceAddress } from './types.js'
 
 export { formatAddress }
 
-export const HIT_RECORD_SIZE = 64
+export const HIT_RECORD_SIZE = 96
+const WORDS = HIT_RECORD_SIZE / 4
 
 export const HIT_RECORD_LAYOUT = {
   tsNs: 0,
@@ -30,6 +40,14 @@ export const HIT_RECORD_LAYOUT = {
   flags: 56,
   wireLen: 58,
   ipId: 60,
+  srcMac: 64,
+  tcpWindow: 70,
+  tcpMss: 72,
+  tcpWscale: 74,
+  tcpOptCount: 75,
+  tcpOpts: 76,
+  tcpTsVal: 88,
+  reserved: 92,
 } as const satisfies Record<string, number>
 
 export const HIT_FLAGS = {
@@ -40,141 +58,357 @@ export const HIT_FLAGS = {
   verified: 1 << 4,
   extHeaders: 1 << 5,
   ipv4: 1 << 6,
+  srcMac: 1 << 7,
+  tcpOptsMore: 1 << 8,
+  tcpOptsBad: 1 << 9,
 } as const
-
-/** Little-endian u32 without Buffer's bounds-checked accessor (offsets come from our own loop). */
-function u32(buf: Buffer, at: number): number {
-  return (buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)) >>> 0
-}
 
 const PROTO_NAMES: Array<Proto | undefined> = []
 PROTO_NAMES[6] = 'tcp'
 PROTO_NAMES[17] = 'udp'
 PROTO_NAMES[132] = 'sctp'
 
+/** Kind names by native value; values the decoder does not know read as 'odd-flags'. */
+const KIND_NAMES: ScanKind[] = Array.from({ length: 256 }, (_, i) =>
+  (i > 0 && i < SCAN_KINDS.length ? SCAN_KINDS[i] : 'odd-flags') as ScanKind,
+)
+
+const DEC = Array.from({ length: 256 }, (_, i) => String(i))
+
+/** Two-way set-associative caches: sets of each, IPv4 (one word) and IPv6 (four words). */
+const V4_SET_BITS = 13
+const V6_SET_BITS = 10
+const ADDRESS_SCRATCH = new Uint8Array(16)
+
 /**
- * A decoded hit. A class rather than a literal so every hit shares one hidden
- * class, and so `timeNs` can be computed on demand: a BigInt per hit cost more than
- * the rest of the decode, and as a getter it also keeps `JSON.stringify(hit)` from
- * throwing on a BigInt.
+ * Address text by address words, for one decoder. A hit in either way of its set costs a
+ * hash and a compare; a miss formats (the one formatter, lib/ip-text.ts) and evicts the
+ * set's older entry. The same address keeps the same string while it is cached, which
+ * also makes it a cheap Map key downstream (its hash is computed once).
+ */
+class AddressText {
+  readonly #v4Keys = new Int32Array(2 << V4_SET_BITS)
+  readonly #v4Text: Array<string | undefined> = new Array<string | undefined>(2 << V4_SET_BITS).fill(undefined)
+  readonly #v6Keys = new Int32Array(8 << V6_SET_BITS)
+  readonly #v6Text: Array<string | undefined> = new Array<string | undefined>(2 << V6_SET_BITS).fill(undefined)
+
+  /** w: the address's last word as the record holds it (first octet in the low byte). */
+  v4(w: number): string {
+    const slot = (Math.imul(w ^ (w >>> 16), 0x45d9f3b) >>> (32 - V4_SET_BITS)) << 1
+    const keys = this.#v4Keys
+    const text = this.#v4Text
+    if (keys[slot] === w) {
+      const s = text[slot]
+      if (s !== undefined) return s
+    }
+    if (keys[slot + 1] === w) {
+      const s = text[slot + 1]
+      if (s !== undefined) return s
+    }
+    const s = `${DEC[w & 0xff]}.${DEC[(w >>> 8) & 0xff]}.${DEC[(w >>> 16) & 0xff]}.${DEC[w >>> 24]}`
+    keys[slot + 1] = keys[slot]!
+    text[slot + 1] = text[slot]
+    keys[slot] = w
+    text[slot] = s
+    return s
+  }
+
+  v6(a: number, b: number, c: number, d: number): string {
+    let h = Math.imul(a ^ (b >>> 7), 0x45d9f3b) ^ Math.imul(c ^ (d >>> 11), 0x2c1b3c6d) ^ d
+    h = Math.imul(h ^ (h >>> 15), 0x45d9f3b)
+    const set = h >>> (32 - V6_SET_BITS)
+    const keys = this.#v6Keys
+    const text = this.#v6Text
+    for (let way = 0; way < 2; way++) {
+      const k = (set * 2 + way) * 4
+      if (keys[k] === a && keys[k + 1] === b && keys[k + 2] === c && keys[k + 3] === d) {
+        const s = text[set * 2 + way]
+        if (s !== undefined) return s
+      }
+    }
+    const bytes = ADDRESS_SCRATCH
+    const view = new Int32Array(bytes.buffer, 0, 4)
+    view[0] = a
+    view[1] = b
+    view[2] = c
+    view[3] = d
+    const s = formatAddress(bytes, 0, false)
+    const k0 = set * 8
+    keys.copyWithin(k0 + 4, k0, k0 + 4)
+    text[set * 2 + 1] = text[set * 2]
+    keys[k0] = a
+    keys[k0 + 1] = b
+    keys[k0 + 2] = c
+    keys[k0 + 3] = d
+    text[set * 2] = s
+    return s
+  }
+}
+
+/** What every hit of one decoder shares: address text and interface names. */
+class DecodeContext {
+  readonly addresses = new AddressText()
+  readonly #ifname: (index: number) => string
+  #lastIfindex = -1
+  #lastIfname = ''
+
+  constructor(ifname: (index: number) => string) {
+    this.#ifname = ifname
+  }
+
+  /** Hits come in runs from one interface: the last name is kept, others asked for. */
+  ifname(index: number): string {
+    if (index !== this.#lastIfindex) {
+      this.#lastIfname = this.#ifname(index)
+      this.#lastIfindex = index
+    }
+    return this.#lastIfname
+  }
+}
+
+/** 2^32 ns in ms: time = hi * this + lo / 1e6 keeps sub-microsecond resolution. */
+const MS_PER_HI = 4294.967296
+/** Words of a record a hit reads (the first 64 bytes); a detached hit copies these. */
+const HIT_WORDS = 16
+// Word indexes within a record.
+const TS_LO = 0
+const TS_HI = 1
+const SRC = 2
+const DST = 6
+/** srcPort | dstPort << 16 */
+const PORTS = 10
+const IFINDEX = 11
+/** family | proto << 8 | kind << 16 | tcpFlags << 24 */
+const KINDS = 12
+/** ttl | sctpChunk << 8 | vlan << 16 */
+const TTL = 13
+/** flags | wireLen << 16 */
+const FLAGS = 14
+const IP_ID = 15
+
+/**
+ * A decoded hit: a view of one record in its batch's words. One hidden class for every
+ * hit and three fields, so a hit is one small allocation.
  */
 class DecodedHit implements Hit {
-  time: number
-  src: string
-  srcPort: number
-  dst: string
-  dstPort: number
-  family: 4 | 6
-  proto: Proto
-  kind: ScanKind
-  tcpFlags: number
-  ttl: number
-  verified: boolean
-  interface: string
-  ifindex: number
-  vlan?: number
-  fragment: boolean
-  ipOptions: boolean
-  extHeaders: boolean
-  truncated: boolean
-  sctpChunk?: number
-  ipId: number
-  wireLen: number
-  #tsHi: number
-  #tsLo: number
+  readonly #ctx: DecodeContext
+  #w: Int32Array
+  #q: number
 
-  constructor(buf: Buffer, offset: number, ifname: (index: number) => string, dst: string | undefined) {
-    const flags = buf[offset + 56]! | (buf[offset + 57]! << 8)
-    const v4 = (flags & HIT_FLAGS.ipv4) !== 0
-    const protoNumber = buf[offset + 49]!
-    const kindIndex = buf[offset + 50]!
-    const ifindex = u32(buf, offset + 44)
-    this.#tsLo = u32(buf, offset)
-    this.#tsHi = u32(buf, offset + 4)
-    // 2^32 ns = 4294.967296 ms; the sum keeps sub-microsecond resolution.
-    this.time = this.#tsHi * 4294.967296 + this.#tsLo / 1e6
-    this.src = formatAddress(buf, offset + 8, v4)
-    this.srcPort = buf[offset + 40]! | (buf[offset + 41]! << 8)
-    this.dst = dst ?? formatAddress(buf, offset + 24, v4)
-    this.dstPort = buf[offset + 42]! | (buf[offset + 43]! << 8)
-    this.family = v4 ? 4 : 6
-    this.proto = PROTO_NAMES[protoNumber] ?? 'sctp'
-    this.kind = (kindIndex > 0 && kindIndex < SCAN_KINDS.length ? SCAN_KINDS[kindIndex] : 'odd-flags') as ScanKind
-    this.tcpFlags = buf[offset + 51]!
-    this.ttl = buf[offset + 52]!
-    this.verified = (flags & HIT_FLAGS.verified) !== 0
-    this.interface = ifindex === 0 ? '' : ifname(ifindex)
-    this.ifindex = ifindex
-    this.vlan = (flags & HIT_FLAGS.vlan) !== 0 ? buf[offset + 54]! | (buf[offset + 55]! << 8) : undefined
-    this.fragment = (flags & HIT_FLAGS.fragment) !== 0
-    this.ipOptions = (flags & HIT_FLAGS.ipOptions) !== 0
-    this.extHeaders = (flags & HIT_FLAGS.extHeaders) !== 0
-    this.truncated = (flags & HIT_FLAGS.truncated) !== 0
-    this.sctpChunk = protoNumber === 132 ? buf[offset + 53]! : undefined
-    this.ipId = u32(buf, offset + 60)
-    this.wireLen = buf[offset + 58]! | (buf[offset + 59]! << 8)
+  constructor(ctx: DecodeContext, w: Int32Array, q: number) {
+    this.#ctx = ctx
+    this.#w = w
+    this.#q = q
+  }
+
+  /** Capture time, ms since the epoch (fractional). */
+  get time(): number {
+    const w = this.#w
+    const q = this.#q
+    return (w[q + TS_HI]! >>> 0) * MS_PER_HI + (w[q + TS_LO]! >>> 0) / 1e6
   }
 
   /** Capture time in nanoseconds since the epoch, exactly as the kernel stamped it. */
   get timeNs(): bigint {
-    return (BigInt(this.#tsHi) << 32n) | BigInt(this.#tsLo)
+    const w = this.#w
+    const q = this.#q
+    return (BigInt(w[q + TS_HI]! >>> 0) << 32n) | BigInt(w[q + TS_LO]! >>> 0)
+  }
+
+  get src(): string {
+    return this.#address(SRC)
+  }
+
+  get dst(): string {
+    return this.#address(DST)
+  }
+
+  #address(at: number): string {
+    const w = this.#w
+    const q = this.#q + at
+    return (w[this.#q + FLAGS]! & HIT_FLAGS.ipv4) !== 0
+      ? this.#ctx.addresses.v4(w[q + 3]!)
+      : this.#ctx.addresses.v6(w[q]!, w[q + 1]!, w[q + 2]!, w[q + 3]!)
+  }
+
+  #word(i: number): number {
+    return this.#w[this.#q + i]!
+  }
+
+  get srcPort(): number {
+    return this.#word(PORTS) & 0xffff
+  }
+
+  get dstPort(): number {
+    return this.#word(PORTS) >>> 16
+  }
+
+  get family(): 4 | 6 {
+    return (this.#word(FLAGS) & HIT_FLAGS.ipv4) !== 0 ? 4 : 6
+  }
+
+  get proto(): Proto {
+    return PROTO_NAMES[(this.#word(KINDS) >>> 8) & 0xff] ?? 'sctp'
+  }
+
+  get kind(): ScanKind {
+    return KIND_NAMES[(this.#word(KINDS) >>> 16) & 0xff]!
+  }
+
+  get tcpFlags(): number {
+    return this.#word(KINDS) >>> 24
+  }
+
+  get ttl(): number {
+    return this.#word(TTL) & 0xff
+  }
+
+  get verified(): boolean {
+    return (this.#word(FLAGS) & HIT_FLAGS.verified) !== 0
+  }
+
+  get interface(): string {
+    const index = this.#word(IFINDEX) >>> 0
+    return index === 0 ? '' : this.#ctx.ifname(index)
+  }
+
+  get ifindex(): number {
+    return this.#word(IFINDEX) >>> 0
+  }
+
+  get vlan(): number | undefined {
+    return (this.#word(FLAGS) & HIT_FLAGS.vlan) !== 0 ? this.#word(TTL) >>> 16 : undefined
+  }
+
+  get fragment(): boolean {
+    return (this.#word(FLAGS) & HIT_FLAGS.fragment) !== 0
+  }
+
+  get ipOptions(): boolean {
+    return (this.#word(FLAGS) & HIT_FLAGS.ipOptions) !== 0
+  }
+
+  get extHeaders(): boolean {
+    return (this.#word(FLAGS) & HIT_FLAGS.extHeaders) !== 0
+  }
+
+  get truncated(): boolean {
+    return (this.#word(FLAGS) & HIT_FLAGS.truncated) !== 0
+  }
+
+  get sctpChunk(): number | undefined {
+    return ((this.#word(KINDS) >>> 8) & 0xff) === 132 ? (this.#word(TTL) >>> 8) & 0xff : undefined
+  }
+
+  get ipId(): number {
+    return this.#word(IP_ID) >>> 0
+  }
+
+  get wireLen(): number {
+    return this.#word(FLAGS) >>> 16
+  }
+
+  /**
+   * The source as (family, value), straight from the record's words: the policy engine
+   * keys sources by it without parsing the text back (types.ts SOURCE_ADDRESS).
+   */
+  [SOURCE_ADDRESS](): SourceAddress {
+    const w = this.#w
+    const q = this.#q + SRC
+    if ((w[this.#q + FLAGS]! & HIT_FLAGS.ipv4) !== 0) return { family: 4, value: BigInt(bswap(w[q + 3]!)) }
+    return {
+      family: 6,
+      value: (BigInt(bswap(w[q]!)) << 96n) | (BigInt(bswap(w[q + 1]!)) << 64n) | (BigInt(bswap(w[q + 2]!)) << 32n) | BigInt(bswap(w[q + 3]!)),
+    }
+  }
+
+  /**
+   * Copy on retain: gives this hit its own copy of the words it reads (64 bytes), so
+   * keeping it no longer keeps its batch. Idempotent; returns the hit.
+   */
+  [RETAIN_HIT](): this {
+    if (this.#w.length !== HIT_WORDS) {
+      this.#w = this.#w.slice(this.#q, this.#q + HIT_WORDS)
+      this.#q = 0
+    }
+    return this
+  }
+
+  /** Every field as plain data, in the order the Hit type lists them (timeNs, a BigInt, left out). */
+  toJSON(): Omit<Hit, 'timeNs'> {
+    const o: Omit<Hit, 'timeNs'> = {
+      time: this.time,
+      src: this.src,
+      srcPort: this.srcPort,
+      dst: this.dst,
+      dstPort: this.dstPort,
+      family: this.family,
+      proto: this.proto,
+      kind: this.kind,
+      tcpFlags: this.tcpFlags,
+      ttl: this.ttl,
+      verified: this.verified,
+      interface: this.interface,
+      ifindex: this.ifindex,
+      fragment: this.fragment,
+      ipOptions: this.ipOptions,
+      extHeaders: this.extHeaders,
+      truncated: this.truncated,
+      ipId: this.ipId,
+      wireLen: this.wireLen,
+    }
+    const vlan = this.vlan
+    if (vlan !== undefined) o.vlan = vlan
+    const chunk = this.sctpChunk
+    if (chunk !== undefined) o.sctpChunk = chunk
+    return o
+  }
+
+  /** console.log(hit) shows the fields, as it did when they were own properties. */
+  [Symbol.for('nodejs.util.inspect.custom')](): Omit<Hit, 'timeNs'> {
+    return this.toJSON()
   }
 }
 
+/** Network-order word as read little-endian (first octet in the low byte) → its unsigned value. */
+function bswap(w: number): number {
+  return (((w & 0xff) << 24) | ((w & 0xff00) << 8) | ((w >>> 8) & 0xff00) | (w >>> 24)) >>> 0
+}
+
 /**
- * Decodes HitRecords. Keeps the last destination address it formatted: a host has
- * few addresses, so most hits reuse the string instead of formatting it again.
+ * Decodes HitRecords from one drain buffer: `decodeBatch(n, out)` copies its first n
+ * records into words of their own and appends their hits to `out`. One decoder per
+ * Sensor; its caches live as long as the sensor.
  */
 export class HitDecoder {
-  #lastDst = new Uint8Array(16)
-  #lastDstString: string | undefined
-  #lastV4 = false
-  #lastIfindex = -1
-  #lastIfname = ''
-  #ifname: (index: number) => string
+  readonly #ctx: DecodeContext
+  readonly #words: Int32Array
 
-  constructor(ifname: (index: number) => string) {
-    // Hits come in runs from one interface: remember the last name, ask for others.
-    this.#ifname = (index) => {
-      if (index !== this.#lastIfindex) {
-        this.#lastIfname = ifname(index)
-        this.#lastIfindex = index
-      }
-      return this.#lastIfname
+  /** `buffer` must start on a 4-byte boundary (Buffer.alloc gives one) and hold whole records. */
+  constructor(buffer: Buffer, ifname: (index: number) => string) {
+    if (buffer.byteOffset % 4 !== 0 || buffer.length % HIT_RECORD_SIZE !== 0) {
+      throw new RangeError('the drain buffer must be 4-byte aligned and hold whole records')
     }
+    this.#ctx = new DecodeContext(ifname)
+    this.#words = new Int32Array(buffer.buffer, buffer.byteOffset, buffer.length / 4)
   }
 
-  decode(buf: Buffer, offset: number): Hit {
-    const at = offset + 24
-    // The IPv4 flag decides how the same 16 bytes print, so it is part of the key;
-    // an IPv4-mapped address differs only in its last four bytes.
-    const v4 = (buf[offset + 56]! & HIT_FLAGS.ipv4) !== 0
-    let dst = v4 === this.#lastV4 ? this.#lastDstString : undefined
-    if (dst !== undefined) {
-      const last = this.#lastDst
-      for (let i = v4 ? 12 : 0; i < 16; i++) {
-        if (buf[at + i] !== last[i]) {
-          dst = undefined
-          break
-        }
-      }
-    }
-    const hit = new DecodedHit(buf, offset, this.#ifname, dst)
-    if (dst === undefined) {
-      const last = this.#lastDst
-      for (let i = 0; i < 16; i++) last[i] = buf[at + i]!
-      this.#lastDstString = hit.dst
-      this.#lastV4 = v4
-    }
-    return hit
+  /** Appends the hits of the first `count` records to `out`. */
+  decodeBatch(count: number, out: Hit[]): void {
+    const ctx = this.#ctx
+    // The batch's own words: the drain buffer is overwritten by the next drain.
+    const w = this.#words.slice(0, count * WORDS)
+    for (let i = 0, q = 0; i < count; i++, q += WORDS) out.push(new DecodedHit(ctx, w, q))
   }
 }
 
 /**
- * Decodes the record at `offset`. `ifname` maps an interface index to its name
- * (the Sensor caches them); records come only from our addon, so fields are trusted
+ * Decodes the record at `offset` of any buffer (tests, tools). `ifname` maps an
+ * interface index to its name; records come only from our addon, so fields are trusted
  * to be in range, but an unknown kind still decodes as 'odd-flags' rather than throw.
  */
-export function decodeHit(buf: Buffer, offset: number, ifname: (index: number) => string): Hit {
-  return new DecodedHit(buf, offset, ifname, undefined)
+export function decodeHit(buf: Uint8Array, offset: number, ifname: (index: number) => string): Hit {
+  const words = new Int32Array(WORDS)
+  new Uint8Array(words.buffer).set(buf.subarray(offset, offset + HIT_RECORD_SIZE))
+  return new DecodedHit(new DecodeContext(ifname), words, 0)
 }

@@ -240,7 +240,7 @@ export class Sensor implements AsyncIterable<Hit> {
     this.interface = options.interface
     this.#listen = options.listen
     this.#buffer = Buffer.alloc(options.batch * HIT_RECORD_SIZE)
-    this.#decoder = new HitDecoder(this.#ifname)
+    this.#decoder = new HitDecoder(this.#buffer, this.#ifname)
     // The doorbell holds the sensor only weakly, so an unclosed, unreachable sensor
     // can still be collected (its finalizer stops the thread; close() is the contract).
     const self = new WeakRef(this)
@@ -280,25 +280,37 @@ export class Sensor implements AsyncIterable<Hit> {
   }
 
   #decode(count: number): void {
-    const buf = this.#buffer
-    this.#queue.length = 0
+    // A fresh array per batch: batches() hands the queue itself to its consumer.
+    const queue: Hit[] = []
+    this.#decoder.decodeBatch(count, queue)
+    this.#queue = queue
     this.#queueHead = 0
-    const decoder = this.#decoder
-    for (let i = 0; i < count; i++) this.#queue.push(decoder.decode(buf, i * HIT_RECORD_SIZE))
   }
 
-  async #read(): Promise<IteratorResult<Hit, undefined>> {
+  /**
+   * Decodes the next batch when the ring has one. False when there is nothing to read
+   * now; throws the capture error (once, after every hit queued before it).
+   */
+  #drainNow(): boolean {
+    if (this.#closing !== undefined || this.#failed) return false
+    const n = this.#capture.drain(this.#buffer)
+    if (n > 0) {
+      this.#decode(n)
+      return true
+    }
+    return false
+  }
+
+  /**
+   * Waits until a batch is decoded into the queue (true) or the iteration is over
+   * (false: closed, or the thread ended cleanly); throws the capture error. One await
+   * per batch: the doorbell is armed only when the ring is empty.
+   */
+  async #fill(): Promise<boolean> {
     for (;;) {
-      if (this.#queueHead < this.#queue.length) {
-        this.#delivered++
-        return { done: false, value: this.#queue[this.#queueHead++]! }
-      }
-      if (this.#closing !== undefined || this.#failed) return { done: true, value: undefined }
-      const n = this.#capture.drain(this.#buffer)
-      if (n > 0) {
-        this.#decode(n)
-        continue
-      }
+      if (this.#queueHead < this.#queue.length) return true
+      if (this.#closing !== undefined || this.#failed) return false
+      if (this.#drainNow()) return true
       if (this.#capture.ended()) {
         // Hits queued before the failure were delivered above; now the error, once.
         const err = this.#capture.error()
@@ -307,7 +319,7 @@ export class Sensor implements AsyncIterable<Hit> {
           this.#failure = withHint(err)
           throw this.#failure
         }
-        return { done: true, value: undefined }
+        return false
       }
       if (!this.#capture.arm()) continue
       this.#capture.ref()
@@ -323,10 +335,17 @@ export class Sensor implements AsyncIterable<Hit> {
     }
   }
 
+  async #read(): Promise<IteratorResult<Hit, undefined>> {
+    if (!(await this.#fill())) return { done: true, value: undefined }
+    this.#delivered++
+    return { done: false, value: this.#queue[this.#queueHead++]! }
+  }
+
   /** The next hit; concurrent calls are served in order. */
   next(): Promise<IteratorResult<Hit, undefined>> {
-    // Fast path: a decoded batch is waiting and nobody else is reading.
-    if (!this.#busy && this.#queueHead < this.#queue.length) {
+    // Fast path: nobody else is reading and a hit is decoded, or a batch waits in the
+    // ring: no await at all, one settled promise per hit (the iterator protocol's own).
+    if (!this.#busy && (this.#queueHead < this.#queue.length || this.#drainNow())) {
       this.#delivered++
       return Promise.resolve({ done: false, value: this.#queue[this.#queueHead++]! })
     }
@@ -356,20 +375,22 @@ export class Sensor implements AsyncIterable<Hit> {
 
   /**
    * Hits in the batches the capture thread hands over (up to `batch` per array):
-   * one await per batch instead of one per hit, for consumers of floods. Same
-   * semantics as the per-hit iterator (ends on close, throws the capture error after
-   * the hits queued before it); do not mix the two on one sensor concurrently.
+   * one await per batch instead of one per hit, for consumers of floods. Each array is
+   * the consumer's to keep. Same semantics as the per-hit iterator (ends on close,
+   * throws the capture error after the hits queued before it); do not mix the two on
+   * one sensor concurrently.
    */
   async *batches(): AsyncGenerator<Hit[], void, undefined> {
     for (;;) {
-      const first = await this.next()
-      if (first.done === true) return
-      const out = [first.value]
+      // A per-hit reader may still be waiting: let it finish first.
+      if (this.#busy) await this.#reading
+      if (!(await this.#fill())) return
       const queue = this.#queue
-      let head = this.#queueHead
-      while (head < queue.length) out.push(queue[head++]!)
-      this.#delivered += head - this.#queueHead
-      this.#queueHead = head
+      const head = this.#queueHead
+      const out = head === 0 ? queue : queue.slice(head)
+      this.#queue = []
+      this.#queueHead = 0
+      this.#delivered += out.length
       yield out
     }
   }

@@ -31,7 +31,35 @@ export const SCAN_KINDS = [
 
 export type ScanKind = Exclude<(typeof SCAN_KINDS)[number], 'none'>
 
-/** One probe to a tripwire, as yielded by `for await (const hit of sensor)`. */
+/** A source address as (family, value): the policy engine's Address, structurally. */
+export interface SourceAddress {
+  readonly family: 4 | 6
+  readonly value: bigint
+}
+
+/**
+ * Hits decoded from a record answer `hit[SOURCE_ADDRESS]()` with their source as numbers
+ * taken from the record, so the policy engine keys a new source without parsing its text
+ * back into bytes. Hits built any other way (tests, tools) need not have it. Not exported
+ * from the package index.
+ */
+export const SOURCE_ADDRESS: unique symbol = Symbol('portanoia.sourceAddress')
+
+/**
+ * Hits decoded from a record share their batch's bytes until `hit[RETAIN_HIT]()` gives
+ * them a copy of their own (it returns the hit). Code that keeps hits for long, as the
+ * policy engine keeps each source's last one, calls it so that one kept hit never keeps
+ * a whole batch. Not exported from the package index.
+ */
+export const RETAIN_HIT: unique symbol = Symbol('portanoia.retainHit')
+
+/**
+ * One probe to a tripwire, as yielded by `for await (const hit of sensor)`. A sensor's hits
+ * compute their fields when read, stay valid for as long as they are kept, and cannot be
+ * assigned to. `JSON.stringify(hit)` gives every field but `timeNs`; structuredClone and
+ * postMessage copy own data properties only, so to send a hit to a worker send
+ * `JSON.parse(JSON.stringify(hit))` or the fields it needs.
+ */
 export interface Hit {
   /** Capture time, milliseconds since the epoch (fractional: microsecond precision). */
   time: number
@@ -64,6 +92,10 @@ export interface Hit {
   /** IPv4 identification or IPv6 fragment identification. */
   ipId: number
   wireLen: number
+  /** The source as numbers, when the hit was decoded from a record (see SOURCE_ADDRESS). @internal */
+  [SOURCE_ADDRESS]?(): SourceAddress
+  /** Copy on retain (see RETAIN_HIT). @internal */
+  [RETAIN_HIT]?(): Hit
 }
 
 /** A tripwire: one port or an inclusive range, on one protocol. */

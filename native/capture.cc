@@ -438,6 +438,8 @@ bool Capture::WalkBlock(tpacket_block_desc* block) {
         meta.link_len = net - mac;  // tp_len counts the link header; the parser starts after it
         meta.vlan_valid = (hdr->tp_status & TP_STATUS_VLAN_VALID) != 0;
         meta.vlan_tci = static_cast<uint16_t>(hdr->hv1.tp_vlan_tci);
+        // The kernel parsed the link header into sll_addr (dev_parse_header): the source.
+        if (sll->sll_halen == 6) meta.src_mac = sll->sll_addr;
         HitRecord& rec = batch[n];
         const ParseResult r = ParseNetwork(base + offset + net, snap - (net - mac),
                                            ntohs(sll->sll_protocol), meta, &rec);

@@ -62,6 +62,12 @@ constexpr uint8_t kTcpAck = 0x10;
 constexpr uint8_t kTcpUrg = 0x20;
 constexpr uint8_t kTcpClassified = 0x3f;  // ECE (0x40) and CWR (0x80) say nothing about intent
 
+constexpr uint8_t kTcpOptEol = 0;
+constexpr uint8_t kTcpOptNop = 1;
+constexpr uint8_t kTcpOptMss = 2;
+constexpr uint8_t kTcpOptWscale = 3;
+constexpr uint8_t kTcpOptTimestamp = 8;
+
 constexpr uint8_t kSctpChunkInit = 1;
 constexpr uint8_t kSctpChunkCookieEcho = 10;
 
@@ -97,6 +103,45 @@ struct L4Span {
 // headers or the capture.
 inline ParseResult RanOut(bool more_fragments) {
   return more_fragments ? ParseResult::kNonFirstFragment : ParseResult::kMalformed;
+}
+
+// The TCP option list between the fixed header and `end` (data offset, capped at the
+// captured bytes): kinds in wire order, the MSS, window scale and TSval values. The options
+// are read for attribution only, so a malformed list is recorded (kFlagTcpOptsBad) rather
+// than making the probe malformed: the port was touched either way.
+void SummarizeTcpOptions(const uint8_t* tcp, size_t end, HitRecord* out) {
+  size_t i = 20;
+  unsigned count = 0;
+  uint16_t flags = out->flags;
+  while (i < end) {
+    const uint8_t kind = tcp[i];
+    if (count < kTcpOptKinds) {
+      out->tcp_opts[count] = kind;
+    } else {
+      flags |= kFlagTcpOptsMore;
+    }
+    if (count < 255) count++;
+    if (kind == kTcpOptEol) break;
+    if (kind == kTcpOptNop) {
+      i++;
+      continue;
+    }
+    if (i + 1 >= end) {
+      flags |= kFlagTcpOptsBad;
+      break;
+    }
+    const size_t len = tcp[i + 1];
+    if (len < 2 || i + len > end) {
+      flags |= kFlagTcpOptsBad;
+      break;
+    }
+    if (kind == kTcpOptMss && len == 4) out->tcp_mss = Load16(tcp + i + 2);
+    if (kind == kTcpOptWscale && len == 3) out->tcp_wscale = tcp[i + 2];
+    if (kind == kTcpOptTimestamp && len == 10) out->tcp_ts_val = Load32(tcp + i + 2);
+    i += len;
+  }
+  out->tcp_opt_count = static_cast<uint8_t>(count);
+  out->flags = flags;
 }
 
 ParseResult ParseTransport(uint8_t proto, const L4Span& l4, HitRecord* out) {
@@ -138,6 +183,9 @@ ParseResult ParseTransport(uint8_t proto, const L4Span& l4, HitRecord* out) {
         return ParseResult::kHit;
       }
       out->kind = static_cast<uint8_t>(ClassifyTcp(l4.p[13]));
+      // The fixed header is complete (declared >= 20); the snap may still cut it.
+      if (l4.avail >= 16) out->tcp_window = Load16(l4.p + 14);
+      if (data_offset > 20) SummarizeTcpOptions(l4.p, data_offset < l4.avail ? data_offset : l4.avail, out);
       return ParseResult::kHit;
     }
     case kProtoUdp:
@@ -262,7 +310,8 @@ ParseResult ParseIpv6(const uint8_t* p, size_t cap, size_t wire, HitRecord* out)
 // (0 when the caller does not know), `frame_len` is the captured length of the whole frame
 // the record describes.
 ParseResult ParseFrom(const uint8_t* data, size_t len, uint16_t ethertype, size_t wire,
-                      size_t frame_len, const FrameMeta& meta, HitRecord* out) {
+                      size_t frame_len, const FrameMeta& meta, const uint8_t* src_mac,
+                      HitRecord* out) {
   // The kernel strips the outermost tag into the tpacket header when the NIC or the
   // stack untags; inner QinQ tags stay in the data and are walked below.
   bool has_vlan = meta.vlan_valid;
@@ -290,6 +339,10 @@ ParseResult ParseFrom(const uint8_t* data, size_t len, uint16_t ethertype, size_
 
   out->ts_ns = meta.ts_ns;
   out->ifindex = meta.ifindex;
+  if (src_mac != nullptr) {
+    for (size_t i = 0; i < 6; ++i) out->src_mac[i] = src_mac[i];
+    out->flags = static_cast<uint16_t>(out->flags | kFlagSrcMac);
+  }
   if (has_vlan) {
     out->vlan = vlan;
     out->flags = static_cast<uint16_t>(out->flags | kFlagVlan);
@@ -312,7 +365,7 @@ ParseResult ParseNetwork(const uint8_t* data, size_t len, uint16_t ethertype,
                          const FrameMeta& meta, HitRecord* out) {
   *out = HitRecord{};
   const size_t wire = meta.wire_len > meta.link_len ? meta.wire_len - meta.link_len : 0;
-  return Finish(ParseFrom(data, len, ethertype, wire, len + meta.link_len, meta, out), out);
+  return Finish(ParseFrom(data, len, ethertype, wire, len + meta.link_len, meta, meta.src_mac, out), out);
 }
 
 ParseResult ParseEthernet(const uint8_t* frame, size_t len, const FrameMeta& meta,
@@ -321,7 +374,7 @@ ParseResult ParseEthernet(const uint8_t* frame, size_t len, const FrameMeta& met
   if (len < kEthernetHeader) return ParseResult::kMalformed;
   const size_t wire = meta.wire_len > kEthernetHeader ? meta.wire_len - kEthernetHeader : 0;
   return Finish(ParseFrom(frame + kEthernetHeader, len - kEthernetHeader, Load16(frame + 12),
-                          wire, len, meta, out),
+                          wire, len, meta, frame + 6, out),
                 out);
 }
 

@@ -24,6 +24,9 @@ struct FrameMeta {
   uint32_t link_len = 0;
   uint16_t vlan_tci = 0;      // tag the kernel stripped (TP_STATUS_VLAN_VALID)
   bool vlan_valid = false;
+  // ParseNetwork only: the frame's 6-byte link-layer source (sockaddr_ll.sll_addr when
+  // sll_halen is 6), or nullptr when the link has none. ParseEthernet reads the frame's own.
+  const uint8_t* src_mac = nullptr;
 };
 
 enum class ParseResult : uint8_t {
@@ -43,6 +46,9 @@ enum class ParseResult : uint8_t {
 //    is filled when the fragment reaches byte 13, and then only for information.
 //  - SCTP without a chunk (a bare 12-byte common header, unfragmented) is kSctpOther with
 //    sctp_chunk 0, indistinguishable from a DATA chunk.
+//  - TCP hits carry the window field and a summary of the options (MSS, window scale, TSval,
+//    the kinds in wire order); a walk that meets an option longer than the header stops
+//    there with kFlagTcpOptsBad. Fragment hits carry none of it.
 //  - wire_len is max(meta.wire_len, captured length + meta.link_len for ParseNetwork),
 //    saturated at 65535; kFlagTruncated means the IP header declared bytes that the
 //    capture lacks but the wire carried. kFlagVlan comes from

@@ -66,6 +66,8 @@ export interface ProbeSpec {
   seq?: number
   ack?: number
   window?: number
+  /** Raw TCP options, after the fixed header; padded with End-of-Options to a multiple of 4 bytes (at most 40). */
+  tcpOptions?: Uint8Array
   /** IPv4 TTL or IPv6 hop limit, default 64. */
   ttl?: number
   /** IPv4 identification. */
@@ -209,16 +211,20 @@ function buildTransport(spec: ProbeSpec, src: Uint8Array, dst: Uint8Array): { pr
   const payload = spec.payload ?? new Uint8Array(0)
   switch (spec.proto) {
     case 'tcp': {
-      const seg = new Uint8Array(20 + payload.length)
+      const options = spec.tcpOptions ?? new Uint8Array(0)
+      const optLen = Math.ceil(options.length / 4) * 4
+      if (optLen > 40) throw new RangeError(`tcpOptions: at most 40 bytes, got ${options.length}`)
+      const seg = new Uint8Array(20 + optLen + payload.length)
       const v = new DataView(seg.buffer)
       v.setUint16(0, spec.srcPort)
       v.setUint16(2, spec.dstPort)
       v.setUint32(4, checkInt('seq', spec.seq ?? 0x10000000, 0xffffffff))
       v.setUint32(8, checkInt('ack', spec.ack ?? 0, 0xffffffff))
-      seg[12] = 5 << 4
+      seg[12] = (5 + optLen / 4) << 4
       seg[13] = checkInt('tcpFlags', spec.tcpFlags ?? SYN, 0xff)
       v.setUint16(14, checkInt('window', spec.window ?? 1024, 0xffff))
-      seg.set(payload, 20)
+      seg.set(options, 20) // the padding stays 0: End of Option List
+      seg.set(payload, 20 + optLen)
       v.setUint16(16, internetChecksum(seg, pseudoHeaderSum(src, dst, IPPROTO_TCP, seg.length)))
       return { proto: IPPROTO_TCP, bytes: seg }
     }

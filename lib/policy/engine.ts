@@ -33,8 +33,8 @@
  */
 
 import { PortanoiaError } from '../errors.js'
-import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
-import { type Address, type Family, formatAddress, parseAddress } from './addr.js'
+import { type Hit, type Proto, RETAIN_HIT, SCAN_KINDS, type ScanKind, SOURCE_ADDRESS } from '../types.js'
+import { type Address, type Family, formatAddress, makeAddress, parseAddress } from './addr.js'
 import { type PolicyConfig, resolvePolicyConfig } from './config.js'
 import type { Action, BreakerState, Decision, ReasonCode, Trigger } from './decision.js'
 import { MinuteGauge, MinuteLog } from './breaker.js'
@@ -598,12 +598,18 @@ export class PolicyEngine {
     if (found !== null) {
       addr = found[1].addr
     } else {
-      const parsed = parseAddress(hit.src)
+      // A sensor's hit carries its source as numbers from the record: no text to parse.
+      const numeric = hit[SOURCE_ADDRESS]?.()
+      const parsed = numeric !== undefined ? makeAddress(numeric.family, numeric.value) : parseAddress(hit.src)
       if (parsed === null) return null
       addr = parsed
-      src = formatAddress(parsed)
+      // The sensor's text is canonical unless an IPv4-mapped IPv6 source folded to IPv4.
+      src = numeric !== undefined && numeric.family === parsed.family ? hit.src : formatAddress(parsed)
       if (src !== hit.src) found = this.#lookup(src, transit)
     }
+    // Kept until the source's next hit or its window's end: a hit of its own, not a view
+    // that would keep the sensor's whole batch alive (types.ts RETAIN_HIT).
+    const kept = hit[RETAIN_HIT]?.() ?? hit
     let table = found?.[0] ?? this.#spoofableSources
     let st = found?.[1]
     if (st !== undefined && now >= st.windowStart + this.#config.windowMs) {
@@ -623,7 +629,7 @@ export class PolicyEngine {
         ports: [],
         portsTruncated: false,
         kinds: 0,
-        lastHit: hit,
+        lastHit: kept,
         guard: null,
         guardGeneration: -1,
         emitted: null,
@@ -642,7 +648,7 @@ export class PolicyEngine {
     st.count++
     if (hit.verified && !transit) st.verifiedCount++
     st.lastSeen = now
-    st.lastHit = hit
+    st.lastHit = kept
     st.kinds |= 1 << (KIND_INDEX.get(hit.kind) ?? 0)
     const portKey = (PROTO_INDEX[hit.proto] ?? 0) * 65536 + hit.dstPort
     if (!st.ports.includes(portKey)) {

@@ -35,7 +35,9 @@ namespace portanoia::fuzz {
 namespace {
 
 constexpr uint16_t kParserFlags = kFlagFragment | kFlagIpOptions | kFlagVlan |
-                                  kFlagTruncated | kFlagExtHeaders | kFlagIpv4;
+                                  kFlagTruncated | kFlagExtHeaders | kFlagIpv4 | kFlagSrcMac |
+                                  kFlagTcpOptsMore | kFlagTcpOptsBad;
+constexpr uint8_t kFuzzMac[6] = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
 
 bool Contains(const uint8_t* hay, size_t hay_len, const uint8_t* needle, size_t needle_len) {
   if (needle_len > hay_len) return false;
@@ -129,6 +131,19 @@ void CheckParse(ParseResult result, const HitRecord& rec, const uint8_t* frame, 
                             static_cast<uint8_t>(rec.dst_port >> 8),
                             static_cast<uint8_t>(rec.dst_port & 0xff)};
   PN_CHECK(Contains(frame, len, ports, 4));
+
+  // TCP fields only on a classified TCP hit; option kinds past the count stay zero.
+  const bool tcp = rec.proto == 6 && rec.kind != static_cast<uint8_t>(ScanKind::kFragment);
+  if (!tcp) {
+    PN_CHECK(rec.tcp_window == 0 && rec.tcp_mss == 0 && rec.tcp_wscale == 0 && rec.tcp_ts_val == 0);
+    PN_CHECK(rec.tcp_opt_count == 0);
+    PN_CHECK((rec.flags & (kFlagTcpOptsMore | kFlagTcpOptsBad)) == 0);
+  }
+  for (size_t i = rec.tcp_opt_count; i < kTcpOptKinds; i++) PN_CHECK(rec.tcp_opts[i] == 0);
+  PN_CHECK(((rec.flags & kFlagTcpOptsMore) != 0) == (rec.tcp_opt_count > kTcpOptKinds));
+  // An option list fits in 40 bytes, so at most 40 kinds (all NOP, or NOPs and one EOL).
+  PN_CHECK(rec.tcp_opt_count <= 40);
+  for (uint8_t b : rec.reserved) PN_CHECK(b == 0);
 }
 
 // Runs one entry twice, once into a record pre-filled with garbage, and demands the same
@@ -145,6 +160,13 @@ ParseResult RunAndCheck(bool network, const uint8_t* frame, size_t len, uint16_t
   PN_CHECK(first == second);
   PN_CHECK(std::memcmp(&dirty, &clean, sizeof clean) == 0);
   CheckParse(first, clean, frame, len, network ? len + meta.link_len : len, meta);
+  if (first == ParseResult::kHit) {
+    // The source MAC is the Ethernet frame's own, or the one the link layer gave.
+    static const uint8_t kNoMac[6] = {0, 0, 0, 0, 0, 0};
+    const uint8_t* mac = network ? meta.src_mac : frame + 6;
+    PN_CHECK(((clean.flags & kFlagSrcMac) != 0) == (mac != nullptr));
+    PN_CHECK(std::memcmp(clean.src_mac, mac != nullptr ? mac : kNoMac, 6) == 0);
+  }
   *out = clean;
   return first;
 }
@@ -163,6 +185,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const uint32_t kLinkLens[4] = {0, 14, 18, 4};
   FrameMeta meta;
   meta.link_len = kLinkLens[data[1] & 3];
+  if ((data[1] & 4) != 0) meta.src_mac = fuzz::kFuzzMac;
   const size_t captured = network ? len + meta.link_len : len;
   meta.ts_ns = 0x1122334455667788ull;
   meta.ifindex = 7;

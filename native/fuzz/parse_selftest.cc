@@ -221,7 +221,7 @@ void TestSynIpv4() {
   EXPECT(rec.src_port == 40000 && rec.dst_port == 23);
   EXPECT(rec.kind == K(ScanKind::kSyn) && rec.tcp_flags == 0x02);
   EXPECT(rec.ttl == 64 && rec.ip_id == 0x1234);
-  EXPECT(rec.flags == kFlagIpv4);
+  EXPECT(rec.flags == (kFlagIpv4 | kFlagSrcMac));  // ParseEthernet: the frame's own source MAC
   EXPECT(rec.ts_ns == 1700000000123456789ull && rec.ifindex == 3 && rec.wire_len == 60);
   EXPECT(rec.vlan == 0 && rec.sctp_chunk == 0);
 
@@ -249,7 +249,7 @@ void TestIpv4Headers() {
   Bytes f = Ethernet(0x0800);
   Append(f, Ipv4(opts, Tcp(1000, 8080, 0x29)));
   EXPECT(Eth(f, Meta(), &rec) == ParseResult::kHit);
-  EXPECT(rec.flags == (kFlagIpv4 | kFlagIpOptions) && rec.kind == K(ScanKind::kXmas));
+  EXPECT(rec.flags == (kFlagIpv4 | kFlagIpOptions | kFlagSrcMac) && rec.kind == K(ScanKind::kXmas));
   EXPECT(rec.dst_port == 8080);
 
   Bytes bad_version = Ethernet(0x0800);
@@ -342,7 +342,7 @@ void TestIpv4Fragments() {
   Bytes whole = syn;
   whole.resize(24, 0);
   EXPECT(Eth(frag(0x2000, whole), Meta(), &rec) == ParseResult::kHit);
-  EXPECT(rec.kind == K(ScanKind::kSyn) && rec.flags == (kFlagIpv4 | kFlagFragment));
+  EXPECT(rec.kind == K(ScanKind::kSyn) && rec.flags == (kFlagIpv4 | kFlagFragment | kFlagSrcMac));
   EXPECT(rec.ip_id == 0xbeef);
   // nmap -f: 8 bytes of TCP, flags in the next fragment.
   EXPECT(Eth(frag(0x2000, Head(syn, 8)), Meta(), &rec) == ParseResult::kHit);
@@ -372,7 +372,7 @@ void TestIpv4Fragments() {
   EXPECT(Eth(u4, Meta(), &rec) == ParseResult::kHit && rec.kind == K(ScanKind::kFragment));
   EXPECT(rec.dst_port == 161 && rec.proto == 17);
   // DF alone is not a fragment.
-  EXPECT(Eth(frag(0x4000, syn), Meta(), &rec) == ParseResult::kHit && rec.flags == kFlagIpv4);
+  EXPECT(Eth(frag(0x4000, syn), Meta(), &rec) == ParseResult::kHit && rec.flags == (kFlagIpv4 | kFlagSrcMac));
 }
 
 void TestIpv6() {
@@ -388,13 +388,13 @@ void TestIpv6() {
   EXPECT(Eth(f, Meta(), &rec) == ParseResult::kHit);
   EXPECT(rec.family == 6 && rec.proto == 17 && rec.kind == K(ScanKind::kUdp));
   EXPECT(rec.src_port == 5353 && rec.dst_port == 1900 && rec.ttl == 33);
-  EXPECT(rec.flags == (kFlagExtHeaders | kFlagFragment) && rec.ip_id == 0xcafef00d);
+  EXPECT(rec.flags == (kFlagExtHeaders | kFlagFragment | kFlagSrcMac) && rec.ip_id == 0xcafef00d);
   EXPECT(rec.src[0] == 0xfd && rec.src[15] == 1 && rec.dst[15] == 2);
 
   Bytes plain = Ethernet(0x86dd);
   Append(plain, Ipv6(6, Tcp(1, 443, 0x10)));
   EXPECT(Eth(plain, Meta(), &rec) == ParseResult::kHit);
-  EXPECT(rec.kind == K(ScanKind::kAck) && rec.flags == 0 && rec.ip_id == 0);
+  EXPECT(rec.kind == K(ScanKind::kAck) && rec.flags == kFlagSrcMac && rec.ip_id == 0);
 
   // First fragment with 8 bytes of TCP; a non-first fragment.
   Bytes tiny = Ethernet(0x86dd);
@@ -572,6 +572,12 @@ std::vector<Bytes> SeedFrames() {
   Bytes v = Tagged({{0x8100, 7}}, 0x0800);
   Append(v, Ipv4({}, Tcp(1, 2, 0x14)));
   seeds.push_back(v);
+  // A Linux-style SYN: MSS, SACK permitted, timestamps, NOP, window scale (data offset 10).
+  Bytes opts = Tcp(40000, 22, 0x02, 10);
+  const uint8_t kOptions[20] = {2, 4, 0x05, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 1, 3, 3, 7};
+  for (size_t i = 0; i < sizeof kOptions; ++i) opts[20 + i] = kOptions[i];
+  eth(0x0800, Ipv4({}, opts));
+  eth(0x86dd, Ipv6(6, opts));
   return seeds;
 }
 

@@ -74,6 +74,7 @@ constexpr auto kAsleepLimit = std::chrono::milliseconds(5000);
 
 // The payload of record `seq`: every field the consumer can check without shared state.
 void Fill(HitRecord* r, uint64_t seq) {
+  *r = HitRecord{};
   r->ts_ns = seq;
   for (int i = 0; i < 16; i++) {
     r->src[i] = static_cast<uint8_t>(seq >> ((i % 8) * 8)) ^ static_cast<uint8_t>(i);
@@ -92,6 +93,9 @@ void Fill(HitRecord* r, uint64_t seq) {
   r->flags = static_cast<uint16_t>(seq >> 11);
   r->wire_len = static_cast<uint16_t>(seq >> 13);
   r->ip_id = static_cast<uint32_t>(~seq);
+  for (int i = 0; i < 6; i++) r->src_mac[i] = static_cast<uint8_t>(seq >> (i * 5));
+  r->tcp_window = static_cast<uint16_t>(seq >> 17);
+  r->tcp_ts_val = static_cast<uint32_t>(seq * 40503u);
 }
 
 bool Intact(const HitRecord& got) {

@@ -29,7 +29,7 @@ import {
   ipToBytes,
 } from '../../lib/lab/frames.js'
 import type { ProbeSpec } from '../../lib/lab/frames.js'
-import { HIT_RECORD_SIZE, decodeHit, formatAddress } from '../../lib/decode.js'
+import { HIT_FLAGS, HIT_RECORD_LAYOUT, HIT_RECORD_SIZE, decodeHit, formatAddress } from '../../lib/decode.js'
 import type { Hit, ScanKind } from '../../lib/types.js'
 
 const binding = loadBinding()
@@ -307,6 +307,118 @@ describe('decodeHit on records from the native parser', () => {
     })
     expect(hit.interface).toBe('')
     expect(calls).toBe(0)
+  })
+})
+
+// ---------------------------------------------------------------- attribution fields
+
+/** The raw record of a frame the parser calls a hit. */
+function rawRecord(frame: Uint8Array, meta: Parameters<typeof binding.parseFrame>[1] = {}): Buffer {
+  const { result, record } = binding.parseFrame(Buffer.from(frame), meta)
+  expect(result, 'parseFrame result').toBe(PARSE_HIT)
+  return record
+}
+
+interface Attribution {
+  srcMac: number[]
+  window: number
+  mss: number
+  wscale: number
+  optCount: number
+  opts: number[]
+  tsVal: number
+  flags: number
+}
+
+/** Bytes 64..95, read at the offsets native/hit_record.h pins (as written in layout.test.ts). */
+function attribution(r: Buffer): Attribution {
+  const L = HIT_RECORD_LAYOUT
+  return {
+    srcMac: [...r.subarray(L.srcMac, L.srcMac + 6)],
+    window: r.readUInt16LE(L.tcpWindow),
+    mss: r.readUInt16LE(L.tcpMss),
+    wscale: r[L.tcpWscale]!,
+    optCount: r[L.tcpOptCount]!,
+    opts: [...r.subarray(L.tcpOpts, L.tcpOpts + 12)],
+    tsVal: r.readUInt32LE(L.tcpTsVal),
+    flags: r.readUInt16LE(L.flags),
+  }
+}
+
+const MSS_1460 = [2, 4, 0x05, 0xb4]
+const padTo12 = (kinds: number[]): number[] => [...kinds, ...Array<number>(12 - kinds.length).fill(0)]
+
+describe('attribution fields of the record (source MAC, TCP window and options)', () => {
+  const base: ProbeSpec = { ...V4, proto: 'tcp', srcPort: 40000, dstPort: 2222, srcMac: '02:aa:bb:cc:dd:ee' }
+
+  test('an nmap-style SYN: window 1024, MSS 1460 only', () => {
+    const a = attribution(rawRecord(buildFrame({ ...base, window: 1024, tcpOptions: Uint8Array.from(MSS_1460) })))
+    expect(a).toMatchObject({ window: 1024, mss: 1460, wscale: 0, optCount: 1, opts: padTo12([2]), tsVal: 0 })
+    expect(a.srcMac).toEqual([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee])
+    expect(a.flags & HIT_FLAGS.srcMac).toBe(HIT_FLAGS.srcMac)
+    expect(a.flags & (HIT_FLAGS.tcpOptsMore | HIT_FLAGS.tcpOptsBad)).toBe(0)
+  })
+
+  test('a Linux-style SYN: MSS, SACK permitted, timestamps, NOP, window scale, in wire order', () => {
+    const options = [...MSS_1460, 4, 2, 8, 10, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 0, 1, 3, 3, 7]
+    const a = attribution(rawRecord(buildFrame({ ...base, window: 64240, tcpOptions: Uint8Array.from(options) })))
+    expect(a).toMatchObject({ window: 64240, mss: 1460, wscale: 7, optCount: 5, opts: padTo12([2, 4, 8, 1, 3]), tsVal: 0x12345678 })
+    expect(a.flags & (HIT_FLAGS.tcpOptsMore | HIT_FLAGS.tcpOptsBad)).toBe(0)
+  })
+
+  test('options padded with End of Option List: the walk stops at the EOL', () => {
+    // MSS then WS (7 bytes), padded by the crafter with one EOL byte.
+    const a = attribution(rawRecord(buildFrame({ ...base, tcpOptions: Uint8Array.from([...MSS_1460, 3, 3, 2]) })))
+    expect(a).toMatchObject({ mss: 1460, wscale: 2, optCount: 3, opts: padTo12([2, 3, 0]) })
+  })
+
+  test('more options than the record holds: the first 12 kinds, the count, and the flag', () => {
+    const a = attribution(rawRecord(buildFrame({ ...base, tcpOptions: new Uint8Array(16).fill(1) })))
+    expect(a).toMatchObject({ optCount: 16, opts: Array<number>(12).fill(1) })
+    expect(a.flags & HIT_FLAGS.tcpOptsMore).toBe(HIT_FLAGS.tcpOptsMore)
+  })
+
+  for (const [name, options] of [
+    ['an option longer than the header', [1, 2, 40, 0]],
+    ['a zero-length option', [1, 0x1e, 0, 0]],
+    ['a kind without its length byte at the end', [1, 1, 1, 5]],
+  ] as const) {
+    test(`${name}: the walk stops, the flag says so, the probe is still a hit`, () => {
+      const hit = parse(buildFrame({ ...base, tcpOptions: Uint8Array.from(options) }))
+      expect(hit.kind).toBe('syn')
+      const a = attribution(rawRecord(buildFrame({ ...base, tcpOptions: Uint8Array.from(options) })))
+      expect(a.flags & HIT_FLAGS.tcpOptsBad).toBe(HIT_FLAGS.tcpOptsBad)
+      expect(a.mss).toBe(0)
+    })
+  }
+
+  test('no options: window only', () => {
+    const a = attribution(rawRecord(buildFrame({ ...base, window: 65535 })))
+    expect(a).toMatchObject({ window: 65535, mss: 0, optCount: 0, opts: padTo12([]), tsVal: 0 })
+  })
+
+  test('IPv6 carries the same summary', () => {
+    const a = attribution(rawRecord(buildFrame({ ...base, ...V6, window: 2048, tcpOptions: Uint8Array.from([...MSS_1460, 1, 1, 4, 2]) })))
+    expect(a).toMatchObject({ window: 2048, mss: 1460, optCount: 4, opts: padTo12([2, 1, 1, 4]) })
+  })
+
+  test('UDP, SCTP and fragments carry no TCP fields', () => {
+    for (const spec of [
+      { ...base, proto: 'udp' as const },
+      { ...base, proto: 'sctp' as const },
+    ]) {
+      const a = attribution(rawRecord(buildFrame(spec)))
+      expect(a).toMatchObject({ window: 0, mss: 0, optCount: 0, opts: padTo12([]), tsVal: 0 })
+      expect(a.srcMac).toEqual([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee])
+    }
+    const [first] = fragmentFrame(buildFrame({ ...base, window: 777, tcpOptions: Uint8Array.from(MSS_1460), payload: new Uint8Array(40) }), 16)
+    expect(attribution(rawRecord(first!))).toMatchObject({ window: 0, mss: 0, optCount: 0 })
+  })
+
+  test('from the network header (no link header given) there is no source MAC', () => {
+    const a = attribution(rawRecord(buildPacket(base), { ethertype: 0x0800 }))
+    expect(a.srcMac).toEqual([0, 0, 0, 0, 0, 0])
+    expect(a.flags & HIT_FLAGS.srcMac).toBe(0)
   })
 })
 

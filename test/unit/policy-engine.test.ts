@@ -9,7 +9,8 @@ import { DEFAULT_POLICY, type PolicyConfig, resolvePolicyConfig } from '../../li
 import { PolicyEngine, type PolicyEngineOptions } from '../../lib/policy/engine.js'
 import { type Address, formatAddress } from '../../lib/policy/addr.js'
 import { Guards } from '../../lib/policy/guards.js'
-import type { Hit } from '../../lib/types.js'
+import { decodeHit, HIT_FLAGS, HIT_RECORD_LAYOUT, HIT_RECORD_SIZE } from '../../lib/decode.js'
+import { type Hit, RETAIN_HIT, SOURCE_ADDRESS } from '../../lib/types.js'
 
 function hit(src: string, over: Partial<Hit> = {}): Hit {
   return {
@@ -678,4 +679,81 @@ describe('coverage of the reason codes', () => {
       expect(run().map((d) => d.reason)).toEqual([reason])
     })
   }
+})
+
+describe('hits decoded from records', () => {
+  /** A record as native/hit_record.h lays it out: 16 address bytes each, flags say IPv4. */
+  function record(src: number[], over: { kind?: number; flags?: number; dst?: number[] } = {}): Buffer {
+    const b = Buffer.alloc(HIT_RECORD_SIZE)
+    const mapped = (a: number[]): number[] => (a.length === 4 ? [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...a] : a)
+    b.writeBigUInt64LE(1_700_000_000_000_000_000n, HIT_RECORD_LAYOUT.tsNs)
+    b.set(mapped(src), HIT_RECORD_LAYOUT.src)
+    b.set(mapped(over.dst ?? (src.length === 4 ? [198, 18, 0, 1] : [0xfd, 0x52, 0x43, 0xdd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])), HIT_RECORD_LAYOUT.dst)
+    b.writeUInt16LE(40000, HIT_RECORD_LAYOUT.srcPort)
+    b.writeUInt16LE(2222, HIT_RECORD_LAYOUT.dstPort)
+    b.writeUInt32LE(2, HIT_RECORD_LAYOUT.ifindex)
+    b[HIT_RECORD_LAYOUT.family] = src.length === 4 ? 4 : 6
+    b[HIT_RECORD_LAYOUT.proto] = 6
+    b[HIT_RECORD_LAYOUT.kind] = over.kind ?? 1
+    b[HIT_RECORD_LAYOUT.tcpFlags] = over.kind === 2 ? 0x10 : 0x02
+    b.writeUInt16LE((src.length === 4 ? HIT_FLAGS.ipv4 : 0) | (over.flags ?? 0), HIT_RECORD_LAYOUT.flags)
+    return b
+  }
+  const V6 = (last: number): number[] => [0xfd, 0x52, 0x43, 0xdd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]
+  // An IPv6 packet whose source is IPv4-mapped (::ffff:198.18.0.9): a forger's trick to
+  // reach a guarded IPv4 host through its mapped spelling; addr.ts folds it to IPv4.
+  const MAPPED = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 9]
+  const records = [
+    record([198, 18, 0, 7]),
+    record([198, 18, 0, 7]),
+    record(V6(5)),
+    record(MAPPED),
+    record([198, 18, 0, 8], { kind: 2, flags: HIT_FLAGS.verified }),
+    record([198, 18, 0, 9]),
+  ]
+  const ifname = (): string => 'eth0'
+
+  it('decide exactly as the same hits given as text, IPv4-mapped sources folded to IPv4', () => {
+    const numeric = setup({ block: 'all' })
+    const text = setup({ block: 'all' })
+    for (const r of records) {
+      const decoded = decodeHit(r, 0, ifname)
+      expect(decoded[SOURCE_ADDRESS]).toBeTypeOf('function')
+      // The same hit as plain data: no SOURCE_ADDRESS, so the engine parses its text.
+      const plain: Hit = { ...(JSON.parse(JSON.stringify(decoded)) as Omit<Hit, 'timeNs'>), timeNs: decoded.timeNs }
+      numeric.observe(decoded)
+      text.observe(plain)
+    }
+    numeric.advance(61_000)
+    text.advance(61_000)
+    numeric.tick()
+    text.tick()
+    expect(numeric.log.length).toBeGreaterThan(0)
+    expect(JSON.stringify(numeric.log)).toBe(JSON.stringify(text.log))
+    // The mapped source and 198.18.0.9 are one source: one block, counted twice.
+    const nine = numeric.log.filter((d) => d.src === '198.18.0.9')
+    expect(nine.some((d) => d.action === 'block')).toBe(true)
+    expect(numeric.log.some((d) => d.src.startsWith('::ffff'))).toBe(false)
+    expect(numeric.engine.stats().invalidSources).toBe(0)
+  })
+
+  it('keeps a copy of each hit it holds on to (copy on retain), not the hit itself', () => {
+    const { engine } = setup()
+    let retained = 0
+    const kept: Hit[] = []
+    for (let i = 0; i < 3; i++) {
+      const h = hit('198.18.0.20', { srcPort: 1000 + i })
+      h[RETAIN_HIT] = () => {
+        retained++
+        const copy = { ...h, srcPort: h.srcPort }
+        kept.push(copy)
+        return copy
+      }
+      engine.observe(h)
+    }
+    expect(retained).toBe(3)
+    const decoded = decodeHit(records[0]!, 0, ifname)
+    expect(decoded[RETAIN_HIT]!()).toBe(decoded)
+    expect(decoded.src).toBe('198.18.0.7')
+  })
 })

@@ -8,6 +8,7 @@
  * contract documented in lib/binding.ts: arm() refuses to arm when records or the end
  * are already there, and the doorbell fires asynchronously, once per arm.
  */
+import { inspect } from 'node:util'
 import { describe, expect, test } from 'vitest'
 import type { NativeBinding, NativeCapture, NativeCaptureOptions, NativeCaptureStats, NativePortBitmaps, NativeSystemError } from '../../lib/binding.js'
 import { checkLayout } from '../../lib/binding.js'
@@ -32,7 +33,9 @@ function sysError(code: string, errno: number, syscall: string, detail?: string)
 function record(seq: number): Buffer {
   const b = Buffer.alloc(HIT_RECORD_SIZE)
   b.writeBigUInt64LE(1_700_000_000_000_000_000n + BigInt(seq), HIT_RECORD_LAYOUT.tsNs)
-  b.set([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 2], HIT_RECORD_LAYOUT.src)
+  // The source follows the sequence number too (198.18.<seq / 256>.<seq % 256>), so a
+  // hit that read another record's bytes would show it in src as well as in srcPort.
+  b.set([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, (seq >> 8) & 0xff, seq & 0xff], HIT_RECORD_LAYOUT.src)
   b.set([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 1], HIT_RECORD_LAYOUT.dst)
   b.writeUInt16LE(seq & 0xffff, HIT_RECORD_LAYOUT.srcPort)
   b.writeUInt16LE(2222, HIT_RECORD_LAYOUT.dstPort)
@@ -311,16 +314,18 @@ describe('open() validation happens before any native Capture exists', () => {
 // ---------------------------------------------------------------- layout check
 
 describe('checkLayout', () => {
-  // The record as native/hit_record.h pins it with static_asserts: 64 bytes, and
+  // The record as native/hit_record.h pins it with static_asserts: 96 bytes, and
   // these offsets. Written out here, so neither side of the check is its own oracle.
   const SPEC: Record<string, number> = {
     tsNs: 0, src: 8, dst: 24, srcPort: 40, dstPort: 42, ifindex: 44, family: 48, proto: 49,
     kind: 50, tcpFlags: 51, ttl: 52, sctpChunk: 53, vlan: 54, flags: 56, wireLen: 58, ipId: 60,
+    srcMac: 64, tcpWindow: 70, tcpMss: 72, tcpWscale: 74, tcpOptCount: 75, tcpOpts: 76, tcpTsVal: 88,
+    reserved: 92,
   }
-  const good = { hitRecordSize: 64, hitRecordLayout: { ...SPEC } }
+  const good = { hitRecordSize: 96, hitRecordLayout: { ...SPEC } }
 
   test('the decoder reads the layout the native header pins', () => {
-    expect(HIT_RECORD_SIZE).toBe(64)
+    expect(HIT_RECORD_SIZE).toBe(96)
     expect({ ...HIT_RECORD_LAYOUT }).toEqual(SPEC)
   })
 
@@ -510,6 +515,70 @@ describe('Sensor iterator with a fake capture', () => {
     await sensor.close()
   })
 
+  test('hits kept from earlier batches keep their values after the drain buffer is reused', async () => {
+    const { sensor, capture } = await openFake({ batch: 2 })
+    capture.push(...Array.from({ length: 9 }, (_, i) => 300 + i))
+    const kept: Hit[] = []
+    for (let i = 0; i < 9; i++) kept.push((await sensor.next()).value as Hit)
+    // Five drains went through one two-record buffer; each hit must still read its own record.
+    expect(capture.calls.drain).toEqual([2, 2, 2, 2, 1])
+    kept.forEach((h, i) => {
+      const seq = 300 + i
+      expect(h.srcPort).toBe(seq)
+      expect(h.src).toBe(`198.18.${seq >> 8}.${seq & 0xff}`)
+      expect(h.timeNs).toBe(1_700_000_000_000_000_000n + BigInt(seq))
+    })
+    await sensor.close()
+  })
+
+  test('batches() arrays and their hits stay valid after later batches', async () => {
+    const { sensor, capture } = await openFake({ batch: 3 })
+    capture.push(...Array.from({ length: 7 }, (_, i) => 20 + i))
+    const batches: Hit[][] = []
+    for await (const hits of sensor.batches()) {
+      batches.push(hits)
+      if (batches.flat().length === 7) break
+    }
+    expect(batches.map((b) => b.map((h) => h.srcPort))).toEqual([[20, 21, 22], [23, 24, 25], [26]])
+    expect(batches.flat().map((h) => h.src)).toEqual(Array.from({ length: 7 }, (_, i) => `198.18.0.${20 + i}`))
+    await sensor.close()
+  })
+
+  test('JSON.stringify(hit) and util.inspect show every field as plain data', async () => {
+    const { sensor, capture } = await openFake()
+    capture.push(7)
+    const hit = (await sensor.next()).value as Hit
+    // The Hit fields as README lists them, from the record written by record(7); no timeNs
+    // (a BigInt), no vlan / sctpChunk (absent on an untagged TCP hit).
+    const expected = {
+      time: 1_700_000_000_000.000007,
+      src: '198.18.0.7',
+      srcPort: 7,
+      dst: '198.18.0.1',
+      dstPort: 2222,
+      family: 4,
+      proto: 'tcp',
+      kind: 'syn',
+      tcpFlags: 0x02,
+      ttl: 0,
+      verified: false,
+      interface: 'fake3',
+      ifindex: 3,
+      fragment: false,
+      ipOptions: false,
+      extHeaders: false,
+      truncated: false,
+      ipId: 0,
+      wireLen: 0,
+    }
+    const plain = JSON.parse(JSON.stringify(hit)) as Record<string, unknown>
+    expect(Object.keys(plain)).toEqual(Object.keys(expected))
+    expect(plain).toEqual({ ...expected, time: plain.time })
+    expect(Math.abs((plain.time as number) - expected.time)).toBeLessThan(1e-3)
+    expect(inspect(hit)).toContain("src: '198.18.0.7'")
+    await sensor.close()
+  })
+
   test('the drain buffer is the sensor’s own and sized batch × record', async () => {
     const { sensor, capture } = await openFake({ batch: 3 })
     const sizes: number[] = []
@@ -536,7 +605,7 @@ describe('Sensor iterator with a fake capture', () => {
     expect(capture.refs).toBe(1) // a waiting next() keeps the process alive
     capture.push(42)
     const r = await pending
-    expect(r).toMatchObject({ done: false, value: { srcPort: 42, kind: 'syn', src: '198.18.0.2', interface: 'fake3' } })
+    expect(r).toMatchObject({ done: false, value: { srcPort: 42, kind: 'syn', src: '198.18.0.42', interface: 'fake3' } })
     expect(capture.refs).toBe(0)
     expect(capture.calls.ref).toBe(capture.calls.unref)
     await sensor.close()
@@ -552,15 +621,14 @@ describe('Sensor iterator with a fake capture', () => {
 
   test('arm() refusing (records arrived after the empty drain) means no sleep', async () => {
     const { sensor, capture } = await openFake()
-    const origDrain = capture.drain.bind(capture)
+    const origArm = capture.arm.bind(capture)
     let first = true
-    capture.drain = (b: Buffer): number => {
-      const n = origDrain(b)
+    capture.arm = (): boolean => {
       if (first) {
         first = false
-        capture.queue.push(record(7)) // published between drain and arm, doorbell not armed
+        capture.queue.push(record(7)) // published after the last empty drain, before the flag is read
       }
-      return n
+      return origArm()
     }
     const r = await sensor.next()
     expect(r.value?.srcPort).toBe(7)
