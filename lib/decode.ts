@@ -4,15 +4,16 @@
  * batch is copied once into an Int32Array of its own (exactly its records), and a hit is
  * a view of three references (the batch's words, its index, the decoder's caches) whose
  * fields are computed when read. Address text comes from a small cache keyed by the
- * address words, so a source is formatted once however often it probes; interface names
- * come from the Sensor's cache. The drain buffer is reused for the next batch while hits
- * kept from earlier batches stay valid: a kept hit keeps its batch's words (96 bytes a
- * record) unless it is detached (`hit[RETAIN_HIT]()`, copy on retain: 64 bytes of its
- * own), which is what the policy engine does for the hits it keeps. `JSON.stringify(hit)`
- * and `util.inspect` see the fields through `toJSON()`; `structuredClone` and
- * `postMessage` copy own data properties only, so send `JSON.parse(JSON.stringify(hit))`
- * to a worker. The layout table here is what lib/binding.ts checks the addon's exported
- * offsets against. Assumes a little-endian host, as the native side does.
+ * address words, so a source is formatted once however often it probes; interface
+ * names are resolved once per index as batches are decoded. The drain buffer is reused
+ * for the next batch while hits kept from earlier batches stay valid: a kept hit keeps
+ * its batch's words (96 bytes a record) unless it is detached (`hit[RETAIN_HIT]()`, copy
+ * on retain: 64 bytes of its own), which is what the policy engine does for the hits it
+ * keeps; a hit never keeps its Sensor. `JSON.stringify(hit)` and `util.inspect` see the
+ * fields through `toJSON()`; `structuredClone` and `postMessage` copy own data
+ * properties only, so send `JSON.parse(JSON.stringify(hit))` to a worker. The layout
+ * table here is what lib/binding.ts checks the addon's exported offsets against.
+ * Assumes a little-endian host, as the native side does.
  */
 import { formatAddressBytes as formatAddress } from './ip-text.js'
 import type { Hit, Proto, ScanKind } from './types.js'
@@ -145,25 +146,15 @@ class AddressText {
   }
 }
 
-/** What every hit of one decoder shares: address text and interface names. */
+/**
+ * What every hit of one decoder shares: address text and interface names. Plain data on
+ * purpose: a kept hit must not keep its Sensor (or the native capture) reachable, or an
+ * unclosed, unreachable sensor could never be collected and its thread never stopped.
+ * The decoder fills `names` as batches arrive, so a hit only reads it.
+ */
 class DecodeContext {
   readonly addresses = new AddressText()
-  readonly #ifname: (index: number) => string
-  #lastIfindex = -1
-  #lastIfname = ''
-
-  constructor(ifname: (index: number) => string) {
-    this.#ifname = ifname
-  }
-
-  /** Hits come in runs from one interface: the last name is kept, others asked for. */
-  ifname(index: number): string {
-    if (index !== this.#lastIfindex) {
-      this.#lastIfname = this.#ifname(index)
-      this.#lastIfindex = index
-    }
-    return this.#lastIfname
-  }
+  readonly names = new Map<number, string>()
 }
 
 /** 2^32 ns in ms: time = hi * this + lo / 1e6 keeps sub-microsecond resolution. */
@@ -269,7 +260,7 @@ class DecodedHit implements Hit {
 
   get interface(): string {
     const index = this.#word(IFINDEX) >>> 0
-    return index === 0 ? '' : this.#ctx.ifname(index)
+    return index === 0 ? '' : (this.#ctx.names.get(index) ?? '')
   }
 
   get ifindex(): number {
@@ -381,7 +372,8 @@ function bswap(w: number): number {
  * Sensor; its caches live as long as the sensor.
  */
 export class HitDecoder {
-  readonly #ctx: DecodeContext
+  readonly #ctx = new DecodeContext()
+  readonly #ifname: (index: number) => string
   readonly #words: Int32Array
 
   /** `buffer` must start on a 4-byte boundary (Buffer.alloc gives one) and hold whole records. */
@@ -389,7 +381,7 @@ export class HitDecoder {
     if (buffer.byteOffset % 4 !== 0 || buffer.length % HIT_RECORD_SIZE !== 0) {
       throw new RangeError('the drain buffer must be 4-byte aligned and hold whole records')
     }
-    this.#ctx = new DecodeContext(ifname)
+    this.#ifname = ifname
     this.#words = new Int32Array(buffer.buffer, buffer.byteOffset, buffer.length / 4)
   }
 
@@ -398,7 +390,16 @@ export class HitDecoder {
     const ctx = this.#ctx
     // The batch's own words: the drain buffer is overwritten by the next drain.
     const w = this.#words.slice(0, count * WORDS)
-    for (let i = 0, q = 0; i < count; i++, q += WORDS) out.push(new DecodedHit(ctx, w, q))
+    // Hits come in runs from one interface: a name is asked for once per new index.
+    let last = 0
+    for (let i = 0, q = 0; i < count; i++, q += WORDS) {
+      const index = w[q + IFINDEX]!
+      if (index !== last) {
+        last = index
+        if (!ctx.names.has(index >>> 0)) ctx.names.set(index >>> 0, this.#ifname(index >>> 0))
+      }
+      out.push(new DecodedHit(ctx, w, q))
+    }
   }
 }
 
@@ -410,5 +411,8 @@ export class HitDecoder {
 export function decodeHit(buf: Uint8Array, offset: number, ifname: (index: number) => string): Hit {
   const words = new Int32Array(WORDS)
   new Uint8Array(words.buffer).set(buf.subarray(offset, offset + HIT_RECORD_SIZE))
-  return new DecodedHit(new DecodeContext(ifname), words, 0)
+  const ctx = new DecodeContext()
+  const index = words[IFINDEX]! >>> 0
+  if (index !== 0) ctx.names.set(index, ifname(index))
+  return new DecodedHit(ctx, words, 0)
 }
