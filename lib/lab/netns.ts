@@ -80,15 +80,19 @@ function hookExit(): void {
   if (hooked) return
   hooked = true
   // 'exit' handlers must be synchronous: execFileSync is the only way to clean up here.
-  process.on('exit', () => {
-    for (const ns of live) {
-      try {
-        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' })
-      } catch {
-        // already gone
-      }
+  process.on('exit', () => destroyAllSync())
+  // A signal's default action ends the process without 'exit'. Where nobody else
+  // handles the signal, clean up and then die of it as before (same exit status);
+  // where someone does (the CLI's selftest, a test runner), that handler decides.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      if (process.listenerCount(sig) > 1) return
+      destroyAllSync()
+      process.off(sig, onSignal)
+      process.kill(process.pid, sig)
     }
-  })
+    process.on(sig, onSignal)
+  }
 }
 
 /** Deletes, synchronously, every namespace created by this process and not yet destroyed. */

@@ -4,6 +4,9 @@
  */
 import { execFileSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
+import { pathToFileURL } from 'node:url'
+import { join } from 'node:path'
+import { runChild, PACKAGE_ROOT } from '../helpers/child.js'
 import { createTestNet, IS_ROOT, warnIfNotRoot } from '../helpers/netns.js'
 
 warnIfNotRoot('test/privileged/netns.test.ts')
@@ -25,5 +28,27 @@ describe.skipIf(!IS_ROOT)('test network', () => {
     }
     const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
     expect(left).not.toContain(net.id)
+  })
+
+  it.each(['SIGTERM', 'SIGINT'] as const)('a process ended by %s removes its namespaces and still dies of the signal', async (sig) => {
+    const lab = pathToFileURL(join(PACKAGE_ROOT, 'dist/lib/lab/netns.js')).href
+    const child = runChild(`
+      const { createNetnsNet } = await import(${JSON.stringify(lab)})
+      const net = await createNetnsNet({ prefix: 'pnt-' })
+      console.log('ready ' + net.namespaces.join(' '))
+      setInterval(() => {}, 1000)
+    `)
+    const line = await child.line(/^ready /, 30_000)
+    const names = line.slice('ready '.length).trim().split(' ')
+    expect(names.length).toBeGreaterThan(1)
+    const before = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    for (const n of names) expect(before).toContain(n)
+    const exit = await child.stop(sig)
+    const after = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    const left = names.filter((n) => after.includes(n))
+    // A red run must not leave the child's namespaces behind either.
+    for (const n of left) execFileSync('ip', ['netns', 'del', n])
+    expect(exit.signal).toBe(sig)
+    expect(left).toEqual([])
   })
 })
