@@ -267,7 +267,7 @@ describe('the packed tarball installs and loads its prebuild without build tools
   })
 
   test('the tarball holds the runtime, both libc-tagged prebuilds, the sources to rebuild, nothing else', () => {
-    for (const needed of ['package.json', 'LICENSE', 'README.md', 'binding.gyp', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/binding.js', 'native/hit_record.h', 'native/capture.cc', 'native/errno_name.cc']) {
+    for (const needed of ['package.json', 'LICENSE', 'README.md', 'binding.gyp', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/binding.js', 'native/hit_record.h', 'native/capture.cc', 'native/errno_name.cc', 'contrib/portanoia.service', 'contrib/portanoia.sysusers']) {
       expect(entries, needed).toContain(needed)
     }
     expect(entries.filter((p) => p.startsWith('prebuilds/')).sort()).toEqual([
