@@ -419,6 +419,18 @@ bool Capture::WalkBlock(tpacket_block_desc* block) {
   HitRecord batch[kBatch];
   uint32_t n = 0;
   uint64_t frames = 0, not_tripwire = 0, malformed = 0, duplicates = 0;
+  // Counters go out before the hits they cover: a consumer that has a hit and then reads
+  // stats() must find the frames walked up to it counted (the ring's release/acquire pair
+  // orders these relaxed adds before the records).
+  const auto publish = [&]() {
+    frames_.fetch_add(frames, std::memory_order_relaxed);
+    not_tripwire_.fetch_add(not_tripwire, std::memory_order_relaxed);
+    malformed_.fetch_add(malformed, std::memory_order_relaxed);
+    duplicates_.fetch_add(duplicates, std::memory_order_relaxed);
+    frames = not_tripwire = malformed = duplicates = 0;
+    Publish(batch, n);
+    n = 0;
+  };
   const auto* base = reinterpret_cast<const uint8_t*>(block);
   constexpr uint32_t kHdrLen = TPACKET_ALIGN(sizeof(tpacket3_hdr));
   for (uint32_t i = 0; i < count; i++) {
@@ -451,10 +463,7 @@ bool Capture::WalkBlock(tpacket_block_desc* block) {
           } else {
             const bool ack = rec.proto == IPPROTO_TCP && (rec.tcp_flags & kTcpAckFlag) != 0;
             const uint64_t key = ack ? NoteAck(rec) : 0;
-            if (++n == kBatch) {
-              Publish(batch, n);
-              n = 0;
-            }
+            if (++n == kBatch) publish();
             // A held connect goes right behind the ACK that completed its handshake.
             for (size_t k = 0; key != 0 && k < pending_connects_.size();) {
               if (pending_connects_[k].key != key) {
@@ -463,10 +472,7 @@ bool Capture::WalkBlock(tpacket_block_desc* block) {
               }
               batch[n] = pending_connects_[k].record;
               pending_connects_.erase(pending_connects_.begin() + static_cast<std::ptrdiff_t>(k));
-              if (++n == kBatch) {
-                Publish(batch, n);
-                n = 0;
-              }
+              if (++n == kBatch) publish();
             }
           }
         } else if (r == ParseResult::kMalformed) {
@@ -479,11 +485,7 @@ bool Capture::WalkBlock(tpacket_block_desc* block) {
     if (hdr->tp_next_offset == 0) break;
     offset += hdr->tp_next_offset;
   }
-  Publish(batch, n);
-  frames_.fetch_add(frames, std::memory_order_relaxed);
-  not_tripwire_.fetch_add(not_tripwire, std::memory_order_relaxed);
-  malformed_.fetch_add(malformed, std::memory_order_relaxed);
-  duplicates_.fetch_add(duplicates, std::memory_order_relaxed);
+  publish();
   return true;
 }
 
