@@ -10,6 +10,7 @@ import type { PortanoiaEvent, StatsEvent } from '../../lib/daemon/events.js'
 import { open } from '../../lib/sensor.js'
 import { createTestNet, IS_ROOT, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
 import { probeFrame, sendFrames } from '../helpers/probes.js'
+import { internals } from '../helpers/internals.js'
 
 warnIfNotRoot('test/privileged/daemon-stats.test.ts')
 
@@ -62,7 +63,7 @@ describe.skipIf(!IS_ROOT)('counters after close', () => {
       probeFrame(a.peer, a.sensor, { family: 4, proto: 'tcp', src: `198.18.0.${100 + i}`, srcPort: 30000 + i, dstPort: TRIPWIRE }),
     )
     sendFrames(a.peer, frames)
-    await waitFor('every hit decided', () => daemon.engine.stats().hits >= PROBES)
+    await waitFor('every hit decided', () => internals(daemon).engine.stats().hits >= PROBES)
     await daemon.close()
     const stats = events.filter((e): e is StatsEvent => e.type === 'stats')
     expect(stats).toHaveLength(1)

@@ -17,6 +17,7 @@ import { nftElements as nftElementsIn, nftHasTable } from '../helpers/nft.js'
 import { probeFrame, sendFrames } from '../helpers/probes.js'
 import { holdConnection, startService, tcpConnect } from '../helpers/tcp.js'
 import { waitFor } from '../helpers/wait.js'
+import { internals } from '../helpers/internals.js'
 
 warnIfNotRoot('test/privileged/daemon.test.ts')
 
@@ -122,7 +123,7 @@ describe.skipIf(!IS_ROOT)('Daemon', () => {
       frames.push(probeFrame(a.peer, a.sensor, { family: 4, proto: 'tcp', src, srcPort: 1024 + (i % 60000), dstPort: TRIPWIRE }))
     }
     sendFrames(a.peer, frames)
-    await waitFor('all hits', () => (daemon.engine.stats().hits >= 10_000 ? true : undefined), 60_000)
+    await waitFor('all hits', () => (internals(daemon).engine.stats().hits >= 10_000 ? true : undefined), 60_000)
     // Every block decided went to nft and has its outcome: the set is final.
     await waitFor('the last batch', () => {
       const fw = daemon.stats().firewall
@@ -159,7 +160,7 @@ describe.skipIf(!IS_ROOT)('Daemon', () => {
     expect(second.logs.some((l) => /adopted 2 block/.test(l))).toBe(true)
     // 198.18.0.2 is the gateway now, and 198.18.0.50 allowlisted: both are unblocked.
     expect(await nftElements(net)).toEqual([])
-    expect(second.daemon.engine.isBlocked(a.peer.ipv4)).toBe(false)
+    expect(internals(second.daemon).engine.isBlocked(a.peer.ipv4)).toBe(false)
   })
 
   it('keeps an adopted block and reports the source as already blocked', async () => {
@@ -170,7 +171,7 @@ describe.skipIf(!IS_ROOT)('Daemon', () => {
     await waitFor('the nft element', async () => ((await nftElements(net!)).includes(a.peer.ipv4) ? true : undefined))
     await first.daemon.close()
     const second = await startDaemon(net)
-    expect(second.daemon.engine.isBlocked(a.peer.ipv4)).toBe(true)
+    expect(internals(second.daemon).engine.isBlocked(a.peer.ipv4)).toBe(true)
     // The SYN still reaches the sensor (it sees frames before the firewall drops them).
     await tcpConnect(a.peer, a.sensor.ipv4, TRIPWIRE, 500)
     const d = await waitFor('a decision', () => second.decisions().find((x) => x.src === a.peer.ipv4))
@@ -194,16 +195,16 @@ describe.skipIf(!IS_ROOT)('Daemon', () => {
     net = await createTestNet()
     const [a] = net.links as [TestNet['links'][0]]
     const { daemon } = await startDaemon(net, { ports: [], unused: ['8000-8010/tcp'], firewall: null, unusedSyncMs: 200 })
-    expect(daemon.sensor.ports).toEqual([{ proto: 'tcp', from: 8000, to: 8010 }])
+    expect(internals(daemon).sensor.ports).toEqual([{ proto: 'tcp', from: 8000, to: 8010 }])
     const svc = await startService(a.sensor, 8005)
     children.push(svc)
     await daemon.syncPorts()
-    expect(daemon.sensor.ports).toEqual([
+    expect(internals(daemon).sensor.ports).toEqual([
       { proto: 'tcp', from: 8000, to: 8004 },
       { proto: 'tcp', from: 8006, to: 8010 },
     ])
     await stop(svc)
     await daemon.syncPorts()
-    expect(daemon.sensor.ports).toEqual([{ proto: 'tcp', from: 8000, to: 8010 }])
+    expect(internals(daemon).sensor.ports).toEqual([{ proto: 'tcp', from: 8000, to: 8010 }])
   })
 })

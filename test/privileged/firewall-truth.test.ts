@@ -34,6 +34,7 @@ import { createTestNet, IS_ROOT, type TestNet, warnIfNotRoot } from '../helpers/
 import { nftEntries, nftScript } from '../helpers/nft.js'
 import { probeFrame, sendFrames } from '../helpers/probes.js'
 import { tcpConnect } from '../helpers/tcp.js'
+import { internals } from '../helpers/internals.js'
 
 warnIfNotRoot('test/privileged/firewall-truth.test.ts')
 
@@ -106,7 +107,7 @@ async function blockScanner(n: TestNet, d: Awaited<ReturnType<typeof startDaemon
   await tcpConnect(a.peer, a.sensor.ipv4, TRIPWIRE)
   await waitFor('the block', () => d.decisions().find((x) => x.reason === 'blocked' && x.src === a.peer.ipv4))
   await waitFor('the element', async () => ((await element(n, 'verified4', a.peer.ipv4)) !== undefined ? true : undefined))
-  await waitFor('the confirmation', () => (d.daemon.engine.confirmedBlocks().some((b) => b.src === a.peer.ipv4) ? true : undefined))
+  await waitFor('the confirmation', () => (internals(d.daemon).engine.confirmedBlocks().some((b) => b.src === a.peer.ipv4) ? true : undefined))
   expect(await tcpConnect(a.peer, a.sensor.ipv4, TRIPWIRE, 800)).toBe('timeout')
   return a.peer.ipv4
 }
@@ -153,7 +154,7 @@ describe.skipIf(!IS_ROOT)('the kernel is the truth (daemon)', () => {
     expect(u.code).toBe(0)
     const forgotten = await waitFor('the forgotten event', () => d.firewall().find((e) => e.op === 'forgotten'))
     expect(forgotten).toMatchObject({ count: 1, addresses: [scanner] })
-    expect(d.daemon.engine.isBlocked(scanner)).toBe(false)
+    expect(internals(d.daemon).engine.isBlocked(scanner)).toBe(false)
     const [a] = net.links as [TestNet['links'][0]]
     expect(await tcpConnect(a.peer, a.sensor.ipv4, TRIPWIRE)).toMatch(/connected|reset/)
     await waitFor('a second block', () => (d.decisions().filter((x) => x.reason === 'blocked').length === 2 ? true : undefined))
@@ -204,12 +205,12 @@ describe.skipIf(!IS_ROOT)('the kernel is the truth (daemon)', () => {
     expect(pushed).toEqual([scanner])
 
     const second = await startDaemon(net, { fleet: fleetConfig(lapi.url) })
-    expect(second.daemon.engine.isBlocked('198.18.0.88')).toBe(false)
+    expect(internals(second.daemon).engine.isBlocked('198.18.0.88')).toBe(false)
     lapi.feed({ deleted: [{ id: 501, value: '198.18.0.88', origin: 'crowdsec', scenario: 'crowdsecurity/ssh-bf', type: 'ban', scope: 'Ip', duration: '0s' }] })
     await waitFor('the lift', async () => ((await element(net!, 'fleet4', '198.18.0.88')) === undefined ? true : undefined))
     expect(second.events.some((e) => e.type === 'fleet' && e.op === 'unblocked' && e.src === '198.18.0.88')).toBe(true)
     // The local block of the scanner was adopted as local and stays.
-    expect(second.daemon.engine.isBlocked(scanner)).toBe(true)
+    expect(internals(second.daemon).engine.isBlocked(scanner)).toBe(true)
   }, 120_000)
 
   it('a fleet duration longer than the firewall holds is clamped once, never retried', async () => {
@@ -231,7 +232,7 @@ describe.skipIf(!IS_ROOT)('the kernel is the truth (daemon)', () => {
     const d = await startDaemon(net, { firewall: new IpsetResponder({ run }), firewallSyncMs: 300, firewallFullSyncMs: 1000 })
     const [a] = net.links as [TestNet['links'][0]]
     await tcpConnect(a.peer, a.sensor.ipv4, TRIPWIRE)
-    await waitFor('the confirmation', () => (d.daemon.engine.confirmedBlocks().some((b) => b.src === a.peer.ipv4) ? true : undefined))
+    await waitFor('the confirmation', () => (internals(d.daemon).engine.confirmedBlocks().some((b) => b.src === a.peer.ipv4) ? true : undefined))
     expect(await tcpConnect(a.peer, a.sensor.ipv4, TRIPWIRE, 800)).toBe('timeout')
     // A firewall reload that flushes the iptables rules: they come back, the set kept its entry.
     expect((await net.sensorExec('iptables', ['-w', '-F', 'INPUT'])).code).toBe(0)
@@ -242,6 +243,6 @@ describe.skipIf(!IS_ROOT)('the kernel is the truth (daemon)', () => {
     expect((await net.sensorExec('ipset', ['flush', 'portanoia4'])).code).toBe(0)
     const forgotten = await waitFor('the forgotten event', () => d.firewall().find((e) => e.op === 'forgotten'))
     expect(forgotten).toMatchObject({ responder: 'ipset', addresses: [a.peer.ipv4] })
-    expect(d.daemon.engine.isBlocked(a.peer.ipv4)).toBe(false)
+    expect(internals(d.daemon).engine.isBlocked(a.peer.ipv4)).toBe(false)
   }, 120_000)
 })

@@ -233,8 +233,8 @@ describe.skipIf(!IS_ROOT || !HAVE_CROWDSEC)('portanoia watch in fleet mode (two 
       process.kill(w.child.pid!, 'SIGTERM')
       expect(await w.exited).toBe(0)
     }
-    const statsA = wa.events.filter((l) => l.type === 'stats').at(-1) as { responders: Record<string, Record<string, number>> }
-    const statsB = wb.events.filter((l) => l.type === 'stats').at(-1) as { responders: Record<string, Record<string, number>> }
+    const statsA = wa.events.filter((l) => l.type === 'stats').at(-1) as unknown as { responders: Record<string, Record<string, number>> }
+    const statsB = wb.events.filter((l) => l.type === 'stats').at(-1) as unknown as { responders: Record<string, Record<string, number>> }
     expect(statsA.responders['fleet-push']).toMatchObject({ pushes: 1, queued: 0, drops: 0 })
     expect(statsB.responders['fleet-pull']).toMatchObject({ applied: 1, unblocked: 1, refused: 2 })
     // Secrets never reach the output.

@@ -16,6 +16,7 @@ import { CLI_MAIN, stopWatches } from '../helpers/cli.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
 import { probeFrame, sendFrames } from '../helpers/probes.js'
 import { tcpConnect } from '../helpers/tcp.js'
+import { internals } from '../helpers/internals.js'
 
 warnIfNotRoot('test/privileged/flood.test.ts')
 
@@ -124,13 +125,13 @@ describe.skipIf(!IS_ROOT)('floods', () => {
     daemons.push(daemon)
     const n = 20_000
     sendFrames(a.peer, forgedSyns(a, n))
-    await waitFor('every hit', () => daemon.engine.stats().hits >= n)
+    await waitFor('every hit', () => internals(daemon).engine.stats().hits >= n)
     const decisions = events.filter((e): e is DecisionEvent => e.type === 'decision')
     const cap = DEFAULT_POLICY.maxReportsPerMinute
     console.log(`${n} forged sources → ${decisions.length} decision events`)
     expect(decisions.filter((d) => d.reason === 'spoofable-report-only')).toHaveLength(cap)
     expect(decisions.filter((d) => d.reason === 'report-capped').map((d) => d.breaker)).toEqual(['open'])
     expect(decisions.length).toBe(cap + 1)
-    expect(daemon.engine.stats()).toMatchObject({ reportBreaker: 'open', suppressedSources: n - cap - 1 })
+    expect(internals(daemon).engine.stats()).toMatchObject({ reportBreaker: 'open', suppressedSources: n - cap - 1 })
   }, 60_000)
 })

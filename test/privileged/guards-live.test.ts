@@ -23,6 +23,7 @@ import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../he
 import { nftElements as nftElementsIn } from '../helpers/nft.js'
 import { probeFrame, sendFrames } from '../helpers/probes.js'
 import { holdConnection, openConnection, startService, tcpConnect } from '../helpers/tcp.js'
+import { internals } from '../helpers/internals.js'
 
 warnIfNotRoot('test/privileged/guards-live.test.ts')
 
@@ -205,7 +206,7 @@ describe.skipIf(!IS_ROOT)('guards hold at the moment of blocking', () => {
     children.push(await startService(a.peer, 9090))
     const d = await startDaemon(net, { ports: [], unused: ['30000-65535/tcp'] })
     expect(d.logs.some((l) => /40000-50000/.test(l) && /ip_local_port_range/.test(l))).toBe(true)
-    expect(d.daemon.sensor.ports).toEqual([
+    expect(internals(d.daemon).sensor.ports).toEqual([
       { proto: 'tcp', from: 30000, to: 39999 },
       { proto: 'tcp', from: 50001, to: 65535 },
     ])
@@ -226,6 +227,6 @@ describe.skipIf(!IS_ROOT)('guards hold at the moment of blocking', () => {
     await waitFor('the sentinel element', async () => ((await nftElements(net!)).includes('198.18.0.250') ? true : undefined))
     expect(reasonsOf(d, a.peer.ipv4)).toEqual([])
     expect(await nftElements(net)).toEqual(['198.18.0.250'])
-    expect(d.daemon.host.stats()?.replies).toBeGreaterThan(0)
+    expect(internals(d.daemon).host.stats()?.replies).toBeGreaterThan(0)
   })
 })

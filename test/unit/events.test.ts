@@ -119,10 +119,10 @@ describe('builders', () => {
     expect(e1).toMatchObject({ type: 'error', code: 'ENOENT', message: 'spawn nft ENOENT', action: 'block', addresses: ['198.18.0.5', 'fd52:43dd::9'] })
     const e2 = errorEvent({
       responder: 'exec',
-      error: new PortanoiaError('PORTANOIA_EXEC_TIMEOUT', 'command timed out after 5000 ms', { hint: 'raise --exec-timeout' }),
+      error: new PortanoiaError('PORTANOIA_RESPONDER_FAILED', 'command timed out after 5000 ms', { hint: 'raise --exec-timeout' }),
       src: '198.18.0.5',
     })
-    expect(e2).toMatchObject({ code: 'PORTANOIA_EXEC_TIMEOUT', hint: 'raise --exec-timeout', src: '198.18.0.5' })
+    expect(e2).toMatchObject({ code: 'PORTANOIA_RESPONDER_FAILED', hint: 'raise --exec-timeout', src: '198.18.0.5' })
     const e3 = errorEvent({ responder: 'webhook', error: 'socket hang up' })
     expect(e3).toMatchObject({ code: 'PORTANOIA_RESPONDER_FAILED', message: 'socket hang up' })
     for (const e of [e1, e2, e3]) expect(eventSchema.parse(e)).toEqual(e)

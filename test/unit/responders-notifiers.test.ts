@@ -102,10 +102,10 @@ describe('exec responder', () => {
     const hostile = [
       decision({ src: '1.2.3.4;rm -rf /' }),
       decision({ src: '$(reboot)' }),
-      decision({ trigger: { ...decision().trigger, dst: '198.18.0.1 && id' } }),
-      decision({ trigger: { ...decision().trigger, proto: 'tcp;id' as 'tcp' } }),
-      decision({ trigger: { ...decision().trigger, dstPort: 70000 } }),
-      decision({ trigger: { ...decision().trigger, dstPort: 22.5 } }),
+      decision({ trigger: { ...decision().trigger!, dst: '198.18.0.1 && id' } }),
+      decision({ trigger: { ...decision().trigger!, proto: 'tcp;id' as 'tcp' } }),
+      decision({ trigger: { ...decision().trigger!, dstPort: 70000 } }),
+      decision({ trigger: { ...decision().trigger!, dstPort: 22.5 } }),
     ]
     const r = await ex.notify(hostile)
     expect(r.ok).toBe(false)
@@ -185,7 +185,7 @@ describe('exec responder', () => {
     const p = ex.notify(ds)
     await new Promise((r) => setImmediate(r))
     expect(ex.stats()).toMatchObject({ running: 2, queued: 3, dropped: 3 })
-    while (running > 0 || ex.stats().queued > 0) {
+    while (running > 0 || Number(ex.stats().queued) > 0) {
       gates.shift()?.()
       await new Promise((r) => setImmediate(r))
     }

@@ -182,6 +182,7 @@ function fakeBinding(): FakeBinding {
     failWith: undefined,
     failListener: undefined,
     failStart: undefined,
+    errnoCode: (errno: number) => `E${errno}`,
     Capture: class {
       constructor(options: NativeCaptureOptions) {
         if (binding.failWith !== undefined) throw binding.failWith
