@@ -31,6 +31,8 @@ const FLAG_NAMES: Record<keyof ConfigInput, string> = {
   netns: '--netns',
   block: '--block',
   blockTtl: '--block-ttl',
+  forgetAfter: '--forget-after',
+  state: '--state',
   spoofableTtl: '--spoofable-ttl',
   maxBlocksPerMinute: '--max-blocks-per-minute',
   maxActiveBlocks: '--max-active-blocks',

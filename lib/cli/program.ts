@@ -88,7 +88,7 @@ function watchInput(o: Raw): WatchInput {
     if (v !== undefined) input[k] = v
   }
   for (const k of [
-    'interface', 'netns', 'block', 'blockTtl', 'allowFile', 'spoofableTtl', 'maxBlocksPerMinute', 'maxActiveBlocks',
+    'interface', 'netns', 'block', 'blockTtl', 'forgetAfter', 'allowFile', 'spoofableTtl', 'maxBlocksPerMinute', 'maxActiveBlocks',
     'maxReportsPerMinute', 'threshold', 'window', 'backend', 'exec', 'webhook', 'statsInterval',
   ] as const) {
     const v = str(o, k)
@@ -100,6 +100,8 @@ function watchInput(o: Raw): WatchInput {
   // --control PATH, or --no-control (commander: control === false).
   if (o.control === false) input.control = false
   else if (typeof o.control === 'string') input.control = o.control
+  if (o.state === false) input.state = false
+  else if (typeof o.state === 'string') input.state = o.state
   // The fleet's flags, named by its own table (commander camel-cases them: --crowdsec-url → crowdsecUrl).
   const crowdsec: Partial<CrowdsecConfig> = {}
   for (const [flag, key] of Object.entries(FLEET_FLAGS)) {
@@ -197,7 +199,8 @@ Original portanoia form:
     .option('-i, --interface <if>', "capture interface (default: 'any')")
     .option('--config <file>', 'config file: JSON, comments allowed; flags override its fields (default /etc/portanoia/portanoia.json when it exists)')
     .addOption(new Option('--block <mode>', 'block verified sources, all (incl. spoofable, capped), or off (default verified)'))
-    .option('--block-ttl <duration>', 'block lifetime for verified sources (default 1h)')
+    .option('--block-ttl <duration>', 'block lifetime for verified sources, or a ladder for repeat offenders: 1h,1d,7d (default 1h)')
+    .option('--forget-after <duration>', 'a repeat offender starts the ladder again after this long without a block (default 30d)')
     .option('--spoofable-ttl <duration>', 'block lifetime for spoofable sources (default 5m)')
     .option('--max-blocks-per-minute <n>', 'new spoofable blocks per minute before report-only (default 60)')
     .option('--max-active-blocks <n>', 'spoofable blocks active at once (default 1000)')
@@ -217,6 +220,8 @@ Original portanoia form:
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 (:9464 = loopback)')
     .option('--control <path>', 'control socket for status, list, block, unblock, reload (default /run/portanoia/portanoia[-NETNS].sock)')
     .option('--no-control', 'no control socket')
+    .option('--state <file>', 'state file: the ladder\'s history and blocks to restore after a reboot (default /var/lib/portanoia/state[-NETNS].json)')
+    .option('--no-state', 'no state file')
   for (const flag of Object.keys(FLEET_FLAGS) as Array<keyof typeof FLEET_FLAGS>) watchCmd.option(flag, FLEET_HELP[flag])
   watchCmd.option('--crowdsec-push-spoofable', 'also push blocks from spoofable evidence (--block all); off by default: a forged packet must not become a fleet-wide ban')
   watchCmd

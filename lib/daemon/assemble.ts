@@ -15,6 +15,7 @@ import { type ResolvedFleet, resolveFleetConfig } from '../fleet/config.js'
 import type { Responder, RunFn } from '../responders/types.js'
 import type { DaemonConfig } from './config.js'
 import { ControlServer, defaultControlPath } from './control.js'
+import { defaultStatePath, StateFile } from './state-file.js'
 import { Daemon, type DaemonOptions } from './daemon.js'
 import type { PortanoiaEvent } from './events.js'
 import { type HostView, localHostView, netnsHostView } from './host-view.js'
@@ -123,7 +124,9 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
     await metricsServer?.close()
   }
 
-  // 4. The pipeline.
+  // 4. The pipeline. The state file is read by the daemon (a bad one is reported
+  //    and set aside, never a reason not to start).
+  const state = config.state === false ? undefined : new StateFile(config.state ?? (await defaultStatePath(config.netns)), { log })
   try {
     const daemon = await Daemon.compose({
       ports: ports.map((r) => `${r.from}-${r.to}/${r.proto}`),
@@ -142,6 +145,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       onClosed: closeExtras,
       config,
       configNotifiers: own,
+      ...(state !== undefined && { state }),
       ...(options.reloadSource !== undefined && { reloadSource: options.reloadSource }),
       ...(control !== undefined && { controlPath: control.path }),
       ...(internals.sensor !== undefined && { sensor: internals.sensor }),

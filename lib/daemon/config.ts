@@ -82,7 +82,9 @@ export const configSchema = z.strictObject({
   interface: z.string().min(1).optional(),
   netns: z.string().min(1).optional(),
   block: z.enum(['verified', 'all', 'off']).optional(),
-  blockTtl: duration.optional(),
+  blockTtl: z.string().describe('a duration like 1h, or a ladder like 1h,1d,7d').optional(),
+  forgetAfter: duration.optional(),
+  state: z.union([z.string().min(1), z.literal(false)]).describe('the state file path, or false for none').optional(),
   spoofableTtl: duration.optional(),
   maxBlocksPerMinute: z.union([positiveInt, z.string()]).optional(),
   maxActiveBlocks: z.union([positiveInt, z.string()]).optional(),
@@ -113,7 +115,12 @@ export interface ConfigInput {
   interface?: string
   netns?: string
   block?: string
+  /** A duration ('1h'), or an escalation ladder ('1h,1d,7d'). */
   blockTtl?: string
+  /** An address whose last block is older than this starts the ladder again. Default 30d. */
+  forgetAfter?: string
+  /** The state file (ladder history, blocks to restore after a reboot); false: none. Default: under /var/lib/portanoia/, one per namespace. */
+  state?: string | false
   spoofableTtl?: string
   maxBlocksPerMinute?: string | number
   maxActiveBlocks?: string | number
@@ -168,6 +175,8 @@ export interface DaemonConfig {
   metrics?: MetricsListen
   /** The control socket: a path, false for none, undefined for the default (lib/daemon/control.ts). */
   control?: string | false
+  /** The state file: a path, false for none, undefined for the default (lib/daemon/state-file.ts). */
+  state?: string | false
 }
 
 // ---------------------------------------------------------------- config file
@@ -399,6 +408,31 @@ function controlPath(value: string | false | undefined, where: string): string |
   return value
 }
 
+/** The state file's path as configured: absolute, a file name (not a directory's). */
+function statePath(value: string | false | undefined, where: string): string | false | undefined {
+  if (value === undefined || value === false) return value
+  if (typeof value !== 'string' || !value.startsWith('/') || value.endsWith('/') || value.includes('\0')) {
+    throw bad(`${where}: ${JSON.stringify(value)} is not a usable file path`, 'an absolute file path, e.g. /var/lib/portanoia/state.json; false turns the state file off')
+  }
+  return value
+}
+
+/**
+ * A block TTL or an escalation ladder ('1h' or '1h,1d,7d'): each step a duration of
+ * at least 1 s, never shorter than the step before it.
+ */
+export function ttlLadder(text: string, where: string): number[] {
+  const parts = text.split(',').map((p) => p.trim())
+  if (parts.length > 32) throw bad(`${where}: ${parts.length} steps; at most 32`, 'e.g. 1h,1d,7d')
+  const steps = parts.map((p) => secondsOrMore(p, where))
+  for (let i = 1; i < steps.length; i++) {
+    if ((steps[i] as number) < (steps[i - 1] as number)) {
+      throw bad(`${where}: step ${i + 1} (${parts[i]}) is shorter than step ${i} (${parts[i - 1]})`, 'a repeat offender never gets a shorter block: list the steps from shortest to longest, e.g. 1h,1d,7d')
+    }
+  }
+  return steps
+}
+
 function resolveCrowdsec(value: Partial<CrowdsecConfig> | undefined, name: (key: string) => string): CrowdsecConfig | undefined {
   if (value === undefined) return undefined
   if (value.url === undefined) {
@@ -493,9 +527,14 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
     if (!['verified', 'all', 'off'].includes(block)) throw bad(`${name('block')}: ${JSON.stringify(block)} is not a block mode`, 'use verified, all or off')
     policyInput.block = block as BlockMode
   }
-  for (const [k, field] of [['blockTtl', 'blockTtlMs'], ['spoofableTtl', 'spoofableTtlMs'], ['window', 'windowMs']] as const) {
+  for (const [k, field] of [['spoofableTtl', 'spoofableTtlMs'], ['window', 'windowMs'], ['forgetAfter', 'forgetAfterMs']] as const) {
     const v = input[k]
     if (v !== undefined) policyInput[field] = secondsOrMore(v, name(k))
+  }
+  if (input.blockTtl !== undefined) {
+    const ladder = ttlLadder(input.blockTtl, name('blockTtl'))
+    if (ladder.length === 1) policyInput.blockTtlMs = ladder[0] as number
+    else policyInput.blockTtlLadderMs = ladder
   }
   for (const [k, field] of [['maxBlocksPerMinute', 'maxBlocksPerMinute'], ['maxActiveBlocks', 'maxActiveBlocks'], ['maxReportsPerMinute', 'maxReportsPerMinute'], ['threshold', 'threshold']] as const) {
     const n = integer(input[k], name(k))
@@ -505,7 +544,7 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   // print its scripts, not run them.
   const dryRun = input.dryRun === true || policyInput.block === 'off'
   if (dryRun) policyInput.dryRun = true
-  const verifiedTtl = policyInput.blockTtlMs ?? DEFAULT_POLICY.blockTtlMs
+  const verifiedTtl = policyInput.blockTtlLadderMs?.[0] ?? policyInput.blockTtlMs ?? DEFAULT_POLICY.blockTtlMs
   if (policyInput.spoofableTtlMs !== undefined && policyInput.spoofableTtlMs > verifiedTtl) {
     throw bad(
       `${name('spoofableTtl')}: ${formatDuration(policyInput.spoofableTtlMs)} is longer than the verified TTL (${input.blockTtl === undefined ? `${name('blockTtl')} default` : name('blockTtl')} ${formatDuration(verifiedTtl)}): a forged packet would buy a longer block than a completed handshake`,
@@ -536,6 +575,8 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   for (const [k, field] of [['blockTtl', 'blockTtlMs'], ['spoofableTtl', 'spoofableTtlMs']] as const) {
     if (policy[field] > maxTtlMs(backend as Backend)) throw tooLong(input[k] === undefined ? `${name(k)} (default)` : name(k), policy[field], backend as Backend)
   }
+  // Every step of the ladder is a block the backend must hold.
+  for (const step of policy.blockTtlLadderMs) if (step > maxTtlMs(backend as Backend)) throw tooLong(name('blockTtl'), step, backend as Backend)
   const netns = input.netns
   if (netns !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/.test(netns)) {
     throw bad(`${name('netns')}: ${JSON.stringify(netns)} is not a namespace name`, '`ip netns list` shows them')
@@ -573,6 +614,7 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   const crowdsec = resolveCrowdsec(input.crowdsec, (key) => name(`crowdsec.${key}`))
   const metrics = input.metrics === undefined ? undefined : parseMetricsListen(input.metrics, name('metrics'))
   const control = controlPath(input.control, name('control'))
+  const state = statePath(input.state, name('state'))
 
   const config: DaemonConfig = {
     ports: explicit,
@@ -595,5 +637,6 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   if (metrics !== undefined) config.metrics = metrics
   if (input.json !== undefined) config.json = input.json
   if (control !== undefined) config.control = control
+  if (state !== undefined) config.state = state
   return config
 }

@@ -78,6 +78,9 @@ import { normalizeAddresses, parseAddress } from '../policy/addr.js'
 import { type PolicyConfig, resolvePolicyConfig } from '../policy/config.js'
 import { PolicyEngine } from '../policy/engine.js'
 import { Guards } from '../policy/guards.js'
+import { Offences } from '../policy/offences.js'
+import { firewallEvent } from './events.js'
+import type { JournalBlock, StateContent, StateFile } from './state-file.js'
 import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult } from '../responders/types.js'
 import { open, type Sensor, type SensorOptions } from '../sensor.js'
 import type { PortRange, PortSpec } from '../types.js'
@@ -171,6 +174,13 @@ export interface DaemonOptions {
   controlPath?: string
   /** Those of `notifiers` made from `config` (exec, webhook): a reload replaces them. */
   configNotifiers?: readonly Responder[]
+  /**
+   * The state file (state-file.ts): the ladder's history is loaded from it before the
+   * first hit, blocks are restored from it when the firewall's table was gone at
+   * start, and it is kept up to date from then on (not in dry-run). The daemon
+   * writes it a last time at close.
+   */
+  state?: StateFile
 }
 
 export interface DaemonStats {
@@ -292,6 +302,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
               if (outcome.result.dryRun !== true) {
                 for (const f of outcome.result.failed) this.engine.release(f.address)
                 for (const a of outcome.result.applied) this.engine.confirm(a)
+                this.#opts.state?.schedule()
               }
               // The table was gone and came back with this batch only: restore the rest.
               if (outcome.result.repaired !== undefined && outcome.result.repaired.length > 0) this.#sync?.trigger(true)
@@ -377,10 +388,21 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       throw err
     }
 
+    // The ladder's history and the blocks the kernel may have lost: read before the
+    // first hit. A missing or corrupt file is an empty history, never a failure.
+    const saved = (await options.state?.load()) ?? null
+    const clock = options.now ?? Date.now
+    const offences = new Offences()
+    if (saved !== null) {
+      const n = offences.load(saved.offences, clock(), policy.forgetAfterMs)
+      if (n > 0) log('info', `state file: ${n} address(es) with earlier blocks (escalation ladder)`)
+    }
+
     const live = host.live
     const engine = new PolicyEngine({
       config: policy,
       guards,
+      offences,
       ...(options.now !== undefined && { now: options.now }),
       ...(live !== null && { liveGuard: live.guard, isLocal: live.isLocal }),
     })
@@ -429,7 +451,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
             })),
           )
           log('info', `adopted ${r.adopted} block(s) from ${fw.name}`)
-          daemon.#markAdopted(blocks)
+          daemon.#markAdopted(blocks, saved?.blocks ?? [])
           if (r.guarded.length > 0) {
             const srcs = r.guarded.map((g) => g.src)
             const u = await fw.unblock(srcs)
@@ -438,6 +460,13 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
             daemon.#report(fw, u)
           }
         }
+      }
+      // The kernel lost every block (a reboot): the journal puts back those whose time
+      // has not run out. With a table in place the kernel is the truth, and nothing is.
+      if (fw !== null && fw.fresh === true && saved !== null && !daemon.#dryRun) await daemon.#restore(fw, saved.blocks, log)
+      if (options.state !== undefined && !daemon.#dryRun) {
+        options.state.attach(() => daemon.#journal())
+        options.state.schedule()
       }
       for (const n of daemon.#notifiers) {
         await n.start()
@@ -459,6 +488,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     } catch (err) {
       await daemon.#sync?.close().catch(() => {})
       await daemon.#fleet?.close().catch(() => {})
+      await options.state?.close()
       await sensor.close()
       host.close()
       for (const r of started.reverse()) await r.close().catch(() => {})
@@ -501,15 +531,70 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     return daemon
   }
 
-  /** Blocks found in the kernel at start: their origin did not survive the restart. */
-  #markAdopted(blocks: ReadonlyArray<{ address: string; expiresInMs?: number }>): void {
+  /**
+   * Blocks found in the kernel at start: their origin did not survive the restart,
+   * unless the state file says an operator made them.
+   */
+  #markAdopted(blocks: ReadonlyArray<{ address: string; expiresInMs?: number }>, journal: readonly JournalBlock[]): void {
     const now = Date.now()
     const policy = new Map(this.engine.activeBlocks().map((b) => [b.src, b]))
+    const operator = new Set(journal.filter((j) => j.origin === 'operator').map((j) => j.address))
     for (const b of blocks) {
       const own = policy.get(b.address)
       if (own === undefined) continue
-      this.#origins.mark(b.address, 'adopted', own.verified ? 'verified' : 'spoofable', b.expiresInMs === undefined ? Infinity : now + b.expiresInMs)
+      const until = b.expiresInMs === undefined ? Infinity : now + b.expiresInMs
+      if (operator.has(b.address)) this.#origins.mark(b.address, 'operator', 'operator', until)
+      else this.#origins.mark(b.address, 'adopted', own.verified ? 'verified' : 'spoofable', until)
     }
+  }
+
+  /**
+   * Puts back the journal's blocks after the kernel lost them, each with the time it
+   * has left, unless a guard (the facts in force, then the kernel's live answer, as
+   * before any block) now protects its address. One `firewall` event (`restored`,
+   * missing `table`) says what came back.
+   */
+  async #restore(fw: Responder, journal: readonly JournalBlock[], log: NonNullable<DaemonOptions['onLog']>): Promise<void> {
+    const now = (this.#opts.now ?? Date.now)()
+    const requests: BlockRequest[] = []
+    const guarded: string[] = []
+    for (const b of journal) {
+      const left = b.expiresAt - now
+      if (!(left >= 1000)) continue
+      const reason = this.engine.guardOf(b.address)
+      if (reason !== null) {
+        guarded.push(`${b.address} (${reason})`)
+        continue
+      }
+      requests.push({ address: b.address, family: b.family, ttlMs: left, evidence: b.evidence })
+    }
+    if (guarded.length > 0) log('info', `state file: not restored, now guarded: ${guarded.slice(0, 32).join(', ')}${guarded.length > 32 ? ` and ${guarded.length - 32} more` : ''}`)
+    if (requests.length === 0) return
+    const r = await safely(() => fw.block(requests)).catch((err: unknown) => {
+      this.#emit(errorEvent({ responder: fw.name, error: err, action: 'block' }))
+      return null
+    })
+    if (r === null) return
+    this.#report(fw, r, 'block')
+    const applied = new Set(r.applied)
+    const back = requests.filter((q) => applied.has(q.address))
+    this.engine.adopt(back.map((q) => ({ src: q.address, verified: q.evidence === 'verified', expiresInMs: q.ttlMs })))
+    const operator = new Set(journal.filter((j) => j.origin === 'operator').map((j) => j.address))
+    for (const q of back) if (operator.has(q.address)) this.#origins.mark(q.address, 'operator', 'operator', Date.now() + q.ttlMs)
+    log('info', `state file: restored ${back.length} block(s) the kernel had lost`)
+    this.#emit(firewallEvent({ op: 'restored', responder: fw.name, addresses: back.map((q) => q.address), missing: ['table'] }))
+  }
+
+  /** What the state file keeps: the ladder's history and the blocks the kernel confirmed. */
+  #journal(): StateContent {
+    const now = (this.#opts.now ?? Date.now)()
+    const blocks: JournalBlock[] = []
+    for (const b of this.engine.confirmedBlocks()) {
+      if (!Number.isFinite(b.expiresAt)) continue
+      const origin = this.#origins.get(b.src)?.origin === 'operator' ? 'operator' : 'local'
+      blocks.push({ address: b.src, family: b.family, evidence: b.verified ? 'verified' : 'spoofable', origin, expiresAt: b.expiresAt })
+    }
+    return { offences: this.engine.offences.entries(now, this.engine.config.forgetAfterMs), blocks }
   }
 
   /** (Re)starts the periodic stats event; 0 turns it off. */
@@ -914,6 +999,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     const forget = (list: readonly string[]): void => {
       for (const a of list) {
         this.engine.release(a)
+        // An operator's unblock says the block was a mistake: the next one starts the ladder again.
+        this.engine.offences.forget(a)
         this.#origins.delete(a)
       }
       this.#fleet?.pull?.forget(list)
@@ -1085,6 +1172,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
 
   #emit(event: PortanoiaEvent): void {
     this.#opts.metrics?.event(event)
+    // What the journal keeps changed: blocks lifted, forgotten, adopted, restored.
+    if (event.type === 'firewall' || event.type === 'operator' || (event.type === 'decision' && event.action === 'unblock')) this.#opts.state?.schedule()
     if (this.#opts.onEvent !== undefined) {
       try {
         this.#opts.onEvent(event)
@@ -1135,6 +1224,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         this.#emit(errorEvent({ responder: 'fleet', error: err }))
       }
     }
+    // The last word of the journal: every block and offence as they are now.
+    await this.#opts.state?.close()
     this.#emit(this.#statsEvent())
     this.#detachMetrics?.()
     await this.#retiring

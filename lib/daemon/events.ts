@@ -122,6 +122,8 @@ export interface DecisionEvent extends EventBase {
   expiresAt?: string
   /** True when a verified block replaces a shorter spoofable block on the same address. */
   upgrade?: boolean
+  /** On a verified block: which block of this address it is within `forgetAfter` (1: a first one); `ttlMs` is that step of `blockTtl`'s ladder. */
+  offence?: number
   /** Distinct tripwires touched in the window, as 'port/proto', sorted (tcp, udp, sctp, then port). */
   ports: string[]
   /** More distinct ports were touched than `ports` lists. */
@@ -362,6 +364,7 @@ export const decisionEventSchema = z.object({
   ttlMs: count.optional(),
   expiresAt: isoTime.optional(),
   upgrade: z.boolean().optional(),
+  offence: z.number().int().min(1).optional(),
   ports: z.array(z.string().regex(/^\d{1,5}\/(?:tcp|udp|sctp)$/)),
   portsTruncated: z.boolean(),
   kinds: z.array(kind),
@@ -548,6 +551,7 @@ export function decisionEvent(d: Decision): DecisionEvent {
   if (d.ttlMs !== undefined) e.ttlMs = d.ttlMs
   if (d.expiresAt !== undefined && Number.isFinite(d.expiresAt)) e.expiresAt = iso(d.expiresAt)
   if (d.upgrade === true) e.upgrade = true
+  if (d.offence !== undefined) e.offence = d.offence
   if (d.breaker !== undefined) e.breaker = d.breaker
   if (d.suppressed !== undefined) e.suppressed = { ...d.suppressed }
   return e

@@ -17,7 +17,8 @@
  * (its port was bound before the firewall was touched, so a port in use never
  * leaves a half-started daemon), `crowdsec` (secrets are read and the LAPI session
  * made at start), `json` (the format of a stream other programs parse), and
- * `control` (the socket a reload may have come through).
+ * `control` (the socket a reload may have come through), and `state` (the journal
+ * was loaded into the engine at start; a new path would start from nothing).
  */
 import { Guards } from '../policy/guards.js'
 import type { PolicyConfig } from '../policy/config.js'
@@ -30,11 +31,13 @@ import { allowlistFor, captureSet, notifiersFor, tripwiresFor } from './parts.js
 type Log = (level: 'info' | 'warn', message: string) => void
 
 /** Config fields a reload cannot apply, with the config file's names. */
-const RESTART_FIELDS = ['interface', 'netns', 'backend', 'forward', 'metrics', 'crowdsec', 'json', 'control'] as const
+const RESTART_FIELDS = ['interface', 'netns', 'backend', 'forward', 'metrics', 'crowdsec', 'json', 'control', 'state'] as const
 
 /** Policy keys as the config file names them. */
 const POLICY_NAMES: Partial<Record<keyof PolicyConfig, string>> = {
   blockTtlMs: 'blockTtl',
+  blockTtlLadderMs: 'blockTtl',
+  forgetAfterMs: 'forgetAfter',
   spoofableTtlMs: 'spoofableTtl',
   windowMs: 'window',
 }
@@ -63,7 +66,8 @@ export function planReload(current: DaemonConfig, next: DaemonConfig): ReloadPla
   if (!same(current.unused, next.unused)) changed.push('unused')
   for (const k of Object.keys(next.policy) as Array<keyof PolicyConfig>) {
     if (k === 'dryRun' || (k === 'block' && wasOff !== isOff)) continue
-    if (current.policy[k] !== next.policy[k]) changed.push(POLICY_NAMES[k] ?? k)
+    const name = POLICY_NAMES[k] ?? k
+    if (!same(current.policy[k], next.policy[k]) && !changed.includes(name)) changed.push(name)
   }
   if (!same(current.allow, next.allow) || current.allowFile !== next.allowFile) changed.push('allow')
   for (const k of ['exec', 'webhook', 'hits', 'statsIntervalMs'] as const) {

@@ -16,8 +16,16 @@ export interface PolicyConfig {
    * 'verified' in dry-run: decisions say what the default policy would do.
    */
   block: BlockMode
-  /** Lifetime of a block from verified evidence. */
+  /** Lifetime of a block from verified evidence: the first step of `blockTtlLadderMs`. */
   blockTtlMs: number
+  /**
+   * The escalation ladder: the n-th verified block of one address, each within
+   * `forgetAfterMs` of the one before, lasts step n (the last step from then on).
+   * Never shorter from one step to the next; `[blockTtlMs]` when not given.
+   */
+  blockTtlLadderMs: readonly number[]
+  /** An address whose last verified block is older than this starts the ladder again. */
+  forgetAfterMs: number
   /**
    * Lifetime of a block from spoofable evidence; never longer than `blockTtlMs` (a
    * forged packet must not buy a longer ban than a proven handshake). When it is not
@@ -62,6 +70,8 @@ export interface PolicyConfig {
 export const DEFAULT_POLICY: Readonly<PolicyConfig> = Object.freeze({
   block: 'verified',
   blockTtlMs: 60 * 60_000,
+  blockTtlLadderMs: Object.freeze([60 * 60_000]),
+  forgetAfterMs: 30 * 86_400_000,
   spoofableTtlMs: 5 * 60_000,
   threshold: 1,
   spoofableThreshold: 1,
@@ -76,9 +86,10 @@ export const DEFAULT_POLICY: Readonly<PolicyConfig> = Object.freeze({
 
 const BLOCK_MODES: readonly BlockMode[] = ['verified', 'all', 'off']
 
-const INT_LIMITS: Readonly<Record<Exclude<keyof PolicyConfig, 'block' | 'dryRun'>, readonly [number, string]>> = {
+const INT_LIMITS: Readonly<Record<Exclude<keyof PolicyConfig, 'block' | 'dryRun' | 'blockTtlLadderMs'>, readonly [number, string]>> = {
   // nft timeouts have second granularity.
   blockTtlMs: [1000, 'at least 1000 (1 s)'],
+  forgetAfterMs: [1000, 'at least 1000 (1 s)'],
   spoofableTtlMs: [1000, 'at least 1000 (1 s)'],
   threshold: [1, 'at least 1'],
   spoofableThreshold: [1, 'at least 1'],
@@ -108,6 +119,15 @@ export function resolvePolicyConfig(input: Partial<PolicyConfig> = {}): PolicyCo
         throw badPolicy(key, `${JSON.stringify(value)} is not a block mode`, "use 'verified', 'all' or 'off'")
       }
       out.block = value as BlockMode
+    } else if (key === 'blockTtlLadderMs') {
+      if (!Array.isArray(value) || value.length === 0 || value.length > 32) throw badPolicy(key, 'must be a list of 1 to 32 durations in ms', 'e.g. [3600000, 86400000]')
+      let prev = 0
+      for (const step of value as unknown[]) {
+        if (typeof step !== 'number' || !Number.isSafeInteger(step) || step < 1000) throw badPolicy(key, `${JSON.stringify(step)} is not an integer at least 1000 (1 s)`, 'each step is a block lifetime in ms')
+        if (step < prev) throw badPolicy(key, `step ${step} ms is shorter than the one before (${prev} ms)`, 'a repeat offender never gets a shorter block: list the steps from shortest to longest')
+        prev = step
+      }
+      out.blockTtlLadderMs = Object.freeze([...(value as number[])])
     } else if (key === 'dryRun') {
       if (typeof value !== 'boolean') throw badPolicy(key, 'must be true or false', 'pass a boolean')
       out.dryRun = value
@@ -120,6 +140,16 @@ export function resolvePolicyConfig(input: Partial<PolicyConfig> = {}): PolicyCo
     } else {
       throw badPolicy(key, 'unknown setting', `known settings: ${Object.keys(DEFAULT_POLICY).join(', ')}`)
     }
+  }
+  // One name for the first step: the ladder wins, a lone TTL is a ladder of one.
+  if (input.blockTtlLadderMs !== undefined) {
+    const first = out.blockTtlLadderMs[0] as number
+    if (input.blockTtlMs !== undefined && input.blockTtlMs !== first) {
+      throw badPolicy('blockTtlMs', `${input.blockTtlMs} ms differs from the ladder's first step (${first} ms)`, 'give one of blockTtlMs and blockTtlLadderMs')
+    }
+    out.blockTtlMs = first
+  } else {
+    out.blockTtlLadderMs = Object.freeze([out.blockTtlMs])
   }
   if (input.spoofableTtlMs === undefined) out.spoofableTtlMs = Math.min(out.spoofableTtlMs, out.blockTtlMs)
   if (out.spoofableTtlMs > out.blockTtlMs) {

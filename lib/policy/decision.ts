@@ -67,6 +67,11 @@ export interface Decision {
   expiresAt?: number
   /** A verified block replacing a shorter spoofable one for the same address: responders must reset the timeout. */
   upgrade?: boolean
+  /**
+   * On a verified `blocked` (and its `dry-run`): which block of this address it is
+   * within `forgetAfter` (1 for a first one); `ttlMs` is that step of the ladder.
+   */
+  offence?: number
   /** Distinct 'port/proto' touched in the window, sorted; at most the engine's per-source limit. */
   ports: string[]
   /** True when more distinct ports were touched than `ports` lists. */

@@ -39,6 +39,7 @@ import { type PolicyConfig, resolvePolicyConfig } from './config.js'
 import type { Action, BreakerState, Decision, ReasonCode, Trigger } from './decision.js'
 import { MinuteGauge, MinuteLog } from './breaker.js'
 import { type GuardReason, Guards } from './guards.js'
+import { ladderStep, Offences } from './offences.js'
 
 /** A block found in the kernel at start (e.g. read from the nft sets). */
 export interface AdoptedBlock {
@@ -116,6 +117,12 @@ export interface PolicyEngineOptions {
    * or a broadcast. False makes the hit transit. Default: every hit is local.
    */
   isLocal?: (dst: string) => boolean
+  /**
+   * The history of verified blocks per address, for the escalation ladder
+   * (`blockTtlLadderMs`); the daemon passes the one it loaded from its state file.
+   * Default: a new, empty one.
+   */
+  offences?: Offences
 }
 
 type BreakerCause = 'rate-capped' | 'active-cap' | 'report-capped'
@@ -127,6 +134,7 @@ interface Verdict {
   ttlMs?: number
   expiresAt?: number
   upgrade?: boolean
+  offence?: number
   breaker?: BreakerState
   /** Counted into this open breaker instead of being reported. */
   suppress?: Breaker
@@ -242,6 +250,7 @@ export class PolicyEngine {
   readonly #dryRun: boolean
   readonly #liveGuard: ((src: Address) => GuardReason | null) | null
   readonly #isLocal: ((dst: string) => boolean) | null
+  readonly #offences: Offences
 
   // Insertion order is window-start order (a new window re-inserts), so the first
   // key is always the oldest: that is the eviction victim.
@@ -282,6 +291,7 @@ export class PolicyEngine {
     this.#now = options.now ?? Date.now
     this.#liveGuard = options.liveGuard ?? null
     this.#isLocal = options.isLocal ?? null
+    this.#offences = options.offences ?? new Offences()
     this.#blockAll = this.#config.block === 'all'
     this.#dryRun = this.#config.dryRun || this.#config.block === 'off'
   }
@@ -292,6 +302,11 @@ export class PolicyEngine {
 
   get guards(): Guards {
     return this.#guards
+  }
+
+  /** The escalation ladder's history (what the daemon saves in its state file). */
+  get offences(): Offences {
+    return this.#offences
   }
 
   /**
@@ -768,7 +783,12 @@ export class PolicyEngine {
   }
 
   #applyBlock(st: SourceState, now: number, verified: boolean, upgrade: boolean): Verdict {
-    const ttlMs = verified ? this.#config.blockTtlMs : this.#config.spoofableTtlMs
+    const cfg = this.#config
+    // Only verified blocks climb the ladder: forged evidence must not lengthen a
+    // victim's next block. Dry-run says which step it would be without counting it.
+    let offence: number | undefined
+    if (verified) offence = this.#dryRun ? this.#offences.next(st.src, now, cfg.forgetAfterMs) : this.#offences.record(st.src, now, cfg.forgetAfterMs)
+    const ttlMs = offence !== undefined ? ladderStep(cfg.blockTtlLadderMs, offence) : cfg.spoofableTtlMs
     const expiresAt = now + ttlMs
     const rec: BlockRecord = { family: st.addr.family, verified, expiresAt, trigger: triggerOf(st.lastHit) }
     if (verified) {
@@ -783,6 +803,7 @@ export class PolicyEngine {
       ? { action: 'report', reason: 'dry-run', verified, ttlMs, expiresAt }
       : { action: 'block', reason: 'blocked', verified, ttlMs, expiresAt }
     if (upgrade) v.upgrade = true
+    if (offence !== undefined) v.offence = offence
     return v
   }
 
@@ -927,6 +948,7 @@ export class PolicyEngine {
     if (v.ttlMs !== undefined) d.ttlMs = v.ttlMs
     if (v.expiresAt !== undefined) d.expiresAt = v.expiresAt
     if (v.upgrade === true) d.upgrade = true
+    if (v.offence !== undefined) d.offence = v.offence
     if (v.breaker !== undefined) d.breaker = v.breaker
     return d
   }

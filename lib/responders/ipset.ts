@@ -107,6 +107,7 @@ export class IpsetResponder implements Responder {
   readonly #maxelem: number
   readonly #dryRun: boolean
   #lastSetupScript = ''
+  #fresh = false
   readonly #calls = new CallQueue()
   readonly #repairs = new RepairLog()
   #counts = { applied: 0, failed: 0, unblocked: 0, batches: 0, kept: 0, extended: 0, repairs: 0 }
@@ -185,9 +186,15 @@ export class IpsetResponder implements Responder {
     this.#lastSetupScript = `${steps.join('\n')}\n`
     if (this.#dryRun) return []
     return await this.#exclusive(async () => {
-      await this.#repairShape()
+      const problems = await this.#repairShape()
+      this.#fresh = this.#specs().every((s) => problems.includes(`set ${s.name}`))
       return await this.#listAll()
     })
+  }
+
+  /** start() found none of the sets: the kernel holds none of portanoia's blocks (a reboot). */
+  get fresh(): boolean {
+    return this.#fresh
   }
 
   /** repair(): sets and rules put back when missing; returns what was missing ([] when nothing). */

@@ -309,6 +309,7 @@ export class NftablesResponder implements Responder {
   readonly #monitor: StreamFn | undefined
   #lastSetupScript = ''
   #startReport: { problems: string[]; migrated: string[] } | null = null
+  #fresh = false
   readonly #calls = new CallQueue()
   readonly #repairs = new RepairLog()
   #counts = { applied: 0, failed: 0, unblocked: 0, batches: 0, repairs: 0, kept: 0, extended: 0 }
@@ -338,6 +339,11 @@ export class NftablesResponder implements Responder {
   /** What start() found wrong in an existing table, and the addresses it migrated; null before start() or without a table. */
   get startReport(): { problems: string[]; migrated: string[] } | null {
     return this.#startReport
+  }
+
+  /** start() found no table: the kernel holds none of portanoia's blocks (a reboot). */
+  get fresh(): boolean {
+    return this.#fresh
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -523,6 +529,7 @@ export class NftablesResponder implements Responder {
     }
     return await this.#exclusive(async () => {
       const state = await this.readState()
+      this.#fresh = state === null
       const script = this.setupScript(state)
       this.#lastSetupScript = script
       const r = await this.#apply(script)

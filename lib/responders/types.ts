@@ -125,6 +125,12 @@ export interface Responder {
    * pipeline, and a firewall that cannot be set up must stop the daemon from starting.
    */
   start(): Promise<ActiveBlockEntry[]>
+  /**
+   * Firewall responders, after start(): true when none of the responder's sets
+   * existed (a reboot, or a table removed while the daemon was down): the kernel
+   * lost every block, and the daemon may restore them from its state file.
+   */
+  readonly fresh?: boolean
   /** Firewall responders: add blocks, in one batch. Notifiers: resolve ok with nothing applied. */
   block(requests: readonly BlockRequest[]): Promise<ResponderResult>
   unblock(addresses: readonly string[], options?: UnblockOptions): Promise<ResponderResult>

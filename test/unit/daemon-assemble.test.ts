@@ -28,7 +28,7 @@ describe('block off', () => {
     const binding = fakeBinding()
     const scripts: string[] = []
     const daemon = await startDaemon(
-      resolveConfig({ tcp: [2222], block: 'off', statsInterval: '0s', control: false }),
+      resolveConfig({ tcp: [2222], block: 'off', statsInterval: '0s', control: false, state: false }),
       { onScript: (s) => scripts.push(s) },
       { host: fakeHost(), sensor: { binding }, run },
     )

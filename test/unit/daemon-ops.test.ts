@@ -65,7 +65,7 @@ async function start(input: ConfigInput, extra: { reloadSource?: () => Promise<R
   const logs: string[] = []
   const fw = memoryFirewall()
   const daemon = await startDaemon(
-    resolveConfig({ statsInterval: '0s', control: false, ...input }),
+    resolveConfig({ statsInterval: '0s', control: false, state: false, ...input }),
     {
       firewall: extra.firewall === undefined ? fw : extra.firewall,
       onEvent: (e) => events.push(e),
@@ -184,7 +184,7 @@ describe('reload', () => {
     await connect(t, '198.18.0.2')
     await connect(t, '198.18.0.3')
     await waitFor('both blocks', () => t.fw.held.size === 2)
-    const rec = await t.daemon.reload({ statsInterval: '0s', control: false, tcp: [2222, 2323], udp: [1900], blockTtl: '2h', allow: ['198.18.0.3'] })
+    const rec = await t.daemon.reload({ statsInterval: '0s', control: false, state: false, tcp: [2222, 2323], udp: [1900], blockTtl: '2h', allow: ['198.18.0.3'] })
     expect(rec).toMatchObject({ outcome: 'applied', changed: ['tcp/udp/sctp', 'blockTtl', 'allow'] })
     expect(t.daemon.ports).toEqual([
       { proto: 'tcp', from: 2222, to: 2222 },
@@ -211,13 +211,13 @@ describe('reload', () => {
 
   it('refuses a change that needs a restart, and an invalid config, changing nothing', async () => {
     const t = await start({ tcp: [2222], blockTtl: '1h' })
-    await expect(t.daemon.reload({ statsInterval: '0s', control: false, tcp: [2323], interface: 'eth9', backend: 'ipset', blockTtl: '2h' })).rejects.toMatchObject({
+    await expect(t.daemon.reload({ statsInterval: '0s', control: false, state: false, tcp: [2323], interface: 'eth9', backend: 'ipset', blockTtl: '2h' })).rejects.toMatchObject({
       code: 'PORTANOIA_RELOAD_REFUSED',
       message: 'changed fields that need a restart: interface, backend',
     })
-    await expect(t.daemon.reload({ statsInterval: '0s', control: false, tcp: [2222], dryRun: true })).rejects.toMatchObject({ code: 'PORTANOIA_RELOAD_REFUSED', message: expect.stringMatching(/dryRun/) })
-    await expect(t.daemon.reload({ statsInterval: '0s', control: false, tcp: [2222], block: 'off' })).rejects.toMatchObject({ message: expect.stringMatching(/block \(to or from off\)/) })
-    await expect(t.daemon.reload({ statsInterval: '0s', control: false, tcp: [2323], blockTtl: '5x' })).rejects.toMatchObject({ code: 'PORTANOIA_BAD_CONFIG' })
+    await expect(t.daemon.reload({ statsInterval: '0s', control: false, state: false, tcp: [2222], dryRun: true })).rejects.toMatchObject({ code: 'PORTANOIA_RELOAD_REFUSED', message: expect.stringMatching(/dryRun/) })
+    await expect(t.daemon.reload({ statsInterval: '0s', control: false, state: false, tcp: [2222], block: 'off' })).rejects.toMatchObject({ message: expect.stringMatching(/block \(to or from off\)/) })
+    await expect(t.daemon.reload({ statsInterval: '0s', control: false, state: false, tcp: [2323], blockTtl: '5x' })).rejects.toMatchObject({ code: 'PORTANOIA_BAD_CONFIG' })
     expect(t.daemon.ports).toEqual([{ proto: 'tcp', from: 2222, to: 2222 }])
     expect((await t.daemon.status()).policy.blockTtlMs).toBe(3_600_000)
     expect((await connect(t, '198.18.0.2')).ttlMs).toBe(3_600_000)
@@ -231,10 +231,10 @@ describe('reload', () => {
     const dir = await mkdtemp(join(tmpdir(), 'pnreload-'))
     closers.push(() => rm(dir, { recursive: true, force: true }))
     const file = join(dir, 'portanoia.json')
-    await writeFile(file, '{ "tcp": [2222], "statsInterval": "0s", "control": false }')
+    await writeFile(file, '{ "tcp": [2222], "statsInterval": "0s", "control": false, "state": false }')
     const source = async (): Promise<ReturnType<typeof resolveConfig>> => resolveWatch({}, await readConfig(file))
     const t = await start({ tcp: [2222] }, { reloadSource: source })
-    await writeFile(file, '{\n  "tcp": [2222],\n  "statsInterval": "0s",\n  "control": false,\n  "threshold": 2, // two connects\n}')
+    await writeFile(file, '{\n  "tcp": [2222],\n  "statsInterval": "0s",\n  "control": false,\n  "state": false,\n  "threshold": 2, // two connects\n}')
     expect(await t.daemon.reload()).toMatchObject({ outcome: 'applied', changed: ['threshold'] })
     await writeFile(file, '{\n  "tcp": [2222],\n  "blokTtl": "1h"\n}')
     await expect(t.daemon.reload()).rejects.toThrow(`${file}:3:3: unknown field "blokTtl" (did you mean "blockTtl"?)`)
@@ -254,7 +254,7 @@ describe('reload', () => {
     const t = await start({ tcp: [2222], webhook: `${base}/old` })
     await connect(t, '198.18.0.2')
     await waitFor('the first webhook', () => hits.includes('/old'))
-    expect(await t.daemon.reload({ statsInterval: '0s', control: false, tcp: [2222], webhook: `${base}/new` })).toMatchObject({ changed: ['webhook'] })
+    expect(await t.daemon.reload({ statsInterval: '0s', control: false, state: false, tcp: [2222], webhook: `${base}/new` })).toMatchObject({ changed: ['webhook'] })
     await connect(t, '198.18.0.3')
     await waitFor('the second webhook', () => hits.includes('/new'))
     expect(hits).toEqual(['/old', '/new'])

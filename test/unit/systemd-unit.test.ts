@@ -82,6 +82,9 @@ describe.skipIf(!HAVE_ANALYZE)('contrib/portanoia.service', () => {
       ['PrivateTmp', 'yes'],
       ['RuntimeDirectory', 'portanoia'],
       ['RuntimeDirectoryMode', '0700'],
+      // The state file's directory (lib/daemon/state-file.ts's STATE_DIR), writable under ProtectSystem=strict.
+      ['StateDirectory', 'portanoia'],
+      ['StateDirectoryMode', '0700'],
       ['ExecReload', '/bin/kill -HUP $MAINPID'],
     ]) {
       expect(one(k as string), k).toBe(v)
