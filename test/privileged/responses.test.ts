@@ -23,6 +23,7 @@ import { netnsRun, netnsStream } from '../../lib/responders/run.js'
 import { createTestNet, IS_ROOT, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
 import { nftEntries, nftScript } from '../helpers/nft.js'
 import { tcpConnect } from '../helpers/tcp.js'
+import { waitFor } from '../helpers/wait.js'
 
 warnIfNotRoot('test/privileged/responses.test.ts')
 
@@ -39,16 +40,6 @@ afterEach(async () => {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true })
   dir = undefined
 })
-
-async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    const v = await fn()
-    if (v !== undefined) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
 
 async function startDaemon(n: TestNet, statePath: string, options: Partial<DaemonOptions> = {}) {
   const events: PortanoiaEvent[] = []
