@@ -64,12 +64,24 @@ const fileSchema = z.object({
 })
 
 /**
+ * The directory of the default path: `$STATE_DIRECTORY` when systemd set it
+ * (StateDirectory=; the first of a colon-separated list, absolute only), else
+ * STATE_DIR. Test runs point it at a scratch folder (test/setup.ts), so no test
+ * writes the host's own /var/lib/portanoia.
+ */
+export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
+  const first = env.STATE_DIRECTORY?.split(':')[0]
+  return first !== undefined && first.startsWith('/') && !first.includes('\0') ? first.replace(/\/+$/, '') || '/' : STATE_DIR
+}
+
+/**
  * The default path: one per network namespace, as the control socket
  * (`state.json`, or `state-NETNS.json` with `netns` or inside a named namespace).
  */
-export async function defaultStatePath(netns?: string): Promise<string> {
+export async function defaultStatePath(netns?: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const name = netns ?? (await ownNetnsName())
-  return name === null ? `${STATE_DIR}/state.json` : `${STATE_DIR}/state-${name}.json`
+  const dir = stateDir(env)
+  return name === null ? `${dir}/state.json` : `${dir}/state-${name}.json`
 }
 
 type Log = (level: 'info' | 'warn', message: string) => void

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { resolveConfig } from '../../lib/daemon/config.js'
-import { StateFile } from '../../lib/daemon/state-file.js'
+import { defaultStatePath, STATE_DIR, StateFile } from '../../lib/daemon/state-file.js'
 import { resolvePolicyConfig } from '../../lib/policy/config.js'
 import { PolicyEngine } from '../../lib/policy/engine.js'
 import { ladderStep, Offences } from '../../lib/policy/offences.js'
@@ -121,6 +121,20 @@ describe('config', () => {
     expect(resolveConfig({ tcp: [2222], state: false }).state).toBe(false)
     expect(resolveConfig({ tcp: [2222] }).state).toBeUndefined()
     expect(() => resolveConfig({ tcp: [2222], state: 'state.json' })).toThrow(/field state: "state.json" is not a usable file path/)
+  })
+})
+
+describe('the default state path', () => {
+  it("is under systemd's $STATE_DIRECTORY when set (absolute, the first of a list), else /var/lib/portanoia; one file per namespace", async () => {
+    expect(STATE_DIR).toBe('/var/lib/portanoia')
+    expect(await defaultStatePath('lab1', {})).toBe('/var/lib/portanoia/state-lab1.json')
+    expect(await defaultStatePath('lab1', { STATE_DIRECTORY: '/var/lib/portanoia-b/:/var/lib/other' })).toBe('/var/lib/portanoia-b/state-lab1.json')
+    expect(await defaultStatePath('lab1', { STATE_DIRECTORY: 'relative/dir' })).toBe('/var/lib/portanoia/state-lab1.json')
+  })
+
+  it('points at a scratch folder in test runs, never the host\'s /var/lib/portanoia (test/setup.ts)', async () => {
+    expect(process.env.STATE_DIRECTORY).toMatch(/\/portanoia-scratch\/state-/)
+    expect(await defaultStatePath('lab1')).toBe(`${process.env.STATE_DIRECTORY}/state-lab1.json`)
   })
 })
 
