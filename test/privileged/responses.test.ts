@@ -20,6 +20,7 @@ import { StateFile } from '../../lib/daemon/state-file.js'
 import { removeScratch, scratchDir } from '../../lib/lab/scratch.js'
 import { NftablesResponder } from '../../lib/responders/nftables.js'
 import { netnsRun, netnsStream } from '../../lib/responders/run.js'
+import { internals } from '../helpers/internals.js'
 import { createTestNet, IS_ROOT, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
 import { nftEntries, nftScript } from '../helpers/nft.js'
 import { tcpConnect } from '../helpers/tcp.js'
@@ -119,7 +120,7 @@ describe.skipIf(!IS_ROOT)('responses that learn', () => {
     expect(third.logs.some((m) => m.includes(`not restored, now guarded: ${b.peer.ipv4} (allowlist)`))).toBe(true)
     expect(await tcpConnect(a.peer, a.sensor.ipv4, TRIPWIRE, 800)).toBe('timeout')
     // The restored block is the engine's: a hit from it is already-blocked, not a new offence.
-    expect(third.daemon.engine.isBlocked(a.peer.ipv4)).toBe(true)
+    expect(internals(third.daemon).engine.isBlocked(a.peer.ipv4)).toBe(true)
   }, 120_000)
 
   it('with the table in place the kernel is the truth: a block removed while the daemon was down stays removed', async () => {
