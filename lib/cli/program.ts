@@ -88,7 +88,7 @@ function watchInput(o: Raw): WatchInput {
     if (v !== undefined) input[k] = v
   }
   for (const k of [
-    'interface', 'netns', 'block', 'blockTtl', 'forgetAfter', 'allowFile', 'spoofableTtl', 'maxBlocksPerMinute', 'maxActiveBlocks',
+    'interface', 'netns', 'block', 'blockTtl', 'forgetAfter', 'aggregate', 'aggregatePrefix4', 'aggregatePrefix6', 'allowFile', 'spoofableTtl', 'maxBlocksPerMinute', 'maxActiveBlocks',
     'maxReportsPerMinute', 'threshold', 'window', 'backend', 'exec', 'webhook', 'statsInterval',
   ] as const) {
     const v = str(o, k)
@@ -201,6 +201,9 @@ Original portanoia form:
     .addOption(new Option('--block <mode>', 'block verified sources, all (incl. spoofable, capped), or off (default verified)'))
     .option('--block-ttl <duration>', 'block lifetime for verified sources, or a ladder for repeat offenders: 1h,1d,7d (default 1h)')
     .option('--forget-after <duration>', 'a repeat offender starts the ladder again after this long without a block (default 30d)')
+    .option('--aggregate <n>', 'n verified blocks in one prefix block the whole prefix (nftables); off by default')
+    .option('--aggregate-prefix4 <len>', 'IPv4 prefix length of a prefix ban (default 24)')
+    .option('--aggregate-prefix6 <len>', 'IPv6 prefix length of a prefix ban (default 64)')
     .option('--spoofable-ttl <duration>', 'block lifetime for spoofable sources (default 5m)')
     .option('--max-blocks-per-minute <n>', 'new spoofable blocks per minute before report-only (default 60)')
     .option('--max-active-blocks <n>', 'spoofable blocks active at once (default 1000)')

@@ -6,7 +6,7 @@
  * pin the plain text.
  */
 import pc from 'picocolors'
-import type { DecisionEvent, ErrorEvent, FirewallEvent, FleetDecisionEvent, FleetEvent, HitEvent, OperatorEvent, PortanoiaEvent, StatsEvent } from '../daemon/events.js'
+import type { DecisionEvent, ErrorEvent, FirewallEvent, FleetDecisionEvent, FleetEvent, HitEvent, OperatorEvent, PortanoiaEvent, PrefixEvent, StatsEvent } from '../daemon/events.js'
 import { formatDuration } from '../daemon/config.js'
 import type { DaemonStatus } from '../daemon/status.js'
 
@@ -158,6 +158,17 @@ function firewallLine(e: FirewallEvent, c: Colors): string {
   return `${c.dim(clock(e.time))} ${label('FIREWALL', paint)} ${e.responder} ${what[e.op]}${c.dim(who)}`
 }
 
+function prefixLine(e: PrefixEvent, c: Colors): string {
+  const who = e.members === undefined ? '' : ` ${e.members.join(' ')}${e.count > e.members.length ? ` … (${e.count})` : ''}`
+  const what: Record<PrefixEvent['op'], string> = {
+    blocked: `${e.prefix} blocked for ${formatDuration(Math.round((e.ttlMs ?? 0) / 1000) * 1000)} (${e.count} verified blocks in it; ${e.retired ?? 0} single block(s) retired)`,
+    refused: `${e.prefix} not blocked: ${e.reason ?? 'refused'} (${e.count} verified blocks in it)`,
+    restored: `${e.prefix} put back for ${formatDuration(Math.round((e.ttlMs ?? 0) / 1000) * 1000)}`,
+  }
+  const paint = e.op === 'blocked' ? c.red : c.yellow
+  return `${c.dim(clock(e.time))} ${label('PREFIX', paint)} ${what[e.op]}${e.op === 'restored' ? '' : c.dim(who)}`
+}
+
 /** One line (no newline) for an event. */
 export function renderEvent(e: PortanoiaEvent, c: Colors = NO_COLOR): string {
   switch (e.type) {
@@ -175,6 +186,8 @@ export function renderEvent(e: PortanoiaEvent, c: Colors = NO_COLOR): string {
       return operatorLine(e, c)
     case 'firewall':
       return firewallLine(e, c)
+    case 'prefix':
+      return prefixLine(e, c)
   }
 }
 

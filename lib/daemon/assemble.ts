@@ -146,6 +146,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       config,
       configNotifiers: own,
       ...(state !== undefined && { state }),
+      ...(config.aggregate !== undefined && { aggregate: config.aggregate }),
       ...(options.reloadSource !== undefined && { reloadSource: options.reloadSource }),
       ...(control !== undefined && { controlPath: control.path }),
       ...(internals.sensor !== undefined && { sensor: internals.sensor }),

@@ -24,6 +24,7 @@ import { IPSET_MAX_TIMEOUT_S } from '../responders/ipset.js'
 import { NFT_MAX_TTL_MS } from '../responders/nftables.js'
 import type { PortRange, Proto } from '../types.js'
 import type { MetricsListen } from './metrics.js'
+import { type AggregateConfig, DEFAULT_PREFIX4, DEFAULT_PREFIX6, PREFIX_LIMITS } from '../policy/prefixes.js'
 
 /** Where the daemon looks for its config file when none is named. */
 export const DEFAULT_CONFIG_FILE = '/etc/portanoia/portanoia.json'
@@ -84,6 +85,9 @@ export const configSchema = z.strictObject({
   block: z.enum(['verified', 'all', 'off']).optional(),
   blockTtl: z.string().describe('a duration like 1h, or a ladder like 1h,1d,7d').optional(),
   forgetAfter: duration.optional(),
+  aggregate: z.union([positiveInt, z.string()]).describe('verified blocks in one prefix that make a prefix ban').optional(),
+  aggregatePrefix4: z.union([positiveInt, z.string()]).describe('IPv4 prefix length of a prefix ban (24)').optional(),
+  aggregatePrefix6: z.union([positiveInt, z.string()]).describe('IPv6 prefix length of a prefix ban (64)').optional(),
   state: z.union([z.string().min(1), z.literal(false)]).describe('the state file path, or false for none').optional(),
   spoofableTtl: duration.optional(),
   maxBlocksPerMinute: z.union([positiveInt, z.string()]).optional(),
@@ -119,6 +123,11 @@ export interface ConfigInput {
   blockTtl?: string
   /** An address whose last block is older than this starts the ladder again. Default 30d. */
   forgetAfter?: string
+  /** Prefix bans: this many verified blocks in one prefix block the prefix (nftables only). Off by default. */
+  aggregate?: string | number
+  /** Prefix lengths of prefix bans. Default 24 and 64. */
+  aggregatePrefix4?: string | number
+  aggregatePrefix6?: string | number
   /** The state file (ladder history, blocks to restore after a reboot); false: none. Default: under /var/lib/portanoia/, one per namespace. */
   state?: string | false
   spoofableTtl?: string
@@ -177,6 +186,8 @@ export interface DaemonConfig {
   control?: string | false
   /** The state file: a path, false for none, undefined for the default (lib/daemon/state-file.ts). */
   state?: string | false
+  /** Prefix bans (--aggregate): off when absent. */
+  aggregate?: AggregateConfig
 }
 
 // ---------------------------------------------------------------- config file
@@ -615,6 +626,21 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   const metrics = input.metrics === undefined ? undefined : parseMetricsListen(input.metrics, name('metrics'))
   const control = controlPath(input.control, name('control'))
   const state = statePath(input.state, name('state'))
+  let aggregate: AggregateConfig | undefined
+  const threshold = integer(input.aggregate, name('aggregate'))
+  if (threshold !== undefined) {
+    if (threshold < 2) throw bad(`${name('aggregate')}: ${threshold}: a prefix ban needs at least 2 blocked addresses`, 'e.g. 8: eight verified scanners of one /24 block the /24')
+    if (backend !== 'nftables') throw bad(`${name('aggregate')}: prefix bans need the nftables backend (interval sets), not ${backend}`, 'use --backend nftables, or leave --aggregate out')
+    const length = (k: 'aggregatePrefix4' | 'aggregatePrefix6', family: 4 | 6, dflt: number): number => {
+      const n = integer(input[k], name(k)) ?? dflt
+      const [min, max] = PREFIX_LIMITS[family]
+      if (n < min || n > max) throw bad(`${name(k)}: /${n} is not /${min} to /${max}`, `e.g. ${dflt}`)
+      return n
+    }
+    aggregate = { threshold, prefix4: length('aggregatePrefix4', 4, DEFAULT_PREFIX4), prefix6: length('aggregatePrefix6', 6, DEFAULT_PREFIX6) }
+  } else if (input.aggregatePrefix4 !== undefined || input.aggregatePrefix6 !== undefined) {
+    throw bad(`${name(input.aggregatePrefix4 !== undefined ? 'aggregatePrefix4' : 'aggregatePrefix6')} without ${name('aggregate')}: prefix bans are off`, 'add --aggregate N')
+  }
 
   const config: DaemonConfig = {
     ports: explicit,
@@ -638,5 +664,6 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   if (input.json !== undefined) config.json = input.json
   if (control !== undefined) config.control = control
   if (state !== undefined) config.state = state
+  if (aggregate !== undefined) config.aggregate = aggregate
   return config
 }

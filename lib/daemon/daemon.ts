@@ -79,9 +79,12 @@ import { type PolicyConfig, resolvePolicyConfig } from '../policy/config.js'
 import { PolicyEngine } from '../policy/engine.js'
 import { Guards } from '../policy/guards.js'
 import { Offences } from '../policy/offences.js'
-import { firewallEvent } from './events.js'
+import { firewallEvent, prefixEvent } from './events.js'
+import { prefixPeer } from './prefix-peers.js'
+import { type AggregateConfig, PrefixBans } from '../policy/prefixes.js'
+import { defaultRun, netnsRun } from '../responders/run.js'
 import type { JournalBlock, StateContent, StateFile } from './state-file.js'
-import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult } from '../responders/types.js'
+import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult, RunFn } from '../responders/types.js'
 import { open, type Sensor, type SensorOptions } from '../sensor.js'
 import type { PortRange, PortSpec } from '../types.js'
 import { VERSION } from '../version.js'
@@ -181,6 +184,16 @@ export interface DaemonOptions {
    * writes it a last time at close.
    */
   state?: StateFile
+  /**
+   * Prefix bans (`--aggregate`, lib/policy/prefixes.ts): when `threshold` verified
+   * blocks the firewall confirmed lie in one prefix, the prefix is blocked (the
+   * firewall needs blockPrefixes: nftables with `prefixes`) and its single blocks
+   * retired — unless a guard holds an address inside it, by the facts or by the
+   * kernel's live answer over the whole prefix.
+   */
+  aggregate?: AggregateConfig
+  /** Runs `ss` for the live check over a prefix. Default: in `netns`, or here. */
+  prefixRun?: RunFn
 }
 
 export interface DaemonStats {
@@ -253,6 +266,9 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   #failure: Error | undefined
   #fleet: Fleet | null = null
   #sync: FirewallSync | null = null
+  /** Prefix bans in force, and the one aggregation pass at a time. */
+  readonly #prefixBans: PrefixBans | null
+  #aggregating: Promise<void> = Promise.resolve()
   #detachMetrics: (() => void) | undefined
   #done: Promise<Error | undefined>
   #resolveDone!: (err: Error | undefined) => void
@@ -283,6 +299,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     this.#hits = opts.hits === true
     this.#config = opts.config
     this.#dryRun = parts.engine.config.dryRun || parts.engine.config.block === 'off'
+    this.#prefixBans = opts.aggregate === undefined ? null : new PrefixBans(opts.aggregate)
     const fw = this.#firewall
     this.#batcher =
       fw === null
@@ -303,6 +320,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
                 for (const f of outcome.result.failed) this.engine.release(f.address)
                 for (const a of outcome.result.applied) this.engine.confirm(a)
                 this.#opts.state?.schedule()
+                if (this.#prefixBans !== null && outcome.result.applied.length > 0) this.#aggregateSoon()
               }
               // The table was gone and came back with this batch only: restore the rest.
               if (outcome.result.repaired !== undefined && outcome.result.repaired.length > 0) this.#sync?.trigger(true)
@@ -583,6 +601,94 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     for (const q of back) if (operator.has(q.address)) this.#origins.mark(q.address, 'operator', 'operator', Date.now() + q.ttlMs)
     log('info', `state file: restored ${back.length} block(s) the kernel had lost`)
     this.#emit(firewallEvent({ op: 'restored', responder: fw.name, addresses: back.map((q) => q.address), missing: ['table'] }))
+  }
+
+  /** Queues an aggregation pass behind the one running (passes never overlap). */
+  #aggregateSoon(): void {
+    this.#aggregating = this.#aggregating
+      .then(() => this.#aggregate())
+      .catch((err: unknown) => this.#emit(errorEvent({ responder: this.#firewall?.name ?? 'firewall', error: err, action: 'block' })))
+  }
+
+  /** Whether a local port is a tripwire's (its listener's sockets are not admins). */
+  #isTripwirePort(port: number): boolean {
+    return this.sensor.ports.some((r) => r.proto !== 'udp' && port >= r.from && port <= r.to)
+  }
+
+  /**
+   * Each prefix that reached the threshold: the guard facts, then the kernel's live
+   * answer over the whole prefix, then the prefix ban for the longest time its
+   * blocks had left, and the single blocks it covers retired (released here first,
+   * so the firewall sync does not take their removal for someone's unblock). A
+   * refused prefix is not asked about again for a minute.
+   */
+  async #aggregate(): Promise<void> {
+    const bans = this.#prefixBans
+    const fw = this.#firewall
+    if (bans === null || fw === null || fw.blockPrefixes === undefined || this.#closing !== undefined || this.#dryRun) return
+    const clock = this.#opts.now ?? Date.now
+    const run = this.#opts.prefixRun ?? (this.#opts.netns === undefined ? defaultRun : netnsRun(this.#opts.netns))
+    for (const c of bans.candidates(this.engine.confirmedBlocks(), clock())) {
+      const refuse = (reason: string): void => {
+        bans.refuse(c.prefix, clock())
+        this.#emit(prefixEvent({ op: 'refused', prefix: c.prefix, family: c.cidr.family, members: c.members, reason }))
+      }
+      const guard = this.engine.guards.checkNetwork(c.cidr)
+      if (guard !== null) {
+        refuse(`guard:${guard}`)
+        continue
+      }
+      const live = await prefixPeer(run, c.cidr, (port) => this.#isTripwirePort(port))
+      if (live.peer === null) {
+        this.#opts.onLog?.('warn', `prefix ${c.prefix}: the live peer check failed (${live.error}); not blocked`)
+        refuse('check-failed')
+        continue
+      }
+      if (live.peer) {
+        this.#opts.onLog?.('info', `prefix ${c.prefix}: not blocked, a live peer is inside it (${live.line})`)
+        refuse('guard:peer')
+        continue
+      }
+      const now = clock()
+      const ttlMs = c.expiresAt - now
+      if (ttlMs < 1000) continue
+      const r = await fw.blockPrefixes([{ prefix: c.prefix, family: c.cidr.family, ttlMs }])
+      if (!r.applied.includes(c.prefix)) {
+        this.#report(fw, r, 'block')
+        refuse('failed')
+        continue
+      }
+      const expiresAt = now + ttlMs
+      bans.add({ cidr: c.cidr, prefix: c.prefix, family: c.cidr.family, expiresAt, members: c.members })
+      // What the prefix now covers: the confirmed blocks inside it that end no later.
+      const covered = this.engine.confirmedBlocks().filter((b) => b.expiresAt <= expiresAt && bans.covering(b.src, now)?.prefix === c.prefix)
+      for (const b of covered) this.engine.release(b.src)
+      let retired = 0
+      for (const evidence of ['verified', 'spoofable'] as const) {
+        const list = covered.filter((b) => b.verified === (evidence === 'verified')).map((b) => b.src)
+        if (list.length === 0) continue
+        const u = await fw.unblock(list, { evidence })
+        retired += u.applied.length
+        this.#report(fw, u)
+      }
+      this.#emit(prefixEvent({ op: 'blocked', prefix: c.prefix, family: c.cidr.family, members: c.members, ttlMs, expiresAt, retired }))
+      this.#opts.state?.schedule()
+    }
+  }
+
+  /** After the kernel lost prefix sets (a flushed table): every ban in force goes back with its time left. */
+  async #restorePrefixes(): Promise<void> {
+    const bans = this.#prefixBans
+    const fw = this.#firewall
+    if (bans === null || fw === null || fw.blockPrefixes === undefined || this.#closing !== undefined) return
+    const now = (this.#opts.now ?? Date.now)()
+    const back = bans.active(now).filter((b) => b.expiresAt - now >= 1000)
+    if (back.length === 0) return
+    const r = await fw.blockPrefixes(back.map((b) => ({ prefix: b.prefix, family: b.family, ttlMs: b.expiresAt - now })))
+    this.#report(fw, r, 'block')
+    for (const b of back) {
+      if (r.applied.includes(b.prefix)) this.#emit(prefixEvent({ op: 'restored', prefix: b.prefix, family: b.family, members: b.members, ttlMs: b.expiresAt - now, expiresAt: b.expiresAt }))
+    }
   }
 
   /** What the state file keeps: the ladder's history and the blocks the kernel confirmed. */
@@ -1174,6 +1280,10 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     this.#opts.metrics?.event(event)
     // What the journal keeps changed: blocks lifted, forgotten, adopted, restored.
     if (event.type === 'firewall' || event.type === 'operator' || (event.type === 'decision' && event.action === 'unblock')) this.#opts.state?.schedule()
+    // The prefix sets came back empty with the table: their bans go back too.
+    if (event.type === 'firewall' && event.op === 'restored' && event.missing?.some((m) => m === 'table' || m.startsWith('set prefix')) === true) {
+      this.#aggregating = this.#aggregating.then(() => this.#restorePrefixes()).catch((err: unknown) => this.#emit(errorEvent({ responder: this.#firewall?.name ?? 'firewall', error: err, action: 'block' })))
+    }
     if (this.#opts.onEvent !== undefined) {
       try {
         this.#opts.onEvent(event)
@@ -1215,6 +1325,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     // and the last decisions to the notifiers.
     this.#notify()
     await this.#batcher?.drain()
+    await this.#aggregating
     // After the last batch (its blocks were offered, so they get their push
     // attempt) and before the responders (a poll in progress still has its firewall).
     if (this.#fleet !== null) {

@@ -28,10 +28,10 @@ import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
 export { EVENT_SCHEMA_VERSION }
 export type { FleetDecisionEvent, FleetEvent }
 
-export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet' | 'operator' | 'firewall'
+export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet' | 'operator' | 'firewall' | 'prefix'
 
 interface EventBase {
-  /** Which of the seven event types this is. */
+  /** Which of the eight event types this is. */
   type: EventType
   /** When it happened, ISO 8601 in UTC with milliseconds (`2025-01-31T12:00:00.000Z`). */
   time: string
@@ -303,11 +303,42 @@ export interface OperatorEvent extends EventBase {
   hint?: string
 }
 
+export const PREFIX_OPS = ['blocked', 'refused', 'restored'] as const
+/**
+ * `blocked`: `--aggregate` addresses of one prefix were blocked from verified
+ * evidence, so the prefix is, and its single blocks are retired. `refused`: a prefix
+ * reached the threshold but may not be blocked (`reason`: `guard:*`, the first guarded
+ * thing inside it; `check-failed`: the live check could not answer; `failed`: the
+ * firewall refused it); it is not asked about again for a minute. `restored`: put
+ * back after the kernel lost it (a flushed table, a reboot).
+ */
+export type PrefixOp = (typeof PREFIX_OPS)[number]
+
+/** A prefix ban (`--aggregate`). */
+export interface PrefixEvent extends EventBase {
+  type: 'prefix'
+  op: PrefixOp
+  /** The network: '198.51.100.0/24', '2001:db8:1:2::/64'. */
+  prefix: string
+  family: 4 | 6
+  /** How many verified blocks it held (blocked, refused), or bans put back (restored: one each). */
+  count: number
+  /** The first 32 of those addresses. */
+  members?: string[]
+  /** blocked, restored: the ban's lifetime in ms (the longest of the blocks it replaces). */
+  ttlMs?: number
+  expiresAt?: string
+  /** blocked: single blocks removed from the kernel because the prefix covers them. */
+  retired?: number
+  /** refused: why. */
+  reason?: string
+}
+
 /**
  * Any event. A `decision` is either this host's (DecisionEvent, no `source`) or the
  * fleet's (FleetDecisionEvent, `source: 'fleet'`): tell them apart by `source`.
  */
-export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent | OperatorEvent | FirewallEvent
+export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent | OperatorEvent | FirewallEvent | PrefixEvent
 
 // ---------------------------------------------------------------------------
 // Schemas. Each is checked both ways against its interface below, so the two
@@ -462,6 +493,21 @@ export const firewallEventSchema = z.object({
   addresses: z.array(address).optional(),
 })
 
+export const prefixEventSchema = z.object({
+  type: z.literal('prefix'),
+  time: isoTime,
+  v: version,
+  op: z.enum(PREFIX_OPS),
+  prefix: z.string().max(64).regex(/^[0-9a-f:.]+\/\d{1,3}$/),
+  family,
+  count,
+  members: z.array(address).optional(),
+  ttlMs: count.optional(),
+  expiresAt: isoTime.optional(),
+  retired: count.optional(),
+  reason: z.string().optional(),
+})
+
 // Two shapes share `type: 'decision'`, so `type` alone cannot dispatch: the fleet
 // decision (which requires `source: 'fleet'`) is tried first, everything else goes
 // through the discriminated union.
@@ -473,6 +519,7 @@ const localEventSchema = z.discriminatedUnion('type', [
   fleetEventSchema,
   operatorEventSchema,
   firewallEventSchema,
+  prefixEventSchema,
 ])
 
 /** Any event: a fleet decision (`source: 'fleet'`), or one of the others by `type`. */
@@ -486,7 +533,8 @@ const schemasMatch: [
   Same<z.infer<typeof errorEventSchema>, ErrorEvent>,
   Same<z.infer<typeof operatorEventSchema>, OperatorEvent>,
   Same<z.infer<typeof firewallEventSchema>, FirewallEvent>,
-] = [true, true, true, true, true, true]
+  Same<z.infer<typeof prefixEventSchema>, PrefixEvent>,
+] = [true, true, true, true, true, true, true]
 void schemasMatch
 
 // ---------------------------------------------------------------------------
@@ -603,6 +651,20 @@ export function firewallEvent(
   const e: FirewallEvent = { type: 'firewall', time: iso(time), v: EVENT_SCHEMA_VERSION, op: fields.op, responder: fields.responder, count: fields.addresses.length }
   if (fields.missing !== undefined && fields.missing.length > 0) e.missing = [...fields.missing]
   if (fields.addresses.length > 0) e.addresses = fields.addresses.slice(0, 32)
+  return e
+}
+
+/** A `prefix` event; members beyond the first 32 are only counted. */
+export function prefixEvent(
+  fields: { op: PrefixOp; prefix: string; family: 4 | 6; members: readonly string[]; ttlMs?: number; expiresAt?: number; retired?: number; reason?: string },
+  time: number = Date.now(),
+): PrefixEvent {
+  const e: PrefixEvent = { type: 'prefix', time: iso(time), v: EVENT_SCHEMA_VERSION, op: fields.op, prefix: fields.prefix, family: fields.family, count: fields.members.length }
+  if (fields.members.length > 0) e.members = fields.members.slice(0, 32)
+  if (fields.ttlMs !== undefined) e.ttlMs = Math.max(0, Math.round(fields.ttlMs))
+  if (fields.expiresAt !== undefined && Number.isFinite(fields.expiresAt)) e.expiresAt = iso(fields.expiresAt)
+  if (fields.retired !== undefined) e.retired = fields.retired
+  if (fields.reason !== undefined) e.reason = fields.reason
   return e
 }
 

@@ -90,6 +90,7 @@ export class Metrics {
   readonly #latency: Histogram<string>
   readonly #fleetUnblocked: Counter<string>
   readonly #firewallChanges: Counter<string>
+  readonly #prefixBans: Counter<string>
   #sources: MetricsSources = {}
   readonly #mirror = new Mirror()
 
@@ -175,6 +176,13 @@ export class Metrics {
     this.#firewallChanges = new Counter({
       name: 'portanoia_firewall_changes_total',
       help: 'Blocks the daemon found different in the kernel and followed it on (firewall events): restored (the table or a set was gone), forgotten (removed by someone else), adopted (added by hand), migrated (from an earlier layout).',
+      labelNames: ['op'],
+      registers,
+    })
+
+    this.#prefixBans = new Counter({
+      name: 'portanoia_prefix_bans_total',
+      help: 'Prefix bans (--aggregate, prefix events): blocked, refused (a guarded address inside, the live check failed, the firewall failed), restored (put back after the kernel lost them).',
       labelNames: ['op'],
       registers,
     })
@@ -287,6 +295,9 @@ export class Metrics {
         return
       case 'firewall':
         this.#firewallChanges.labels(e.op).inc(e.count)
+        return
+      case 'prefix':
+        this.#prefixBans.labels(e.op).inc()
         return
       default:
         return

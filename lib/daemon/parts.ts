@@ -31,7 +31,7 @@ type Log = (level: 'info' | 'warn', message: string) => void
  * elements of an earlier version's sets when the table is migrated.
  */
 export function firewallFor(
-  config: Pick<DaemonConfig, 'backend' | 'dryRun' | 'forward'> & { policy?: Pick<DaemonConfig['policy'], 'spoofableTtlMs'> },
+  config: Pick<DaemonConfig, 'backend' | 'dryRun' | 'forward'> & { aggregate?: DaemonConfig['aggregate'] } & { policy?: Pick<DaemonConfig['policy'], 'spoofableTtlMs'> },
   run: RunFn,
   monitor?: StreamFn,
 ): Responder | null {
@@ -40,6 +40,7 @@ export function firewallFor(
       run,
       dryRun: config.dryRun,
       forward: config.forward,
+      prefixes: config.aggregate !== undefined,
       ...(monitor !== undefined && { monitor }),
       ...(config.policy !== undefined && { legacySpoofableTtlMs: config.policy.spoofableTtlMs }),
     })

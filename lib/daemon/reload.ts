@@ -18,7 +18,8 @@
  * leaves a half-started daemon), `crowdsec` (secrets are read and the LAPI session
  * made at start), `json` (the format of a stream other programs parse), and
  * `control` (the socket a reload may have come through), and `state` (the journal
- * was loaded into the engine at start; a new path would start from nothing).
+ * was loaded into the engine at start; a new path would start from nothing), and
+ * `aggregate` (the prefix sets are part of the table's shape).
  */
 import { Guards } from '../policy/guards.js'
 import type { PolicyConfig } from '../policy/config.js'
@@ -31,7 +32,7 @@ import { allowlistFor, captureSet, notifiersFor, tripwiresFor } from './parts.js
 type Log = (level: 'info' | 'warn', message: string) => void
 
 /** Config fields a reload cannot apply, with the config file's names. */
-const RESTART_FIELDS = ['interface', 'netns', 'backend', 'forward', 'metrics', 'crowdsec', 'json', 'control', 'state'] as const
+const RESTART_FIELDS = ['interface', 'netns', 'backend', 'forward', 'metrics', 'crowdsec', 'json', 'control', 'state', 'aggregate'] as const
 
 /** Policy keys as the config file names them. */
 const POLICY_NAMES: Partial<Record<keyof PolicyConfig, string>> = {

@@ -13,6 +13,7 @@
 import { PortanoiaError } from '../errors.js'
 import {
   type Address,
+  type Cidr,
   CidrSet,
   classifyAddress,
   directedBroadcast,
@@ -21,6 +22,7 @@ import {
   parseAddress,
   toAddress,
 } from './addr.js'
+import { cidrOverlaps, lastOf } from './prefixes.js'
 
 export type GuardReason = 'self' | 'gateway' | 'resolver' | 'peer' | 'allowlist' | 'special'
 
@@ -153,6 +155,32 @@ export class Guards {
     if (s.resolver.has(a)) return 'resolver'
     if (s.peer.has(a)) return 'peer'
     if (s.allowlist.has(a)) return 'allowlist'
+    return null
+  }
+
+  /**
+   * Why no address of `network` may be blocked — a prefix ban — or null: the first
+   * reason whose set overlaps the network (an own address,
+   * gateway, resolver, known peer or allowlisted network inside it, or an allowlisted
+   * network holding it), or `special` when its first or last address is special or
+   * it holds a directed broadcast of this host's. Established peers are asked of the
+   * kernel live by the caller.
+   */
+  checkNetwork(network: Cidr): GuardReason | null {
+    const s = this.#state
+    const overlaps = (set: CidrSet): boolean => {
+      for (const c of set) if (cidrOverlaps(c, network)) return true
+      return false
+    }
+    const first = { family: network.family, value: network.network }
+    if (classifyAddress(first) !== null || classifyAddress(lastOf(network)) !== null) return 'special'
+    if (overlaps(s.self)) return 'self'
+    if (overlaps(s.gateway)) return 'gateway'
+    if (overlaps(s.resolver)) return 'resolver'
+    if (overlaps(s.peer)) return 'peer'
+    if (overlaps(s.allowlist)) return 'allowlist'
+    // Last: a network holding an own broadcast mostly holds the own address too, which says more.
+    if (overlaps(s.broadcasts)) return 'special'
     return null
   }
 

@@ -8,7 +8,9 @@
  * priority filter - 10 so it runs before the usual filter chains) that drops members
  * of any of them, and, opt-in, the same on the forward hook. Origins never share an
  * element, so none can shorten another's block, and a fleet ban keeps its origin
- * across a restart.
+ * across a restart. With `prefixes` (prefix bans, `--aggregate`) two interval sets
+ * more, `prefix4/6` (flags interval, timeout), hold whole networks, dropped by two
+ * more rules of the same chains.
  *
  * The kernel is the truth. Writes never shorten a block: a batch is first tried as
  * `create element` (the kernel refuses an element that exists), and only when that
@@ -27,7 +29,8 @@
  * reject.
  */
 import { PortanoiaError } from '../errors.js'
-import { normalizeAddress, parseAddress } from '../policy/addr.js'
+import { formatCidr, normalizeAddress, parseAddress, parseCidr } from '../policy/addr.js'
+import { PREFIX_LIMITS } from '../policy/prefixes.js'
 import type { Decision } from '../policy/decision.js'
 import { CallQueue, checkAddresses, checkBlocks, firstLine, fleetComment, MAX_TTL_SECONDS, parseFleetComment, RepairLog, result, toolError, toolHint, type ValidBlock } from './common.js'
 import { defaultRun, type StreamFn } from './run.js'
@@ -38,6 +41,7 @@ import {
   type Evidence,
   type FirewallChange,
   type FleetTag,
+  type PrefixRequest,
   type Responder,
   type ResponderResult,
   type RunFn,
@@ -53,6 +57,9 @@ export const NFT_SETS: Readonly<Record<Evidence, Readonly<Record<4 | 6, string>>
   fleet: Object.freeze({ 4: 'fleet4', 6: 'fleet6' }),
 })
 
+/** The interval sets of prefix bans (option `prefixes`), per family. */
+export const NFT_PREFIX_SETS: Readonly<Record<4 | 6, string>> = Object.freeze({ 4: 'prefix4', 6: 'prefix6' })
+
 /** The sets of portanoia before per-origin sets; start() migrates their elements. */
 export const NFT_LEGACY_SETS: Readonly<Record<string, 4 | 6>> = Object.freeze({ block4: 4, block6: 6 })
 
@@ -65,6 +72,8 @@ export interface NftablesOptions {
   nft?: string
   /** Also drop members on the forward hook (published container ports, routed hosts). Default false. */
   forward?: boolean
+  /** Keep the interval sets of prefix bans (prefix4/6) and their rules: blockPrefixes(). Default false. */
+  prefixes?: boolean
   /** Base chain priority; default -10 (filter - 10): before the distribution's filter chains. */
   priority?: number
   /** Run nothing; results carry the script that would have run. */
@@ -114,6 +123,12 @@ const SET_SPECS: readonly SetSpec[] = EVIDENCE.flatMap((evidence) =>
 )
 const SPEC_BY_NAME: ReadonlyMap<string, SetSpec> = new Map(SET_SPECS.map((s) => [s.name, s]))
 const EXPECTED_RULES = SET_SPECS.map((s) => `${s.family === 4 ? 'ip' : 'ip6'}.saddr==@${s.name} drop`)
+const PREFIX_SPECS = ([4, 6] as const).map((family) => ({ name: NFT_PREFIX_SETS[family], family, type: family === 4 ? 'ipv4_addr' : 'ipv6_addr' }))
+const PREFIX_RULES = PREFIX_SPECS.map((s) => `${s.family === 4 ? 'ip' : 'ip6'}.saddr==@${s.name} drop`)
+/** A prefix set of the expected type, able to hold intervals with timeouts. */
+function prefixSetOk(have: NftSetState, spec: { type: string }): boolean {
+  return have.type === spec.type && have.flags.includes('interval') && have.flags.includes('timeout')
+}
 // nft's "No such file or directory": the table, set or element is not there.
 const MISSING = /No such file or directory/
 // nft's "File exists": `create element` met an element that is there.
@@ -296,12 +311,29 @@ export function parseMonitorLine(line: string): FirewallChange | null {
   return { kind: 'structure', detail: `${what ?? 'object'} ${String(obj.name ?? obj.chain ?? '')} deleted`.trim() }
 }
 
+/** Why a prefix ban request cannot reach nft, or null. */
+function checkPrefix(r: PrefixRequest): string | null {
+  let cidr
+  try {
+    cidr = parseCidr(r.prefix)
+  } catch (e) {
+    return (e as Error).message
+  }
+  if (formatCidr(cidr) !== r.prefix) return `${JSON.stringify(r.prefix)} is not in canonical form (${formatCidr(cidr)})`
+  if (cidr.family !== r.family) return `${r.prefix} is not an IPv${r.family} network`
+  const [min, max] = PREFIX_LIMITS[cidr.family]
+  if (cidr.prefix < min || cidr.prefix > max) return `${r.prefix}: a prefix ban is /${min} to /${max}`
+  if (!Number.isFinite(r.ttlMs) || r.ttlMs < 1000 || r.ttlMs > MAX_TTL_SECONDS * 1000) return `ttl ${String(r.ttlMs)} ms is not 1 s to ${MAX_TTL_SECONDS} s`
+  return null
+}
+
 export class NftablesResponder implements Responder {
   readonly name = 'nftables'
   readonly maxTtlMs = NFT_MAX_TTL_MS
   readonly #run: RunFn
   readonly #nft: string
   readonly #forward: boolean
+  readonly #prefixes: boolean
   readonly #priority: number
   readonly #dryRun: boolean
   readonly #chunk: number
@@ -318,6 +350,7 @@ export class NftablesResponder implements Responder {
     this.#run = options.run ?? defaultRun
     this.#nft = options.nft ?? 'nft'
     this.#forward = options.forward === true
+    this.#prefixes = options.prefixes === true
     this.#priority = options.priority ?? -10
     this.#dryRun = options.dryRun === true
     this.#chunk = options.chunk ?? 4096
@@ -368,7 +401,16 @@ export class NftablesResponder implements Responder {
       if (have === undefined) out.push(`set ${spec.name}`)
       else if (have.type !== spec.type || !have.flags.includes('timeout')) out.push(`set ${spec.name} (type)`)
     }
+    const prefixes = this.#wantsPrefixes(state)
+    if (prefixes) {
+      for (const spec of PREFIX_SPECS) {
+        const have = state.sets.get(spec.name)
+        if (have === undefined) out.push(`set ${spec.name}`)
+        else if (!prefixSetOk(have, spec)) out.push(`set ${spec.name} (type)`)
+      }
+    }
     for (const name of Object.keys(NFT_LEGACY_SETS)) if (state.sets.has(name)) out.push(`legacy set ${name}`)
+    const expected = this.#expectedRules(prefixes)
     for (const c of this.#chains()) {
       const have = state.chains.get(c.name)
       if (have === undefined) {
@@ -378,10 +420,23 @@ export class NftablesResponder implements Responder {
       const defOk = have.type === 'filter' && have.hook === c.hook && have.prio === this.#priority && have.policy === 'accept'
       if (!defOk) out.push(`chain ${c.name}`)
       const rules = state.rules.get(c.name) ?? []
-      if (defOk && !(rules.length === EXPECTED_RULES.length && rules.every((r, i) => r === EXPECTED_RULES[i]))) out.push(`rules ${c.name}`)
+      if (defOk && !(rules.length === expected.length && rules.every((r, i) => r === expected[i]))) out.push(`rules ${c.name}`)
     }
     if (!this.#forward && state.chains.has('forward')) out.push('chain forward (not wanted)')
     return out
+  }
+
+  /**
+   * Whether the table keeps prefix sets: with the option, and also without it while
+   * a table made with it holds them (their bans stay enforced until they run out,
+   * as single blocks do; a command of the CLI never strips their rules).
+   */
+  #wantsPrefixes(state: NftTableState | null): boolean {
+    return this.#prefixes || (state !== null && PREFIX_SPECS.some((spec) => state.sets.has(spec.name)))
+  }
+
+  #expectedRules(prefixes: boolean): readonly string[] {
+    return prefixes ? [...EXPECTED_RULES, ...PREFIX_RULES] : EXPECTED_RULES
   }
 
   #chains(): Array<{ name: string; hook: string }> {
@@ -407,6 +462,15 @@ export class NftablesResponder implements Responder {
       const have = state?.sets.get(spec.name)
       return have !== undefined && (have.type !== spec.type || !have.flags.includes('timeout'))
     })
+    // A prefix set of the wrong shape is recreated empty: the daemon puts its bans back.
+    const prefixes = this.#wantsPrefixes(state)
+    const badPrefixSets = prefixes
+      ? PREFIX_SPECS.filter((spec) => {
+          const have = state?.sets.get(spec.name)
+          return have !== undefined && !prefixSetOk(have, spec)
+        })
+      : []
+    const expected = this.#expectedRules(prefixes)
     const legacy = Object.keys(NFT_LEGACY_SETS).filter((name) => state?.sets.has(name) === true)
     const refill = new Set<string>()
     // Rules referencing a set must go before the set can be deleted (same transaction).
@@ -425,16 +489,18 @@ export class NftablesResponder implements Responder {
         }
         const defOk = have.type === 'filter' && have.hook === want.hook && have.prio === this.#priority && have.policy === 'accept'
         const rules = state.rules.get(name) ?? []
-        const rulesOk = rules.length === EXPECTED_RULES.length && rules.every((r, i) => r === EXPECTED_RULES[i])
-        if (!defOk || !rulesOk || badSets.length > 0 || legacy.length > 0) {
+        const rulesOk = rules.length === expected.length && rules.every((r, i) => r === expected[i])
+        if (!defOk || !rulesOk || badSets.length > 0 || badPrefixSets.length > 0 || legacy.length > 0) {
           emptyChain(name, !defOk)
           refill.add(name)
         }
       }
     }
     for (const spec of badSets) lines.push(`delete set ${NFT_TABLE} ${spec.name}`)
+    for (const spec of badPrefixSets) lines.push(`delete set ${NFT_TABLE} ${spec.name}`)
     for (const name of legacy) lines.push(`delete set ${NFT_TABLE} ${name}`)
     for (const spec of SET_SPECS) lines.push(`add set ${NFT_TABLE} ${spec.name} { type ${spec.type}; flags timeout; }`)
+    if (prefixes) for (const spec of PREFIX_SPECS) lines.push(`add set ${NFT_TABLE} ${spec.name} { type ${spec.type}; flags interval,timeout; }`)
     // Elements kept through a recreation or a migration, with the time they have left.
     const keep = new Map<string, string[]>()
     const put = (set: string, e: ActiveBlockEntry): void => {
@@ -455,6 +521,7 @@ export class NftablesResponder implements Responder {
       lines.push(`add chain ${NFT_TABLE} ${c.name} { type filter hook ${c.hook} priority ${this.#priority}; policy accept; }`)
       if (state === null || !state.chains.has(c.name) || refill.has(c.name)) {
         for (const spec of SET_SPECS) lines.push(`add rule ${NFT_TABLE} ${c.name} ${spec.family === 4 ? 'ip' : 'ip6'} saddr @${spec.name} counter drop`)
+        if (prefixes) for (const spec of PREFIX_SPECS) lines.push(`add rule ${NFT_TABLE} ${c.name} ${spec.family === 4 ? 'ip' : 'ip6'} saddr @${spec.name} counter drop`)
       }
     }
     return `${lines.join('\n')}\n`
@@ -664,6 +731,55 @@ export class NftablesResponder implements Responder {
     this.#counts.applied += applied.length - kept.length
     this.#counts.extended += grow.length
     return result(this.name, { applied, failed, script, kept, ...(grow.length > 0 && { extended: grow.map((b) => b.address) }) })
+  }
+
+  /**
+   * Blocks whole networks (prefix bans) in the interval sets, each for its TTL. Only
+   * with the `prefixes` option. Every prefix is checked before it reaches a script:
+   * canonical network text, of its family, within PREFIX_LIMITS. `add element` leaves
+   * an element that is there as it is; a prefix overlapping another element of the
+   * set fails the transaction (the daemon proposes one prefix length per family, so
+   * only a hand-made element can). When the table or a set is gone, the shape is
+   * repaired first.
+   */
+  async blockPrefixes(requests: readonly PrefixRequest[]): Promise<ResponderResult> {
+    const failed: ResponderResult['failed'] = []
+    const valid: Array<{ prefix: string; family: 4 | 6; ttlS: number }> = []
+    for (const r of requests) {
+      const error = checkPrefix(r)
+      if (error !== null) failed.push({ address: String(r.prefix), error })
+      else valid.push({ prefix: r.prefix, family: r.family, ttlS: Math.ceil(r.ttlMs / 1000) })
+    }
+    if (!this.#prefixes) return result(this.name, { failed: [...failed, ...valid.map((v) => ({ address: v.prefix, error: 'prefix sets are off (option prefixes)' }))] })
+    if (valid.length === 0) return result(this.name, { failed })
+    const lines: string[] = []
+    for (const spec of PREFIX_SPECS) {
+      const parts = valid.filter((v) => v.family === spec.family).map((v) => `${v.prefix} timeout ${nftTimeout(v.ttlS)}`)
+      for (const c of chunked(parts, this.#chunk)) lines.push(`add element ${NFT_TABLE} ${spec.name} { ${c.join(', ')} }`)
+    }
+    const script = `${lines.join('\n')}\n`
+    const prefixes = valid.map((v) => v.prefix)
+    if (this.#dryRun) return result(this.name, { applied: prefixes, failed, script, dryRun: true })
+    return await this.#exclusive(async () => {
+      let repaired: string[] | undefined
+      let r = await this.#apply(script)
+      if (!r.ok && MISSING.test(r.stderr)) {
+        try {
+          repaired = await this.#repairShape()
+          this.#repairs.note(repaired)
+          r = await this.#apply(script)
+        } catch {
+          // report the original failure below
+        }
+      }
+      if (!r.ok) {
+        const error = `nft exited with ${r.code}: ${firstLine(r.stderr)} (${toolHint('nft', r.code, r.stderr)})`
+        return result(this.name, { failed: [...failed, ...prefixes.map((address) => ({ address, error }))], script })
+      }
+      const out = result(this.name, { applied: prefixes, failed, script })
+      if (repaired !== undefined && repaired.length > 0) out.repaired = repaired
+      return out
+    })
   }
 
   /**

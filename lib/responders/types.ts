@@ -41,6 +41,13 @@ export interface BlockRequest {
   upgrade?: boolean
 }
 
+/** A whole network to block (a prefix ban): canonical CIDR text, validated again by the firewall. */
+export interface PrefixRequest {
+  prefix: string
+  family: 4 | 6
+  ttlMs: number
+}
+
 /** A block as the kernel holds it. */
 export interface ActiveBlockEntry {
   address: string
@@ -131,6 +138,11 @@ export interface Responder {
    * lost every block, and the daemon may restore them from its state file.
    */
   readonly fresh?: boolean
+  /**
+   * Firewall responders that hold networks (nftables with `prefixes`): block each
+   * prefix for its TTL. Absent: no prefix bans.
+   */
+  blockPrefixes?(requests: readonly PrefixRequest[]): Promise<ResponderResult>
   /** Firewall responders: add blocks, in one batch. Notifiers: resolve ok with nothing applied. */
   block(requests: readonly BlockRequest[]): Promise<ResponderResult>
   unblock(addresses: readonly string[], options?: UnblockOptions): Promise<ResponderResult>

@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { buildProgram } from '../../lib/cli/program.js'
-import { decisionEventSchema, errorEventSchema, FIREWALL_OPS, firewallEventSchema, hitEventSchema, operatorEventSchema, statsEventSchema } from '../../lib/daemon/events.js'
+import { decisionEventSchema, errorEventSchema, FIREWALL_OPS, firewallEventSchema, hitEventSchema, operatorEventSchema, PREFIX_OPS, prefixEventSchema, statsEventSchema } from '../../lib/daemon/events.js'
 import { Metrics } from '../../lib/daemon/metrics.js'
 import { FLEET_OPS, fleetDecisionEventSchema, fleetEventSchema, SKIP_WHYS } from '../../lib/fleet/events.js'
 import { ACTIONS, REASON_CODES } from '../../lib/policy/decision.js'
@@ -135,6 +135,7 @@ describe('README.md Events section', () => {
     ['fleet', fleetEventSchema],
     ['operator', operatorEventSchema],
     ['firewall', firewallEventSchema],
+    ['prefix', prefixEventSchema],
   ]
   for (const [name, schema] of cases) {
     it(`lists exactly the fields of the ${name} event`, () => {
@@ -167,6 +168,11 @@ describe('README.md Events section', () => {
     expect(sorted(values.op ?? [])).toEqual(sorted(FIREWALL_OPS))
   })
 
+  it('lists exactly the ops of a prefix event', () => {
+    const { values } = parseEntry(entry(events, 'prefix'))
+    expect(sorted(values.op ?? [])).toEqual(sorted(PREFIX_OPS))
+  })
+
   it('lists exactly the ops of a fleet event and the reasons a fleet ban is skipped', () => {
     const { values } = parseEntry(entry(events, 'fleet'))
     expect(sorted(values.op ?? [])).toEqual(sorted(FLEET_OPS))
@@ -180,7 +186,7 @@ describe('README.md CLI section', () => {
 
   it('the watch usage names exactly the visible flags of `portanoia watch`', () => {
     const watchUsage = usage.slice(usage.indexOf('portanoia watch'), usage.indexOf('\nportanoia ', usage.indexOf('portanoia watch')))
-    const documented = sorted(watchUsage.match(/(?<![\w-])--?[a-z][a-z-]*/g) ?? [])
+    const documented = sorted(watchUsage.match(/(?<![\w-])--?[a-z][a-z0-9-]*/g) ?? [])
     const watch = program.commands.find((c) => c.name() === 'watch')!
     const flags = watch.options.filter((o) => !o.hidden).flatMap((o) => [o.long, o.short].filter((f): f is string => f !== undefined))
     expect(flags.length).toBeGreaterThan(20)
