@@ -188,6 +188,8 @@ export function renderEvent(e: PortanoiaEvent, c: Colors = NO_COLOR): string {
       return firewallLine(e, c)
     case 'prefix':
       return prefixLine(e, c)
+    case 'block-bypassed':
+      return `${c.dim(clock(e.time))} ${label('BYPASSED', c.red)} ${e.src}${e.prefix === undefined ? '' : ` (in ${e.prefix})`} is blocked yet reached [${e.dst}]:${e.dstPort}/${e.proto} on ${e.interface} by the ${e.path} path${e.path === 'forward' ? ': the drop rules cover input only (--forward)' : ''}`
   }
 }
 

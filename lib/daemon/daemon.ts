@@ -79,12 +79,13 @@ import { type PolicyConfig, resolvePolicyConfig } from '../policy/config.js'
 import { PolicyEngine } from '../policy/engine.js'
 import { Guards } from '../policy/guards.js'
 import { Offences } from '../policy/offences.js'
-import { firewallEvent, prefixEvent } from './events.js'
+import { type BlockBypassedEvent, firewallEvent, prefixEvent } from './events.js'
+import { EVENT_SCHEMA_VERSION } from './event-version.js'
 import { prefixPeer } from './prefix-peers.js'
 import { type AggregateConfig, PrefixBans } from '../policy/prefixes.js'
 import { defaultRun, netnsRun } from '../responders/run.js'
 import type { JournalBlock, StateContent, StateFile } from './state-file.js'
-import type { ActiveBlockEntry, BlockRequest, Responder, ResponderResult, RunFn } from '../responders/types.js'
+import type { ActiveBlockEntry, BlockPath, BlockRequest, Responder, ResponderResult, RunFn } from '../responders/types.js'
 import { open, type Sensor, type SensorOptions } from '../sensor.js'
 import type { PortRange, PortSpec } from '../types.js'
 import { VERSION } from '../version.js'
@@ -266,6 +267,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   #failure: Error | undefined
   #fleet: Fleet | null = null
   #sync: FirewallSync | null = null
+  /** Addresses a block-bypassed event was raised for (once each; the oldest forgotten past 65,536). */
+  readonly #bypassed = new Set<string>()
   /** Prefix bans in force, and the one aggregation pass at a time. */
   readonly #prefixBans: PrefixBans | null
   #aggregating: Promise<void> = Promise.resolve()
@@ -603,6 +606,40 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     this.#emit(firewallEvent({ op: 'restored', responder: fw.name, addresses: back.map((q) => q.address), missing: ['table'] }))
   }
 
+  /**
+   * A hit from an address the firewall confirmed blocked (alone, or in a prefix ban)
+   * that the kernel should have dropped: routed through the host (`transit`) while
+   * the drop rules do not cover the forward path, or a handshake that completed
+   * through the block (`reapplied`). One `block-bypassed` event per address.
+   */
+  #checkBypass(d: Decision): void {
+    const fw = this.#firewall
+    if (fw === null || this.#dryRun || d.trigger === undefined || this.#bypassed.has(d.src)) return
+    const path: BlockPath = d.reason === 'transit' ? 'forward' : 'input'
+    if (path === 'forward' && (fw.paths ?? ['input']).includes('forward')) return
+    const now = (this.#opts.now ?? Date.now)()
+    let blockedUntil: number | undefined
+    let prefix: string | undefined
+    if (path === 'input') {
+      // reapplied: the engine already knows the confirmed block was missing.
+      blockedUntil = d.expiresAt
+    } else if (this.engine.confirmedAt(d.src) !== undefined) {
+      blockedUntil = this.engine.activeBlocks().find((b) => b.src === d.src)?.expiresAt
+    } else {
+      const ban = this.#prefixBans?.covering(d.src, now)
+      if (ban === undefined) return
+      prefix = ban.prefix
+      blockedUntil = ban.expiresAt
+    }
+    this.#bypassed.add(d.src)
+    if (this.#bypassed.size > 65_536) this.#bypassed.delete(this.#bypassed.values().next().value as string)
+    const t = d.trigger
+    const e: BlockBypassedEvent = { type: 'block-bypassed', time: new Date(now).toISOString(), v: EVENT_SCHEMA_VERSION, src: d.src, family: d.family, path, dst: t.dst, dstPort: t.dstPort, proto: t.proto, interface: t.interface }
+    if (blockedUntil !== undefined && Number.isFinite(blockedUntil)) e.blockedUntil = new Date(blockedUntil).toISOString()
+    if (prefix !== undefined) e.prefix = prefix
+    this.#emit(e)
+  }
+
   /** Queues an aggregation pass behind the one running (passes never overlap). */
   #aggregateSoon(): void {
     this.#aggregating = this.#aggregating
@@ -804,6 +841,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       // The policy's own block (or a lift) replaces an operator's or an adopted one on the address.
       if (d.action === 'block' || d.action === 'unblock') this.#origins.delete(d.src)
       this.#emit(decisionEvent(d))
+      if (d.reason === 'transit' || d.reason === 'reapplied') this.#checkBypass(d)
       // Only `blocked` decisions are pushed (FleetPush filters); an enqueue, never a wait.
       fleet?.offer(d)
       // In dry-run the engine reports would-be blocks as `dry-run`; the firewall

@@ -23,15 +23,16 @@ import {
 import { isValidAddress } from '../policy/addr.js'
 import { ACTIONS, type Action, type BreakerState, type Decision, REASON_CODES, type ReasonCode } from '../policy/decision.js'
 import type { PolicyStats } from '../policy/engine.js'
+import type { BlockPath } from '../responders/types.js'
 import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
 
 export { EVENT_SCHEMA_VERSION }
 export type { FleetDecisionEvent, FleetEvent }
 
-export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet' | 'operator' | 'firewall' | 'prefix'
+export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet' | 'operator' | 'firewall' | 'prefix' | 'block-bypassed'
 
 interface EventBase {
-  /** Which of the eight event types this is. */
+  /** Which of the nine event types this is. */
   type: EventType
   /** When it happened, ISO 8601 in UTC with milliseconds (`2025-01-31T12:00:00.000Z`). */
   time: string
@@ -335,10 +336,35 @@ export interface PrefixEvent extends EventBase {
 }
 
 /**
+ * Proof that a block does not hold: a packet from an address the firewall confirmed
+ * blocked (alone, or inside a prefix ban) reached this host on a path the block
+ * should cover. `forward`: it was routed through the host (to a container, a routed
+ * network) while the drop rules are on the input hook only — the capture sees it, and
+ * nothing drops it. `input`: a handshake with a tripwire completed more than 1 s
+ * after the block was confirmed (the block was missing; it is put back, `reapplied`).
+ * Once per address.
+ */
+export interface BlockBypassedEvent extends EventBase {
+  type: 'block-bypassed'
+  src: string
+  family: 4 | 6
+  path: BlockPath
+  /** The packet: where it went. */
+  dst: string
+  dstPort: number
+  proto: Proto
+  interface: string
+  /** When the block it got past runs out. */
+  blockedUntil?: string
+  /** The prefix ban it got past, when that is what holds the address. */
+  prefix?: string
+}
+
+/**
  * Any event. A `decision` is either this host's (DecisionEvent, no `source`) or the
  * fleet's (FleetDecisionEvent, `source: 'fleet'`): tell them apart by `source`.
  */
-export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent | OperatorEvent | FirewallEvent | PrefixEvent
+export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent | OperatorEvent | FirewallEvent | PrefixEvent | BlockBypassedEvent
 
 // ---------------------------------------------------------------------------
 // Schemas. Each is checked both ways against its interface below, so the two
@@ -508,6 +534,21 @@ export const prefixEventSchema = z.object({
   reason: z.string().optional(),
 })
 
+export const blockBypassedEventSchema = z.object({
+  type: z.literal('block-bypassed'),
+  time: isoTime,
+  v: version,
+  src: address,
+  family,
+  path: z.enum(['input', 'forward']),
+  dst: address,
+  dstPort: port,
+  proto,
+  interface: z.string(),
+  blockedUntil: isoTime.optional(),
+  prefix: z.string().max(64).regex(/^[0-9a-f:.]+\/\d{1,3}$/).optional(),
+})
+
 // Two shapes share `type: 'decision'`, so `type` alone cannot dispatch: the fleet
 // decision (which requires `source: 'fleet'`) is tried first, everything else goes
 // through the discriminated union.
@@ -520,6 +561,7 @@ const localEventSchema = z.discriminatedUnion('type', [
   operatorEventSchema,
   firewallEventSchema,
   prefixEventSchema,
+  blockBypassedEventSchema,
 ])
 
 /** Any event: a fleet decision (`source: 'fleet'`), or one of the others by `type`. */
@@ -534,7 +576,8 @@ const schemasMatch: [
   Same<z.infer<typeof operatorEventSchema>, OperatorEvent>,
   Same<z.infer<typeof firewallEventSchema>, FirewallEvent>,
   Same<z.infer<typeof prefixEventSchema>, PrefixEvent>,
-] = [true, true, true, true, true, true, true]
+  Same<z.infer<typeof blockBypassedEventSchema>, BlockBypassedEvent>,
+] = [true, true, true, true, true, true, true, true]
 void schemasMatch
 
 // ---------------------------------------------------------------------------

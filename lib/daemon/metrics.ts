@@ -91,6 +91,7 @@ export class Metrics {
   readonly #fleetUnblocked: Counter<string>
   readonly #firewallChanges: Counter<string>
   readonly #prefixBans: Counter<string>
+  readonly #bypassed: Counter<string>
   #sources: MetricsSources = {}
   readonly #mirror = new Mirror()
 
@@ -184,6 +185,13 @@ export class Metrics {
       name: 'portanoia_prefix_bans_total',
       help: 'Prefix bans (--aggregate, prefix events): blocked, refused (a guarded address inside, the live check failed, the firewall failed), restored (put back after the kernel lost them).',
       labelNames: ['op'],
+      registers,
+    })
+
+    this.#bypassed = new Counter({
+      name: 'portanoia_block_bypassed_total',
+      help: 'Addresses whose block did not hold (block-bypassed events, once per address): forward (routed through the host while the drop rules cover input only), input (a handshake completed through a confirmed block).',
+      labelNames: ['path'],
       registers,
     })
 
@@ -298,6 +306,9 @@ export class Metrics {
         return
       case 'prefix':
         this.#prefixBans.labels(e.op).inc()
+        return
+      case 'block-bypassed':
+        this.#bypassed.labels(e.path).inc()
         return
       default:
         return

@@ -454,6 +454,12 @@ export class PolicyEngine {
     if (rec !== undefined) rec.confirmedAt = this.#now()
   }
 
+  /** When the firewall confirmed the running block on `src`; undefined when none is confirmed. */
+  confirmedAt(src: string): number | undefined {
+    const rec = this.#recordOf(src)
+    return rec !== undefined && rec.expiresAt > this.#now() ? rec.confirmedAt : undefined
+  }
+
   /** Blocks the firewall has confirmed and that are not yet expired, with when. */
   confirmedBlocks(): Array<ActiveBlock & { confirmedAt: number }> {
     const now = this.#now()

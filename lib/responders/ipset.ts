@@ -20,7 +20,7 @@ import { normalizeAddress, parseAddress } from '../policy/addr.js'
 import type { Decision } from '../policy/decision.js'
 import { CallQueue, checkAddresses, checkBlocks, firstLine, fleetComment, parseFleetComment, RepairLog, result, toolError, toolHint, type ValidBlock } from './common.js'
 import { defaultRun } from './run.js'
-import { EVIDENCE, type ActiveBlockEntry, type BlockRequest, type Evidence, type Responder, type ResponderResult, type RunFn, type UnblockOptions } from './types.js'
+import { EVIDENCE, type ActiveBlockEntry, type BlockPath, type BlockRequest, type Evidence, type Responder, type ResponderResult, type RunFn, type UnblockOptions } from './types.js'
 
 export const IPSET4 = 'portanoia4'
 export const IPSET6 = 'portanoia6'
@@ -97,6 +97,11 @@ export const IPSET_MAX_TIMEOUT_S = 2_147_483
 
 export class IpsetResponder implements Responder {
   readonly name = 'ipset'
+
+  /** INPUT covers traffic to this host; FORWARD or DOCKER-USER traffic it routes. */
+  get paths(): readonly BlockPath[] {
+    return this.#chains.some((c) => c !== 'INPUT') ? ['input', 'forward'] : ['input']
+  }
   readonly maxTtlMs = IPSET_MAX_TIMEOUT_S * 1000
   readonly #run: RunFn
   readonly #ipset: string

@@ -41,6 +41,7 @@ import {
   type Evidence,
   type FirewallChange,
   type FleetTag,
+  type BlockPath,
   type PrefixRequest,
   type Responder,
   type ResponderResult,
@@ -372,6 +373,11 @@ export class NftablesResponder implements Responder {
   /** What start() found wrong in an existing table, and the addresses it migrated; null before start() or without a table. */
   get startReport(): { problems: string[]; migrated: string[] } | null {
     return this.#startReport
+  }
+
+  /** The hooks the drop rules are on. */
+  get paths(): readonly BlockPath[] {
+    return this.#forward ? ['input', 'forward'] : ['input']
   }
 
   /** start() found no table: the kernel holds none of portanoia's blocks (a reboot). */

@@ -41,6 +41,9 @@ export interface BlockRequest {
   upgrade?: boolean
 }
 
+/** Where a packet goes through the host: to it (input) or through it (forward). */
+export type BlockPath = 'input' | 'forward'
+
 /** A whole network to block (a prefix ban): canonical CIDR text, validated again by the firewall. */
 export interface PrefixRequest {
   prefix: string
@@ -138,6 +141,12 @@ export interface Responder {
    * lost every block, and the daemon may restore them from its state file.
    */
   readonly fresh?: boolean
+  /**
+   * Firewall responders: the paths their drop rules cover — 'input' (traffic to this
+   * host) and 'forward' (traffic it routes: containers, routed hosts). A hit from a
+   * blocked source on a path not listed got past the block (`block-bypassed`).
+   */
+  readonly paths?: readonly BlockPath[]
   /**
    * Firewall responders that hold networks (nftables with `prefixes`): block each
    * prefix for its TTL. Absent: no prefix bans.

@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { buildProgram } from '../../lib/cli/program.js'
-import { decisionEventSchema, errorEventSchema, FIREWALL_OPS, firewallEventSchema, hitEventSchema, operatorEventSchema, PREFIX_OPS, prefixEventSchema, statsEventSchema } from '../../lib/daemon/events.js'
+import { blockBypassedEventSchema, decisionEventSchema, errorEventSchema, FIREWALL_OPS, firewallEventSchema, hitEventSchema, operatorEventSchema, PREFIX_OPS, prefixEventSchema, statsEventSchema } from '../../lib/daemon/events.js'
 import { Metrics } from '../../lib/daemon/metrics.js'
 import { FLEET_OPS, fleetDecisionEventSchema, fleetEventSchema, SKIP_WHYS } from '../../lib/fleet/events.js'
 import { ACTIONS, REASON_CODES } from '../../lib/policy/decision.js'
@@ -136,6 +136,7 @@ describe('README.md Events section', () => {
     ['operator', operatorEventSchema],
     ['firewall', firewallEventSchema],
     ['prefix', prefixEventSchema],
+    ['block-bypassed', blockBypassedEventSchema],
   ]
   for (const [name, schema] of cases) {
     it(`lists exactly the fields of the ${name} event`, () => {
@@ -166,6 +167,11 @@ describe('README.md Events section', () => {
   it('lists exactly the ops of a firewall event', () => {
     const { values } = parseEntry(entry(events, 'firewall'))
     expect(sorted(values.op ?? [])).toEqual(sorted(FIREWALL_OPS))
+  })
+
+  it('lists exactly the paths of a block-bypassed event', () => {
+    const { values } = parseEntry(entry(events, 'block-bypassed'))
+    expect(sorted(values.path ?? [])).toEqual(sorted(blockBypassedEventSchema.shape.path.options))
   })
 
   it('lists exactly the ops of a prefix event', () => {
