@@ -30,6 +30,8 @@
         "native/netlink.cc",
         "native/sock_diag.cc",
         "native/host_wrap.cc",
+        "native/link_probe.cc",
+        "native/link_wrap.cc",
         "native/errno_name.cc",
         "native/libc_compat.cc"
       ],

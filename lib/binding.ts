@@ -162,6 +162,73 @@ export interface NativeHostWatch {
   close(): void
 }
 
+/** How this host would send to one address (RTM_GETROUTE). */
+export interface NativeRoute {
+  /** RTN_* (see RTN); unreachable also when the kernel answered ENETUNREACH / EHOSTUNREACH. */
+  type: number
+  /** Output interface; 0 when the answer names none. */
+  oif: number
+  table: number
+  /** The next hop; absent when the address is on-link. */
+  gateway?: string
+  /** The source address the host would use. */
+  prefsrc?: string
+}
+
+/** One neighbour entry (RTM_NEWNEIGH). */
+export interface NativeNeighbour {
+  address: string
+  ifindex: number
+  /** NUD_* bits (see NUD). */
+  state: number
+  /** NTF_* bits (NTF_ROUTER 0x80). */
+  flags: number
+  /** Link-layer address, aa:bb:cc:dd:ee:ff; absent while unresolved. */
+  mac?: string
+}
+
+/** One link (RTM_NEWLINK): what relates interfaces to each other. */
+export interface NativeLink {
+  ifindex: number
+  name: string
+  /** ARPHRD_* (1: Ethernet). */
+  type: number
+  /** IFF_* bits. */
+  flags: number
+  /** IFLA_MASTER: the bridge or bond this link is a port of; 0 when none. */
+  master: number
+  /** IFLA_LINK: the lower device (VLAN, macvlan), or a veth's peer index; 0 when none. */
+  link: number
+  /** IFLA_INFO_KIND ('bridge', 'vlan', 'bond', 'macvlan', 'veth', ...); '' when none. */
+  kind: string
+  /** The VLAN id of a kind 'vlan' link. */
+  vlan?: number
+  mac?: string
+}
+
+/** An answer to a link probe: `address` is at `mac`, heard on `ifindex`. */
+export interface NativeProbeAnswer {
+  address: string
+  mac: string
+  ifindex: number
+}
+
+/** NUD_* neighbour states. */
+export const NUD = { incomplete: 0x01, reachable: 0x02, stale: 0x04, delay: 0x08, probe: 0x10, failed: 0x20, noarp: 0x40, permanent: 0x80 } as const
+
+/** Attribution's kernel questions in one namespace (native/link_wrap.*): all synchronous, none waits for the network. */
+export interface NativeLinkFacts {
+  route(address: string): NativeRoute
+  /** The entry for `address` on `ifindex`, or null when there is none. */
+  neighbour(address: string, ifindex: number): NativeNeighbour | null
+  links(): NativeLink[]
+  /** Sends an ARP probe (IPv4) or a neighbour solicitation (IPv6) for `address` on `ifindex`, as `mac`. */
+  probe(address: string, ifindex: number, mac: string): void
+  /** The answers (ARP replies, neighbour advertisements) that arrived since the last call. */
+  answers(): NativeProbeAnswer[]
+  close(): void
+}
+
 export interface NativeParseMeta {
   ifindex?: number
   wireLen?: number
@@ -175,9 +242,19 @@ export interface NativeBinding {
   Capture: new (options: NativeCaptureOptions) => NativeCapture
   Sender: new (options: { interface: string; netns?: string }) => NativeSender
   HostWatch: new (options: { netns?: string }) => NativeHostWatch
+  LinkFacts: new (options: { netns?: string }) => NativeLinkFacts
   parseFrame(frame: Buffer, meta?: NativeParseMeta): { result: number; record: Buffer }
   /** Test entry: whole rtnetlink messages to the facts they describe. */
   parseRtnl(messages: Buffer): NativeHostFacts
+  /** Test entry: whole rtnetlink messages to the routes, neighbour entries and links they describe. */
+  parseRtnlObjects(messages: Buffer): { routes: NativeRoute[]; neighbours: NativeNeighbour[]; links: NativeLink[] }
+  /** Test entry: the link probes as built and read by native/link_probe.cc. */
+  probePackets: {
+    arpProbe(mac: string, address: string): Buffer
+    neighSolicit(mac: string, address: string): Buffer
+    parseArp(packet: Buffer): NativeProbeAnswer | null
+    parseNa(packet: Buffer): NativeProbeAnswer | null
+  }
   /** The `code` the addon's errors carry for this errno ('EPERM'; 'E<n>' when unnamed). */
   errnoCode(errno: number): string
   hitRecordSize: number

@@ -1,5 +1,6 @@
-// Module init only: registers the Capture, Sender and HostWatch classes, the test
-// entries (parse a frame, parse rtnetlink messages, name an errno), and the HitRecord
+// Module init only: registers the Capture, Sender, HostWatch and LinkFacts classes, the
+// test entries (parse a frame, parse rtnetlink messages, build and parse link probes,
+// name an errno), and the HitRecord
 // layout (size and every field offset) that lib/binding.ts checks against its decoder
 // at load time, so a stale prebuild fails loudly instead of decoding garbage. All
 // state lives in the per-environment AddonData.
@@ -8,6 +9,7 @@
 #include "capture_wrap.h"
 #include "hit_record.h"
 #include "host_wrap.h"
+#include "link_wrap.h"
 #include "packet_parse.h"
 
 namespace portanoia {
@@ -23,6 +25,8 @@ class Addon : public Napi::Addon<Addon> {
     data->sender_ctor = Napi::Persistent(sender);
     Napi::Function host = HostWatchWrap::Define(env);
     data->host_ctor = Napi::Persistent(host);
+    Napi::Function link = LinkFactsWrap::Define(env);
+    data->link_ctor = Napi::Persistent(link);
 
     Napi::Object layout = Napi::Object::New(env);
     for (const FieldOffset& f : kHitRecordFields) {
@@ -32,10 +36,13 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceValue("Capture", capture, napi_enumerable),
                              InstanceValue("Sender", sender, napi_enumerable),
                              InstanceValue("HostWatch", host, napi_enumerable),
+                             InstanceValue("LinkFacts", link, napi_enumerable),
+                             InstanceValue("probePackets", ProbePackets(env), napi_enumerable),
                              InstanceValue("hitRecordSize", Napi::Number::New(env, kHitRecordSize), napi_enumerable),
                              InstanceValue("hitRecordLayout", layout, napi_enumerable),
                              InstanceMethod<&Addon::ParseFrameEntry>("parseFrame", napi_enumerable),
                              InstanceMethod<&Addon::ParseRtnlEntry>("parseRtnl", napi_enumerable),
+                             InstanceMethod<&Addon::ParseRtnlObjectsEntry>("parseRtnlObjects", napi_enumerable),
                              InstanceMethod<&Addon::ErrnoCodeEntry>("errnoCode", napi_enumerable),
                          });
   }
@@ -43,6 +50,7 @@ class Addon : public Napi::Addon<Addon> {
  private:
   Napi::Value ParseFrameEntry(const Napi::CallbackInfo& info) { return ParseFrame(info); }
   Napi::Value ParseRtnlEntry(const Napi::CallbackInfo& info) { return ParseRtnl(info); }
+  Napi::Value ParseRtnlObjectsEntry(const Napi::CallbackInfo& info) { return ParseRtnlObjects(info); }
   Napi::Value ErrnoCodeEntry(const Napi::CallbackInfo& info) { return ErrnoCodeOf(info); }
 };
 

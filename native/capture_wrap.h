@@ -19,6 +19,7 @@ struct AddonData {
   Napi::FunctionReference capture_ctor;
   Napi::FunctionReference sender_ctor;
   Napi::FunctionReference host_ctor;
+  Napi::FunctionReference link_ctor;
 };
 
 Napi::Error MakeSysError(Napi::Env env, const SysError& err);

@@ -5,6 +5,8 @@
 
 #include <arpa/inet.h>
 #include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -510,6 +512,248 @@ int LookupRouteType(NetlinkSocket* sock, const IpAddr& addr, SysError* err) {
     return -1;
   }
   return type < 0 ? RTN_UNSPEC : type;
+}
+
+// ------------------------------------------------------- one-object answers
+
+bool ParseRouteInfo(const uint8_t* msg, size_t len, RouteInfo* out) {
+  const uint8_t* body = nullptr;
+  size_t body_len = 0;
+  if (!Payload(msg, len, RTM_NEWROUTE, sizeof(rtmsg), &body, &body_len)) return false;
+  const rtmsg rt = Load<rtmsg>(body);
+  const size_t fixed = NLMSG_ALIGN(sizeof(rtmsg));
+  if (body_len < fixed) return false;
+  RouteInfo r;
+  r.type = rt.rtm_type;
+  r.table = rt.rtm_table;
+  ForEachAttr(body + fixed, body_len - fixed, [&](uint16_t type, const uint8_t* data, size_t alen) {
+    switch (type) {
+      case RTA_OIF:
+        if (alen >= 4) r.oif = Load<uint32_t>(data);
+        break;
+      case RTA_TABLE:
+        if (alen >= 4) r.table = Load<uint32_t>(data);
+        break;
+      case RTA_GATEWAY: ReadAddr(rt.rtm_family, data, alen, &r.gateway); break;
+      case RTA_VIA: ReadVia(data, alen, &r.gateway); break;
+      case RTA_PREFSRC: ReadAddr(rt.rtm_family, data, alen, &r.prefsrc); break;
+      default: break;
+    }
+  });
+  *out = r;
+  return true;
+}
+
+bool ParseNeighMessage(const uint8_t* msg, size_t len, NeighEntry* out) {
+  const uint8_t* body = nullptr;
+  size_t body_len = 0;
+  if (!Payload(msg, len, RTM_NEWNEIGH, sizeof(ndmsg), &body, &body_len)) return false;
+  const ndmsg nd = Load<ndmsg>(body);
+  const size_t fixed = NLMSG_ALIGN(sizeof(ndmsg));
+  if (body_len < fixed) return false;
+  NeighEntry n;
+  n.ifindex = static_cast<uint32_t>(nd.ndm_ifindex);
+  n.state = nd.ndm_state;
+  n.flags = nd.ndm_flags;
+  ForEachAttr(body + fixed, body_len - fixed, [&](uint16_t type, const uint8_t* data, size_t alen) {
+    if (type == NDA_DST) ReadAddr(nd.ndm_family, data, alen, &n.addr);
+    if (type == NDA_LLADDR && alen <= sizeof(n.lladdr)) {
+      n.lladdr_len = static_cast<uint8_t>(alen);
+      std::memcpy(n.lladdr, data, alen);
+    }
+  });
+  if (n.addr.family == 0) return false;
+  *out = n;
+  return true;
+}
+
+bool ParseLinkMessage(const uint8_t* msg, size_t len, LinkEntry* out) {
+  const uint8_t* body = nullptr;
+  size_t body_len = 0;
+  if (!Payload(msg, len, RTM_NEWLINK, sizeof(ifinfomsg), &body, &body_len)) return false;
+  const ifinfomsg ifi = Load<ifinfomsg>(body);
+  const size_t fixed = NLMSG_ALIGN(sizeof(ifinfomsg));
+  if (body_len < fixed) return false;
+  LinkEntry l;
+  l.ifindex = static_cast<uint32_t>(ifi.ifi_index);
+  l.type = ifi.ifi_type;
+  l.flags = ifi.ifi_flags;
+  auto text = [](const uint8_t* data, size_t alen) {
+    size_t n = 0;
+    while (n < alen && data[n] != 0) n++;
+    return std::string(reinterpret_cast<const char*>(data), n);
+  };
+  ForEachAttr(body + fixed, body_len - fixed, [&](uint16_t type, const uint8_t* data, size_t alen) {
+    switch (type) {
+      case IFLA_IFNAME: l.name = text(data, alen); break;
+      case IFLA_MASTER:
+        if (alen >= 4) l.master = Load<uint32_t>(data);
+        break;
+      case IFLA_LINK:
+        if (alen >= 4) l.link = Load<uint32_t>(data);
+        break;
+      case IFLA_ADDRESS:
+        if (alen <= sizeof(l.mac)) {
+          l.mac_len = static_cast<uint8_t>(alen);
+          std::memcpy(l.mac, data, alen);
+        }
+        break;
+      case IFLA_LINKINFO:
+        ForEachAttr(data, alen, [&](uint16_t itype, const uint8_t* idata, size_t ilen) {
+          if (itype == IFLA_INFO_KIND) l.kind = text(idata, ilen);
+          if (itype == IFLA_INFO_DATA) {
+            // Attribute 1 of the data is the VLAN id only for kind "vlan"; the kind is
+            // checked once the walk is over, whatever order the attributes came in.
+            ForEachAttr(idata, ilen, [&](uint16_t dtype, const uint8_t* ddata, size_t dlen) {
+              if (dtype == IFLA_VLAN_ID && dlen >= 2) {
+                l.vlan_id = Load<uint16_t>(ddata);
+                l.has_vlan = true;
+              }
+            });
+          }
+        });
+        break;
+      default: break;
+    }
+  });
+  if (l.kind != "vlan") {
+    l.has_vlan = false;
+    l.vlan_id = 0;
+  }
+  *out = std::move(l);
+  return true;
+}
+
+void CollectObjects(const uint8_t* buf, size_t len, RtnlObjects* out) {
+  size_t off = 0;
+  while (off + sizeof(nlmsghdr) <= len) {
+    const nlmsghdr h = Load<nlmsghdr>(buf + off);
+    if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > len - off) return;
+    const uint8_t* msg = buf + off;
+    if (h.nlmsg_type == RTM_NEWROUTE) {
+      RouteInfo r;
+      if (ParseRouteInfo(msg, h.nlmsg_len, &r)) out->routes.push_back(r);
+    } else if (h.nlmsg_type == RTM_NEWNEIGH) {
+      NeighEntry n;
+      if (ParseNeighMessage(msg, h.nlmsg_len, &n)) out->neighbours.push_back(n);
+    } else if (h.nlmsg_type == RTM_NEWLINK) {
+      LinkEntry l;
+      if (ParseLinkMessage(msg, h.nlmsg_len, &l)) out->links.push_back(std::move(l));
+    }
+    const size_t step = NLMSG_ALIGN(h.nlmsg_len);
+    if (step >= len - off) return;
+    off += step;
+  }
+}
+
+bool LookupRoute(NetlinkSocket* sock, const IpAddr& addr, RouteInfo* out, SysError* err) {
+  if (addr.family != 4 && addr.family != 6) {
+    *err = SysError{EAFNOSUPPORT, "RTM_GETROUTE", ""};
+    return false;
+  }
+  const size_t alen = addr.family == 4 ? 4 : 16;
+  struct {
+    nlmsghdr h;
+    rtmsg rt;
+    rtattr dst;
+    uint8_t bytes[16];
+  } req{};
+  req.h.nlmsg_type = RTM_GETROUTE;
+  req.h.nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(sizeof(rtmsg)) + RTA_LENGTH(alen));
+  req.rt.rtm_family = addr.family == 4 ? AF_INET : AF_INET6;
+  req.rt.rtm_dst_len = static_cast<uint8_t>(alen * 8);
+  req.dst.rta_type = RTA_DST;
+  req.dst.rta_len = static_cast<uint16_t>(RTA_LENGTH(alen));
+  std::memcpy(req.bytes, addr.bytes, alen);
+  RouteInfo r;
+  bool got = false;
+  const bool ok = sock->Request(
+      &req, req.h.nlmsg_len, false,
+      [&](const nlmsghdr* h) { got = ParseRouteInfo(reinterpret_cast<const uint8_t*>(h), h->nlmsg_len, &r) || got; },
+      "RTM_GETROUTE", err);
+  if (!ok) {
+    if (err->err_no != ENETUNREACH && err->err_no != EHOSTUNREACH) return false;
+    r = RouteInfo{};
+    r.type = RTN_UNREACHABLE;
+    *err = SysError{};
+  } else if (!got) {
+    r.type = RTN_UNSPEC;
+  }
+  *out = r;
+  return true;
+}
+
+int LookupNeigh(NetlinkSocket* sock, const IpAddr& addr, uint32_t ifindex, NeighEntry* out, SysError* err) {
+  if (addr.family != 4 && addr.family != 6) {
+    *err = SysError{EAFNOSUPPORT, "RTM_GETNEIGH", ""};
+    return -1;
+  }
+  const size_t alen = addr.family == 4 ? 4 : 16;
+  const uint8_t af = addr.family == 4 ? AF_INET : AF_INET6;
+  struct {
+    nlmsghdr h;
+    ndmsg nd;
+    rtattr dst;
+    uint8_t bytes[16];
+  } req{};
+  req.h.nlmsg_type = RTM_GETNEIGH;
+  req.h.nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(sizeof(ndmsg)) + RTA_LENGTH(alen));
+  req.nd.ndm_family = af;
+  req.nd.ndm_ifindex = static_cast<int>(ifindex);
+  req.dst.rta_type = NDA_DST;
+  req.dst.rta_len = static_cast<uint16_t>(RTA_LENGTH(alen));
+  std::memcpy(req.bytes, addr.bytes, alen);
+  NeighEntry found;
+  bool got = false;
+  const auto take = [&](const nlmsghdr* h) {
+    NeighEntry n;
+    if (!ParseNeighMessage(reinterpret_cast<const uint8_t*>(h), h->nlmsg_len, &n)) return;
+    if (!IpEqual(n.addr, addr) || (ifindex != 0 && n.ifindex != ifindex)) return;
+    found = n;
+    got = true;
+  };
+  if (sock->Request(&req, req.h.nlmsg_len, false, take, "RTM_GETNEIGH", err)) {
+    if (got) *out = found;
+    return got ? 1 : 0;
+  }
+  if (err->err_no == ENOENT) {
+    *err = SysError{};
+    return 0;
+  }
+  // Before Linux 5.0 RTM_GETNEIGH only dumps: walk the family's table.
+  if (err->err_no != EOPNOTSUPP && err->err_no != EINVAL) return -1;
+  struct {
+    nlmsghdr h;
+    ndmsg nd;
+  } dump{};
+  dump.h.nlmsg_type = RTM_GETNEIGH;
+  dump.h.nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(sizeof(ndmsg)));
+  dump.nd.ndm_family = af;
+  *err = SysError{};
+  if (!sock->Request(&dump, dump.h.nlmsg_len, true, take, "RTM_GETNEIGH", err)) return -1;
+  if (got) *out = found;
+  return got ? 1 : 0;
+}
+
+bool DumpLinks(NetlinkSocket* sock, std::vector<LinkEntry>* out, SysError* err) {
+  struct {
+    nlmsghdr h;
+    ifinfomsg ifi;
+  } req{};
+  req.h.nlmsg_type = RTM_GETLINK;
+  req.h.nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(sizeof(ifinfomsg)));
+  req.ifi.ifi_family = AF_UNSPEC;
+  std::vector<LinkEntry> links;
+  const bool ok = sock->Request(
+      &req, req.h.nlmsg_len, true,
+      [&](const nlmsghdr* h) {
+        LinkEntry l;
+        if (ParseLinkMessage(reinterpret_cast<const uint8_t*>(h), h->nlmsg_len, &l)) links.push_back(std::move(l));
+      },
+      "RTM_GETLINK", err);
+  if (!ok) return false;
+  *out = std::move(links);
+  return true;
 }
 
 // ---------------------------------------------------------------- NetlinkWatcher

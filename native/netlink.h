@@ -4,7 +4,10 @@
 // and nexthop objects named by RTA_NH_ID, groups resolved), and change notifications
 // (the ifaddr, route and nexthop multicast groups). Three parts:
 // - pure parsers that turn rtnetlink messages into facts (unit-tested through the
-//   addon's parseRtnl test entry with crafted messages);
+//   addon's parseRtnl and parseRtnlObjects test entries with crafted messages), also
+//   for the one-object answers attribution asks for: the route to one address
+//   (type, output interface, next hop), one neighbour entry (state, link-layer
+//   address), and the links (master, lower device, VLAN id, hardware address);
 // - NetlinkSocket, a blocking request/reply helper shared with sock_diag.cc;
 // - NetlinkWatcher, which owns one thread after Start(): it sleeps in poll() on the
 //   multicast socket and an eventfd, and on any change (or an ENOBUFS overrun, which
@@ -136,6 +139,62 @@ class NetlinkSocket {
 
 // Dumps addresses, routes (both families, every table) and nexthop objects.
 bool DumpFacts(NetlinkSocket* sock, HostFacts* out, SysError* err);
+
+// The kernel's answer to RTM_GETROUTE for one address: how this host would send to it.
+struct RouteInfo {
+  int type = 0;           // RTN_*; RTN_UNREACHABLE also for ENETUNREACH/EHOSTUNREACH
+  uint32_t oif = 0;       // RTA_OIF; 0 when the answer names none (unreachable, local)
+  IpAddr gateway;         // RTA_GATEWAY / RTA_VIA; family 0 when the address is on-link
+  IpAddr prefsrc;         // RTA_PREFSRC: the source address the host would use
+  uint32_t table = 0;
+};
+
+// One neighbour entry (RTM_NEWNEIGH).
+struct NeighEntry {
+  IpAddr addr;
+  uint32_t ifindex = 0;
+  uint16_t state = 0;      // NUD_* bits
+  uint8_t flags = 0;       // NTF_* bits (NTF_ROUTER for an IPv6 router)
+  uint8_t lladdr_len = 0;  // 0 when the entry holds no link-layer address (INCOMPLETE, FAILED)
+  uint8_t lladdr[32] = {};
+};
+
+// One link (RTM_NEWLINK), what attribution needs to relate interfaces: a bridge or bond
+// port to its master, a VLAN or macvlan device to its lower device.
+struct LinkEntry {
+  uint32_t ifindex = 0;
+  uint32_t master = 0;     // IFLA_MASTER
+  uint32_t link = 0;       // IFLA_LINK: the lower device (VLAN, macvlan, veth peer index)
+  uint16_t type = 0;       // ARPHRD_*
+  uint16_t vlan_id = 0;    // IFLA_INFO_DATA/IFLA_VLAN_ID when kind is "vlan"
+  bool has_vlan = false;
+  uint32_t flags = 0;      // IFF_*
+  std::string name;
+  std::string kind;        // IFLA_INFO_KIND: "bridge", "vlan", "bond", "macvlan", "veth", ...
+  uint8_t mac_len = 0;
+  uint8_t mac[32] = {};
+};
+
+bool ParseRouteInfo(const uint8_t* msg, size_t len, RouteInfo* out);
+bool ParseNeighMessage(const uint8_t* msg, size_t len, NeighEntry* out);
+bool ParseLinkMessage(const uint8_t* msg, size_t len, LinkEntry* out);
+
+// Everything of those three kinds in a buffer of messages (the test entry's view).
+struct RtnlObjects {
+  std::vector<RouteInfo> routes;
+  std::vector<NeighEntry> neighbours;
+  std::vector<LinkEntry> links;
+};
+void CollectObjects(const uint8_t* buf, size_t len, RtnlObjects* out);
+
+// RTM_GETROUTE for one address. False with *err only when the kernel could not be asked
+// (an unreachable destination is an answer: type RTN_UNREACHABLE).
+bool LookupRoute(NetlinkSocket* sock, const IpAddr& addr, RouteInfo* out, SysError* err);
+// RTM_GETNEIGH for one address on one interface: 1 found, 0 no entry, -1 with *err.
+// Kernels before 5.0 have no single-entry query: the family's table is dumped instead.
+int LookupNeigh(NetlinkSocket* sock, const IpAddr& addr, uint32_t ifindex, NeighEntry* out, SysError* err);
+// Every link of the namespace.
+bool DumpLinks(NetlinkSocket* sock, std::vector<LinkEntry>* out, SysError* err);
 
 // The route type (RTN_LOCAL, RTN_BROADCAST, RTN_UNICAST, RTN_MULTICAST, ...) the
 // kernel would use to send to `addr` from this host: RTM_GETROUTE for one address.

@@ -9,6 +9,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { loadBinding } from '../../lib/binding.js'
+import { attr, message, pad4, rtmsg, u32, v4, v6 } from '../helpers/rtnl.js'
 
 const binding = loadBinding()
 
@@ -33,47 +34,6 @@ const NHA_ID = 1
 const NHA_GROUP = 2
 const NHA_GATEWAY = 6
 
-function pad4(b: Buffer): Buffer {
-  const n = (4 - (b.length % 4)) % 4
-  return n === 0 ? b : Buffer.concat([b, Buffer.alloc(n)])
-}
-
-function attr(type: number, data: Buffer): Buffer {
-  const h = Buffer.alloc(4)
-  h.writeUInt16LE(4 + data.length, 0)
-  h.writeUInt16LE(type, 2)
-  return pad4(Buffer.concat([h, data]))
-}
-
-function u32(v: number): Buffer {
-  const b = Buffer.alloc(4)
-  b.writeUInt32LE(v, 0)
-  return b
-}
-
-function v4(text: string): Buffer {
-  return Buffer.from(text.split('.').map(Number))
-}
-
-function v6(text: string): Buffer {
-  const [head = '', tail = ''] = text.split('::')
-  const h = head === '' ? [] : head.split(':')
-  const t = tail === '' ? [] : tail.split(':')
-  const groups = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t]
-  const b = Buffer.alloc(16)
-  groups.forEach((g, i) => b.writeUInt16BE(Number.parseInt(g, 16), i * 2))
-  return b
-}
-
-function message(type: number, fixed: Buffer, attrs: Buffer[]): Buffer {
-  const body = Buffer.concat([pad4(fixed), ...attrs])
-  const h = Buffer.alloc(16)
-  h.writeUInt32LE(16 + body.length, 0)
-  h.writeUInt16LE(type, 4)
-  h.writeUInt16LE(0x2, 6) // NLM_F_MULTI, as in a dump
-  return Buffer.concat([h, body])
-}
-
 function ifaddrmsg(family: number, prefix: number, flags: number, scope: number, ifindex: number): Buffer {
   const b = Buffer.alloc(8)
   b.writeUInt8(family, 0)
@@ -81,14 +41,6 @@ function ifaddrmsg(family: number, prefix: number, flags: number, scope: number,
   b.writeUInt8(flags, 2)
   b.writeUInt8(scope, 3)
   b.writeUInt32LE(ifindex, 4)
-  return b
-}
-
-function rtmsg(family: number, table: number, type = 1): Buffer {
-  const b = Buffer.alloc(12)
-  b.writeUInt8(family, 0)
-  b.writeUInt8(table, 4)
-  b.writeUInt8(type, 7)
   return b
 }
 
