@@ -218,7 +218,8 @@ export const NUD = { incomplete: 0x01, reachable: 0x02, stale: 0x04, delay: 0x08
 
 /** Attribution's kernel questions in one namespace (native/link_wrap.*): all synchronous, none waits for the network. */
 export interface NativeLinkFacts {
-  route(address: string): NativeRoute
+  /** The route to `address`, from `from` (an address of this host: source rules apply); throws EINVAL for a `from` that is not local. */
+  route(address: string, from?: string): NativeRoute
   /** The entry for `address` on `ifindex`, or null when there is none. */
   neighbour(address: string, ifindex: number): NativeNeighbour | null
   links(): NativeLink[]

@@ -8,7 +8,7 @@
  * names are resolved once per index as batches are decoded. The drain buffer is reused
  * for the next batch while hits kept from earlier batches stay valid: a kept hit keeps
  * its batch's words (96 bytes a record) unless it is detached (`hit[RETAIN_HIT]()`, copy
- * on retain: 64 bytes of its own), which is what the policy engine does for the hits it
+ * on retain: 72 bytes of its own), which is what the policy engine does for the hits it
  * keeps; a hit never keeps its Sensor. `JSON.stringify(hit)` and `util.inspect` see the
  * fields through `toJSON()`; `structuredClone` and `postMessage` copy own data
  * properties only, so send `JSON.parse(JSON.stringify(hit))` to a worker. The layout
@@ -159,8 +159,8 @@ class DecodeContext {
 
 /** 2^32 ns in ms: time = hi * this + lo / 1e6 keeps sub-microsecond resolution. */
 const MS_PER_HI = 4294.967296
-/** Words of a record a hit reads (the first 64 bytes); a detached hit copies these. */
-const HIT_WORDS = 16
+/** Words of a record a hit reads (the first 72 bytes: through the source MAC); a detached hit copies these. */
+const HIT_WORDS = 18
 // Word indexes within a record.
 const TS_LO = 0
 const TS_HI = 1
@@ -176,6 +176,9 @@ const TTL = 13
 /** flags | wireLen << 16 */
 const FLAGS = 14
 const IP_ID = 15
+/** The source MAC's six bytes, from the first byte of this word. */
+const SRC_MAC = 16
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
 
 /**
  * A decoded hit: a view of one record in its batch's words. One hidden class for every
@@ -299,6 +302,14 @@ class DecodedHit implements Hit {
     return this.#word(FLAGS) >>> 16
   }
 
+  /** The frame's link-layer source (attribution's link-layer check), when the link has one. */
+  get srcMac(): string | undefined {
+    if ((this.#word(FLAGS) & HIT_FLAGS.srcMac) === 0) return undefined
+    const a = this.#word(SRC_MAC)
+    const b = this.#word(SRC_MAC + 1)
+    return `${HEX[a & 0xff]}:${HEX[(a >>> 8) & 0xff]}:${HEX[(a >>> 16) & 0xff]}:${HEX[a >>> 24]}:${HEX[b & 0xff]}:${HEX[(b >>> 8) & 0xff]}`
+  }
+
   /**
    * The source as (family, value), straight from the record's words: the policy engine
    * keys sources by it without parsing the text back (types.ts SOURCE_ADDRESS).
@@ -314,7 +325,7 @@ class DecodedHit implements Hit {
   }
 
   /**
-   * Copy on retain: gives this hit its own copy of the words it reads (64 bytes), so
+   * Copy on retain: gives this hit its own copy of the words it reads (72 bytes), so
    * keeping it no longer keeps its batch. Idempotent; returns the hit.
    */
   [RETAIN_HIT](): this {
@@ -348,6 +359,8 @@ class DecodedHit implements Hit {
       ipId: this.ipId,
       wireLen: this.wireLen,
     }
+    const mac = this.srcMac
+    if (mac !== undefined) o.srcMac = mac
     const vlan = this.vlan
     if (vlan !== undefined) o.vlan = vlan
     const chunk = this.sctpChunk

@@ -92,6 +92,8 @@ export interface Hit {
   /** IPv4 identification or IPv6 fragment identification. */
   ipId: number
   wireLen: number
+  /** The frame's link-layer source address (aa:bb:cc:dd:ee:ff), when it had one. */
+  srcMac?: string
   /** The source as numbers, when the hit was decoded from a record (see SOURCE_ADDRESS). @internal */
   [SOURCE_ADDRESS]?(): SourceAddress
   /** Copy on retain (see RETAIN_HIT). @internal */

@@ -130,10 +130,13 @@ void LinkFactsWrap::CheckOpen(Napi::Env env) const {
 Napi::Value LinkFactsWrap::Route(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  const IpAddr a = GetIp(env, info[0], "route(address): address must be an IP address literal");
+  const IpAddr a = GetIp(env, info[0], "route(address, from?): address must be an IP address literal");
+  IpAddr from;
+  if (!info[1].IsUndefined()) from = GetIp(env, info[1], "route(address, from?): from must be an IP address literal");
+  if (from.family != 0 && from.family != a.family) throw Napi::TypeError::New(env, "route(address, from?): one family");
   RouteInfo r;
   SysError err;
-  if (!LookupRoute(rtnl_.get(), a, &r, &err)) throw MakeSysError(env, err);
+  if (!LookupRoute(rtnl_.get(), a, from, &r, &err)) throw MakeSysError(env, err);
   return RouteObject(env, r);
 }
 

@@ -646,25 +646,34 @@ void CollectObjects(const uint8_t* buf, size_t len, RtnlObjects* out) {
   }
 }
 
-bool LookupRoute(NetlinkSocket* sock, const IpAddr& addr, RouteInfo* out, SysError* err) {
-  if (addr.family != 4 && addr.family != 6) {
+bool LookupRoute(NetlinkSocket* sock, const IpAddr& addr, const IpAddr& from, RouteInfo* out, SysError* err) {
+  if ((addr.family != 4 && addr.family != 6) || (from.family != 0 && from.family != addr.family)) {
     *err = SysError{EAFNOSUPPORT, "RTM_GETROUTE", ""};
     return false;
   }
   const size_t alen = addr.family == 4 ? 4 : 16;
+  // RTA_LENGTH(4) and RTA_LENGTH(16) are multiples of 4: the attributes pack without padding.
   struct {
     nlmsghdr h;
     rtmsg rt;
-    rtattr dst;
-    uint8_t bytes[16];
+    uint8_t attrs[2 * (sizeof(rtattr) + 16)];
   } req{};
   req.h.nlmsg_type = RTM_GETROUTE;
-  req.h.nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(sizeof(rtmsg)) + RTA_LENGTH(alen));
   req.rt.rtm_family = addr.family == 4 ? AF_INET : AF_INET6;
   req.rt.rtm_dst_len = static_cast<uint8_t>(alen * 8);
-  req.dst.rta_type = RTA_DST;
-  req.dst.rta_len = static_cast<uint16_t>(RTA_LENGTH(alen));
-  std::memcpy(req.bytes, addr.bytes, alen);
+  uint8_t* p = req.attrs;
+  rtattr a{static_cast<uint16_t>(RTA_LENGTH(alen)), RTA_DST};
+  std::memcpy(p, &a, sizeof(a));
+  std::memcpy(p + sizeof(a), addr.bytes, alen);
+  size_t len = NLMSG_LENGTH(sizeof(rtmsg)) + RTA_LENGTH(alen);
+  if (from.family != 0) {
+    req.rt.rtm_src_len = static_cast<uint8_t>(alen * 8);
+    a.rta_type = RTA_SRC;
+    std::memcpy(p + RTA_LENGTH(alen), &a, sizeof(a));
+    std::memcpy(p + RTA_LENGTH(alen) + sizeof(a), from.bytes, alen);
+    len += RTA_LENGTH(alen);
+  }
+  req.h.nlmsg_len = static_cast<uint32_t>(len);
   RouteInfo r;
   bool got = false;
   const bool ok = sock->Request(

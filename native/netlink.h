@@ -187,9 +187,11 @@ struct RtnlObjects {
 };
 void CollectObjects(const uint8_t* buf, size_t len, RtnlObjects* out);
 
-// RTM_GETROUTE for one address. False with *err only when the kernel could not be asked
-// (an unreachable destination is an answer: type RTN_UNREACHABLE).
-bool LookupRoute(NetlinkSocket* sock, const IpAddr& addr, RouteInfo* out, SysError* err);
+// RTM_GETROUTE for one address, from `from` (one of this host's addresses, so that rules
+// selecting by source apply) when its family is set. False with *err only when the
+// kernel could not be asked or refused the question (a `from` that is not local:
+// EINVAL); an unreachable destination is an answer: type RTN_UNREACHABLE.
+bool LookupRoute(NetlinkSocket* sock, const IpAddr& addr, const IpAddr& from, RouteInfo* out, SysError* err);
 // RTM_GETNEIGH for one address on one interface: 1 found, 0 no entry, -1 with *err.
 // Kernels before 5.0 have no single-entry query: the family's table is dumped instead.
 int LookupNeigh(NetlinkSocket* sock, const IpAddr& addr, uint32_t ifindex, NeighEntry* out, SysError* err);

@@ -1,0 +1,348 @@
+/**
+ * The Attributor: answers "is this packet's source plausibly its sender, or forged?" for
+ * every hit without slowing the hit path. It runs on the JS thread. Validators run once
+ * per source and packet signature (arrival interface, link-layer source, TTL) and their
+ * folded answer is cached (bounded, FIFO, `ttlMs`), so a scanner's thousand probes cost
+ * one validation; a hit then costs a key and a Map lookup, and the answer it gets is a
+ * shared frozen object (never a per-hit allocation). New validations are rationed
+ * (`checksPerSecond`): past the budget a hit is `unchecked`, so a flood of forged
+ * sources cannot turn the checks into the hot path. A validator that answers with a
+ * promise leaves the hit `pending` (plausible, evidence `pending`) until it settles;
+ * then the answer is replaced and `onSettled` listeners hear the source.
+ *
+ * The fold rule (types.ts): verified beats everything — a hit that completed a
+ * handshake, or any hit from a source that did within `verifiedMs` (bounded memory):
+ * a source that was verified never becomes forged because of a later forged packet
+ * claiming it (the evidence still names what that packet showed). Otherwise forged
+ * needs a forged verdict from some validator; plausible otherwise.
+ *
+ * Invariants: every table is bounded (FifoMap); nothing a validator throws reaches the
+ * caller (it becomes `validator-failed` and one onError call); closed attributors
+ * answer `unchecked`.
+ */
+
+import type { Hit } from '../types.js'
+import { FifoMap } from './fifo-map.js'
+import type { Attributed, Attribution, ValidationContext, Validator, ValidatorResult } from './types.js'
+
+export interface AttributorOptions {
+  /** The validators, in the order their evidence is listed. */
+  validators: readonly Validator[]
+  /** Milliseconds; default Date.now. */
+  now?: () => number
+  /** Cached answers (source × packet signature). Default 16,384. */
+  maxEntries?: number
+  /** How long an answer is reused, ms. Default 30 s (neighbour and route facts change). */
+  ttlMs?: number
+  /** New validations a second; beyond it hits are `unchecked`. Default 2000. */
+  checksPerSecond?: number
+  /** How long a source that completed a handshake stays verified, ms. Default 1 h. */
+  verifiedMs?: number
+  /** Verified sources remembered. Default 16,384. */
+  maxVerified?: number
+  /** A validator threw or rejected (said once per validator and error code by the caller's choice). */
+  onError?: (validator: string, error: unknown) => void
+}
+
+export interface AttributorStats {
+  /** Hits answered. */
+  hits: number
+  /** Validations run (cache misses within the budget). */
+  checks: number
+  /** Hits answered `unchecked` because the budget was spent. */
+  skipped: number
+  /** Answers cached now, and those still pending. */
+  cached: number
+  pending: number
+  /** Answers by attribution since start (hits). */
+  verified: number
+  plausible: number
+  forged: number
+}
+
+/** The key parts a packet's answer depends on besides the source. */
+interface Entry {
+  src: string
+  /** The source's generation when the answer was made (a validator that learned something bumps it). */
+  generation: number
+  result: Attributed
+  /** result with attribution `verified` (a verified source's later packets); made on demand. */
+  asVerified: Attributed | undefined
+  /** result with the source's marks appended; made on demand, keyed by the marks array. */
+  marked: Attributed | undefined
+  markedWith: readonly string[] | undefined
+  expiresAt: number
+}
+
+const DEFAULTS = {
+  maxEntries: 16_384,
+  ttlMs: 30_000,
+  checksPerSecond: 2000,
+  verifiedMs: 60 * 60_000,
+  maxVerified: 16_384,
+} as const
+
+const NO_DETAIL: Readonly<Record<string, string | number>> = Object.freeze({})
+
+function freeze(attribution: Attribution, evidence: readonly string[], detail: Readonly<Record<string, string | number>>, pending: boolean): Attributed {
+  return Object.freeze({ attribution, evidence: Object.freeze([...evidence]), detail, pending })
+}
+
+/** The answer without an attributor, or when no check could run. */
+export const UNCHECKED: Attributed = freeze('plausible', ['unchecked'], NO_DETAIL, false)
+/** A hit that is itself a completed handshake. */
+export const VERIFIED: Attributed = freeze('verified', [], NO_DETAIL, false)
+
+/** What a hit's attribution is when nothing was attached to tell: verified or unchecked. */
+export function unattributed(hit: Pick<Hit, 'verified'>): Attributed {
+  return hit.verified ? VERIFIED : UNCHECKED
+}
+
+/** Folds validator results into one answer (types.ts: the fold rule, without the verified step). */
+export function fold(results: ReadonlyArray<ValidatorResult | null>, pending: boolean): Attributed {
+  const evidence: string[] = []
+  let detail: Record<string, string | number> | undefined
+  let forged = false
+  for (const r of results) {
+    if (r === null) continue
+    if (r.verdict === 'forged') forged = true
+    for (const name of r.evidence) if (!evidence.includes(name)) evidence.push(name)
+    if (r.detail !== undefined) {
+      detail ??= {}
+      for (const [k, v] of Object.entries(r.detail)) if (!(k in detail) && (typeof v === 'string' || typeof v === 'number')) detail[k] = v
+    }
+  }
+  // A forged verdict is final (no later answer can undo it): not pending.
+  const open = pending && !forged
+  if (open && !evidence.includes('pending')) evidence.push('pending')
+  return freeze(forged ? 'forged' : 'plausible', evidence, detail === undefined ? NO_DETAIL : Object.freeze(detail), open)
+}
+
+function withAttribution(a: Attributed, attribution: Attribution): Attributed {
+  return freeze(attribution, a.evidence, a.detail, a.pending)
+}
+
+export class Attributor {
+  readonly #validators: readonly Validator[]
+  readonly #now: () => number
+  readonly #ttlMs: number
+  readonly #verifiedMs: number
+  readonly #perSecond: number
+  readonly #onError: (validator: string, error: unknown) => void
+  readonly #entries: FifoMap<string, Entry>
+  /** Source → when its verification runs out. */
+  readonly #verified: FifoMap<string, number>
+  /** Source → extra evidence names (decoy grouping), with when they run out. */
+  readonly #marks = new FifoMap<string, { names: readonly string[]; until: number }>(4096)
+  /** Source → generation, bumped when a validator's knowledge about it changed. */
+  readonly #generations = new FifoMap<string, number>(4096)
+  readonly #listeners: Array<(src: string, result: Attributed) => void> = []
+  #pendingCount = 0
+  #budget: number
+  #budgetAt = -Infinity
+  #closed = false
+  readonly #stats = { hits: 0, checks: 0, skipped: 0, verified: 0, plausible: 0, forged: 0 }
+
+  constructor(options: AttributorOptions) {
+    this.#validators = [...options.validators]
+    this.#now = options.now ?? Date.now
+    this.#ttlMs = options.ttlMs ?? DEFAULTS.ttlMs
+    this.#verifiedMs = options.verifiedMs ?? DEFAULTS.verifiedMs
+    this.#perSecond = options.checksPerSecond ?? DEFAULTS.checksPerSecond
+    this.#budget = this.#perSecond
+    this.#onError = options.onError ?? (() => {})
+    this.#entries = new FifoMap(options.maxEntries ?? DEFAULTS.maxEntries)
+    this.#verified = new FifoMap(options.maxVerified ?? DEFAULTS.maxVerified)
+  }
+
+  get validators(): readonly Validator[] {
+    return this.#validators
+  }
+
+  /**
+   * The hit's attribution, from the cache; a miss within the budget runs the
+   * validators (their synchronous part now, the rest settles later). Never throws.
+   */
+  attribute(hit: Hit): Attributed {
+    if (this.#closed) return unattributed(hit)
+    this.#stats.hits++
+    const src = hit.src
+    for (const v of this.#validators) {
+      if (v.observe === undefined) continue
+      try {
+        if (v.observe(hit) === true) this.#generations.set(src, (this.#generations.get(src) ?? 0) + 1)
+      } catch (err) {
+        this.#onError(v.name, err)
+      }
+    }
+    const now = this.#now()
+    if (hit.verified) {
+      this.#verified.delete(src)
+      this.#verified.set(src, now + this.#verifiedMs)
+      this.#stats.verified++
+      return VERIFIED
+    }
+    const key = `${src} ${hit.ifindex} ${hit.srcMac ?? '-'} ${hit.ttl}`
+    const generation = this.#generations.get(src) ?? 0
+    let entry = this.#entries.get(key)
+    if (entry === undefined || (!entry.result.pending && (entry.expiresAt <= now || entry.generation !== generation))) {
+      entry = this.#check(hit, src, key, now, generation)
+    }
+    let out = entry.result
+    const marks = this.#marks.get(src)
+    if (marks !== undefined) {
+      if (marks.until <= now) this.#marks.delete(src)
+      else {
+        if (entry.markedWith !== marks.names) {
+          entry.marked = freeze(out.attribution, [...out.evidence, ...marks.names.filter((n) => !out.evidence.includes(n))], out.detail, out.pending)
+          entry.markedWith = marks.names
+        }
+        out = entry.marked ?? out
+      }
+    }
+    if (this.isVerified(src, now)) {
+      this.#stats.verified++
+      if (out === entry.result) return (entry.asVerified ??= withAttribution(out, 'verified'))
+      return withAttribution(out, 'verified')
+    }
+    this.#stats[out.attribution === 'forged' ? 'forged' : 'plausible']++
+    return out
+  }
+
+  /** Whether `src` completed a handshake within the verified memory. */
+  isVerified(src: string, now = this.#now()): boolean {
+    const until = this.#verified.get(src)
+    if (until === undefined) return false
+    if (until > now) return true
+    this.#verified.delete(src)
+    return false
+  }
+
+  /**
+   * Adds evidence names to every answer about `src` for `ms` (decoy grouping marks its
+   * members this way). Names already marked are kept.
+   */
+  mark(src: string, names: readonly string[], ms: number): void {
+    const now = this.#now()
+    const old = this.#marks.get(src)
+    const keep = old !== undefined && old.until > now ? old.names : []
+    const merged = [...keep, ...names.filter((n) => !keep.includes(n))]
+    this.#marks.set(src, { names: Object.freeze(merged), until: now + ms })
+  }
+
+  /** `fn(src, result)` after a pending answer settled. Returns a function that unsubscribes. */
+  onSettled(fn: (src: string, result: Attributed) => void): () => void {
+    this.#listeners.push(fn)
+    return () => {
+      const i = this.#listeners.indexOf(fn)
+      if (i >= 0) this.#listeners.splice(i, 1)
+    }
+  }
+
+  stats(): AttributorStats {
+    return { ...this.#stats, cached: this.#entries.size, pending: this.#pendingCount }
+  }
+
+  /** Closes every validator; later hits are `unchecked`. Idempotent. */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    for (const v of this.#validators) {
+      try {
+        v.close?.()
+      } catch (err) {
+        this.#onError(v.name, err)
+      }
+    }
+    this.#entries.clear()
+  }
+
+  // -------------------------------------------------------------------------
+
+  #check(hit: Hit, src: string, key: string, now: number, generation: number): Entry {
+    if (now - this.#budgetAt >= 1000) {
+      this.#budgetAt = now
+      this.#budget = this.#perSecond
+    }
+    if (this.#budget <= 0) {
+      this.#stats.skipped++
+      // Cached briefly: the source is checked again once the budget refills.
+      const skipped: Entry = { src, generation, result: UNCHECKED, asVerified: undefined, marked: undefined, markedWith: undefined, expiresAt: now + 1000 }
+      this.#entries.set(key, skipped)
+      return skipped
+    }
+    this.#budget--
+    this.#stats.checks++
+    const ctx: ValidationContext = {
+      src,
+      family: hit.family,
+      dst: hit.dst,
+      ifindex: hit.ifindex,
+      interface: hit.interface,
+      vlan: hit.vlan,
+      srcMac: hit.srcMac,
+      ttl: hit.ttl,
+      hit,
+    }
+    const results: Array<ValidatorResult | null> = []
+    const waiting: Array<Promise<void>> = []
+    this.#validators.forEach((v, i) => {
+      results.push(null)
+      let r: ValidatorResult | null | Promise<ValidatorResult | null>
+      try {
+        r = v.validate(ctx)
+      } catch (err) {
+        this.#onError(v.name, err)
+        results[i] = { evidence: ['validator-failed'], detail: { failedValidator: v.name } }
+        return
+      }
+      if (r instanceof Promise) {
+        waiting.push(
+          r.then(
+            (value) => {
+              results[i] = value
+            },
+            (err: unknown) => {
+              this.#onError(v.name, err)
+              results[i] = { evidence: ['validator-failed'], detail: { failedValidator: v.name } }
+            },
+          ),
+        )
+      } else {
+        results[i] = r
+      }
+    })
+    const entry: Entry = {
+      src,
+      generation,
+      result: fold(results, waiting.length > 0),
+      asVerified: undefined,
+      marked: undefined,
+      markedWith: undefined,
+      expiresAt: now + this.#ttlMs,
+    }
+    this.#entries.set(key, entry)
+    if (waiting.length > 0) {
+      this.#pendingCount++
+      void Promise.all(waiting).then(() => {
+        this.#pendingCount--
+        if (this.#closed) return
+        const was = entry.result
+        entry.result = fold(results, false)
+        entry.asVerified = undefined
+        entry.markedWith = undefined
+        entry.expiresAt = this.#now() + this.#ttlMs
+        // Listeners hear only answers that were open; a forged one was final already.
+        if (!was.pending) return
+        for (const fn of [...this.#listeners]) {
+          try {
+            fn(src, entry.result)
+          } catch (err) {
+            this.#onError('onSettled', err)
+          }
+        }
+      })
+    }
+    return entry
+  }
+}
