@@ -16,7 +16,7 @@
  * Assumes a little-endian host, as the native side does.
  */
 import { formatAddressBytes as formatAddress } from './ip-text.js'
-import type { Hit, Proto, ScanKind } from './types.js'
+import type { Attribution, Hit, Proto, ScanKind } from './types.js'
 import { RETAIN_HIT, SCAN_KINDS, SOURCE_ADDRESS, type SourceAddress } from './types.js'
 
 export { formatAddress }
@@ -68,6 +68,46 @@ const PROTO_NAMES: Array<Proto | undefined> = []
 PROTO_NAMES[6] = 'tcp'
 PROTO_NAMES[17] = 'udp'
 PROTO_NAMES[132] = 'sctp'
+
+/** A hit's attribution as an attributor answers it: shared, frozen objects. */
+export interface AttributionAnswer {
+  readonly attribution: Attribution
+  readonly evidence: readonly string[]
+}
+
+/** Where a decoder's hits get their attribution from (lib/attribution attaches an Attributor). */
+export type AttributionSource = (hit: Hit) => AttributionAnswer
+
+/**
+ * `sensor[ATTRIBUTE_HITS](source)` attaches where the sensor's hits get `attribution`
+ * and `evidence` (lib/attribution's attachAttributor does). Not exported from the
+ * package index.
+ */
+export const ATTRIBUTE_HITS: unique symbol = Symbol('portanoia.attributeHits')
+
+/** The answer when no attributor is attached, or no check could run. */
+export const UNCHECKED: AttributionAnswer = Object.freeze({ attribution: 'plausible', evidence: Object.freeze(['unchecked']) })
+/** A hit that is itself a completed handshake. */
+export const VERIFIED: AttributionAnswer = Object.freeze({ attribution: 'verified', evidence: Object.freeze([]) })
+
+/**
+ * Per decoder: the attached source, and the last hit it answered (a hit's two getters,
+ * and the several readers of one hit in the daemon's loop, ask the attributor once).
+ */
+class AttributionHook {
+  source: AttributionSource | null = null
+  #hit: Hit | null = null
+  #answer: AttributionAnswer = UNCHECKED
+
+  answer(hit: Hit): AttributionAnswer {
+    if (this.source === null) return hit.verified ? VERIFIED : UNCHECKED
+    if (this.#hit !== hit) {
+      this.#answer = this.source(hit)
+      this.#hit = hit
+    }
+    return this.#answer
+  }
+}
 
 /** Kind names by native value; values the decoder does not know read as 'odd-flags'. */
 const KIND_NAMES: ScanKind[] = Array.from({ length: 256 }, (_, i) =>
@@ -155,6 +195,8 @@ class AddressText {
 class DecodeContext {
   readonly addresses = new AddressText()
   readonly names = new Map<number, string>()
+  /** The attributor's answers (its closure must not hold the Sensor either: lib/attribution/attach.ts). */
+  readonly attribution = new AttributionHook()
 }
 
 /** 2^32 ns in ms: time = hi * this + lo / 1e6 keeps sub-microsecond resolution. */
@@ -302,6 +344,15 @@ class DecodedHit implements Hit {
     return this.#word(FLAGS) >>> 16
   }
 
+  /** Computed on access from the attached attributor's per-source cache (lib/attribution). */
+  get attribution(): Attribution {
+    return this.#ctx.attribution.answer(this).attribution
+  }
+
+  get evidence(): readonly string[] {
+    return this.#ctx.attribution.answer(this).evidence
+  }
+
   /** The frame's link-layer source (attribution's link-layer check), when the link has one. */
   get srcMac(): string | undefined {
     if ((this.#word(FLAGS) & HIT_FLAGS.srcMac) === 0) return undefined
@@ -358,6 +409,8 @@ class DecodedHit implements Hit {
       truncated: this.truncated,
       ipId: this.ipId,
       wireLen: this.wireLen,
+      attribution: this.attribution,
+      evidence: [...this.evidence],
     }
     const mac = this.srcMac
     if (mac !== undefined) o.srcMac = mac
@@ -413,6 +466,11 @@ export class HitDecoder {
       }
       out.push(new DecodedHit(ctx, w, q))
     }
+  }
+
+  /** Attaches (or, with null, detaches) where this decoder's hits get their attribution. */
+  attribute(source: AttributionSource | null): void {
+    this.#ctx.attribution.source = source
   }
 }
 

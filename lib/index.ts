@@ -11,10 +11,18 @@
 // The sensor.
 export { open, Sensor } from './sensor.js'
 export type { SensorOptions, SensorStats } from './sensor.js'
-export type { Hit, Proto, ScanKind, PortRange, PortSpec } from './types.js'
+export type { Attribution, Hit, Proto, ScanKind, PortRange, PortSpec } from './types.js'
 export { SCAN_KINDS } from './types.js'
 export { parsePorts, parsePortList, portsToString } from './bpf/ports.js'
 export { DEFAULT_TRIPWIRES } from './listening.js'
+
+// Attribution: is a packet's source plausibly its sender, or forged?
+export { Attributor } from './attribution/attributor.js'
+export type { AttributorOptions, AttributorStats } from './attribution/attributor.js'
+export { attachAttributor } from './attribution/attach.js'
+export type { AttachOptions } from './attribution/attach.js'
+export { ATTRIBUTIONS, EVIDENCE } from './attribution/types.js'
+export type { Attributed, EvidenceName, ValidationContext, Validator, ValidatorResult, Verdict } from './attribution/types.js'
 
 // Errors.
 export { PortanoiaError, isPortanoiaError } from './errors.js'
@@ -52,7 +60,9 @@ export type {
   FleetDecisionEvent,
   FleetEvent,
   OperatorEvent,
+  ForgeryEvent,
 } from './daemon/events.js'
+export { forgeryEventSchema } from './attribution/events.js'
 
 // Policy.
 export { PolicyEngine } from './policy/engine.js'

@@ -12,7 +12,7 @@ import { compileFilter, DEFAULT_SNAP_LEN } from './bpf/filter.js'
 import { parsePorts, portsToString } from './bpf/ports.js'
 import type { NativeBinding, NativeCapture, NativeCaptureStats, NativePortBitmaps, NativeSystemError } from './binding.js'
 import { loadBinding } from './binding.js'
-import { HIT_RECORD_SIZE, HitDecoder } from './decode.js'
+import { ATTRIBUTE_HITS, type AttributionSource, HIT_RECORD_SIZE, HitDecoder } from './decode.js'
 import { PortanoiaError } from './errors.js'
 import type { Hit, PortRange, PortSpec } from './types.js'
 
@@ -248,6 +248,14 @@ export class Sensor implements AsyncIterable<Hit> {
       const sensor = self.deref()
       if (sensor !== undefined) sensor.#ring()
     })
+  }
+
+  /**
+   * Where this sensor's hits get `attribution` and `evidence` from; null detaches.
+   * @internal lib/attribution's attachAttributor is the way in.
+   */
+  [ATTRIBUTE_HITS](source: AttributionSource | null): void {
+    this.#decoder.attribute(source)
   }
 
   /** Which TCP tripwires get listeners: all (true), none (false), or these TCP ports. */

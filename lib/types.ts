@@ -7,6 +7,13 @@
 
 export type Proto = 'tcp' | 'udp' | 'sctp'
 
+/**
+ * Is the source address written in a packet its sender? `verified`: a completed
+ * handshake (the hit's, or its source's within the verified memory); `forged`: positive
+ * evidence that it is not; `plausible`: nothing says it was forged (lib/attribution).
+ */
+export type Attribution = 'verified' | 'plausible' | 'forged'
+
 /** IANA protocol numbers, as the record carries them. */
 export const PROTO_NUMBERS: Readonly<Record<Proto, number>> = { tcp: 6, udp: 17, sctp: 132 }
 
@@ -94,6 +101,14 @@ export interface Hit {
   wireLen: number
   /** The frame's link-layer source address (aa:bb:cc:dd:ee:ff), when it had one. */
   srcMac?: string
+  /**
+   * Whether the source address is plausibly the sender or provably forged, from the
+   * evidence the attribution validators gathered (computed on access from a per-source
+   * cache; `plausible` with evidence `unchecked` when no attributor is attached).
+   */
+  attribution: Attribution
+  /** Stable names of that evidence (lib/attribution/types.ts EVIDENCE; `pending` while a check runs). */
+  evidence: readonly string[]
   /** The source as numbers, when the hit was decoded from a record (see SOURCE_ADDRESS). @internal */
   [SOURCE_ADDRESS]?(): SourceAddress
   /** Copy on retain (see RETAIN_HIT). @internal */

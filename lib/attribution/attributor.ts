@@ -21,6 +21,7 @@
  * answer `unchecked`.
  */
 
+import { UNCHECKED as PLAIN_UNCHECKED, VERIFIED as PLAIN_VERIFIED } from '../decode.js'
 import type { Hit } from '../types.js'
 import { FifoMap } from './fifo-map.js'
 import type { Attributed, Attribution, ValidationContext, Validator, ValidatorResult } from './types.js'
@@ -42,6 +43,8 @@ export interface AttributorOptions {
   maxVerified?: number
   /** A validator threw or rejected (said once per validator and error code by the caller's choice). */
   onError?: (validator: string, error: unknown) => void
+  /** Runs once, last, when the attributor closes (a sensor detaching it). */
+  onClose?: () => void
 }
 
 export interface AttributorStats {
@@ -88,10 +91,10 @@ function freeze(attribution: Attribution, evidence: readonly string[], detail: R
   return Object.freeze({ attribution, evidence: Object.freeze([...evidence]), detail, pending })
 }
 
-/** The answer without an attributor, or when no check could run. */
-export const UNCHECKED: Attributed = freeze('plausible', ['unchecked'], NO_DETAIL, false)
+/** The answer without an attributor, or when no check could run (decode.ts's, with its details). */
+export const UNCHECKED: Attributed = freeze(PLAIN_UNCHECKED.attribution, PLAIN_UNCHECKED.evidence, NO_DETAIL, false)
 /** A hit that is itself a completed handshake. */
-export const VERIFIED: Attributed = freeze('verified', [], NO_DETAIL, false)
+export const VERIFIED: Attributed = freeze(PLAIN_VERIFIED.attribution, PLAIN_VERIFIED.evidence, NO_DETAIL, false)
 
 /** What a hit's attribution is when nothing was attached to tell: verified or unchecked. */
 export function unattributed(hit: Pick<Hit, 'verified'>): Attributed {
@@ -129,6 +132,7 @@ export class Attributor {
   readonly #verifiedMs: number
   readonly #perSecond: number
   readonly #onError: (validator: string, error: unknown) => void
+  readonly #onClose: () => void
   readonly #entries: FifoMap<string, Entry>
   /** Source → when its verification runs out. */
   readonly #verified: FifoMap<string, number>
@@ -136,7 +140,7 @@ export class Attributor {
   readonly #marks = new FifoMap<string, { names: readonly string[]; until: number }>(4096)
   /** Source → generation, bumped when a validator's knowledge about it changed. */
   readonly #generations = new FifoMap<string, number>(4096)
-  readonly #listeners: Array<(src: string, result: Attributed) => void> = []
+  readonly #listeners: Array<(src: string, result: Attributed, hit: Hit) => void> = []
   #pendingCount = 0
   #budget: number
   #budgetAt = -Infinity
@@ -151,6 +155,7 @@ export class Attributor {
     this.#perSecond = options.checksPerSecond ?? DEFAULTS.checksPerSecond
     this.#budget = this.#perSecond
     this.#onError = options.onError ?? (() => {})
+    this.#onClose = options.onClose ?? (() => {})
     this.#entries = new FifoMap(options.maxEntries ?? DEFAULTS.maxEntries)
     this.#verified = new FifoMap(options.maxVerified ?? DEFAULTS.maxVerified)
   }
@@ -165,7 +170,6 @@ export class Attributor {
    */
   attribute(hit: Hit): Attributed {
     if (this.#closed) return unattributed(hit)
-    this.#stats.hits++
     const src = hit.src
     for (const v of this.#validators) {
       if (v.observe === undefined) continue
@@ -179,9 +183,24 @@ export class Attributor {
     if (hit.verified) {
       this.#verified.delete(src)
       this.#verified.set(src, now + this.#verifiedMs)
-      this.#stats.verified++
-      return VERIFIED
     }
+    const out = this.#answer(hit, src, now)
+    this.#stats.hits++
+    this.#stats[out.attribution]++
+    return out
+  }
+
+  /**
+   * The answer attribute() gave (or would give) `hit`, without counting it or letting
+   * the validators observe it again: for code that needs the details after the fact.
+   */
+  answerFor(hit: Hit): Attributed {
+    if (this.#closed) return unattributed(hit)
+    return this.#answer(hit, hit.src, this.#now())
+  }
+
+  #answer(hit: Hit, src: string, now: number): Attributed {
+    if (hit.verified) return VERIFIED
     const key = `${src} ${hit.ifindex} ${hit.srcMac ?? '-'} ${hit.ttl}`
     const generation = this.#generations.get(src) ?? 0
     let entry = this.#entries.get(key)
@@ -201,11 +220,9 @@ export class Attributor {
       }
     }
     if (this.isVerified(src, now)) {
-      this.#stats.verified++
       if (out === entry.result) return (entry.asVerified ??= withAttribution(out, 'verified'))
       return withAttribution(out, 'verified')
     }
-    this.#stats[out.attribution === 'forged' ? 'forged' : 'plausible']++
     return out
   }
 
@@ -230,8 +247,8 @@ export class Attributor {
     this.#marks.set(src, { names: Object.freeze(merged), until: now + ms })
   }
 
-  /** `fn(src, result)` after a pending answer settled. Returns a function that unsubscribes. */
-  onSettled(fn: (src: string, result: Attributed) => void): () => void {
+  /** `fn(src, result, hit)` after a pending answer settled (`hit`: the packet that asked). Returns a function that unsubscribes. */
+  onSettled(fn: (src: string, result: Attributed, hit: Hit) => void): () => void {
     this.#listeners.push(fn)
     return () => {
       const i = this.#listeners.indexOf(fn)
@@ -255,6 +272,7 @@ export class Attributor {
       }
     }
     this.#entries.clear()
+    this.#onClose()
   }
 
   // -------------------------------------------------------------------------
@@ -336,7 +354,7 @@ export class Attributor {
         if (!was.pending) return
         for (const fn of [...this.#listeners]) {
           try {
-            fn(src, entry.result)
+            fn(src, entry.result, hit)
           } catch (err) {
             this.#onError('onSettled', err)
           }

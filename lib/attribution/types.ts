@@ -11,9 +11,9 @@
  * else `plausible`. Evidence is the union of every validator's names, in validator order.
  */
 
-import type { Hit } from '../types.js'
+import type { Attribution, Hit } from '../types.js'
 
-export type Attribution = 'verified' | 'plausible' | 'forged'
+export type { Attribution }
 
 export const ATTRIBUTIONS: readonly Attribution[] = ['verified', 'plausible', 'forged']
 
@@ -33,8 +33,6 @@ export const EVIDENCE = {
   self: 'the packet claims one of this host’s own addresses and arrived from a link — forged',
   'hops:match': 'the hop count agrees with the distance learned from a completed handshake with this address',
   'hops:mismatch': 'the hop count differs from the distance learned from a completed handshake with this address — forged packet (a verified source stays verified)',
-  decoy: 'the same probe came from several sources within milliseconds (a decoy group, as nmap -D sends)',
-  'decoy:sender': 'the one plausible member of a decoy group whose other members are forged: the likely real sender',
   pending: 'an asynchronous check (a link-layer question) has not answered yet: the attribution may still change',
   unchecked: 'no check ran: no attributor is attached, the frame carried nothing to check, or the check budget was spent',
   'validator-failed': 'a validator threw or rejected; its verdict is missing',

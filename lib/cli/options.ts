@@ -56,6 +56,9 @@ const FLAG_NAMES: Record<keyof ConfigInput, string> = {
   crowdsec: '--crowdsec-*',
   metrics: '--metrics',
   control: '--control',
+  attribution: '--no-attribution',
+  reversePath: '--reverse-path',
+  linkProbe: '--no-link-probe',
 }
 
 /** Config key → its flag ('url' → '--crowdsec-url'), from the fleet's own table. */

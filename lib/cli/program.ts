@@ -89,12 +89,14 @@ function watchInput(o: Raw): WatchInput {
   }
   for (const k of [
     'interface', 'netns', 'block', 'blockTtl', 'forgetAfter', 'aggregate', 'aggregatePrefix4', 'aggregatePrefix6', 'allowFile', 'spoofableTtl', 'maxBlocksPerMinute', 'maxActiveBlocks',
-    'maxReportsPerMinute', 'threshold', 'window', 'backend', 'exec', 'webhook', 'statsInterval',
+    'maxReportsPerMinute', 'threshold', 'window', 'backend', 'exec', 'webhook', 'statsInterval', 'reversePath',
   ] as const) {
     const v = str(o, k)
     if (v !== undefined) input[k] = v
   }
   for (const k of ['json', 'dryRun', 'hits', 'forward'] as const) if (o[k] === true) input[k] = true
+  if (o.linkProbe === false) input.linkProbe = false
+  if (o.attribution === false) input.attribution = false
   const metrics = str(o, 'metrics')
   if (metrics !== undefined) input.metrics = metrics
   // --control PATH, or --no-control (commander: control === false).
@@ -225,6 +227,9 @@ Original portanoia form:
     .option('--no-control', 'no control socket')
     .option('--state <file>', 'state file: the ladder\'s history and blocks to restore after a reboot (default /var/lib/portanoia/state[-NETNS].json)')
     .option('--no-state', 'no state file')
+    .addOption(new Option('--reverse-path <mode>', 'attribution: strict (default), loose (only "no route back" is evidence of forgery), or off').choices(['strict', 'loose', 'off']))
+    .option('--no-link-probe', 'attribution: never send an ARP/NS question about an on-link source (the neighbour table only)')
+    .option('--no-attribution', 'no attribution checks: hits say unchecked, and --block all acts on every spoofable source')
   for (const flag of Object.keys(FLEET_FLAGS) as Array<keyof typeof FLEET_FLAGS>) watchCmd.option(flag, FLEET_HELP[flag])
   watchCmd.option('--crowdsec-push-spoofable', 'also push blocks from spoofable evidence (--block all); off by default: a forged packet must not become a fleet-wide ban')
   watchCmd

@@ -6,7 +6,7 @@
  * pin the plain text.
  */
 import pc from 'picocolors'
-import type { DecisionEvent, ErrorEvent, FirewallEvent, FleetDecisionEvent, FleetEvent, HitEvent, OperatorEvent, PortanoiaEvent, PrefixEvent, StatsEvent } from '../daemon/events.js'
+import type { DecisionEvent, ErrorEvent, FirewallEvent, FleetDecisionEvent, FleetEvent, ForgeryEvent, HitEvent, OperatorEvent, PortanoiaEvent, PrefixEvent, StatsEvent } from '../daemon/events.js'
 import { formatDuration } from '../daemon/config.js'
 import type { DaemonStatus } from '../daemon/status.js'
 
@@ -15,16 +15,17 @@ export interface Colors {
   yellow(s: string): string
   green(s: string): string
   cyan(s: string): string
+  magenta(s: string): string
   dim(s: string): string
   bold(s: string): string
 }
 
-export const NO_COLOR: Colors = { red: String, yellow: String, green: String, cyan: String, dim: String, bold: String }
+export const NO_COLOR: Colors = { red: String, yellow: String, green: String, cyan: String, magenta: String, dim: String, bold: String }
 
 export function colors(enabled: boolean): Colors {
   if (!enabled) return NO_COLOR
   const c = pc.createColors(true)
-  return { red: c.red, yellow: c.yellow, green: c.green, cyan: c.cyan, dim: c.dim, bold: c.bold }
+  return { red: c.red, yellow: c.yellow, green: c.green, cyan: c.cyan, magenta: c.magenta, dim: c.dim, bold: c.bold }
 }
 
 function clock(iso: string): string {
@@ -39,7 +40,7 @@ function label(text: string, paint: (s: string) => string): string {
 }
 
 function decisionLine(e: DecisionEvent, c: Colors): string {
-  const evidence = e.verified ? c.bold('verified') : 'spoofable'
+  const evidence = e.verified ? c.bold('verified') : e.attribution === 'forged' ? c.magenta('forged') : 'spoofable'
   const what = `${e.kinds.join(',')} → ${e.ports.join(',')}${e.portsTruncated ? ',…' : ''}`
   const hits = e.count === 1 ? '1 hit' : `${e.count} hits`
   let tag: string
@@ -70,6 +71,9 @@ function decisionLine(e: DecisionEvent, c: Colors): string {
   } else if (e.reason.startsWith('guard:')) {
     tag = label('GUARD', c.cyan)
     detail = `${e.reason} (never blocked)`
+  } else if (e.reason === 'forged') {
+    tag = label('FORGED', c.magenta)
+    detail = `forged (${e.evidence.join(', ')}): reported, never blocked`
   } else if (e.reason === 'transit') {
     tag = label('TRANSIT', c.dim)
     detail = `to ${e.trigger?.dst ?? '?'} (not this host: never blocked)`
@@ -158,6 +162,7 @@ function firewallLine(e: FirewallEvent, c: Colors): string {
   return `${c.dim(clock(e.time))} ${label('FIREWALL', paint)} ${e.responder} ${what[e.op]}${c.dim(who)}`
 }
 
+/** A prefix ban was made, refused or put back. */
 function prefixLine(e: PrefixEvent, c: Colors): string {
   const who = e.members === undefined ? '' : ` ${e.members.join(' ')}${e.count > e.members.length ? ` … (${e.count})` : ''}`
   const what: Record<PrefixEvent['op'], string> = {
@@ -167,6 +172,14 @@ function prefixLine(e: PrefixEvent, c: Colors): string {
   }
   const paint = e.op === 'blocked' ? c.red : c.yellow
   return `${c.dim(clock(e.time))} ${label('PREFIX', paint)} ${what[e.op]}${e.op === 'restored' ? '' : c.dim(who)}`
+}
+
+/** Someone forges an address portanoia guards. */
+function forgeryLine(e: ForgeryEvent, c: Colors): string {
+  const where = `${e.interface === '' ? '' : ` on ${e.interface}`}${e.bridge === undefined ? '' : ` (port of ${e.bridge})`}`
+  const who = e.srcMac === undefined ? 'someone' : `station ${e.srcMac}`
+  const holder = e.holder === undefined ? '' : c.dim(` — held by ${e.holder}`)
+  return `${c.dim(clock(e.time))} ${label('FORGERY', c.magenta)} ${who}${where} forges ${c.bold(e.src)} (${e.guard}): ${e.evidence.join(', ')}, ${e.count} packet(s) to ${e.trigger.dstPort}/${e.trigger.proto}${holder}`
 }
 
 /** One line (no newline) for an event. */
@@ -190,6 +203,8 @@ export function renderEvent(e: PortanoiaEvent, c: Colors = NO_COLOR): string {
       return prefixLine(e, c)
     case 'block-bypassed':
       return `${c.dim(clock(e.time))} ${label('BYPASSED', c.red)} ${e.src}${e.prefix === undefined ? '' : ` (in ${e.prefix})`} is blocked yet reached [${e.dst}]:${e.dstPort}/${e.proto} on ${e.interface} by the ${e.path} path${e.path === 'forward' ? ': the drop rules cover input only (--forward)' : ''}`
+    case 'forgery':
+      return forgeryLine(e, c)
   }
 }
 

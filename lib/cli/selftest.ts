@@ -336,6 +336,10 @@ export async function runSelftest(options: SelftestOptions): Promise<number> {
       netns: net.sensorNs,
       firewall: new NftablesResponder({ run: netnsRun(net.sensorNs), monitor: netnsStream(net.sensorNs) }),
       policy: { block: 'all', spoofableTtlMs: 60_000 },
+      // The probes carry crafted on-link sources to prove detection, blocking and the
+      // guards; attribution would (rightly) find them forged and block none of them.
+      // What attribution finds is proven by test/privileged/attribution.test.ts.
+      attribution: false,
       hits: true,
       statsIntervalMs: 0,
       onEvent: (e) => events.push(e),

@@ -12,6 +12,7 @@
  */
 import { PortanoiaError } from '../errors.js'
 import { type ResolvedFleet, resolveFleetConfig } from '../fleet/config.js'
+import type { Validator } from '../attribution/types.js'
 import type { Responder, RunFn } from '../responders/types.js'
 import type { DaemonConfig } from './config.js'
 import { ControlServer, defaultControlPath } from './control.js'
@@ -40,6 +41,11 @@ export interface StartOptions extends DaemonHooks {
   firewall?: Responder | null
   /** Notifiers in addition to those the config names (exec, webhook). */
   notifiers?: readonly Responder[]
+  /**
+   * Attribution validators of your own (an inventory lookup, say), run after the
+   * built-ins for every new source and packet signature (lib/attribution/types.ts).
+   */
+  validators?: readonly Validator[]
   /**
    * Where `daemon.reload()` without an argument gets the new config. Default: the
    * config given to Daemon.start, resolved again (so the allow file is re-read).
@@ -139,6 +145,11 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       notifiers,
       hits: config.hits,
       statsIntervalMs: config.statsIntervalMs,
+      attribution: config.attribution && {
+        reversePath: config.reversePath,
+        linkProbe: config.linkProbe,
+        ...(options.validators !== undefined && { validators: options.validators }),
+      },
       host,
       ...(fleet !== undefined && { fleet }),
       ...(metrics !== undefined && { metrics }),

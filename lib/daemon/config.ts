@@ -107,6 +107,9 @@ export const configSchema = z.strictObject({
   statsInterval: duration.optional(),
   metrics: z.string().min(1).describe('HOST:PORT, e.g. 127.0.0.1:9464').optional(),
   control: z.union([z.string().min(1), z.literal(false)]).describe('the control socket path, or false for none').optional(),
+  attribution: z.boolean().describe('false: no attribution checks (hits say unchecked)').optional(),
+  reversePath: z.enum(['strict', 'loose', 'off']).optional(),
+  linkProbe: z.boolean().optional(),
   ...fleetConfigSchema.shape,
 })
 
@@ -155,6 +158,12 @@ export interface ConfigInput {
   metrics?: string
   /** The control socket's path; false: none. Default: under /run/portanoia/, one per namespace. */
   control?: string | false
+  /** False: no attribution checks; hits say `unchecked` and --block all acts on every spoofable source (default true). */
+  attribution?: boolean
+  /** Attribution's reverse-path check: strict (default), loose, or off. */
+  reversePath?: string
+  /** Attribution may ask the link (ARP/NS) who holds an on-link source (default true). */
+  linkProbe?: boolean
 }
 
 /** A validated configuration, every default applied: what the daemon is built from. */
@@ -188,6 +197,10 @@ export interface DaemonConfig {
   state?: string | false
   /** Prefix bans (--aggregate): off when absent. */
   aggregate?: AggregateConfig
+  /** Attribution: on at all, the reverse-path mode, and whether the link may be asked (lib/attribution). */
+  attribution: boolean
+  reversePath: 'strict' | 'loose' | 'off'
+  linkProbe: boolean
 }
 
 // ---------------------------------------------------------------- config file
@@ -483,6 +496,12 @@ function ports(values: readonly string[], proto: Proto, where: string): string[]
   return specs
 }
 
+function reversePathOf(v: string | undefined, where: string): DaemonConfig['reversePath'] {
+  if (v === undefined) return 'strict'
+  if (v === 'strict' || v === 'loose' || v === 'off') return v
+  throw bad(`${where}: ${JSON.stringify(v)} is not a reverse-path mode`, 'use strict (the route back must use the arrival interface), loose (only "no route back" counts), or off')
+}
+
 function integer(v: string | number | undefined, where: string): number | undefined {
   if (v === undefined) return undefined
   const n = typeof v === 'number' ? v : /^\d+$/.test(v.trim()) ? Number(v.trim()) : NaN
@@ -653,6 +672,9 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
     dryRun,
     hits: input.hits === true,
     statsIntervalMs,
+    attribution: input.attribution !== false,
+    reversePath: reversePathOf(input.reversePath, name('reversePath')),
+    linkProbe: input.linkProbe !== false,
   }
   if (iface !== undefined) config.interface = iface
   if (netns !== undefined) config.netns = netns

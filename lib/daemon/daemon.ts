@@ -56,6 +56,7 @@ import { EventQueue } from './event-queue.js'
 import { operatorEvent } from './events.js'
 import { FirewallBatcher, type FirewallBatcherStats } from './firewall-batcher.js'
 import { FirewallSync, type SyncFirewall, startReport } from './firewall-sync.js'
+import { type AttributionConfig, AttributionPipeline } from './attribution.js'
 import { type HostView, localHostView, netnsHostView } from './host-view.js'
 import type { GuardFactsInForce } from './host-watch.js'
 import { samePorts, unusedTripwires } from '../listening.js'
@@ -170,6 +171,12 @@ export interface DaemonOptions {
   metrics?: Metrics
   /** Called once at the very end of close() (the assembly closes the metrics endpoint here). */
   onClosed?: () => Promise<void>
+  /**
+   * Attribution (lib/attribution): the reverse-path mode, whether the link may be asked,
+   * and validators of the embedding service's own. Default: strict reverse path, link
+   * questions on, the built-ins only. False: no attribution (hits say `unchecked`).
+   */
+  attribution?: AttributionConfig | false
   /** The config this daemon was built from (startDaemon): what a reload compares against. */
   config?: DaemonConfig
   /** Where reload() without an argument gets the new config (the CLI re-reads its file). */
@@ -266,6 +273,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   readonly #events = new EventQueue<PortanoiaEvent>(MAX_QUEUED_EVENTS)
   #failure: Error | undefined
   #fleet: Fleet | null = null
+  #attribution: AttributionPipeline | null = null
   #sync: FirewallSync | null = null
   /** Addresses a block-bypassed event was raised for (once each; the oldest forgotten past 65,536). */
   readonly #bypassed = new Set<string>()
@@ -447,6 +455,24 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     const daemon = new Daemon(options, { engine, sensor, host, explicit, unused, allowlist, batchMs, batchMax })
     daemon.#ephemeral = ephemeral
     daemon.#factsSeen = startFacts
+    if (options.attribution !== false) {
+      try {
+        daemon.#attribution = new AttributionPipeline({
+          ...options.attribution,
+          sensor,
+          engine,
+          live,
+          ...(options.netns !== undefined && { netns: `/run/netns/${options.netns}` }),
+          ...(options.sensor?.binding !== undefined && { binding: options.sensor.binding }),
+          ...(options.now !== undefined && { now: options.now }),
+          emit: (e) => daemon.#emit(e),
+          handle: (ds) => daemon.#handle(ds),
+          log,
+        })
+      } catch (err) {
+        log('warn', `attribution is off: ${(err as Error).message ?? String(err)} (hits say 'unchecked')`)
+      }
+    }
 
     // 4. Responders. The firewall adopts what the kernel holds: local blocks go to the
     //    engine, fleet bans (their own set, tagged) to the fleet link once it runs.
@@ -510,6 +536,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       await daemon.#sync?.close().catch(() => {})
       await daemon.#fleet?.close().catch(() => {})
       await options.state?.close()
+      daemon.#attribution?.close()
       await sensor.close()
       host.close()
       for (const r of started.reverse()) await r.close().catch(() => {})
@@ -814,9 +841,12 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         for (const hit of hits) {
           // A reply to one of this host's own connections is not a probe at all.
           if (live !== null && live.isReply(hit)) continue
+          // Reading the attribution here (metrics, the hit event, the engine) runs the
+          // attributor once for this hit; its answer is cached per source.
           metrics?.hit(hit)
           if (this.#hits) this.#emit(hitEvent(hit))
           const ds = this.engine.observe(hit)
+          this.#attribution?.observe(hit)
           if (ds.length > 0) {
             if (metrics !== undefined) {
               // Capture timestamp to decision, on the wall clock both use.
@@ -1309,7 +1339,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     const guards: Record<string, number> = { ...this.engine.guards.counts() }
     const watch = this.host.stats()
     if (watch !== null) Object.assign(guards, watch)
-    return statsEvent({ policy: this.engine.stats(), sensor, responders, guards, uptimeMs: Date.now() - this.#started })
+    const attribution = this.#attribution?.stats()
+    return statsEvent({ policy: this.engine.stats(), sensor, responders, guards, ...(attribution !== undefined && { attribution }), uptimeMs: Date.now() - this.#started })
   }
 
   // -------------------------------------------------------------------- events
@@ -1357,6 +1388,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     await this.sensor.close()
     await this.#sync?.close()
     await this.#loop
+    // The link handles close.
+    this.#attribution?.close()
     this.host.close()
     await this.#lifting
     // Hits already decided are carried out: the last batch goes to the firewall,

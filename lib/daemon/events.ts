@@ -1,10 +1,13 @@
 /**
  * The event stream's stable schema: what `portanoia watch --json` prints, one JSON
- * object per line, and what the pretty terminal output renders. Seven types — `hit`,
+ * object per line, and what the pretty terminal output renders. Ten types — `hit`,
  * `decision`, `stats`, `error`, `fleet`, `operator`, `firewall` (the kernel's firewall
- * differed from what the daemon believed, and the daemon followed the kernel) — each with `type`, `time` (ISO 8601, UTC)
- * and `v` (schema version); a `decision` with `source: 'fleet'` is a CrowdSec fleet
- * ban (lib/fleet/events.ts defines the fleet shapes, this module includes them). The TypeScript interfaces are the documentation (the README is
+ * differed from what the daemon believed, and the daemon followed the kernel),
+ * `prefix`, `block-bypassed` and `forgery` (someone forges a guarded address) — each
+ * with `type`, `time` (ISO 8601, UTC) and `v` (schema version); a
+ * `decision` with `source: 'fleet'` is a CrowdSec fleet ban (lib/fleet/events.ts
+ * defines the fleet shapes, lib/attribution/events.ts the forgery one; this module
+ * includes them). The TypeScript interfaces are the documentation (the README is
  * generated from their JSDoc); the zod schemas are checked against them at compile
  * time and let consumers validate a line. Pure, no I/O. Compatibility rule: within
  * `v: 1` fields (and event types) are only ever added, never renamed, retyped or
@@ -20,19 +23,20 @@ import {
   fleetDecisionEventSchema,
   fleetEventSchema,
 } from '../fleet/events.js'
+import { type ForgeryEvent, forgeryEventSchema } from '../attribution/events.js'
 import { isValidAddress } from '../policy/addr.js'
 import { ACTIONS, type Action, type BreakerState, type Decision, REASON_CODES, type ReasonCode } from '../policy/decision.js'
 import type { PolicyStats } from '../policy/engine.js'
 import type { BlockPath } from '../responders/types.js'
-import { type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
+import { type Attribution, type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
 
 export { EVENT_SCHEMA_VERSION }
-export type { FleetDecisionEvent, FleetEvent }
+export type { FleetDecisionEvent, FleetEvent, ForgeryEvent }
 
-export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet' | 'operator' | 'firewall' | 'prefix' | 'block-bypassed'
+export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet' | 'operator' | 'firewall' | 'prefix' | 'block-bypassed' | 'forgery'
 
 interface EventBase {
-  /** Which of the nine event types this is. */
+  /** Which of the event types this is. */
   type: EventType
   /** When it happened, ISO 8601 in UTC with milliseconds (`2025-01-31T12:00:00.000Z`). */
   time: string
@@ -86,6 +90,12 @@ export interface HitEvent extends EventBase {
   ipId: number
   /** Length of the frame on the wire, in bytes. */
   wireLen: number
+  /** The frame's link-layer source address, when it had one. */
+  srcMac?: string
+  /** 'verified', 'plausible' (nothing says the source was forged) or 'forged' (positive evidence it was). */
+  attribution: Attribution
+  /** The evidence behind it, by stable name (link:match, link:mismatch, link:no-answer, rpf:pass, rpf:other-interface, hops:match, pending, unchecked, …). */
+  evidence: string[]
 }
 
 /**
@@ -109,7 +119,9 @@ export interface DecisionEvent extends EventBase {
    * `rate-capped` / `active-cap` (a spoofable block refused by a cap); `dry-run` (would have been blocked);
    * `report-capped` (decisions about spoofable sources exceeded `maxReportsPerMinute`: further ones are counted
    * until the rate falls, on the breaker's open and close decisions);
-   * `transit` (the hit was not addressed to this host — forwarded, or multicast — and never blocks anyone).
+   * `transit` (the hit was not addressed to this host — forwarded, or multicast — and never blocks anyone);
+   * `forged` (`--block all`: every packet of the source had evidence of forgery — reported, never blocked; a source whose
+   * evidence is still being gathered gets no decision until it is in).
    */
   reason: ReasonCode
   /** The source address, canonical. */
@@ -117,6 +129,10 @@ export interface DecisionEvent extends EventBase {
   family: 4 | 6
   /** True when the window holds a completed handshake from `src`: the address is real. */
   verified: boolean
+  /** The source's attribution over the window: 'verified', 'plausible', or 'forged' when every packet had evidence of forgery. */
+  attribution: Attribution
+  /** Evidence names its packets carried in the window (at most 16). */
+  evidence: string[]
   /** Block lifetime in milliseconds: with `blocked`, and with `dry-run` (what would have been applied). */
   ttlMs?: number
   /** When the block expires: with `blocked`, `dry-run` and `already-blocked`. */
@@ -223,6 +239,11 @@ export interface StatsEvent extends EventBase {
    * `replyChecksSkipped`, `sctp` (1 while SCTP associations are checked).
    */
   guards?: Record<string, number>
+  /**
+   * Attribution's counters: hits answered, `checks` run, `skipped` (budget spent), `cached`, `pending`,
+   * answers by attribution (`verified`, `plausible`, `forged`), `forgedPackets`, `forgeryAlerts`.
+   */
+  attribution?: Record<string, number>
 }
 
 /** A responder failed to carry out an action. Capture and the other responders go on. */
@@ -364,7 +385,7 @@ export interface BlockBypassedEvent extends EventBase {
  * Any event. A `decision` is either this host's (DecisionEvent, no `source`) or the
  * fleet's (FleetDecisionEvent, `source: 'fleet'`): tell them apart by `source`.
  */
-export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent | OperatorEvent | FirewallEvent | PrefixEvent | BlockBypassedEvent
+export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent | OperatorEvent | FirewallEvent | PrefixEvent | BlockBypassedEvent | ForgeryEvent
 
 // ---------------------------------------------------------------------------
 // Schemas. Each is checked both ways against its interface below, so the two
@@ -381,6 +402,7 @@ const kind = z.enum(KIND_VALUES as [ScanKind, ...ScanKind[]])
 const action = z.enum(ACTIONS)
 const reason = z.enum(REASON_CODES)
 const version = z.literal(EVENT_SCHEMA_VERSION)
+const attribution = z.enum(['verified', 'plausible', 'forged'])
 
 export const hitEventSchema = z.object({
   type: z.literal('hit'),
@@ -407,6 +429,9 @@ export const hitEventSchema = z.object({
   sctpChunk: z.number().int().min(0).max(255).optional(),
   ipId: count,
   wireLen: count,
+  srcMac: z.string().optional(),
+  attribution,
+  evidence: z.array(z.string()),
 })
 
 export const decisionEventSchema = z.object({
@@ -418,6 +443,8 @@ export const decisionEventSchema = z.object({
   src: address,
   family,
   verified: z.boolean(),
+  attribution,
+  evidence: z.array(z.string()),
   ttlMs: count.optional(),
   expiresAt: isoTime.optional(),
   upgrade: z.boolean().optional(),
@@ -473,6 +500,7 @@ export const statsEventSchema = z.object({
   sensor: z.record(z.string(), z.number()).optional(),
   responders: z.record(z.string(), z.record(z.string(), z.number())).optional(),
   guards: z.record(z.string(), z.number()).optional(),
+  attribution: z.record(z.string(), z.number()).optional(),
 })
 
 export const errorEventSchema = z.object({
@@ -562,6 +590,7 @@ const localEventSchema = z.discriminatedUnion('type', [
   firewallEventSchema,
   prefixEventSchema,
   blockBypassedEventSchema,
+  forgeryEventSchema,
 ])
 
 /** Any event: a fleet decision (`source: 'fleet'`), or one of the others by `type`. */
@@ -611,7 +640,10 @@ export function hitEvent(hit: Hit): HitEvent {
     truncated: hit.truncated,
     ipId: hit.ipId,
     wireLen: hit.wireLen,
+    attribution: hit.attribution,
+    evidence: [...hit.evidence],
   }
+  if (hit.srcMac !== undefined) e.srcMac = hit.srcMac
   if (hit.vlan !== undefined) e.vlan = hit.vlan
   if (hit.sctpChunk !== undefined) e.sctpChunk = hit.sctpChunk
   return e
@@ -627,6 +659,8 @@ export function decisionEvent(d: Decision): DecisionEvent {
     src: d.src,
     family: d.family,
     verified: d.verified,
+    attribution: d.attribution,
+    evidence: [...d.evidence],
     ports: [...d.ports],
     portsTruncated: d.portsTruncated,
     kinds: [...d.kinds],
@@ -653,6 +687,7 @@ export interface StatsInput {
   sensor?: Record<string, number>
   responders?: Record<string, Record<string, number>>
   guards?: Record<string, number>
+  attribution?: Record<string, number>
   uptimeMs?: number
   /** Milliseconds; default now. */
   time?: number
@@ -669,6 +704,7 @@ export function statsEvent(input: StatsInput): StatsEvent {
   if (input.sensor !== undefined) e.sensor = { ...input.sensor }
   if (input.responders !== undefined) e.responders = { ...input.responders }
   if (input.guards !== undefined) e.guards = { ...input.guards }
+  if (input.attribution !== undefined) e.attribution = { ...input.attribution }
   return e
 }
 

@@ -46,6 +46,12 @@ const EXPECTED_HITS: ReadonlyArray<readonly [string, readonly string[]]> = [
   ['sctp', ['sctp-init', 'sctp-cookie-echo', 'sctp-other', 'fragment']],
 ]
 
+/** The hit children's slot: (false, plausible) 0, (false, forged) 1, (false, verified: its source's) 2, (true, verified) 3. */
+function attributionIndex(verified: boolean, attribution: string): number {
+  if (verified) return 3
+  return attribution === 'forged' ? 1 : attribution === 'verified' ? 2 : 0
+}
+
 /**
  * Latency buckets, seconds: the capture ring retires blocks within milliseconds,
  * so most decisions land under 10 ms; the tail shows a starved event loop.
@@ -81,9 +87,10 @@ class Mirror {
 
 export class Metrics {
   readonly registry: Registry
-  readonly #hits: Counter<'proto' | 'kind' | 'verified'>
-  // proto → kind → [spoofable, verified] children, created once each.
-  readonly #hitChildren: Record<string, Record<string, [CounterChild | undefined, CounterChild | undefined]>> = Object.create(null)
+  readonly #hits: Counter<'proto' | 'kind' | 'verified' | 'attribution'>
+  // proto → kind → children by attribution index (attributionIndex), created once each.
+  readonly #hitChildren: Record<string, Record<string, Array<CounterChild | undefined>>> = Object.create(null)
+  readonly #forgeries: Counter<'guard'>
   readonly #decisions: Counter<'source' | 'action' | 'reason'>
   readonly #decisionChildren = new Map<string, CounterChild>()
   readonly #responderErrors: Counter<'responder'>
@@ -103,16 +110,26 @@ export class Metrics {
 
     this.#hits = new Counter({
       name: 'portanoia_hits_total',
-      help: 'Probes to tripwire ports seen by the sensor, by protocol, scan kind and whether the source is verified (completed a TCP handshake).',
-      labelNames: ['proto', 'kind', 'verified'],
+      help: 'Probes to tripwire ports seen by the sensor, by protocol, scan kind, whether the packet is verified (completed a TCP handshake) and its attribution (verified, plausible, forged).',
+      labelNames: ['proto', 'kind', 'verified', 'attribution'],
       registers,
     })
     for (const [proto, kinds] of EXPECTED_HITS) {
       for (const kind of kinds) {
-        this.#hitChild(proto, kind, false)
-        if (kind === 'connect') this.#hitChild(proto, kind, true)
+        if (kind === 'connect') {
+          this.#hitChild(proto, kind, true, 'verified')
+          continue
+        }
+        this.#hitChild(proto, kind, false, 'plausible')
+        this.#hitChild(proto, kind, false, 'forged')
       }
     }
+    this.#forgeries = new Counter({
+      name: 'portanoia_forgeries_total',
+      help: 'Forgery alerts: forged packets claiming an address portanoia guards (one alert per address, guard and minute), by guard.',
+      labelNames: ['guard'],
+      registers,
+    })
 
     new Counter({
       name: 'portanoia_kernel_packets_total',
@@ -270,10 +287,11 @@ export class Metrics {
 
   /** One probe. Called per packet: no allocation once the label child exists. */
   hit(h: Hit): void {
+    const attribution = h.attribution
     const byKind = this.#hitChildren[h.proto]
-    const pair = byKind === undefined ? undefined : byKind[h.kind]
-    const child = pair === undefined ? undefined : pair[h.verified ? 1 : 0]
-    ;(child ?? this.#hitChild(h.proto, h.kind, h.verified)).inc()
+    const children = byKind === undefined ? undefined : byKind[h.kind]
+    const child = children === undefined ? undefined : children[attributionIndex(h.verified, attribution)]
+    ;(child ?? this.#hitChild(h.proto, h.kind, h.verified, attribution)).inc()
   }
 
   /** A decision was made `seconds` after the packet that triggered it was captured. */
@@ -301,6 +319,9 @@ export class Metrics {
       case 'fleet':
         if (e.op === 'unblocked') this.#fleetUnblocked.inc()
         return
+      case 'forgery':
+        this.#forgeries.labels(e.guard).inc()
+        return
       case 'firewall':
         this.#firewallChanges.labels(e.op).inc(e.count)
         return
@@ -320,13 +341,13 @@ export class Metrics {
     return await this.registry.metrics()
   }
 
-  #hitChild(proto: string, kind: string, verified: boolean): CounterChild {
-    const byKind = (this.#hitChildren[proto] ??= Object.create(null) as Record<string, [CounterChild | undefined, CounterChild | undefined]>)
-    const pair = (byKind[kind] ??= [undefined, undefined])
-    const i = verified ? 1 : 0
-    let child = pair[i]
+  #hitChild(proto: string, kind: string, verified: boolean, attribution: string): CounterChild {
+    const byKind = (this.#hitChildren[proto] ??= Object.create(null) as Record<string, Array<CounterChild | undefined>>)
+    const children = (byKind[kind] ??= [undefined, undefined, undefined, undefined])
+    const i = attributionIndex(verified, attribution)
+    let child = children[i]
     if (child === undefined) {
-      child = pair[i] = this.#hits.labels(proto, kind, String(verified))
+      child = children[i] = this.#hits.labels(proto, kind, String(verified), attribution)
       // A bound child is exported only once it has a value: start it at 0.
       child.inc(0)
     }

@@ -16,10 +16,12 @@
  * one mode: a live switch could apply would-be blocks or drop real ones), `metrics`
  * (its port was bound before the firewall was touched, so a port in use never
  * leaves a half-started daemon), `crowdsec` (secrets are read and the LAPI session
- * made at start), `json` (the format of a stream other programs parse), and
- * `control` (the socket a reload may have come through), and `state` (the journal
- * was loaded into the engine at start; a new path would start from nothing), and
- * `aggregate` (the prefix sets are part of the table's shape).
+ * made at start), `json` (the format of a stream other programs parse),
+ * `control` (the socket a reload may have come through), `state` (the journal
+ * was loaded into the engine at start; a new path would start from nothing),
+ * `aggregate` (the prefix sets are part of the table's shape), and `attribution`,
+ * `reversePath` and `linkProbe` (the attribution validators are built with the
+ * sensor at start).
  */
 import { Guards } from '../policy/guards.js'
 import type { PolicyConfig } from '../policy/config.js'
@@ -32,7 +34,7 @@ import { allowlistFor, captureSet, notifiersFor, tripwiresFor } from './parts.js
 type Log = (level: 'info' | 'warn', message: string) => void
 
 /** Config fields a reload cannot apply, with the config file's names. */
-const RESTART_FIELDS = ['interface', 'netns', 'backend', 'forward', 'metrics', 'crowdsec', 'json', 'control', 'state', 'aggregate'] as const
+const RESTART_FIELDS = ['interface', 'netns', 'backend', 'forward', 'metrics', 'crowdsec', 'json', 'control', 'state', 'aggregate', 'attribution', 'reversePath', 'linkProbe'] as const
 
 /** Policy keys as the config file names them. */
 const POLICY_NAMES: Partial<Record<keyof PolicyConfig, string>> = {

@@ -5,7 +5,7 @@
  * alert on them): add, never rename.
  */
 
-import type { Proto, ScanKind } from '../types.js'
+import type { Attribution, Proto, ScanKind } from '../types.js'
 import type { Family } from './addr.js'
 
 /**
@@ -32,6 +32,7 @@ export const REASON_CODES = [
   'report-capped',
   'transit',
   'reapplied',
+  'forged',
 ] as const
 export type ReasonCode = (typeof REASON_CODES)[number]
 
@@ -61,6 +62,14 @@ export interface Decision {
   family: Family
   /** True when the window holds at least one completed handshake from `src`. */
   verified: boolean
+  /**
+   * The source's attribution over the window: `verified` with a handshake; else
+   * `plausible` when any of its packets was (or one is still being checked); `forged`
+   * when every packet had positive evidence of forgery.
+   */
+  attribution: Attribution
+  /** The evidence names its packets carried in the window (at most 16, first seen first). */
+  evidence: string[]
   /** Block lifetime to apply: on `blocked`, and on `dry-run` (what would have been applied). */
   ttlMs?: number
   /** When the block ends: on `blocked`, `dry-run` and `already-blocked` (absent for blocks without expiry). */

@@ -3,7 +3,12 @@
  * comes from an injected clock, host facts from a Guards instance, and the output is
  * a list of decisions for the caller to hand to responders and the event stream.
  * Per hit the order is destination (transit?) → guards → verification → aggregation
- * → threshold → caps → the live guard check → block. Two more answers are injected
+ * → threshold → attribution → caps → the live guard check → block. Attribution comes
+ * with the hit (`hit.attribution`, `hit.evidence`, lib/attribution): under `--block all`
+ * a spoofable source is blocked only once its evidence says plausible — a source all of
+ * whose packets are forged is reported (`forged`) and never blocked, and one whose
+ * check is still running is held: no decision until the answer comes (`reattribute`),
+ * which decides it again (a link question settles within a second or two). Two more answers are injected
  * like the clock: `isLocal` (is the hit addressed to this host? if not it is transit,
  * reported once per source window and never blocked) and `liveGuard` (the kernel's
  * word on the one address about to be blocked, asked right before every block: a
@@ -33,7 +38,7 @@
  */
 
 import { PortanoiaError } from '../errors.js'
-import { type Hit, type Proto, RETAIN_HIT, SCAN_KINDS, type ScanKind, SOURCE_ADDRESS } from '../types.js'
+import { type Attribution, type Hit, type Proto, RETAIN_HIT, SCAN_KINDS, type ScanKind, SOURCE_ADDRESS } from '../types.js'
 import { type Address, type Family, formatAddress, makeAddress, parseAddress } from './addr.js'
 import { type PolicyConfig, resolvePolicyConfig } from './config.js'
 import type { Action, BreakerState, Decision, ReasonCode, Trigger } from './decision.js'
@@ -138,6 +143,8 @@ interface Verdict {
   breaker?: BreakerState
   /** Counted into this open breaker instead of being reported. */
   suppress?: Breaker
+  /** Waiting for the source's attribution: nothing is emitted until reattribute(). */
+  hold?: true
 }
 
 interface BlockRecord {
@@ -174,6 +181,13 @@ interface SourceState {
   reportCounted: boolean
   /** The breaker this source was last counted into (a source counts once per breaker). */
   suppressedBy: Breaker | null
+  /** Packets whose attribution settled plausible (or verified by the source's memory), and forged. */
+  plausible: number
+  forged: number
+  /** The latest packet's attribution was still being checked. */
+  pending: boolean
+  /** Evidence names its packets carried, first seen first, at most MAX_EVIDENCE. */
+  evidence: string[]
 }
 
 interface Breaker {
@@ -203,6 +217,29 @@ const PROTO_INDEX: Readonly<Record<Proto, number>> = { tcp: 0, udp: 1, sctp: 2 }
 const PROTO_BY_INDEX: readonly Proto[] = ['tcp', 'udp', 'sctp']
 const KIND_INDEX: ReadonlyMap<string, number> = new Map(SCAN_KINDS.map((k, i) => [k, i]))
 const NO_DECISIONS: readonly Decision[] = Object.freeze([])
+const MAX_EVIDENCE = 16
+
+/** A source's attribution over its window; `pending` while only unsettled answers vouch for it. */
+function sourceAttribution(st: SourceState): Attribution | 'pending' {
+  if (st.verifiedCount > 0) return 'verified'
+  if (st.plausible > 0) return 'plausible'
+  if (st.pending) return 'pending'
+  return st.forged > 0 ? 'forged' : 'plausible'
+}
+
+/** What a decision says: a source still being checked is plausible so far. */
+function reportedAttribution(st: SourceState): Attribution {
+  const a = sourceAttribution(st)
+  return a === 'pending' ? 'plausible' : a
+}
+
+function addEvidence(st: SourceState, names: readonly string[]): void {
+  for (const n of names) {
+    if (n === 'pending' || st.evidence.includes(n)) continue
+    if (st.evidence.length >= MAX_EVIDENCE) return
+    st.evidence.push(n)
+  }
+}
 
 function rank(v: Verdict): number {
   if (v.action === 'block') return 3
@@ -228,6 +265,7 @@ function zeroCounts(): Record<ReasonCode, number> {
     'report-capped': 0,
     transit: 0,
     reapplied: 0,
+    forged: 0,
   }
 }
 
@@ -362,7 +400,40 @@ export class PolicyEngine {
       return out ?? NO_DECISIONS
     }
 
-    const v = this.#capReports(st, transit ? { action: 'none', reason: 'transit', verified: false } : this.#evaluate(st, now), now)
+    this.#decide(st, transit ? { action: 'none', reason: 'transit', verified: false } : this.#evaluate(st, now), now, push)
+    return out ?? NO_DECISIONS
+  }
+
+  /**
+   * A tracked source's attribution settled (the attributor's answer to a packet that
+   * was still being checked): the source is decided again, as if a hit had come, but
+   * nothing is counted as a hit. Returns the decisions to emit now (a block that was
+   * waiting for the evidence, or `forged`).
+   */
+  reattribute(src: string, answer: { attribution: Attribution; evidence: readonly string[] }): readonly Decision[] {
+    const st = this.#verifiedSources.get(src) ?? this.#spoofableSources.get(src)
+    if (st === undefined) return NO_DECISIONS
+    const now = this.#now()
+    let out: Decision[] | null = null
+    const push = (d: Decision): void => {
+      this.#decisions[d.reason]++
+      ;(out ??= []).push(d)
+    }
+    st.pending = false
+    if (answer.attribution === 'forged') st.forged++
+    else st.plausible++
+    addEvidence(st, answer.evidence)
+    this.#decide(st, this.#evaluate(st, now), now, push, true)
+    return out ?? NO_DECISIONS
+  }
+
+  /** Emits (or counts) the verdict for a source, per the one-decision-per-window rules. */
+  #decide(st: SourceState, verdict: Verdict, now: number, push: (d: Decision) => void, settled = false): void {
+    if (verdict.hold === true) {
+      if (!settled) st.sinceEmit++
+      return
+    }
+    const v = this.#capReports(st, verdict, now)
     st.last = v
     if (v.suppress !== undefined) {
       const b = v.suppress
@@ -373,8 +444,8 @@ export class PolicyEngine {
         b.sources++
         this.#suppressedSources++
       }
-      st.sinceEmit++
-      return out ?? NO_DECISIONS
+      if (!settled) st.sinceEmit++
+      return
     }
     const e = st.emitted
     if (
@@ -391,10 +462,9 @@ export class PolicyEngine {
       push(this.#build(st, v, now, false))
       st.emitted = v
       st.sinceEmit = 0
-    } else {
+    } else if (!settled) {
       st.sinceEmit++
     }
-    return out ?? NO_DECISIONS
   }
 
   /**
@@ -536,6 +606,8 @@ export class PolicyEngine {
       src: key,
       family: addr.family,
       verified: rec?.verified ?? false,
+      attribution: rec?.verified === true ? 'verified' : 'plausible',
+      evidence: [],
       ports: [],
       portsTruncated: false,
       kinds: [],
@@ -659,6 +731,10 @@ export class PolicyEngine {
         demandCounted: false,
         reportCounted: false,
         suppressedBy: null,
+        plausible: 0,
+        forged: 0,
+        pending: false,
+        evidence: [],
       }
       this.#insert(table, st)
     } else if (hit.verified && !transit && table === this.#spoofableSources) {
@@ -668,6 +744,13 @@ export class PolicyEngine {
     }
     st.count++
     if (hit.verified && !transit) st.verifiedCount++
+    const evidence = hit.evidence
+    st.pending = !hit.verified && evidence.includes('pending')
+    if (!hit.verified && !st.pending) {
+      if (hit.attribution === 'forged') st.forged++
+      else st.plausible++
+    }
+    if (evidence.length > 0) addEvidence(st, evidence)
     st.lastSeen = now
     st.lastHit = kept
     st.kinds |= 1 << (KIND_INDEX.get(hit.kind) ?? 0)
@@ -756,6 +839,10 @@ export class PolicyEngine {
     if (block !== undefined) return already(block)
     if (st.count < cfg.spoofableThreshold) return { action: 'none', reason: 'below-threshold', verified }
     if (!this.#blockAll) return { action: 'report', reason: 'spoofable-report-only', verified }
+    // Never act on a forged source, and wait for the evidence before acting at all.
+    const attribution = sourceAttribution(st)
+    if (attribution === 'forged') return { action: 'report', reason: 'forged', verified }
+    if (attribution === 'pending') return { action: 'none', reason: 'below-threshold', verified, hold: true }
 
     if (!st.demandCounted) {
       st.demandCounted = true
@@ -903,6 +990,8 @@ export class PolicyEngine {
       src: b.src,
       family: b.family,
       verified: false,
+      attribution: 'plausible',
+      evidence: [],
       ports: [],
       portsTruncated: false,
       kinds: [],
@@ -937,6 +1026,8 @@ export class PolicyEngine {
       src: st.src,
       family: st.addr.family,
       verified: v.verified,
+      attribution: reportedAttribution(st),
+      evidence: [...st.evidence],
       ports: [...st.ports]
         .sort((a, b) => a - b).map((k) => `${k % 65536}/${PROTO_BY_INDEX[Math.floor(k / 65536)]}`),
       portsTruncated: st.portsTruncated,

@@ -152,7 +152,23 @@ export function fakeBinding(): FakeBinding {
     } as unknown as NativeBinding['Capture'],
     Sender: class {} as unknown as NativeBinding['Sender'],
     HostWatch: class {} as unknown as NativeBinding['HostWatch'],
-    LinkFacts: class {} as unknown as NativeBinding['LinkFacts'],
+    // Knows nothing: every question fails, so attribution stays silent (no verdicts).
+    LinkFacts: class {
+      route(): never {
+        throw Object.assign(new Error('no kernel in the fake'), { code: 'ENOSYS' })
+      }
+      neighbour(): never {
+        throw Object.assign(new Error('no kernel in the fake'), { code: 'ENOSYS' })
+      }
+      links(): [] {
+        return []
+      }
+      probe(): void {}
+      answers(): [] {
+        return []
+      }
+      close(): void {}
+    } as unknown as NativeBinding['LinkFacts'],
     parseFrame: () => ({ result: 1, record: Buffer.alloc(HIT_RECORD_SIZE) }),
     parseRtnl: () => ({ generation: 0, dumpedAtMs: 0, noticedAtMs: 0, nexthops: true, addresses: [], gateways: [] }),
     parseRtnlObjects: () => ({ routes: [], neighbours: [], links: [] }),

@@ -39,6 +39,8 @@ function localDecision(src: string, ttlMs: number, verified: boolean): Decision 
     src,
     family: src.includes(':') ? 6 : 4,
     verified,
+    attribution: verified ? 'verified' : 'plausible',
+    evidence: [],
     ttlMs,
     expiresAt: now + ttlMs,
     ports: ['22/tcp', '445/tcp'],

@@ -89,8 +89,9 @@ describe.skipIf(!IS_ROOT)('Daemon over IPv6', () => {
       const ds = decisions().filter((d) => d.src === src)
       expect(ds.map((d) => [d.action, d.reason])).toEqual([['none', reason]])
     }
-    // The control: a forged IPv6 source that is none of those is blocked under block 'all'.
-    const control = 'fd52:43dd::99'
+    // The control: a spoofable IPv6 source that is none of those is blocked under block 'all'
+    // (off-link, routed back through the link it came in on: nothing says it is forged).
+    const control = 'fd52:43dd:99::99'
     sendFrames(a.peer, [syn(a, control, 40004)])
     await waitFor('the control block', () => decisions().find((d) => d.src === control && d.reason === 'blocked'))
     await waitFor('the control element', async () => ((await nftElements(net!.sensorExec, ['spoofable6'])).length > 0 ? true : undefined))

@@ -164,7 +164,8 @@ describe.skipIf(!IS_ROOT)('the kernel is the truth (daemon)', () => {
   it('a short fleet decision of another origin and one forged SYN never shorten a longer block', async () => {
     net = await createTestNet()
     lapi = await startFakeLapi({ machine: 'host-a', password: PASSWORD, bouncerKeys: [KEY] })
-    const d = await startDaemon(net, { policy: { block: 'all' }, fleet: fleetConfig(lapi.url) })
+    // A crafted on-link source stands in for a spoofable block: without attribution, which would find it forged.
+    const d = await startDaemon(net, { policy: { block: 'all' }, fleet: fleetConfig(lapi.url), attribution: false })
     const scanner = await blockScanner(net, d)
     const attacker = '198.18.0.77'
     lapi.feed({
@@ -190,7 +191,8 @@ describe.skipIf(!IS_ROOT)('the kernel is the truth (daemon)', () => {
   it('a restart adopts fleet bans as fleet bans: a LAPI delete still lifts them; only verified blocks were pushed', async () => {
     net = await createTestNet()
     lapi = await startFakeLapi({ machine: 'host-a', password: PASSWORD, bouncerKeys: [KEY] })
-    const first = await startDaemon(net, { policy: { block: 'all' }, fleet: fleetConfig(lapi.url) })
+    // A crafted on-link source stands in for a spoofable block: without attribution, which would find it forged.
+    const first = await startDaemon(net, { policy: { block: 'all' }, fleet: fleetConfig(lapi.url), attribution: false })
     lapi.feed({ new: [{ id: 501, value: '198.18.0.88', duration: '4h', origin: 'crowdsec', scenario: 'crowdsecurity/ssh-bf', type: 'ban', scope: 'Ip' }] })
     await waitFor('the fleet element', async () => ((await element(net!, 'fleet4', '198.18.0.88')) !== undefined ? true : undefined))
     expect((await element(net, 'fleet4', '198.18.0.88'))?.comment).toBe('fleet id=501 origin=crowdsec scenario=crowdsecurity/ssh-bf')

@@ -221,7 +221,7 @@ describe.skipIf(!IS_ROOT || !HAVE_CROWDSEC)('portanoia watch in fleet mode (two 
     const mb = await scrape(B, urlB)
     expect(value(ma, 'portanoia_fleet_pushes_total')).toBeGreaterThanOrEqual(1)
     expect(value(ma, 'portanoia_decisions_total{source="local",action="block",reason="blocked"}')).toBe(1)
-    expect(value(ma, 'portanoia_hits_total{proto="tcp",kind="connect",verified="true"}')).toBeGreaterThanOrEqual(1)
+    expect(value(ma, 'portanoia_hits_total{proto="tcp",kind="connect",verified="true",attribution="verified"}')).toBeGreaterThanOrEqual(1)
     expect(value(mb, 'portanoia_fleet_pulls_total')).toBeGreaterThanOrEqual(1)
     expect(value(mb, 'portanoia_decisions_total{source="fleet",action="block",reason="fleet"}')).toBe(1)
     expect(value(mb, 'portanoia_decisions_total{source="fleet",action="none",reason="guard:gateway"}')).toBe(1)

@@ -62,6 +62,9 @@ async function startDaemon(n: TestNet, options: Partial<DaemonOptions> = {}) {
     netns: n.sensorNs,
     firewall: new NftablesResponder({ run: netnsRun(n.sensorNs) }),
     policy: { block: 'all' },
+    // The guards are under test: attribution would stop these forged probes first
+    // (test/privileged/attribution.test.ts shows that), so it is off here.
+    attribution: false,
     statsIntervalMs: 0,
     onEvent: (e) => events.push(e),
     onLog: (_level, m) => logs.push(m),
@@ -150,7 +153,7 @@ describe.skipIf(!IS_ROOT)('guards hold at the moment of blocking', () => {
     expect((await net.sensorExec('ip', ['link', 'show', 'pnbr0'])).stdout).toMatch(/NO-CARRIER/)
     // The CLI in the namespace sees it as its own host: the local view, which used to
     // take addresses from os.networkInterfaces() (RUNNING interfaces only).
-    const w = await startWatch(['watch', '--tcp', String(TRIPWIRE), '--block', 'all', '--json'], { netns: net.sensorNs })
+    const w = await startWatch(['watch', '--tcp', String(TRIPWIRE), '--block', 'all', '--no-attribution', '--json'], { netns: net.sensorNs })
     const decisions = (): Array<{ src: string; reason: string }> => jsonLines(w.out(), (e) => e.type === 'decision')
     sendFrames(a.peer, ['198.18.77.1', '198.18.77.255', '198.18.0.250'].map((s, i) => forgedSyn(a, s, i)))
     await cliWaitFor('the sentinel block', () => decisions().some((x) => x.src === '198.18.0.250' && x.reason === 'blocked'))

@@ -45,6 +45,8 @@ function hit(src: string, over: Partial<Hit> = {}): Hit {
     ipId: 1,
     wireLen: 60,
     srcMac: '02:00:00:00:00:aa',
+    attribution: over.verified === true ? 'verified' : 'plausible',
+    evidence: [],
     ...over,
   }
 }

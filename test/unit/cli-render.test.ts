@@ -15,6 +15,8 @@ const base: Decision = {
   src: '198.18.0.2',
   family: 4,
   verified: true,
+  attribution: 'verified',
+  evidence: [],
   ttlMs: 3_600_000,
   expiresAt: Date.UTC(2025, 0, 1, 13),
   ports: ['2222/tcp', '2323/tcp'],

@@ -21,6 +21,7 @@ function connect(src: string, verified = true): Hit {
     time: 0, timeNs: 0n, src, srcPort: 40000, dst: '198.18.0.1', dstPort: 2222, family: 4, proto: 'tcp',
     kind: verified ? 'connect' : 'syn', tcpFlags: verified ? 0x10 : 0x02, ttl: 64, verified, interface: 'eth0', ifindex: 2,
     fragment: false, ipOptions: false, extHeaders: false, truncated: false, ipId: 1, wireLen: 60,
+    attribution: verified ? 'verified' : 'plausible', evidence: [],
   }
 }
 

@@ -39,6 +39,8 @@ const hit: Hit = {
   truncated: false,
   ipId: 0,
   wireLen: 74,
+  attribution: 'verified',
+  evidence: [],
 }
 
 function decisions() {

@@ -37,6 +37,8 @@ function decision(src: string, over: Partial<Decision> = {}): Decision {
     src,
     family: src.includes(':') ? 6 : 4,
     verified: true,
+    attribution: 'verified',
+    evidence: [],
     ttlMs: 3_600_000,
     expiresAt: t + 3_600_000,
     ports: ['22/tcp', '3389/tcp'],

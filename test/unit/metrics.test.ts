@@ -33,6 +33,8 @@ function hit(over: Partial<Hit> = {}): Hit {
     truncated: false,
     ipId: 1,
     wireLen: 60,
+    attribution: over.verified === true ? 'verified' : 'plausible',
+    evidence: [],
     ...over,
   }
 }
@@ -45,6 +47,8 @@ function decision(over: Partial<Decision> = {}): Decision {
     src: '198.18.5.5',
     family: 4,
     verified: true,
+    attribution: 'verified',
+    evidence: [],
     ttlMs: 3_600_000,
     expiresAt: now + 3_600_000,
     ports: ['2222/tcp'],

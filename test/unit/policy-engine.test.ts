@@ -34,6 +34,8 @@ function hit(src: string, over: Partial<Hit> = {}): Hit {
     truncated: false,
     ipId: 1,
     wireLen: 60,
+    attribution: over.verified === true ? 'verified' : 'plausible',
+    evidence: [],
     ...over,
   }
 }
@@ -618,6 +620,73 @@ describe('lifting blocks that new facts guard', () => {
   })
 })
 
+describe('attribution', () => {
+  const forgedHit = (src: string, over: Partial<Hit> = {}): Hit => hit(src, { attribution: 'forged', evidence: ['link:no-answer'], ...over })
+  const pendingHit = (src: string): Hit => hit(src, { evidence: ['rpf:pass', 'pending'] })
+
+  it('--block all never blocks a source all of whose packets are forged; the decision says why and what', () => {
+    const s = setup({ block: 'all' })
+    const [d] = s.observe(forgedHit('198.18.0.50'))
+    expect(d).toMatchObject({ action: 'report', reason: 'forged', attribution: 'forged', evidence: ['link:no-answer'], verified: false })
+    expect(s.observe(forgedHit('198.18.0.50', { dstPort: 2223 }))).toEqual([])
+    expect(s.engine.isBlocked('198.18.0.50')).toBe(false)
+    expect(s.engine.stats().activeBlocks.spoofable).toBe(0)
+  })
+
+  it('a source with one plausible packet is plausible: blocked under --block all', () => {
+    const s = setup({ block: 'all' })
+    s.observe(forgedHit('198.18.0.51'))
+    const [d] = s.observe(hit('198.18.0.51', { evidence: ['link:match'] }))
+    expect(d).toMatchObject({ action: 'block', reason: 'blocked', attribution: 'plausible', evidence: ['link:no-answer', 'link:match'] })
+  })
+
+  it('a verified source never becomes forged: a forged packet claiming it changes nothing', () => {
+    const s = setup({ block: 'all' })
+    expect(s.observe(connect('198.18.0.52'))[0]).toMatchObject({ action: 'block', attribution: 'verified' })
+    s.observe(forgedHit('198.18.0.52', { evidence: ['hops:mismatch'] }))
+    s.advance(60_000)
+    const [summary] = s.tick()
+    expect(summary).toMatchObject({ final: true, attribution: 'verified', evidence: ['hops:mismatch'] })
+  })
+
+  it('holds a source whose answer is pending (no decision), then decides on it: plausible → block, forged → forged', () => {
+    const s = setup({ block: 'all' })
+    expect(s.observe(pendingHit('198.18.0.53'))).toEqual([])
+    expect(s.engine.isBlocked('198.18.0.53')).toBe(false)
+    // More packets while it is open: still nothing.
+    expect(s.observe(pendingHit('198.18.0.53'))).toEqual([])
+    expect(s.engine.reattribute('198.18.0.53', { attribution: 'plausible', evidence: ['link:match'] })[0]).toMatchObject({
+      action: 'block',
+      reason: 'blocked',
+      evidence: ['rpf:pass', 'link:match'],
+    })
+    s.observe(pendingHit('198.18.0.54'))
+    expect(s.engine.reattribute('198.18.0.54', { attribution: 'forged', evidence: ['link:no-answer'] })[0]).toMatchObject({
+      action: 'report',
+      reason: 'forged',
+      attribution: 'forged',
+    })
+    expect(s.engine.isBlocked('198.18.0.54')).toBe(false)
+    // A source the engine does not track: nothing to decide.
+    expect(s.engine.reattribute('198.18.0.99', { attribution: 'plausible', evidence: [] })).toEqual([])
+    // Settling counts no hit.
+    expect(s.engine.stats().hits).toBe(3)
+  })
+
+  it('without --block all, attribution is reported, not acted on', () => {
+    const s = setup()
+    expect(s.observe(forgedHit('198.18.0.55'))[0]).toMatchObject({ action: 'report', reason: 'spoofable-report-only', attribution: 'forged' })
+    expect(s.observe(pendingHit('198.18.0.56'))[0]).toMatchObject({ reason: 'spoofable-report-only', attribution: 'plausible' })
+  })
+
+  it('keeps at most 16 evidence names per source and window', () => {
+    const s = setup()
+    for (let i = 0; i < 40; i++) s.observe(hit('198.18.0.57', { evidence: [`x:${i}`], dstPort: 2000 + i }))
+    s.advance(60_000)
+    expect(s.tick()[0]!.evidence.length).toBe(16)
+  })
+})
+
 describe('coverage of the reason codes', () => {
   // One scenario per code, each from a fresh engine: runs alone (-t) as well as with the rest.
   const guarded = new Guards({
@@ -668,6 +737,7 @@ describe('coverage of the reason codes', () => {
       s.advance(2000)
       return s.observe(connect('198.18.0.7', { time: s.clock.t }))
     },
+    forged: () => setup({ block: 'all' }).observe(hit('198.18.0.50', { attribution: 'forged', evidence: ['link:no-answer'] })),
   }
 
   it('names a scenario for every reason code', () => {

@@ -16,6 +16,7 @@ import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { buildProgram } from '../../lib/cli/program.js'
 import { blockBypassedEventSchema, decisionEventSchema, errorEventSchema, FIREWALL_OPS, firewallEventSchema, hitEventSchema, operatorEventSchema, PREFIX_OPS, prefixEventSchema, statsEventSchema } from '../../lib/daemon/events.js'
+import { forgeryEventSchema } from '../../lib/attribution/events.js'
 import { Metrics } from '../../lib/daemon/metrics.js'
 import { FLEET_OPS, fleetDecisionEventSchema, fleetEventSchema, SKIP_WHYS } from '../../lib/fleet/events.js'
 import { ACTIONS, REASON_CODES } from '../../lib/policy/decision.js'
@@ -137,6 +138,7 @@ describe('README.md Events section', () => {
     ['firewall', firewallEventSchema],
     ['prefix', prefixEventSchema],
     ['block-bypassed', blockBypassedEventSchema],
+    ['forgery', forgeryEventSchema],
   ]
   for (const [name, schema] of cases) {
     it(`lists exactly the fields of the ${name} event`, () => {

@@ -25,7 +25,7 @@ import { WebhookResponder } from '../../lib/responders/webhook.js'
 
 function decision(over: Partial<Decision> = {}): Decision {
   return {
-    action: 'block', reason: 'blocked', src: '198.18.0.2', family: 4, verified: true, ttlMs: 3_600_000,
+    action: 'block', reason: 'blocked', src: '198.18.0.2', family: 4, verified: true, attribution: 'verified', evidence: [], ttlMs: 3_600_000,
     expiresAt: 1_700_003_600_000, ports: ['2222/tcp'], portsTruncated: false, kinds: ['connect'], count: 1,
     verifiedCount: 1, firstSeen: 1_700_000_000_000, lastSeen: 1_700_000_000_000, windowStart: 1_700_000_000_000,
     windowMs: 60_000, time: 1_700_000_000_000, final: false,

@@ -195,8 +195,16 @@ function fakeBinding(): FakeBinding {
     } as unknown as NativeBinding['Capture'],
     Sender: class {} as unknown as NativeBinding['Sender'],
     HostWatch: class {} as unknown as NativeBinding['HostWatch'],
+    LinkFacts: class {} as unknown as NativeBinding['LinkFacts'],
     parseFrame: () => ({ result: 1, record: Buffer.alloc(HIT_RECORD_SIZE) }),
     parseRtnl: () => ({ generation: 0, dumpedAtMs: 0, noticedAtMs: 0, nexthops: true, addresses: [], gateways: [] }),
+    parseRtnlObjects: () => ({ routes: [], neighbours: [], links: [] }),
+    probePackets: {
+      arpProbe: () => Buffer.alloc(0),
+      neighSolicit: () => Buffer.alloc(0),
+      parseArp: () => null,
+      parseNa: () => null,
+    },
     hitRecordSize: HIT_RECORD_SIZE,
     hitRecordLayout: { ...HIT_RECORD_LAYOUT },
   }
@@ -571,6 +579,9 @@ describe('Sensor iterator with a fake capture', () => {
       truncated: false,
       ipId: 0,
       wireLen: 0,
+      // No attributor attached: nothing was checked.
+      attribution: 'plausible',
+      evidence: ['unchecked'],
     }
     const plain = JSON.parse(JSON.stringify(hit)) as Record<string, unknown>
     expect(Object.keys(plain)).toEqual(Object.keys(expected))
