@@ -9,7 +9,10 @@
  * `linkTtlMs` (sooner when an index is unknown, at most once a second), at most
  * `maxAsks` questions are open, `asksPerSecond` new ones a second, and an answered
  * question is reused for `answerTtlMs`. A failed native call is reported once per
- * kind to `onError` and answered as "nothing known".
+ * kind to `onError` and answered as "nothing known". "Nobody answers" is said only
+ * after the question was asked twice and the second time had its own window
+ * (`windowMs - retryMs`), however late the timer runs: a starved event loop must not
+ * turn one lost request into silence, and silence into a forgery verdict.
  */
 
 import { type NativeLink, type NativeLinkFacts, type NativeNeighbour, type NativeRoute, RTN } from '../binding.js'
@@ -43,6 +46,8 @@ interface Ask {
   macs: string[]
   sentAt: number
   retried: boolean
+  /** When the second question went out. */
+  retriedAt: number
   mac: string
   done: Promise<readonly string[] | null>
   resolve: (macs: readonly string[] | null) => void
@@ -184,7 +189,7 @@ export class LinkView {
     const done = new Promise<readonly string[] | null>((r) => {
       resolve = r
     })
-    const ask: Ask = { address, ifindex, macs: [], sentAt: now, retried: false, mac, done, resolve }
+    const ask: Ask = { address, ifindex, macs: [], sentAt: now, retried: false, retriedAt: 0, mac, done, resolve }
     if (!this.#send(ask)) return Promise.resolve(null)
     this.#asks.set(key, ask)
     this.#schedule()
@@ -240,15 +245,19 @@ export class LinkView {
     }
     const now = this.#now()
     for (const [key, ask] of this.#asks) {
-      if (now - ask.sentAt >= this.#windowMs) {
+      if (!ask.retried && ask.macs.length === 0 && now - ask.sentAt >= this.#retryMs) {
+        // One lost request must not read as "nobody answers".
+        ask.retried = true
+        ask.retriedAt = now
+        this.#send(ask)
+        continue
+      }
+      const heard = ask.macs.length > 0 || (ask.retried && now - ask.retriedAt >= this.#windowMs - this.#retryMs)
+      if (now - ask.sentAt >= this.#windowMs && heard) {
         this.#asks.delete(key)
         const macs = Object.freeze([...ask.macs].sort())
         this.#answers.set(key, { macs, until: now + this.#answerTtlMs })
         ask.resolve(macs)
-      } else if (!ask.retried && ask.macs.length === 0 && now - ask.sentAt >= this.#retryMs) {
-        // One lost request must not read as "nobody answers".
-        ask.retried = true
-        this.#send(ask)
       }
     }
   }
