@@ -24,6 +24,8 @@ export interface NativePortBitmaps {
   tcp: Buffer
   udp: Buffer
   sctp: Buffer
+  /** One bit per IP protocol number (32 bytes): the 'ip' tripwires. */
+  ip: Buffer
 }
 
 export interface NativeCaptureOptions {

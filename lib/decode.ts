@@ -284,7 +284,8 @@ class DecodedHit implements Hit {
   }
 
   get proto(): Proto {
-    return PROTO_NAMES[(this.#word(KINDS) >>> 8) & 0xff] ?? 'sctp'
+    // Any other protocol number is an IP protocol tripwire's (kind ip-proto).
+    return PROTO_NAMES[(this.#word(KINDS) >>> 8) & 0xff] ?? 'ip'
   }
 
   get kind(): ScanKind {

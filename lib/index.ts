@@ -11,7 +11,7 @@
 // The sensor.
 export { open, Sensor } from './sensor.js'
 export type { SensorOptions, SensorStats } from './sensor.js'
-export type { Attribution, Hit, Proto, ScanKind, PortRange, PortSpec } from './types.js'
+export type { Attribution, Hit, Proto, ScanKind, PortRange, PortSpec, TransportProto } from './types.js'
 export { SCAN_KINDS } from './types.js'
 export { parsePorts, parsePortList, portsToString } from './bpf/ports.js'
 export { DEFAULT_TRIPWIRES } from './listening.js'

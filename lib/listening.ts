@@ -9,10 +9,15 @@
 import { parsePorts } from './bpf/ports.js'
 import { parseProcNetSockets, TCP_LISTEN } from './policy/guards.js'
 import type { Endianness } from './policy/guards.js'
-import type { PortRange, PortSpec, Proto } from './types.js'
+import type { PortRange, PortSpec, Proto, TransportProto } from './types.js'
 
 /** Ports with a listening (TCP, SCTP) or bound unconnected (UDP) socket, per protocol. */
-export type ListeningPorts = Record<Proto, ReadonlySet<number>>
+export type ListeningPorts = Record<TransportProto, ReadonlySet<number>>
+
+/** Whether a local socket uses `port` (IP protocol tripwires have no sockets). */
+function inUse(listening: ListeningPorts, proto: Proto, port: number): boolean {
+  return proto !== 'ip' && listening[proto].has(port)
+}
 
 /** The /proc/net files the listening table is read from; null when absent (no IPv6, no SCTP module). */
 export interface SocketTables {
@@ -108,7 +113,7 @@ function collapse(items: ReadonlyArray<{ proto: Proto; port: number }>): PortRan
 export function withoutListening(wanted: readonly PortRange[], listening: ListeningPorts): PortSelection {
   const keep: Array<{ proto: Proto; port: number }> = []
   const skip: Array<{ proto: Proto; port: number }> = []
-  for (const i of expand(wanted)) (listening[i.proto].has(i.port) ? skip : keep).push(i)
+  for (const i of expand(wanted)) (inUse(listening, i.proto, i.port) ? skip : keep).push(i)
   return { ports: collapse(keep), skipped: collapse(skip) }
 }
 
@@ -130,7 +135,7 @@ export function unusedTripwires(
   const taken = new Set(expand(explicit).map((i) => `${i.proto}/${i.port}`))
   const [lo, hi] = ephemeral ?? [1, 0]
   const free = expand(unused).filter(
-    (i) => !listening[i.proto].has(i.port) && !taken.has(`${i.proto}/${i.port}`) && !(i.port >= lo && i.port <= hi),
+    (i) => !inUse(listening, i.proto, i.port) && !taken.has(`${i.proto}/${i.port}`) && !(i.port >= lo && i.port <= hi),
   )
   return collapse([...expand(explicit), ...free])
 }

@@ -119,9 +119,9 @@ function kernelProgram(ranges: readonly PortRange[], kernelFilter: boolean): Buf
   return acceptAll
 }
 
-/** Bitmaps of the exact tripwire set, one bit per port, as the addon takes them. */
+/** Bitmaps of the exact tripwire set, one bit per port (per IP protocol number for 'ip'), as the addon takes them. */
 export function portBitmaps(ranges: readonly PortRange[]): NativePortBitmaps {
-  const maps: NativePortBitmaps = { tcp: Buffer.alloc(8192), udp: Buffer.alloc(8192), sctp: Buffer.alloc(8192) }
+  const maps: NativePortBitmaps = { tcp: Buffer.alloc(8192), udp: Buffer.alloc(8192), sctp: Buffer.alloc(8192), ip: Buffer.alloc(32) }
   for (const r of ranges) {
     const map = maps[r.proto]
     for (let p = r.from; p <= r.to; p++) map[p >> 3] = map[p >> 3]! | (1 << (p & 7))

@@ -5,7 +5,15 @@
  * matches the numeric values the capture thread writes.
  */
 
-export type Proto = 'tcp' | 'udp' | 'sctp'
+/** The transports whose ports can be tripwires. */
+export type TransportProto = 'tcp' | 'udp' | 'sctp'
+
+/**
+ * A tripwire's protocol: a transport (its `from`..`to` are ports), or 'ip' (they are IP
+ * protocol numbers: '47/ip' makes any GRE packet to this host a hit of kind `ip-proto`,
+ * whose `dstPort` is the protocol number).
+ */
+export type Proto = TransportProto | 'ip'
 
 /**
  * Is the source address written in a packet its sender? `verified`: a completed
@@ -15,7 +23,7 @@ export type Proto = 'tcp' | 'udp' | 'sctp'
 export type Attribution = 'verified' | 'plausible' | 'forged'
 
 /** IANA protocol numbers, as the record carries them. */
-export const PROTO_NUMBERS: Readonly<Record<Proto, number>> = { tcp: 6, udp: 17, sctp: 132 }
+export const PROTO_NUMBERS: Readonly<Record<TransportProto, number>> = { tcp: 6, udp: 17, sctp: 132 }
 
 /** Scan kinds in native order (index = ScanKind value). */
 export const SCAN_KINDS = [
@@ -34,6 +42,7 @@ export const SCAN_KINDS = [
   'sctp-cookie-echo',
   'sctp-other',
   'fragment',
+  'ip-proto',
 ] as const
 
 export type ScanKind = Exclude<(typeof SCAN_KINDS)[number], 'none'>

@@ -50,6 +50,9 @@ uint64_t NowNs(clockid_t clock) {
   return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
 }
 
+// The exact set: 1024 words per transport (TCP, UDP, SCTP), then 4 for IP protocols.
+constexpr size_t kPortBitWords = 3 * 1024 + 4;
+
 int ProtoIndex(uint8_t proto) {
   switch (proto) {
     case IPPROTO_TCP: return 0;
@@ -111,7 +114,7 @@ void SetAddress(const sockaddr_storage& ss, uint8_t out[16], uint16_t* port, boo
 Capture::Capture(const CaptureOptions& options)
     : options_(options),
       ring_(options.ring_records),
-      port_bits_(new std::atomic<uint64_t>[3 * 1024]()),
+      port_bits_(new std::atomic<uint64_t>[kPortBitWords]()),
       // Only a socket on every interface can see one frame twice (a bridge port and the
       // bridge, a VLAN device and its parent); a socket bound to one ifindex cannot.
       seen_(options.dedup && (options.interface.empty() || options.interface == "any") ? kSeenSlots : 0,
@@ -229,9 +232,10 @@ void Capture::Fail(int err_no, const char* syscall) {
 }
 
 void Capture::ApplyPortSet(const PortSet& ports, bool widen_only) {
-  const std::vector<uint64_t>* sets[3] = {&ports.tcp, &ports.udp, &ports.sctp};
-  for (int p = 0; p < 3; p++) {
-    for (size_t w = 0; w < 1024; w++) {
+  const std::vector<uint64_t>* sets[4] = {&ports.tcp, &ports.udp, &ports.sctp, &ports.ip};
+  for (int p = 0; p < 4; p++) {
+    const size_t words = p == 3 ? 4 : 1024;
+    for (size_t w = 0; w < words; w++) {
       const uint64_t bits = w < sets[p]->size() ? (*sets[p])[w] : 0;
       std::atomic<uint64_t>& word = port_bits_[size_t(p) * 1024 + w];
       if (widen_only) {
@@ -244,8 +248,12 @@ void Capture::ApplyPortSet(const PortSet& ports, bool widen_only) {
 }
 
 bool Capture::InPortSet(uint8_t proto, uint16_t port) const {
-  const int p = ProtoIndex(proto);
-  if (p < 0) return false;
+  int p = ProtoIndex(proto);
+  // Any other protocol is an IP protocol tripwire: its bit is the protocol number.
+  if (p < 0) {
+    p = 3;
+    port = proto;
+  }
   const uint64_t word = port_bits_[size_t(p) * 1024 + (port >> 6)].load(std::memory_order_relaxed);
   return ((word >> (port & 63)) & 1) != 0;
 }
@@ -254,7 +262,7 @@ bool Capture::SetFilter(const std::vector<sock_filter>& filter, const PortSet& p
                         SysError* err) {
   // The set before widening, restored when the kernel refuses the program: a failed
   // call must leave the exact set as it was, not the union of old and new.
-  std::vector<uint64_t> before(3 * 1024);
+  std::vector<uint64_t> before(kPortBitWords);
   for (size_t i = 0; i < before.size(); i++) before[i] = port_bits_[i].load(std::memory_order_relaxed);
   ApplyPortSet(ports, true);
   sock_fprog prog{};

@@ -27,10 +27,12 @@ namespace portanoia {
 
 // Membership of the exact tripwire set; the kernel filter may be a superset.
 struct PortSet {
-  // One bit per port for TCP, UDP and SCTP.
+  // One bit per port for TCP, UDP and SCTP; one per IP protocol number for the
+  // protocol tripwires (hits of kind kIpProto).
   std::vector<uint64_t> tcp = std::vector<uint64_t>(1024, 0);
   std::vector<uint64_t> udp = std::vector<uint64_t>(1024, 0);
   std::vector<uint64_t> sctp = std::vector<uint64_t>(1024, 0);
+  std::vector<uint64_t> ip = std::vector<uint64_t>(4, 0);
 };
 
 struct CaptureOptions {

@@ -77,6 +77,14 @@ PortSet GetPorts(Napi::Env env, Napi::Value v) {
   GetBitmap(env, o, "tcp", &set.tcp);
   GetBitmap(env, o, "udp", &set.udp);
   GetBitmap(env, o, "sctp", &set.sctp);
+  // IP protocol tripwires: 256 bits. Optional, so a caller that has none may leave it out.
+  Napi::Value ip = o.Get("ip");
+  if (!ip.IsUndefined()) {
+    if (!ip.IsBuffer()) ThrowType(env, "ports.ip must be a 32-byte Buffer");
+    auto buf = ip.As<Napi::Buffer<uint8_t>>();
+    if (buf.Length() != 32) throw Napi::RangeError::New(env, "the IP protocol bitmap must be 32 bytes");
+    for (size_t i = 0; i < 32; i++) set.ip[i / 8] |= uint64_t(buf.Data()[i]) << ((i % 8) * 8);
+  }
   return set;
 }
 

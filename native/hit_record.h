@@ -33,7 +33,7 @@ enum class ScanKind : uint8_t {
   kSctpCookieEcho = 12,
   kSctpOther = 13,
   kFragment = 14,  // a first fragment whose transport header is incomplete
-  kIpProto = 15,   // reserved: any packet of a watched IP protocol (issue 11); not produced yet
+  kIpProto = 15,   // any packet of a watched IP protocol: proto = dst_port = the protocol number
 };
 
 // Bits of HitRecord::flags.
@@ -61,7 +61,7 @@ struct HitRecord {
   uint16_t dst_port;   // host order
   uint32_t ifindex;    // 0 when unknown (verified connects come from accept())
   uint8_t family;      // 4 or 6
-  uint8_t proto;       // IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP
+  uint8_t proto;       // IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP, or any other (kIpProto)
   uint8_t kind;        // ScanKind
   uint8_t tcp_flags;   // raw TCP flag byte (CWR ECE URG ACK PSH RST SYN FIN)
   uint8_t ttl;         // IPv4 TTL or IPv6 hop limit; 0 when unknown

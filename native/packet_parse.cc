@@ -46,9 +46,7 @@ constexpr uint8_t kProtoSctp = 132;
 constexpr uint8_t kIp6HopByHop = 0;
 constexpr uint8_t kIp6Routing = 43;
 constexpr uint8_t kIp6Fragment = 44;
-constexpr uint8_t kIp6Esp = 50;
 constexpr uint8_t kIp6Auth = 51;
-constexpr uint8_t kIp6NoNext = 59;
 constexpr uint8_t kIp6DestOpts = 60;
 constexpr uint8_t kIp6Mobility = 135;
 constexpr uint8_t kIp6Hip = 139;
@@ -209,6 +207,16 @@ ParseResult ParseTransport(uint8_t proto, const L4Span& l4, HitRecord* out) {
   }
 }
 
+// A packet of any other IP protocol: a hit of kind kIpProto whose proto and dst_port are
+// the protocol number (no ports). Whether that protocol is a tripwire is the caller's
+// exact-set check, as for ports.
+ParseResult IpProtoHit(uint8_t proto, HitRecord* out) {
+  out->proto = proto;
+  out->dst_port = proto;
+  out->kind = static_cast<uint8_t>(ScanKind::kIpProto);
+  return ParseResult::kHit;
+}
+
 // `wire` is how many network-layer bytes were on the wire (>= cap); it separates a
 // truncated capture (wire > cap) from a header that lies about its length.
 ParseResult ParseIpv4(const uint8_t* p, size_t cap, size_t wire, HitRecord* out) {
@@ -223,7 +231,6 @@ ParseResult ParseIpv4(const uint8_t* p, size_t cap, size_t wire, HitRecord* out)
   const bool more_fragments = (frag & 0x2000) != 0;
   if ((frag & 0x1fff) != 0) return ParseResult::kNonFirstFragment;
   const uint8_t proto = p[9];
-  if (!IsTransport(proto)) return ParseResult::kNotTransport;
 
   out->family = 4;
   out->ttl = p[8];
@@ -242,6 +249,7 @@ ParseResult ParseIpv4(const uint8_t* p, size_t cap, size_t wire, HitRecord* out)
     out->dst[12 + i] = p[16 + i];
   }
 
+  if (!IsTransport(proto)) return IpProtoHit(proto, out);
   const size_t end = total < cap ? total : cap;
   return ParseTransport(proto, L4Span{p + header, end - header, total - header, more_fragments},
                         out);
@@ -262,13 +270,11 @@ ParseResult ParseIpv6(const uint8_t* p, size_t cap, size_t wire, HitRecord* out)
   uint8_t next = p[6];
   size_t off = 40;
   for (int seen = 0;; ++seen) {
-    if (IsTransport(next)) break;
-    if (next == kIp6Esp || next == kIp6NoNext) return ParseResult::kNotTransport;
+    // The chain ends at a transport, or at any other protocol (ESP and No Next Header
+    // included: what follows them cannot be read): an IP protocol hit below.
     const bool generic = next == kIp6HopByHop || next == kIp6Routing || next == kIp6DestOpts ||
                          next == kIp6Mobility || next == kIp6Hip || next == kIp6Shim6;
-    if (!generic && next != kIp6Auth && next != kIp6Fragment) {
-      return ParseResult::kNotTransport;
-    }
+    if (!generic && next != kIp6Auth && next != kIp6Fragment) break;
     if (seen == kMaxExtHeaders) return ParseResult::kMalformed;
 
     // Every extension header starts with (next header, length); the fragment header's
@@ -303,6 +309,7 @@ ParseResult ParseIpv6(const uint8_t* p, size_t cap, size_t wire, HitRecord* out)
     out->src[i] = p[8 + i];
     out->dst[i] = p[24 + i];
   }
+  if (!IsTransport(next)) return IpProtoHit(next, out);
   return ParseTransport(next, L4Span{p + off, end - off, total - off, more_fragments}, out);
 }
 

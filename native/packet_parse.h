@@ -30,9 +30,10 @@ struct FrameMeta {
 };
 
 enum class ParseResult : uint8_t {
-  kHit = 0,             // *out holds a classified TCP/UDP/SCTP probe
+  kHit = 0,             // *out holds a classified TCP/UDP/SCTP probe, or a packet of another
+                        // IP protocol (kind kIpProto)
   kNotIp,               // not IPv4/IPv6 (after VLAN tags)
-  kNotTransport,        // IP, but not TCP/UDP/SCTP (or the chain ends without one)
+  kNotTransport,        // no longer produced (every IP protocol is a hit); kept for the numbering
   kNonFirstFragment,    // a fragment that carries no transport ports: any fragment with a
                         // non-zero offset (whatever its protocol), or a first fragment
                         // holding fewer than 4 transport bytes
@@ -41,6 +42,9 @@ enum class ParseResult : uint8_t {
 };
 
 // Hit semantics worth knowing on the consumer side:
+//  - kind kIpProto: an IPv4 packet whose protocol, or an IPv6 packet whose last next header
+//    (after the extension headers the parser walks; ESP and No Next Header end the walk), is
+//    not TCP, UDP or SCTP. proto and dst_port hold that protocol number, src_port is 0.
 //  - kind kFragment: a first fragment with both ports but an incomplete fixed transport
 //    header (TCP < 20 bytes or options past the fragment, UDP < 8, SCTP < 13). tcp_flags
 //    is filled when the fragment reaches byte 13, and then only for information.

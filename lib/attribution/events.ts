@@ -52,7 +52,7 @@ const port = z.number().int().min(0).max(65535)
 const count = z.number().int().min(0)
 const family = z.union([z.literal(4), z.literal(6)])
 const kind = z.enum(KIND_VALUES as [ScanKind, ...ScanKind[]])
-const proto = z.enum(['tcp', 'udp', 'sctp'])
+const proto = z.enum(['tcp', 'udp', 'sctp', 'ip'])
 const version = z.literal(EVENT_SCHEMA_VERSION)
 
 export const forgeryEventSchema = z.object({

@@ -12,7 +12,11 @@
  *   headers (hop-by-hop, routing, destination, AH, fragment — dropping non-first
  *   fragments), accepting a chain still undecided after that; then match the
  *   destination port (bytes 2–3 of TCP, UDP and SCTP alike) against that protocol's
- *   sorted ranges with a balanced binary search of jge/jgt.
+ *   sorted ranges with a balanced binary search of jge/jgt. IP protocol tripwires
+ *   ('47/ip') are one more such search, over the IPv4 protocol field or the IPv6 next
+ *   header after the extension headers, reached only by packets whose protocol is none
+ *   of the tripwire transports: TCP, UDP and SCTP traffic pays nothing for them, and
+ *   without IP protocol tripwires the program is the same as before they existed.
  *
  * If the exact program would not fit the instruction budget, the closest gaps
  * between ranges are merged until it fits and the result says `exact: false`:
@@ -30,7 +34,7 @@
 
 import { PortanoiaError } from '../errors.js'
 import { PROTO_NUMBERS } from '../types.js'
-import type { PortRange, Proto } from '../types.js'
+import type { PortRange, Proto, TransportProto } from '../types.js'
 import { BPF_MAXINSNS, SKF_AD_PKTTYPE, SKF_AD_PROTOCOL, SOCK_FILTER_SIZE, ad, assemble, net } from './asm.js'
 import type { Insn } from './asm.js'
 
@@ -38,7 +42,8 @@ export const DEFAULT_SNAP_LEN = 512
 /** IPv6 extension headers the filter walks before it gives up and passes the packet. */
 export const IPV6_EXT_HEADER_LIMIT = 8
 
-const PROTOS: readonly Proto[] = ['tcp', 'udp', 'sctp']
+const PROTOS: readonly Proto[] = ['tcp', 'udp', 'sctp', 'ip']
+const TRANSPORTS: readonly TransportProto[] = ['tcp', 'udp', 'sctp']
 const PACKET_OUTGOING = 4
 const ETH_P_IP = 0x0800
 const ETH_P_IPV6 = 0x86dd
@@ -75,11 +80,12 @@ function badPort(message: string): PortanoiaError {
 
 /** Groups, sorts and merges overlapping or adjacent ranges (the filter only needs the union). */
 function normalise(ranges: readonly PortRange[]): ByProto {
-  const out: ByProto = { tcp: [], udp: [], sctp: [] }
+  const out: ByProto = { tcp: [], udp: [], sctp: [], ip: [] }
   const sorted = [...ranges].sort((a, b) => a.from - b.from)
   for (const r of sorted) {
     if (!PROTOS.includes(r.proto)) throw badPort(`unknown protocol ${String(r.proto)}`)
-    if (!Number.isInteger(r.from) || !Number.isInteger(r.to) || r.from < 0 || r.to > 65535 || r.from > r.to) {
+    const max = r.proto === 'ip' ? 255 : 65535
+    if (!Number.isInteger(r.from) || !Number.isInteger(r.to) || r.from < 0 || r.to > max || r.from > r.to) {
       throw badPort(`bad port range ${String(r.from)}-${String(r.to)}/${r.proto}`)
     }
     const list = out[r.proto]
@@ -105,7 +111,7 @@ function mergeGaps(by: ByProto, count: number): ByProto {
   }
   gaps.sort((a, b) => a.size - b.size || PROTOS.indexOf(a.proto) - PROTOS.indexOf(b.proto) || a.i - b.i)
   const close = new Set(gaps.slice(0, count).map((g) => `${g.proto}:${g.i}`))
-  const out: ByProto = { tcp: [], udp: [], sctp: [] }
+  const out: ByProto = { tcp: [], udp: [], sctp: [], ip: [] }
   for (const proto of PROTOS) {
     by[proto].forEach((r, i) => {
       const list = out[proto]
@@ -143,6 +149,9 @@ function search(out: Insn[], tag: string, ranges: readonly PortRange[], lo: numb
   search(out, tag, ranges, mid, hi, Math.max(lb, pivot), ub)
 }
 
+/** Where a packet of no tripwire transport goes: the IP protocol search, or out. */
+const OTHER_PROTO = (by: ByProto): string => (by.ip.length > 0 ? 'ipproto' : 'drop')
+
 function ipv4(out: Insn[], base: number): void {
   out.push(
     { op: 'label', name: `ipv4_${base}` },
@@ -155,7 +164,7 @@ function ipv4(out: Insn[], base: number): void {
   out.push({ op: 'ldb', k: net(base + 9) }, { op: 'ja', to: 'l4' })
 }
 
-function transportJumps(present: readonly Proto[]): Insn[] {
+function transportJumps(present: readonly TransportProto[]): Insn[] {
   return present.map((p) => ({ op: 'jeq', k: PROTO_NUMBERS[p], jt: p }) as const)
 }
 
@@ -164,7 +173,7 @@ function transportJumps(present: readonly Proto[]): Insn[] {
  * header) of the header whose type is in A. Routing, hop-by-hop and destination
  * options are (len+1)*8 bytes, AH (len+2)*4, the fragment header 8.
  */
-function ipv6(out: Insn[], present: readonly Proto[]): void {
+function ipv6(out: Insn[], present: readonly TransportProto[], other: string): void {
   out.push(
     { op: 'label', name: 'ipv6_4' },
     { op: 'ldxi', k: 4 },
@@ -188,7 +197,7 @@ function ipv6(out: Insn[], present: readonly Proto[]): void {
       { op: 'jeq', k: NEXTHDR_DEST, jt: last ? 'accept' : `opt_${i}` },
       { op: 'jeq', k: NEXTHDR_ROUTING, jt: last ? 'accept' : `opt_${i}` },
       { op: 'jeq', k: NEXTHDR_FRAGMENT, jt: last ? 'accept' : `frag_${i}` },
-      { op: 'jeq', k: NEXTHDR_AUTH, jt: last ? 'accept' : `ah_${i}`, jf: 'drop' },
+      { op: 'jeq', k: NEXTHDR_AUTH, jt: last ? 'accept' : `ah_${i}`, jf: other },
     )
     if (last) break
     for (const [name, plus, shift] of [
@@ -226,8 +235,9 @@ export function filterSource(ranges: readonly PortRange[], snapLen = DEFAULT_SNA
 }
 
 function source(by: ByProto, snapLen: number): Insn[] {
-  const present = PROTOS.filter((p) => by[p].length > 0)
-  if (present.length === 0) return [{ op: 'ret', k: 0 }]
+  const present = TRANSPORTS.filter((p) => by[p].length > 0)
+  if (present.length === 0 && by.ip.length === 0) return [{ op: 'ret', k: 0 }]
+  const other = OTHER_PROTO(by)
   const out: Insn[] = [
     { op: 'ld', k: ad(SKF_AD_PKTTYPE) },
     { op: 'jeq', k: PACKET_OUTGOING, jt: 'drop' },
@@ -244,11 +254,16 @@ function source(by: ByProto, snapLen: number): Insn[] {
   ]
   ipv4(out, 0)
   ipv4(out, 4)
-  ipv6(out, present)
-  out.push({ op: 'label', name: 'l4' }, ...transportJumps(present), { op: 'ja', to: 'drop' })
+  ipv6(out, present, other)
+  out.push({ op: 'label', name: 'l4' }, ...transportJumps(present), { op: 'ja', to: other })
   for (const p of present) {
     out.push({ op: 'label', name: p }, { op: 'ldh', k: net(2), ind: true })
     search(out, p, by[p], 0, by[p].length - 1, 0, 65535)
+  }
+  // A holds the IPv4 protocol or the IPv6 next header on both paths here.
+  if (by.ip.length > 0) {
+    out.push({ op: 'label', name: 'ipproto' })
+    search(out, 'ip', by.ip, 0, by.ip.length - 1, 0, 255)
   }
   out.push({ op: 'label', name: 'accept' }, { op: 'ret', k: snapLen }, { op: 'label', name: 'drop' }, { op: 'ret', k: 0 })
   return out

@@ -3,17 +3,42 @@
  * objects) into a canonical list of PortRange — validated, per protocol, sorted by
  * port, adjacent ranges merged — which is what the filter compiler and user-space
  * re-check consume. Pure, no I/O. Invariants of the output: 1 ≤ from ≤ to ≤ 65535,
- * ordered tcp, udp, sctp and then by `from`, and no two ranges of one protocol touch
- * or overlap. Overlap in the *input* is an error rather than silently merged: a
+ * ordered tcp, udp, sctp, ip and then by `from`, and no two ranges of one protocol
+ * touch or overlap. Overlap in the *input* is an error rather than silently merged: a
  * port listed twice is usually a typo in someone's config.
+ *
+ * 'N/ip' is an IP protocol tripwire: any packet of IP protocol N (0..255) to this host
+ * is a hit. Refused, with the reason: the transports that have port tripwires (6, 17,
+ * 132: every TCP packet would be a hit), ICMP and ICMPv6 (1, 58: every ping and every
+ * neighbour discovery), the IPv6 extension headers the parser looks through (0, 43,
+ * 44, 51, 60, 135, 139, 140: they are never the protocol a packet ends in), and 255
+ * (reserved).
  */
 
 import { PortanoiaError } from '../errors.js'
 import type { PortRange, PortSpec, Proto } from '../types.js'
 
-const PROTOS: readonly Proto[] = ['tcp', 'udp', 'sctp']
+const PROTOS: readonly Proto[] = ['tcp', 'udp', 'sctp', 'ip']
 
-const FORMAT_HINT = "write a port as 2222, '2222/tcp', '9000-9010/udp', '2905/sctp', { port, proto } or { from, to, proto }"
+const FORMAT_HINT = "write a port as 2222, '2222/tcp', '9000-9010/udp', '2905/sctp', { port, proto } or { from, to, proto }; an IP protocol as '47/ip'"
+
+/** IP protocol numbers that cannot be tripwires, and why. */
+const NOT_IP_TRIPWIRES: ReadonlyMap<number, string> = new Map([
+  [6, 'TCP has port tripwires: every TCP packet would be a hit'],
+  [17, 'UDP has port tripwires: every UDP packet would be a hit'],
+  [132, 'SCTP has port tripwires: every SCTP packet would be a hit'],
+  [1, 'every ping would be a hit'],
+  [58, 'every IPv6 neighbour discovery would be a hit'],
+  [0, 'an IPv6 extension header (hop-by-hop): the parser looks through it'],
+  [43, 'an IPv6 extension header (routing): the parser looks through it'],
+  [44, 'an IPv6 extension header (fragment): the parser looks through it'],
+  [51, 'an IPv6 extension header (AH): the parser looks through it'],
+  [60, 'an IPv6 extension header (destination options): the parser looks through it'],
+  [135, 'an IPv6 extension header (mobility): the parser looks through it'],
+  [139, 'an IPv6 extension header (HIP): the parser looks through it'],
+  [140, 'an IPv6 extension header (shim6): the parser looks through it'],
+  [255, 'reserved'],
+])
 
 interface Parsed extends PortRange {
   /** The spec as written, for error messages. */
@@ -35,12 +60,18 @@ function bad(spec: unknown, why: string, hint = FORMAT_HINT): PortanoiaError {
 function toProto(spec: unknown, p: unknown): Proto {
   if (p === undefined) return 'tcp'
   if (typeof p === 'string' && (PROTOS as readonly string[]).includes(p.toLowerCase())) return p.toLowerCase() as Proto
-  throw bad(spec, `unknown protocol ${describe(p)}`, 'use tcp, udp or sctp')
+  throw bad(spec, `unknown protocol ${describe(p)}`, 'use tcp, udp, sctp, or ip for an IP protocol number')
 }
 
-function toPort(spec: unknown, v: unknown): number {
+function toPort(spec: unknown, v: unknown, proto: Proto): number {
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v
   if (typeof n !== 'number' || !Number.isInteger(n)) throw bad(spec, `${describe(v)} is not an integer`)
+  if (proto === 'ip') {
+    if (n < 0 || n > 255) throw bad(spec, `${n} is outside 0..255`, 'IP protocol numbers are 0..255, e.g. 47/ip (GRE), 50/ip (ESP)')
+    const why = NOT_IP_TRIPWIRES.get(n)
+    if (why !== undefined) throw bad(spec, `IP protocol ${n} cannot be a tripwire: ${why}`, 'pick protocols this host does not use, e.g. 47/ip (GRE), 50/ip (ESP), 112/ip (VRRP)')
+    return n
+  }
   if (n < 1 || n > 65535) {
     throw bad(spec, `${n} is outside 1..65535`, 'ports are 1..65535 (port 0 cannot be connected to, so it cannot be a tripwire)')
   }
@@ -50,24 +81,25 @@ function toPort(spec: unknown, v: unknown): number {
 function parseOne(spec: PortSpec): Parsed {
   const source = describe(spec)
   if (typeof spec === 'number') {
-    const port = toPort(spec, spec)
+    const port = toPort(spec, spec, 'tcp')
     return { proto: 'tcp', from: port, to: port, source }
   }
   if (typeof spec === 'string') {
     const m = /^\s*([^/\s-]+)(?:\s*-\s*([^/\s]+))?\s*(?:\/\s*(\S+))?\s*$/.exec(spec)
     if (!m) throw bad(spec, 'not a port, range or port/proto')
-    const from = toPort(spec, m[1])
-    const to = m[2] === undefined ? from : toPort(spec, m[2])
-    return checkOrder(spec, { proto: toProto(spec, m[3]), from, to, source })
+    const proto = toProto(spec, m[3])
+    const from = toPort(spec, m[1], proto)
+    const to = m[2] === undefined ? from : toPort(spec, m[2], proto)
+    return checkOrder(spec, { proto, from, to, source })
   }
   if (typeof spec === 'object' && spec !== null) {
     const proto = toProto(spec, spec.proto)
     if ('port' in spec) {
-      const port = toPort(spec, spec.port)
+      const port = toPort(spec, spec.port, proto)
       return { proto, from: port, to: port, source }
     }
     if ('from' in spec && 'to' in spec) {
-      return checkOrder(spec, { proto, from: toPort(spec, spec.from), to: toPort(spec, spec.to), source })
+      return checkOrder(spec, { proto, from: toPort(spec, spec.from, proto), to: toPort(spec, spec.to, proto), source })
     }
   }
   throw bad(spec, 'not a port, range or port/proto')
@@ -75,6 +107,7 @@ function parseOne(spec: PortSpec): Parsed {
 
 function checkOrder(spec: unknown, r: Parsed): Parsed {
   if (r.from > r.to) throw bad(spec, `range ${r.from}-${r.to} is reversed`, `write it as ${r.to}-${r.from}`)
+  if (r.proto === 'ip') for (let n = r.from; n <= r.to; n++) toPort(spec, n, 'ip')
   return r
 }
 

@@ -26,6 +26,7 @@ const FLAG_NAMES: Record<keyof ConfigInput, string> = {
   tcp: '--tcp',
   udp: '--udp',
   sctp: '--sctp',
+  ipProto: '--ip-proto',
   unused: '--unused',
   interface: '--interface',
   netns: '--netns',

@@ -83,7 +83,7 @@ function list(o: Raw, k: string): string[] | undefined {
 
 function watchInput(o: Raw): WatchInput {
   const input: WatchInput = {}
-  for (const k of ['tcp', 'udp', 'sctp', 'unused', 'allow'] as const) {
+  for (const k of ['tcp', 'udp', 'sctp', 'ipProto', 'unused', 'allow'] as const) {
     const v = list(o, k)
     if (v !== undefined) input[k] = v
   }
@@ -197,6 +197,7 @@ Original portanoia form:
     .option('--tcp <ports>', 'TCP tripwires, e.g. 2222,2323 or 9000-9010 (repeatable)', collect)
     .option('--udp <ports>', 'UDP tripwires (repeatable)', collect)
     .option('--sctp <ports>', 'SCTP tripwires (repeatable)', collect)
+    .option('--ip-proto <protocols>', 'IP protocol tripwires: any packet of the protocol is a hit, e.g. 47,50 (repeatable)', collect)
     .option('--unused <ranges>', 'every port of the range no local socket uses, kept in sync: 1-1023, 1-1023/udp (repeatable)', collect)
     .option('-i, --interface <if>', "capture interface (default: 'any')")
     .option('--config <file>', 'config file: JSON, comments allowed; flags override its fields (default /etc/portanoia/portanoia.json when it exists)')

@@ -79,6 +79,7 @@ export const configSchema = z.strictObject({
   tcp: portValues.optional(),
   udp: portValues.optional(),
   sctp: portValues.optional(),
+  ipProto: portValues.describe('IP protocol numbers, e.g. [47, 50]').optional(),
   unused: z.union([z.string(), z.array(z.string())]).optional(),
   interface: z.string().min(1).optional(),
   netns: z.string().min(1).optional(),
@@ -118,6 +119,8 @@ export interface ConfigInput {
   tcp?: string | number | ReadonlyArray<string | number>
   udp?: string | number | ReadonlyArray<string | number>
   sctp?: string | number | ReadonlyArray<string | number>
+  /** IP protocol tripwires: numbers (47, 50, '97-99'). */
+  ipProto?: string | number | ReadonlyArray<string | number>
   unused?: string | readonly string[]
   interface?: string
   netns?: string
@@ -168,10 +171,10 @@ export interface ConfigInput {
 
 /** A validated configuration, every default applied: what the daemon is built from. */
 export interface DaemonConfig {
-  /** Explicit tripwires; empty with `useDefaults`. */
+  /** Explicit tripwires; with `useDefaults`, only IP protocol ones (or none). */
   ports: PortRange[]
   unused: PortRange[]
-  /** No port was given: the default set minus ports in use. */
+  /** No port was given: the default set minus ports in use (IP protocol tripwires are no ports: they add to it). */
   useDefaults: boolean
   interface?: string
   netns?: string
@@ -534,11 +537,13 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
     const v = listOf(input[proto])
     if (v !== undefined) specs.push(...ports(v, proto, name(proto)))
   }
+  const ipValues = listOf(input.ipProto)
+  if (ipValues !== undefined) specs.push(...ports(ipValues, 'ip', name('ipProto')))
   let explicit: PortRange[] = []
   try {
     if (specs.length > 0) explicit = parsePorts(specs)
   } catch (e) {
-    rethrow((['tcp', 'udp', 'sctp'] as const).filter((k) => input[k] !== undefined).map(name).join('/'), e)
+    rethrow((['tcp', 'udp', 'sctp', 'ipProto'] as const).filter((k) => input[k] !== undefined).map(name).join('/'), e)
   }
   let unused: PortRange[] = []
   const unusedValues = listOf(input.unused)
@@ -548,6 +553,9 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
       unused = parsePorts(unusedValues.flatMap((v) => v.split(/[\s,]+/).filter((p) => p !== '')))
     } catch (e) {
       rethrow(name('unused'), e)
+    }
+    if (unused.some((r) => r.proto === 'ip')) {
+      throw bad(`${name('unused')}: IP protocols have no sockets to be unused`, 'give IP protocol tripwires with ipProto (--ip-proto 47,50)')
     }
   }
 
@@ -664,7 +672,7 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   const config: DaemonConfig = {
     ports: explicit,
     unused,
-    useDefaults: explicit.length === 0 && unused.length === 0,
+    useDefaults: explicit.every((r) => r.proto === 'ip') && unused.length === 0,
     policy,
     allow: [...allow],
     backend: backend as Backend,

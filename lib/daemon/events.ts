@@ -60,9 +60,9 @@ export interface HitEvent extends EventBase {
   dstPort: number
   /** 4 or 6. */
   family: 4 | 6
-  /** 'tcp', 'udp' or 'sctp'. */
+  /** 'tcp', 'udp', 'sctp', or 'ip' for a hit of kind `ip-proto` (then `dstPort` is the IP protocol number). */
   proto: Proto
-  /** Scan kind read from the wire: syn, connect, fin, null, xmas, ack, maimon, rst, odd-flags, udp, sctp-init, sctp-cookie-echo, sctp-other, fragment. */
+  /** Scan kind read from the wire: syn, connect, fin, null, xmas, ack, maimon, rst, odd-flags, udp, sctp-init, sctp-cookie-echo, sctp-other, fragment, ip-proto. */
   kind: ScanKind
   /** Raw TCP flag byte (0 for UDP and SCTP). */
   tcpFlags: number
@@ -397,7 +397,7 @@ const address = z.string().refine((s) => isValidAddress(s), 'not a canonical IP 
 const port = z.number().int().min(0).max(65535)
 const count = z.number().int().min(0)
 const family = z.union([z.literal(4), z.literal(6)])
-const proto = z.enum(['tcp', 'udp', 'sctp'])
+const proto = z.enum(['tcp', 'udp', 'sctp', 'ip'])
 const kind = z.enum(KIND_VALUES as [ScanKind, ...ScanKind[]])
 const action = z.enum(ACTIONS)
 const reason = z.enum(REASON_CODES)
@@ -449,7 +449,7 @@ export const decisionEventSchema = z.object({
   expiresAt: isoTime.optional(),
   upgrade: z.boolean().optional(),
   offence: z.number().int().min(1).optional(),
-  ports: z.array(z.string().regex(/^\d{1,5}\/(?:tcp|udp|sctp)$/)),
+  ports: z.array(z.string().regex(/^\d{1,5}\/(?:tcp|udp|sctp|ip)$/)),
   portsTruncated: z.boolean(),
   kinds: z.array(kind),
   count,

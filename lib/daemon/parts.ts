@@ -93,7 +93,8 @@ export async function tripwiresFor(config: Pick<DaemonConfig, 'ports' | 'useDefa
   if (sel.ports.length === 0) {
     throw new PortanoiaError('PORTANOIA_NO_PORTS', 'every default tripwire is in use by a local service', { hint: 'name tripwires with tcp/udp' })
   }
-  return sel.ports
+  // IP protocol tripwires (ipProto) come on top of the default ports.
+  return parsePorts([...sel.ports, ...config.ports])
 }
 
 /**

@@ -58,7 +58,10 @@ export interface ProbeSpec {
   /** IPv4 dotted or IPv6 text; src and dst must be the same family. */
   src: string
   dst: string
-  proto: 'tcp' | 'udp' | 'sctp'
+  /** 'ip': an IP packet of protocol `ipProto` whose payload is `payload` (ports ignored). */
+  proto: 'tcp' | 'udp' | 'sctp' | 'ip'
+  /** The IPv4 protocol / IPv6 next header, with proto 'ip' (47 GRE, 50 ESP, ...). */
+  ipProto?: number
   srcPort: number
   dstPort: number
   /** Default SYN. */
@@ -275,9 +278,11 @@ function buildTransport(spec: ProbeSpec, src: Uint8Array, dst: Uint8Array): { pr
       v.setUint32(8, crc32c(pkt), true)
       return { proto: IPPROTO_SCTP, bytes: pkt }
     }
+    case 'ip':
+      return { proto: checkInt('ipProto', spec.ipProto ?? -1, 0xff), bytes: payload }
     default: {
       const never: never = spec.proto
-      throw new RangeError(`proto must be tcp, udp or sctp, got ${String(never)}`)
+      throw new RangeError(`proto must be tcp, udp, sctp or ip, got ${String(never)}`)
     }
   }
 }

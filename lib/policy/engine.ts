@@ -213,8 +213,8 @@ const MAINTAIN_EVERY_MS = 1000
 // source and window even under the report breaker. `allowlist` and `special` cover
 // whole ranges a forger can draw a million sources from.
 const FEW_ADDRESS_GUARDS: ReadonlySet<ReasonCode> = new Set(['guard:self', 'guard:gateway', 'guard:resolver', 'guard:peer'])
-const PROTO_INDEX: Readonly<Record<Proto, number>> = { tcp: 0, udp: 1, sctp: 2 }
-const PROTO_BY_INDEX: readonly Proto[] = ['tcp', 'udp', 'sctp']
+const PROTO_INDEX: Readonly<Record<Proto, number>> = { tcp: 0, udp: 1, sctp: 2, ip: 3 }
+const PROTO_BY_INDEX: readonly Proto[] = ['tcp', 'udp', 'sctp', 'ip']
 const KIND_INDEX: ReadonlyMap<string, number> = new Map(SCAN_KINDS.map((k, i) => [k, i]))
 const NO_DECISIONS: readonly Decision[] = Object.freeze([])
 const MAX_EVIDENCE = 16

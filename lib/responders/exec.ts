@@ -53,7 +53,7 @@ const TOKEN_RE = new RegExp(`\\{(${BRACE_TOKENS.join('|')})\\}|\\[(${Object.keys
 // Every substituted value must match this: no space, quote, '$', ';', '|', '&', '`', '\\', glob or
 // redirection character, so a value is one word even to a shell.
 const SAFE_VALUE = /^[0-9A-Za-z.:_-]+$/
-const PROTOS = new Set(['tcp', 'udp', 'sctp'])
+const PROTOS = new Set(['tcp', 'udp', 'sctp', 'ip'])
 const KINDS = new Set<string>(SCAN_KINDS)
 const REASONS = new Set<string>(REASON_CODES)
 

@@ -49,7 +49,9 @@ bool Contains(const uint8_t* hay, size_t hay_len, const uint8_t* needle, size_t 
 
 bool KindFitsProto(uint8_t proto, uint8_t kind_byte) {
   const auto kind = static_cast<ScanKind>(kind_byte);
-  if (kind == ScanKind::kFragment) return true;
+  const bool transport = proto == 6 || proto == 17 || proto == 132;
+  if (kind == ScanKind::kIpProto) return !transport;
+  if (kind == ScanKind::kFragment) return transport;
   switch (proto) {
     case 6:
       return kind == ScanKind::kSyn || kind == ScanKind::kFin || kind == ScanKind::kNull ||
@@ -85,8 +87,10 @@ void CheckParse(ParseResult result, const HitRecord& rec, const uint8_t* frame, 
   PN_CHECK((rec.flags & ~kParserFlags) == 0);  // kFlagVerified is the listener's to set
   PN_CHECK(!(rec.flags & kFlagIpOptions) || rec.family == 4);
   PN_CHECK(!(rec.flags & kFlagExtHeaders) || rec.family == 6);
-  PN_CHECK(rec.proto == 6 || rec.proto == 17 || rec.proto == 132);
   PN_CHECK(KindFitsProto(rec.proto, rec.kind));
+  const bool ip_proto = rec.kind == static_cast<uint8_t>(ScanKind::kIpProto);
+  // An IP protocol hit has no ports: dst_port repeats the protocol number.
+  PN_CHECK(!ip_proto || (rec.src_port == 0 && rec.dst_port == rec.proto));
   PN_CHECK(rec.kind != static_cast<uint8_t>(ScanKind::kFragment) || (rec.flags & kFlagFragment));
   PN_CHECK(rec.proto == 6 || rec.tcp_flags == 0);
   PN_CHECK(rec.proto == 132 || rec.sctp_chunk == 0);
@@ -119,18 +123,18 @@ void CheckParse(ParseResult result, const HitRecord& rec, const uint8_t* frame, 
     PN_CHECK(rec.ip_id <= 0xffff);
     PN_CHECK(Contains(frame, len, rec.src + 12, 4));
     PN_CHECK(Contains(frame, len, rec.dst + 12, 4));
-    PN_CHECK(len >= 24);
+    PN_CHECK(len >= (ip_proto ? 20u : 24u));
   } else {
     PN_CHECK(rec.ip_id == 0 || (rec.flags & kFlagFragment));
     PN_CHECK(Contains(frame, len, rec.src, 16));
     PN_CHECK(Contains(frame, len, rec.dst, 16));
-    PN_CHECK(len >= 44);
+    PN_CHECK(len >= (ip_proto ? 40u : 44u));
   }
   const uint8_t ports[4] = {static_cast<uint8_t>(rec.src_port >> 8),
                             static_cast<uint8_t>(rec.src_port & 0xff),
                             static_cast<uint8_t>(rec.dst_port >> 8),
                             static_cast<uint8_t>(rec.dst_port & 0xff)};
-  PN_CHECK(Contains(frame, len, ports, 4));
+  PN_CHECK(ip_proto || Contains(frame, len, ports, 4));
 
   // TCP fields only on a classified TCP hit; option kinds past the count stay zero.
   const bool tcp = rec.proto == 6 && rec.kind != static_cast<uint8_t>(ScanKind::kFragment);

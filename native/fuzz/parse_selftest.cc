@@ -272,7 +272,10 @@ void TestIpv4Headers() {
   icmp.proto = 1;
   Bytes i = Ethernet(0x0800);
   Append(i, Ipv4(icmp, Bytes(8, 0)));
-  EXPECT(Eth(i, Meta(), &rec) == ParseResult::kNotTransport);
+  // Any other IP protocol is a hit of kind kIpProto (the capture keeps the watched ones).
+  EXPECT(Eth(i, Meta(), &rec) == ParseResult::kHit);
+  EXPECT(rec.kind == static_cast<uint8_t>(ScanKind::kIpProto) && rec.proto == 1 && rec.dst_port == 1 &&
+         rec.src_port == 0 && rec.family == 4);
 
   // TCP data offset below the fixed header, or past the segment.
   Bytes doff_low = Ethernet(0x0800);
@@ -409,16 +412,26 @@ void TestIpv6() {
   Append(split, Ipv6(44, Frag6(60, 0, true, 5, Head(Ext6(6, 1, Tcp(1, 2, 2)), 8))));
   EXPECT(Eth(split, Meta(), &rec) == ParseResult::kNonFirstFragment);
 
-  // Chains that end without a transport header.
+  // Chains that end without a transport header: IP protocol hits of their last next header.
   Bytes esp = Ethernet(0x86dd);
   Append(esp, Ipv6(0, Ext6(50, 0, Bytes(16, 0))));
-  EXPECT(Eth(esp, Meta(), &rec) == ParseResult::kNotTransport);
+  EXPECT(Eth(esp, Meta(), &rec) == ParseResult::kHit);
+  EXPECT(rec.kind == static_cast<uint8_t>(ScanKind::kIpProto) && rec.proto == 50 && rec.dst_port == 50 &&
+         (rec.flags & kFlagExtHeaders) != 0);
   Bytes none = Ethernet(0x86dd);
   Append(none, Ipv6(59, Bytes()));
-  EXPECT(Eth(none, Meta(), &rec) == ParseResult::kNotTransport);
+  EXPECT(Eth(none, Meta(), &rec) == ParseResult::kHit);
+  EXPECT(rec.kind == static_cast<uint8_t>(ScanKind::kIpProto) && rec.proto == 59);
   Bytes icmp6 = Ethernet(0x86dd);
   Append(icmp6, Ipv6(58, Bytes(8, 0)));
-  EXPECT(Eth(icmp6, Meta(), &rec) == ParseResult::kNotTransport);
+  EXPECT(Eth(icmp6, Meta(), &rec) == ParseResult::kHit);
+  EXPECT(rec.kind == static_cast<uint8_t>(ScanKind::kIpProto) && rec.proto == 58 && rec.family == 6);
+  Bytes gre = Ethernet(0x0800);
+  Ip4Opts gre4;
+  gre4.proto = 47;
+  Append(gre, Ipv4(gre4, Bytes(4, 0)));
+  EXPECT(Eth(gre, Meta(), &rec) == ParseResult::kHit);
+  EXPECT(rec.kind == static_cast<uint8_t>(ScanKind::kIpProto) && rec.proto == 47 && rec.dst_port == 47);
 
   // Sixteen extension headers are walked, seventeen are refused.
   Bytes sixteen = Tcp(1, 2, 2);

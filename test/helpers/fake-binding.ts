@@ -36,7 +36,7 @@ export function hitRecord(h: FakeHit): Buffer {
   b.writeUInt16LE(h.dstPort, HIT_RECORD_LAYOUT.dstPort)
   b.writeUInt32LE(3, HIT_RECORD_LAYOUT.ifindex)
   b[HIT_RECORD_LAYOUT.family] = 4
-  b[HIT_RECORD_LAYOUT.proto] = PROTO_NUMBERS[h.proto ?? 'tcp']
+  b[HIT_RECORD_LAYOUT.proto] = h.proto === 'ip' ? (h.dstPort ?? 47) : PROTO_NUMBERS[h.proto ?? 'tcp']
   b[HIT_RECORD_LAYOUT.kind] = SCAN_KINDS.indexOf(h.kind)
   b[HIT_RECORD_LAYOUT.tcpFlags] = h.kind === 'syn' ? 0x02 : 0x10
   const verified = h.verified ?? h.kind === 'connect'

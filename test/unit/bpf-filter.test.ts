@@ -200,6 +200,52 @@ describe('IPv6 extension headers and fragments', () => {
   })
 })
 
+describe('IP protocol tripwires', () => {
+  const withIp = parsePorts(['2222/tcp', '9000-9010/udp', '2905/sctp', '47/ip', '50/ip', '97-99/ip'])
+  const ipProg = decode(compileFilter(withIp).program)
+  const only = decode(compileFilter(parsePorts(['47/ip'])).program)
+  const ip = (family: 4 | 6, ipProto: number, extra: Partial<ProbeSpec> = {}): Uint8Array =>
+    buildFrame({ ...(family === 4 ? v4 : v6), proto: 'ip', ipProto, dstPort: 0, payload: new Uint8Array(16), ...extra })
+
+  for (const family of [4, 6] as const) {
+    test(`IPv${family}: a packet of a watched protocol passes, others and non-first fragments do not`, () => {
+      for (const n of [47, 50, 97, 98, 99]) expect(verdict(ip(family, n), ipProg)).toBe(SNAP)
+      for (const n of [2, 4, 41, 46, 48, 96, 100, 103]) expect(verdict(ip(family, n), ipProg)).toBe(0)
+      expect(verdict(ip(family, 47, { vlan: [{ id: 7 }] }), ipProg)).toBe(SNAP)
+      // The transports keep their port tripwires, and only those.
+      expect(verdict(probe(family, 'tcp', 2222), ipProg)).toBe(SNAP)
+      expect(verdict(probe(family, 'tcp', 47), ipProg)).toBe(0)
+      expect(verdict(probe(family, 'udp', 9005), ipProg)).toBe(SNAP)
+      const frags = fragmentFrame(ip(family, 47, { payload: new Uint8Array(64) }), 16)
+      expect(frags.map((f) => verdict(f, ipProg))).toEqual([SNAP, ...frags.slice(1).map(() => 0)])
+      // A set of IP protocols only.
+      expect(verdict(ip(family, 47), only)).toBe(SNAP)
+      expect(verdict(probe(family, 'tcp', 2222), only)).toBe(0)
+    })
+  }
+
+  test('IPv6: the protocol is the next header after the extension headers (ESP ends a chain)', () => {
+    const ipv6ExtHeaders: Ipv6ExtHeader[] = [{ type: 'hop-by-hop' }, { type: 'destination' }]
+    expect(verdict(ip(6, 50, { ipv6ExtHeaders }), ipProg)).toBe(SNAP)
+    expect(verdict(ip(6, 47, { ipv6ExtHeaders }), ipProg)).toBe(SNAP)
+    expect(verdict(ip(6, 58, { ipv6ExtHeaders }), ipProg)).toBe(0)
+    expect(verdict(ip(6, 59), ipProg)).toBe(0)
+  })
+
+  test('unrelated TCP, UDP and SCTP traffic costs exactly what it cost without IP protocol tripwires', () => {
+    const plain = decode(compileFilter(parsePorts(['2222/tcp', '9000-9010/udp', '2905/sctp'])).program)
+    const steps = (p: readonly SockFilter[], frame: Uint8Array): number => runFilterTrace(p, contextFromFrame(frame)).steps
+    for (const family of [4, 6] as const) {
+      for (const frame of [probe(family, 'tcp', 443), probe(family, 'tcp', 2222), probe(family, 'udp', 53), probe(family, 'udp', 9004), probe(family, 'sctp', 2905)]) {
+        expect(steps(ipProg, frame)).toBe(steps(plain, frame))
+      }
+    }
+    // What it does cost: a packet of another protocol walks the protocol search too.
+    expect(steps(ipProg, ip(4, 1))).toBeGreaterThan(steps(plain, ip(4, 1)))
+    expect(steps(ipProg, ip(4, 1)) - steps(plain, ip(4, 1))).toBeLessThanOrEqual(6)
+  })
+})
+
 describe('port space and budget', () => {
   const run = (p: readonly SockFilter[], proto: Proto, port: number): number =>
     runFilter(p, contextFromFrame(probe(4, proto, port)))

@@ -51,6 +51,18 @@ describe('watch flags', () => {
     expect(plan).toMatchObject({ backend: 'ipset', exec: { command: 'logger {src}', shell: false }, webhook: 'https://hooks.example/x', json: true, dryRun: true, useDefaults: false })
   })
 
+  it('--ip-proto adds IP protocol tripwires, on top of the default ports when no port is given; --unused refuses them', () => {
+    const only = resolveWatch(watchOf(['watch', '--ip-proto', '47,50']).input)
+    expect(only.ports).toEqual([{ proto: 'ip', from: 47, to: 47 }, { proto: 'ip', from: 50, to: 50 }])
+    expect(only.useDefaults).toBe(true)
+    const both = resolveWatch(watchOf(['watch', '--tcp', '2222', '--ip-proto', '97-99']).input)
+    expect(both.ports).toEqual([{ proto: 'tcp', from: 2222, to: 2222 }, { proto: 'ip', from: 97, to: 99 }])
+    expect(both.useDefaults).toBe(false)
+    expect(() => resolveConfig({ ipProto: [6] })).toThrow(/IP protocol 6 cannot be a tripwire/)
+    expect(() => resolveConfig({ ipProto: [256] })).toThrow(/outside 0\.\.255/)
+    expect(() => resolveConfig({ unused: ['47/ip'] })).toThrow(/IP protocols have no sockets/)
+  })
+
   it('uses the default set when no port is given', () => {
     const plan = resolveWatch(watchOf(['watch']).input)
     expect(plan.useDefaults).toBe(true)

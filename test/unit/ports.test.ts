@@ -128,3 +128,45 @@ describe('text and lookup helpers', () => {
     expect(portInSet(set, 'sctp', 53)).toBe(false)
   })
 })
+
+describe('IP protocol tripwires', () => {
+  test("'N/ip', ranges and objects; canonical order puts them after the transports", () => {
+    expect(parsePorts(['47/ip', '2222/tcp', '97-98/ip', { port: 50, proto: 'ip' }, '112/IP'])).toEqual([
+      { proto: 'tcp', from: 2222, to: 2222 },
+      { proto: 'ip', from: 47, to: 47 },
+      { proto: 'ip', from: 50, to: 50 },
+      { proto: 'ip', from: 97, to: 98 },
+      { proto: 'ip', from: 112, to: 112 },
+    ])
+    expect(portsToString(parsePorts(['47/ip', '50/ip']))).toBe('47/ip,50/ip')
+    expect(parsePortList('47/ip 22')).toEqual([
+      { proto: 'tcp', from: 22, to: 22 },
+      { proto: 'ip', from: 47, to: 47 },
+    ])
+    // The same number as a port and as a protocol are two tripwires.
+    expect(parsePorts(['47/tcp', '47/ip'])).toHaveLength(2)
+    expect(portInSet(parsePorts(['47/ip']), 'ip', 47)).toBe(true)
+    expect(portInSet(parsePorts(['47/ip']), 'tcp', 47)).toBe(false)
+  })
+
+  test('refuses numbers outside 0..255 and the protocols that cannot be tripwires, saying why', () => {
+    refusal(['256/ip'], 'PORTANOIA_BAD_PORT', /outside 0\.\.255/)
+    for (const [n, why] of [
+      [6, /TCP has port tripwires/],
+      [17, /UDP/],
+      [132, /SCTP/],
+      [1, /ping/],
+      [58, /neighbour discovery/],
+      [0, /extension header/],
+      [44, /fragment/],
+      [51, /AH/],
+      [60, /destination options/],
+      [255, /reserved/],
+    ] as const) {
+      refusal([`${n}/ip`], 'PORTANOIA_BAD_PORT', why)
+    }
+    // A range may not run over one either.
+    refusal(['45-55/ip'], 'PORTANOIA_BAD_PORT', /IP protocol 51 cannot be a tripwire/)
+    refusal(['47/ip', '47/ip'], 'PORTANOIA_DUPLICATE_PORT', /listed twice/)
+  })
+})
