@@ -48,7 +48,9 @@ describe.skipIf(!IS_ROOT)('portanoia watch flags', () => {
     // Another peer (the first one is blocked now), with --hits.
     const w = await startWatch(['watch', '--netns', net.sensorNs, '--tcp', String(TRIPWIRE), '--hits', '--json'])
     await tcpConnect(b.peer, b.sensor.ipv4, TRIPWIRE)
-    await waitFor('the decision', () => jsonLines(w.out(), (e) => e.type === 'decision').length > 0)
+    // The SYN alone may already be decided (reported, spoofable): wait for the block, which
+    // only the verified connect makes, so its hit event is out by then.
+    await waitFor('the block', () => jsonLines<Line>(w.out(), (e) => e.type === 'decision' && e.reason === 'blocked').length > 0)
     const hits = jsonLines<Line>(w.out(), (e) => e.type === 'hit')
     // The handshake as the listener saw it: the SYN on the wire, then the verified connect.
     expect(hits.find((h) => h.kind === 'syn')).toMatchObject({ v: 1, src: b.peer.ipv4, dst: b.sensor.ipv4, dstPort: TRIPWIRE, proto: 'tcp', verified: false })
