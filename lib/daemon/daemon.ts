@@ -75,7 +75,7 @@ import {
   tripwireStatus,
 } from './status.js'
 import type { Decision } from '../policy/decision.js'
-import { normalizeAddresses, parseAddress } from '../policy/addr.js'
+import { type Cidr, normalizeAddresses, parseAddress, parseCidr } from '../policy/addr.js'
 import { type PolicyConfig, resolvePolicyConfig } from '../policy/config.js'
 import { PolicyEngine } from '../policy/engine.js'
 import { Guards } from '../policy/guards.js'
@@ -85,7 +85,7 @@ import { EVENT_SCHEMA_VERSION } from './event-version.js'
 import { prefixPeer } from './prefix-peers.js'
 import { type AggregateConfig, PrefixBans } from '../policy/prefixes.js'
 import { defaultRun, netnsRun } from '../responders/run.js'
-import type { JournalBlock, StateContent, StateFile } from './state-file.js'
+import type { JournalBlock, JournalPrefix, StateContent, StateFile } from './state-file.js'
 import type { ActiveBlockEntry, BlockPath, BlockRequest, Responder, ResponderResult, RunFn } from '../responders/types.js'
 import { open, type Sensor, type SensorOptions } from '../sensor.js'
 import type { PortRange, PortSpec } from '../types.js'
@@ -510,7 +510,10 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       }
       // The kernel lost every block (a reboot): the journal puts back those whose time
       // has not run out. With a table in place the kernel is the truth, and nothing is.
-      if (fw !== null && fw.fresh === true && saved !== null && !daemon.#dryRun) await daemon.#restore(fw, saved.blocks, log)
+      if (fw !== null && fw.fresh === true && saved !== null && !daemon.#dryRun) {
+        await daemon.#restore(fw, saved.blocks, log)
+        if (saved.prefixes !== undefined) await daemon.#restoreJournalPrefixes(fw, saved.prefixes, log)
+      }
       if (options.state !== undefined && !daemon.#dryRun) {
         options.state.attach(() => daemon.#journal())
         options.state.schedule()
@@ -755,6 +758,41 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     }
   }
 
+  /**
+   * After a reboot: the journal's prefix bans whose time has not run out go back with
+   * the time they have left, each after the same checks as a new one (the guard
+   * facts, then the kernel's live answer over the prefix). Only with --aggregate.
+   */
+  async #restoreJournalPrefixes(fw: Responder, journal: readonly JournalPrefix[], log: NonNullable<DaemonOptions['onLog']>): Promise<void> {
+    const bans = this.#prefixBans
+    if (bans === null || fw.blockPrefixes === undefined) return
+    const clock = this.#opts.now ?? Date.now
+    const run = this.#opts.prefixRun ?? (this.#opts.netns === undefined ? defaultRun : netnsRun(this.#opts.netns))
+    for (const j of journal) {
+      let cidr: Cidr
+      try {
+        cidr = parseCidr(j.prefix)
+      } catch {
+        continue
+      }
+      const ttlMs = j.expiresAt - clock()
+      if (!(ttlMs >= 1000)) continue
+      const guard = this.engine.guards.checkNetwork(cidr)
+      const live = guard === null ? await prefixPeer(run, cidr, (port) => this.#isTripwirePort(port)) : null
+      const why = guard !== null ? `guard:${guard}` : live?.peer === true ? 'guard:peer' : live?.peer === null ? 'check-failed' : null
+      if (why !== null) {
+        log('info', `state file: prefix ${j.prefix} not restored (${why})`)
+        this.#emit(prefixEvent({ op: 'refused', prefix: j.prefix, family: j.family, members: [], reason: why }))
+        continue
+      }
+      const r = await fw.blockPrefixes([{ prefix: j.prefix, family: j.family, ttlMs }])
+      this.#report(fw, r, 'block')
+      if (!r.applied.includes(j.prefix)) continue
+      bans.add({ cidr, prefix: j.prefix, family: j.family, expiresAt: clock() + ttlMs, members: [] })
+      this.#emit(prefixEvent({ op: 'restored', prefix: j.prefix, family: j.family, members: [], ttlMs, expiresAt: clock() + ttlMs }))
+    }
+  }
+
   /** What the state file keeps: the ladder's history and the blocks the kernel confirmed. */
   #journal(): StateContent {
     const now = (this.#opts.now ?? Date.now)()
@@ -764,7 +802,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       const origin = this.#origins.get(b.src)?.origin === 'operator' ? 'operator' : 'local'
       blocks.push({ address: b.src, family: b.family, evidence: b.verified ? 'verified' : 'spoofable', origin, expiresAt: b.expiresAt })
     }
-    return { offences: this.engine.offences.entries(now, this.engine.config.forgetAfterMs), blocks }
+    const prefixes: JournalPrefix[] = (this.#prefixBans?.active(now) ?? []).map((b) => ({ prefix: b.prefix, family: b.family, expiresAt: b.expiresAt }))
+    return { offences: this.engine.offences.entries(now, this.engine.config.forgetAfterMs), blocks, ...(prefixes.length > 0 && { prefixes }) }
   }
 
   /** (Re)starts the periodic stats event; 0 turns it off. */

@@ -18,7 +18,7 @@ import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { z } from 'zod'
 import { PortanoiaError } from '../errors.js'
-import { isValidAddress } from '../policy/addr.js'
+import { formatCidr, isValidAddress, parseCidr } from '../policy/addr.js'
 import type { Offence } from '../policy/offences.js'
 import { ownNetnsName } from './control.js'
 
@@ -42,9 +42,20 @@ export interface JournalBlock {
   expiresAt: number
 }
 
+/** A prefix ban as the journal keeps it. */
+export interface JournalPrefix {
+  /** Canonical CIDR text. */
+  prefix: string
+  family: 4 | 6
+  /** ms since the epoch. */
+  expiresAt: number
+}
+
 export interface StateContent {
   offences: Offence[]
   blocks: JournalBlock[]
+  /** Prefix bans in force (`--aggregate`); absent in files of earlier versions. */
+  prefixes?: JournalPrefix[]
 }
 
 const address = z.string().max(64).refine((a) => isValidAddress(a), 'not a canonical address')
@@ -61,7 +72,24 @@ const fileSchema = z.object({
       expiresAt: z.number(),
     }),
   ),
+  prefixes: z
+    .array(
+      z.object({
+        prefix: z.string().max(64).refine((p) => isCanonicalCidr(p), 'not a canonical network'),
+        family: z.union([z.literal(4), z.literal(6)]),
+        expiresAt: z.number(),
+      }),
+    )
+    .optional(),
 })
+
+function isCanonicalCidr(text: string): boolean {
+  try {
+    return formatCidr(parseCidr(text)) === text
+  } catch {
+    return false
+  }
+}
 
 /**
  * The directory of the default path: `$STATE_DIRECTORY` when systemd set it
@@ -144,7 +172,7 @@ export class StateFile {
       this.#log('warn', `state file ${this.path} is corrupt (${why}); ${moved ? `moved to ${aside}, ` : ''}starting without the ladder's history or blocks to restore`)
       return null
     }
-    return { offences: parsed.offences, blocks: parsed.blocks }
+    return { offences: parsed.offences, blocks: parsed.blocks, ...(parsed.prefixes !== undefined && { prefixes: parsed.prefixes }) }
   }
 
   /** Where write() and schedule() read the state from. */
@@ -186,7 +214,9 @@ export class StateFile {
     const now = this.#now()
     const blocks = content.blocks.filter((b) => b.expiresAt > now)
     if (blocks.length > this.#maxBlocks) blocks.sort((a, b) => b.expiresAt - a.expiresAt).splice(this.#maxBlocks)
-    return `${JSON.stringify({ v: STATE_VERSION, savedAt: now, offences: content.offences, blocks })}\n`
+    const prefixes = (content.prefixes ?? []).filter((p) => p.expiresAt > now)
+    if (prefixes.length > this.#maxBlocks) prefixes.sort((a, b) => b.expiresAt - a.expiresAt).splice(this.#maxBlocks)
+    return `${JSON.stringify({ v: STATE_VERSION, savedAt: now, offences: content.offences, blocks, ...(prefixes.length > 0 && { prefixes }) })}\n`
   }
 
   async #atomicWrite(text: string): Promise<void> {

@@ -20,8 +20,10 @@ import type { PortanoiaEvent, PrefixEvent } from '../../lib/daemon/events.js'
 import type { NetnsHost } from '../../lib/lab/netns.js'
 import { NftablesResponder } from '../../lib/responders/nftables.js'
 import { netnsRun, netnsStream } from '../../lib/responders/run.js'
+import { StateFile } from '../../lib/daemon/state-file.js'
+import { removeScratch, scratchDir } from '../../lib/lab/scratch.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
-import { nftElements } from '../helpers/nft.js'
+import { nftElements, nftScript } from '../helpers/nft.js'
 import { startService } from '../helpers/tcp.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -33,12 +35,15 @@ const SERVICE = 8080
 let net: TestNet | undefined
 const children: ChildProcess[] = []
 const daemons: Daemon[] = []
+let dir: string | undefined
 
 afterEach(async () => {
   for (const d of daemons.splice(0)) await d.close()
   for (const c of children.splice(0)) await stop(c)
   await net?.destroy()
   net = undefined
+  if (dir !== undefined) await removeScratch(dir)
+  dir = undefined
 })
 
 async function ip(host: Pick<NetnsHost, 'exec'>, args: string[]): Promise<void> {
@@ -165,5 +170,49 @@ describe.skipIf(!IS_ROOT)('prefix bans', () => {
     expect(await waitFor('the /64 ban', () => prefixEvents().find((e) => e.prefix === 'fd52:43dd:99::/64'))).toMatchObject({ op: 'blocked', family: 6, count: 3, retired: 3 })
     expect(await prefixes(net, 'prefix6')).toEqual(['fd52:43dd:99::/64'])
     expect(await nftElements(net.sensorExec, ['verified6'])).toEqual([])
+  }, 180_000)
+
+  it('a reboot (the table gone while no daemon ran) brings a prefix ban back from the state file, with its time left', async () => {
+    net = await createTestNet()
+    dir = await scratchDir('prefix-bans-')
+    const statePath = `${dir}/state.json`
+    const [a] = net.links as [TestNet['links'][0]]
+    const scanners = ['198.18.100.1', '198.18.100.2']
+    for (const addr of [...scanners, '198.18.100.50']) await ip(a.peer, ['addr', 'add', `${addr}/32`, 'dev', a.peer.ifname])
+    await ip({ exec: net.sensorExec }, ['route', 'add', '198.18.100.0/24', 'via', a.peer.ipv4])
+    const ns = net.sensorNs
+    const start = async (events: PortanoiaEvent[]): Promise<Daemon> => {
+      const d = await Daemon.compose({
+        ports: [`${TRIPWIRE}/tcp`],
+        netns: ns,
+        firewall: new NftablesResponder({ run: netnsRun(ns), monitor: netnsStream(ns), prefixes: true }),
+        aggregate: { threshold: 2, prefix4: 24, prefix6: 64 },
+        state: new StateFile(statePath),
+        statsIntervalMs: 0,
+        onEvent: (e) => events.push(e),
+      })
+      daemons.push(d)
+      return d
+    }
+    const first: PortanoiaEvent[] = []
+    const d1 = await start(first)
+    for (const src of scanners) {
+      await connectFrom(a.peer, src, a.sensor.ipv4, TRIPWIRE)
+      await waitFor(`the block of ${src}`, () => first.find((e) => e.type === 'decision' && !('source' in e) && e.reason === 'blocked' && e.src === src))
+    }
+    const banned = await waitFor('the prefix ban', () => first.find((e): e is PrefixEvent => e.type === 'prefix' && e.op === 'blocked'))
+    await d1.close()
+    daemons.splice(daemons.indexOf(d1), 1)
+    // The reboot: the kernel lost the table.
+    await nftScript(net.sensorExec, 'delete table inet portanoia\n')
+    const second: PortanoiaEvent[] = []
+    await start(second)
+    const restored = second.find((e): e is PrefixEvent => e.type === 'prefix')
+    expect(restored).toMatchObject({ op: 'restored', prefix: '198.18.100.0/24', family: 4 })
+    // The time it had left: at most what the first ban had, and no more than the time since gone by.
+    expect(restored?.ttlMs).toBeLessThanOrEqual(banned.ttlMs ?? 0)
+    expect(Date.parse(restored?.expiresAt ?? '')).toBeLessThanOrEqual(Date.parse(banned.expiresAt ?? '') + 1000)
+    expect(await prefixes(net, 'prefix4')).toEqual(['198.18.100.0/24'])
+    expect(await connectFrom(a.peer, '198.18.100.50', a.sensor.ipv4, TRIPWIRE, 1000)).toBe('timeout')
   }, 180_000)
 })

@@ -3,9 +3,13 @@
 // replaces), refusals remembered for a while, the overlap test the guards use, and
 // the parsing of `ss` lines for the live check over a prefix, the guards' overlap
 // check, the config's --aggregate, and the nftables responder's prefix sets.
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { resolveConfig } from '../../lib/daemon/config.js'
 import { prefixPeer, localPort } from '../../lib/daemon/prefix-peers.js'
+import { StateFile } from '../../lib/daemon/state-file.js'
+import { removeScratch, scratchDir } from '../../lib/lab/scratch.js'
 import { parseCidr } from '../../lib/policy/addr.js'
 import { Guards } from '../../lib/policy/guards.js'
 import { NftablesResponder } from '../../lib/responders/nftables.js'
@@ -180,5 +184,33 @@ describe('nftables: prefix sets', () => {
     const res = await nft.blockPrefixes([{ prefix: '198.18.5.0/24', family: 4, ttlMs: 60_000 }])
     expect(res.applied).toEqual([])
     expect(res.failed[0]?.error).toMatch(/prefix sets are off/)
+  })
+})
+
+describe('the state file keeps prefix bans', () => {
+  it('round-trips them, leaves out those that ran out, and sets aside a file with a bad network', async () => {
+    const dir = await scratchDir('prefix-state-')
+    try {
+      const path = join(dir, 'state.json')
+      const now = Date.now()
+      const f = new StateFile(path)
+      f.attach(() => ({
+        offences: [],
+        blocks: [],
+        prefixes: [
+          { prefix: '198.18.100.0/24', family: 4, expiresAt: now + 60_000 },
+          { prefix: 'fd52:43dd:99::/64', family: 6, expiresAt: now - 1 },
+        ],
+      }))
+      await f.write()
+      expect((await new StateFile(path).load())?.prefixes).toEqual([{ prefix: '198.18.100.0/24', family: 4, expiresAt: now + 60_000 }])
+      await writeFile(path, JSON.stringify({ v: 1, savedAt: now, offences: [], blocks: [], prefixes: [{ prefix: '198.18.100.1/24', family: 4, expiresAt: now + 1 }] }))
+      expect(await new StateFile(path).load()).toBeNull()
+      // A file of the version before (no prefixes) reads as none.
+      await writeFile(path, JSON.stringify({ v: 1, savedAt: now, offences: [], blocks: [] }))
+      expect((await new StateFile(path).load())?.prefixes).toBeUndefined()
+    } finally {
+      await removeScratch(dir)
+    }
   })
 })
