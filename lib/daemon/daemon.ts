@@ -280,6 +280,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   /** Prefix bans in force, and the one aggregation pass at a time. */
   readonly #prefixBans: PrefixBans | null
   #aggregating: Promise<void> = Promise.resolve()
+  #aggregatePending = false
   #detachMetrics: (() => void) | undefined
   #done: Promise<Error | undefined>
   #resolveDone!: (err: Error | undefined) => void
@@ -670,10 +671,19 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     this.#emit(e)
   }
 
-  /** Queues an aggregation pass behind the one running (passes never overlap). */
+  /**
+   * Queues an aggregation pass behind the one running (passes never overlap); while
+   * one is already waiting, a burst of confirmed batches adds nothing (each pass reads
+   * every confirmed block, so one pass covers them all).
+   */
   #aggregateSoon(): void {
+    if (this.#aggregatePending) return
+    this.#aggregatePending = true
     this.#aggregating = this.#aggregating
-      .then(() => this.#aggregate())
+      .then(() => {
+        this.#aggregatePending = false
+        return this.#aggregate()
+      })
       .catch((err: unknown) => this.#emit(errorEvent({ responder: this.#firewall?.name ?? 'firewall', error: err, action: 'block' })))
   }
 
