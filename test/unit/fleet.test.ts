@@ -92,7 +92,8 @@ describe('alertFor', () => {
 describe('FleetPush', () => {
   function makePush(f: FakeLapi, over: Partial<ConstructorParameters<typeof FleetPush>[0]> = {}) {
     const events: FleetStreamEvent[] = []
-    const client = new LapiClient({ url: f.url, machine: 'host-a', password: PASSWORD, timeoutMs: 1000 })
+    // Generous: a loaded machine must not turn a slow answer into a push failure the test did not ask for.
+    const client = new LapiClient({ url: f.url, machine: 'host-a', password: PASSWORD, timeoutMs: 10_000 })
     const push = new FleetPush({ client, onEvent: (e) => events.push(e), random: () => 0, ...over })
     closers.push(() => push.close())
     return { push, events, client }
