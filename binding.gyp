@@ -23,6 +23,7 @@
         "native/addon.cc",
         "native/capture_wrap.cc",
         "native/capture.cc",
+        "native/express_lane.cc",
         "native/tpacket_ring.cc",
         "native/packet_parse.cc",
         "native/sender.cc",

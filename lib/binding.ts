@@ -38,6 +38,8 @@ export interface NativeCaptureOptions {
   blockCount?: number
   retireMs?: number
   dedup?: boolean
+  /** The express lane while the interface is quiet (default true). */
+  express?: boolean
 }
 
 export interface NativeCaptureStats {
@@ -52,11 +54,19 @@ export interface NativeCaptureStats {
   duplicates: number
   connects: number
   blocks: number
+  /** Hits reported first through the express lane. */
+  expressHits: number
+  /** Second copies of a frame (the express lane and the main ring both had it), not reported. */
+  expressCopies: number
+  /** Times the express lane went on or off. */
+  expressSwitches: number
+  /** 1 while the express lane carries the tripwire program, else 0 (a number, like every total, for the stats event). */
+  expressActive: number
 }
 
 export interface NativeCapture {
   start(onReady: () => void): void
-  /** Copies up to buffer.length / 64 records into `buffer`; returns the count. */
+  /** Copies up to buffer.length / 96 records into `buffer`; returns the count. */
   drain(buffer: Buffer): number
   /** Arms the doorbell; false means "do not sleep: records or the end are there". */
   arm(): boolean

@@ -43,6 +43,21 @@ constexpr uint64_t kStatsIntervalNs = 50'000'000;
 constexpr uint64_t kConnectHoldNs = 50'000'000;
 constexpr size_t kMaxPendingConnects = 1024;
 constexpr uint8_t kTcpAckFlag = 0x10;
+// The express lane runs while, over the last interval, the interface received fewer
+// packets a second than this (each costs the kernel one more filter run on the receiving
+// core: ~100k/s × tens of ns is well under 1 % of a core) and the sensor saw fewer hits
+// (each wakes the capture thread on its own). It goes off at once when either is
+// exceeded and comes back after two quiet intervals.
+constexpr uint64_t kTuneIntervalNs = 50'000'000;
+constexpr uint64_t kExpressMaxInterfacePps = 100'000;
+constexpr uint64_t kExpressMaxHitsPps = 2'000;
+constexpr uint64_t kExpressQuietIntervals = 2;
+// More frames than this in one drain of the lane is a burst: off now, not at the next tune.
+constexpr uint32_t kExpressBurst = 32;
+// After the lane goes off, main-ring copies are still matched for this long: the filter
+// swap is RCU, so a frame may pass the old program a moment after the call returned, and
+// its express copy is read in the next lap.
+constexpr uint64_t kExpressGraceNs = 20'000'000;
 
 uint64_t NowNs(clockid_t clock) {
   timespec ts{};
@@ -89,6 +104,19 @@ uint64_t TupleKey(const HitRecord& r) {
   std::memcpy(&d, r.dst + 8, 8);
   const uint64_t h = Mix(Mix(Mix(Mix(0, a), b), c), d);
   return Mix(h, uint64_t(r.src_port) << 16 | r.dst_port) | 1;  // never 0: 0 marks an empty slot
+}
+
+// Everything in a record but its timestamp, which the express lane and the main ring
+// take separately: the key CopyMatcher pairs the two copies of a frame by.
+uint64_t RecordKey(const HitRecord& r) {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(&r);
+  uint64_t h = 0;
+  for (size_t at = sizeof(r.ts_ns); at < sizeof(HitRecord); at += 8) {
+    uint64_t w;
+    std::memcpy(&w, bytes + at, 8);
+    h = Mix(h, w);
+  }
+  return h;
 }
 
 void SetAddress(const sockaddr_storage& ss, uint8_t out[16], uint16_t* port, bool* v4) {
@@ -168,6 +196,13 @@ std::unique_ptr<Capture> Capture::Open(const CaptureOptions& options, SysError* 
   if (bind(fd, reinterpret_cast<sockaddr*>(&sll), sizeof(sll)) != 0) {
     *err = SysError{errno, "bind", options.interface};
     return nullptr;
+  }
+  if (options.express) {
+    // Best effort: without the lane the capture is complete, only slower to hand over a
+    // lone probe. Both are opened here, inside the capture's namespace.
+    const char* lane_syscall = "";
+    capture->has_express_ = capture->express_.Open(ifindex, options.filter, &lane_syscall) == 0;
+    if (capture->has_express_) capture->iface_packets_.Open(options.interface);
   }
   capture->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (capture->wake_fd_ < 0) {
@@ -276,6 +311,9 @@ bool Capture::SetFilter(const std::vector<sock_filter>& filter, const PortSet& p
     return false;
   }
   ApplyPortSet(ports, false);
+  // The lane only ever reports frames the main ring also has, so its program may change
+  // a moment later than the main one.
+  if (has_express_) express_.SetFilter(filter);
   return true;
 }
 
@@ -377,6 +415,10 @@ CaptureStats Capture::Stats() const {
   s.duplicates = duplicates_.load(std::memory_order_relaxed);
   s.connects = connects_.load(std::memory_order_relaxed);
   s.blocks = blocks_.load(std::memory_order_relaxed);
+  s.express_hits = express_hits_.load(std::memory_order_relaxed);
+  s.express_copies = express_copies_.load(std::memory_order_relaxed);
+  s.express_switches = express_switches_.load(std::memory_order_relaxed);
+  s.express_active = has_express_ && express_.active();
   return s;
 }
 
@@ -420,36 +462,87 @@ bool Capture::IsDuplicate(const HitRecord& record) {
   return false;
 }
 
+void Capture::TakeFrame(const uint8_t* net, size_t len, uint16_t ethertype, const FrameMeta& meta,
+                        CopyMatcher::Path path, Batch* batch, FrameCounts* counts) {
+  HitRecord& rec = batch->records[batch->n];
+  const ParseResult r = ParseNetwork(net, len, ethertype, meta, &rec);
+  if (r != ParseResult::kHit) {
+    if (r == ParseResult::kMalformed) {
+      counts->malformed++;
+    } else {
+      counts->not_tripwire++;
+    }
+    return;
+  }
+  if (!InPortSet(rec.proto, rec.dst_port)) {
+    counts->not_tripwire++;
+    return;
+  }
+  if (has_express_) {
+    // Express copies always wait for their main-ring partner; main-ring copies are
+    // matched only while the lane may have reported them.
+    const bool track = path == CopyMatcher::Path::kExpress || track_ring_;
+    if ((track || matcher_.Pending() > 0) && !matcher_.FirstCopy(path, RecordKey(rec), rec.ts_ns, track)) {
+      counts->express_copies++;
+      return;
+    }
+  }
+  if (IsDuplicate(rec)) {
+    counts->duplicates++;
+    return;
+  }
+  if (path == CopyMatcher::Path::kExpress) counts->express_hits++;
+  const bool ack = rec.proto == IPPROTO_TCP && (rec.tcp_flags & kTcpAckFlag) != 0;
+  const uint64_t key = ack ? NoteAck(rec) : 0;
+  if (++batch->n == kBatch) {
+    Publish(batch->records, batch->n);
+    batch->n = 0;
+  }
+  // A held connect goes right behind the ACK that completed its handshake.
+  for (size_t k = 0; key != 0 && k < pending_connects_.size();) {
+    if (pending_connects_[k].key != key) {
+      k++;
+      continue;
+    }
+    batch->records[batch->n] = pending_connects_[k].record;
+    pending_connects_.erase(pending_connects_.begin() + static_cast<std::ptrdiff_t>(k));
+    if (++batch->n == kBatch) {
+      Publish(batch->records, batch->n);
+      batch->n = 0;
+    }
+  }
+}
+
+void Capture::FinishFrames(Batch* batch, const FrameCounts& counts) {
+  // Counters first: a consumer that has a hit from this batch then sees the counts that
+  // came with it (stats() right after reading a sentinel).
+  frames_.fetch_add(counts.frames, std::memory_order_relaxed);
+  not_tripwire_.fetch_add(counts.not_tripwire, std::memory_order_relaxed);
+  malformed_.fetch_add(counts.malformed, std::memory_order_relaxed);
+  duplicates_.fetch_add(counts.duplicates, std::memory_order_relaxed);
+  express_copies_.fetch_add(counts.express_copies, std::memory_order_relaxed);
+  express_hits_.fetch_add(counts.express_hits, std::memory_order_relaxed);
+  Publish(batch->records, batch->n);
+  batch->n = 0;
+}
+
 bool Capture::WalkBlock(tpacket_block_desc* block) {
   const uint32_t block_size = tpacket_.block_size();
   const uint32_t count = block->hdr.bh1.num_pkts;
   uint32_t offset = block->hdr.bh1.offset_to_first_pkt;
-  HitRecord batch[kBatch];
-  uint32_t n = 0;
-  uint64_t frames = 0, not_tripwire = 0, malformed = 0, duplicates = 0;
-  // Counters go out before the hits they cover: a consumer that has a hit and then reads
-  // stats() must find the frames walked up to it counted (the ring's release/acquire pair
-  // orders these relaxed adds before the records).
-  const auto publish = [&]() {
-    frames_.fetch_add(frames, std::memory_order_relaxed);
-    not_tripwire_.fetch_add(not_tripwire, std::memory_order_relaxed);
-    malformed_.fetch_add(malformed, std::memory_order_relaxed);
-    duplicates_.fetch_add(duplicates, std::memory_order_relaxed);
-    frames = not_tripwire = malformed = duplicates = 0;
-    Publish(batch, n);
-    n = 0;
-  };
+  Batch batch;
+  FrameCounts counts;
   const auto* base = reinterpret_cast<const uint8_t*>(block);
   constexpr uint32_t kHdrLen = TPACKET_ALIGN(sizeof(tpacket3_hdr));
   for (uint32_t i = 0; i < count; i++) {
     if (offset < sizeof(tpacket_block_desc) || offset > block_size - kHdrLen - sizeof(sockaddr_ll)) break;
     const auto* hdr = reinterpret_cast<const tpacket3_hdr*>(base + offset);
     const auto* sll = reinterpret_cast<const sockaddr_ll*>(base + offset + kHdrLen);
-    frames++;
+    counts.frames++;
     const uint32_t mac = hdr->tp_mac, net = hdr->tp_net, snap = hdr->tp_snaplen;
     if (sll->sll_pkttype != PACKET_OUTGOING) {
       if (net < mac || net - mac > snap || uint64_t(offset) + mac + snap > block_size) {
-        malformed++;
+        counts.malformed++;
       } else {
         FrameMeta meta;
         meta.ts_ns = uint64_t(hdr->tp_sec) * 1'000'000'000u + hdr->tp_nsec;
@@ -460,41 +553,75 @@ bool Capture::WalkBlock(tpacket_block_desc* block) {
         meta.vlan_tci = static_cast<uint16_t>(hdr->hv1.tp_vlan_tci);
         // The kernel parsed the link header into sll_addr (dev_parse_header): the source.
         if (sll->sll_halen == 6) meta.src_mac = sll->sll_addr;
-        HitRecord& rec = batch[n];
-        const ParseResult r = ParseNetwork(base + offset + net, snap - (net - mac),
-                                           ntohs(sll->sll_protocol), meta, &rec);
-        if (r == ParseResult::kHit) {
-          if (!InPortSet(rec.proto, rec.dst_port)) {
-            not_tripwire++;
-          } else if (IsDuplicate(rec)) {
-            duplicates++;
-          } else {
-            const bool ack = rec.proto == IPPROTO_TCP && (rec.tcp_flags & kTcpAckFlag) != 0;
-            const uint64_t key = ack ? NoteAck(rec) : 0;
-            if (++n == kBatch) publish();
-            // A held connect goes right behind the ACK that completed its handshake.
-            for (size_t k = 0; key != 0 && k < pending_connects_.size();) {
-              if (pending_connects_[k].key != key) {
-                k++;
-                continue;
-              }
-              batch[n] = pending_connects_[k].record;
-              pending_connects_.erase(pending_connects_.begin() + static_cast<std::ptrdiff_t>(k));
-              if (++n == kBatch) publish();
-            }
-          }
-        } else if (r == ParseResult::kMalformed) {
-          malformed++;
-        } else {
-          not_tripwire++;
-        }
+        TakeFrame(base + offset + net, snap - (net - mac), ntohs(sll->sll_protocol), meta,
+                  CopyMatcher::Path::kRing, &batch, &counts);
       }
     }
     if (hdr->tp_next_offset == 0) break;
     offset += hdr->tp_next_offset;
   }
-  publish();
+  FinishFrames(&batch, counts);
   return true;
+}
+
+uint32_t Capture::DrainExpress() {
+  Batch batch;
+  FrameCounts counts;
+  const uint32_t frame_size = express_.frame_size();
+  uint32_t drained = 0;
+  for (; drained < express_.frame_count(); drained++) {
+    const tpacket2_hdr* hdr = express_.Current();
+    if (hdr == nullptr) break;
+    const auto* frame = reinterpret_cast<const uint8_t*>(hdr);
+    const auto* sll = reinterpret_cast<const sockaddr_ll*>(frame + ExpressLane::kHdrLen);
+    const uint32_t mac = hdr->tp_mac, net = hdr->tp_net, snap = hdr->tp_snaplen;
+    if (sll->sll_pkttype != PACKET_OUTGOING && net >= mac && net - mac <= snap &&
+        uint64_t(mac) + snap <= frame_size) {
+      FrameMeta meta;
+      meta.ts_ns = uint64_t(hdr->tp_sec) * 1'000'000'000u + hdr->tp_nsec;
+      meta.ifindex = static_cast<uint32_t>(sll->sll_ifindex);
+      meta.wire_len = hdr->tp_len;
+      meta.link_len = net - mac;
+      meta.vlan_valid = (hdr->tp_status & TP_STATUS_VLAN_VALID) != 0;
+      meta.vlan_tci = hdr->tp_vlan_tci;
+      if (sll->sll_halen == 6) meta.src_mac = sll->sll_addr;
+      TakeFrame(frame + net, snap - (net - mac), ntohs(sll->sll_protocol), meta,
+                CopyMatcher::Path::kExpress, &batch, &counts);
+    }
+    express_.Release();
+  }
+  // The main ring walks (and counts) every one of these frames too.
+  counts.frames = counts.not_tripwire = counts.malformed = 0;
+  FinishFrames(&batch, counts);
+  if (drained > kExpressBurst && express_.active() && express_.SetActive(false) == 0) {
+    express_switches_.fetch_add(1, std::memory_order_relaxed);
+    quiet_intervals_ = 0;
+    track_until_ns_ = NowNs(CLOCK_MONOTONIC) + kExpressGraceNs;
+  }
+  return drained;
+}
+
+void Capture::TuneExpress(uint64_t now_ns) {
+  if (!has_express_ || now_ns - last_tune_ns_ < kTuneIntervalNs) return;
+  const uint64_t interval = now_ns - last_tune_ns_;
+  last_tune_ns_ = now_ns;
+  const int64_t packets = iface_packets_.Read();
+  const uint64_t hits = hits_.load(std::memory_order_relaxed);
+  // An unreadable counter (no /proc/thread-self) leaves only the hit rate to judge by.
+  const uint64_t iface_pps = packets >= 0 && last_iface_packets_ >= 0 && packets >= last_iface_packets_
+                                 ? uint64_t(packets - last_iface_packets_) * 1'000'000'000u / interval
+                                 : 0;
+  const uint64_t hits_pps = (hits - last_hits_) * 1'000'000'000u / interval;
+  last_iface_packets_ = packets;
+  last_hits_ = hits;
+  const bool quiet = iface_pps < kExpressMaxInterfacePps && hits_pps < kExpressMaxHitsPps;
+  quiet_intervals_ = quiet ? quiet_intervals_ + 1 : 0;
+  const bool want = quiet_intervals_ >= kExpressQuietIntervals;
+  if (want != express_.active() && express_.SetActive(want) == 0) {
+    express_switches_.fetch_add(1, std::memory_order_relaxed);
+    if (!want) track_until_ns_ = now_ns + kExpressGraceNs;
+  }
+  matcher_.Expire(NowNs(CLOCK_REALTIME));
 }
 
 uint64_t Capture::NoteAck(const HitRecord& record) {
@@ -601,15 +728,17 @@ void Capture::AwaitLastBlock() {
 }
 
 void Capture::Run() {
-  // prctl names the calling thread and exists in every libc; pthread_setname_np needs
-  // glibc 2.34 as linked here, above the prebuild's glibc baseline.
-  prctl(PR_SET_NAME, "portanoia-cap", 0, 0, 0);
+  pthread_setname_np(pthread_self(), "portanoia-cap");
   std::vector<pollfd> fds;
   std::vector<int> retired;
+  // fds: the packet socket, the wake eventfd, the express lane (when there is one), then
+  // one per tripwire listener.
+  const size_t first_listener = has_express_ ? 3 : 2;
   auto rebuild = [&] {
     fds.clear();
     fds.push_back(pollfd{fd_, POLLIN, 0});
     fds.push_back(pollfd{wake_fd_, POLLIN, 0});
+    if (has_express_) fds.push_back(pollfd{express_.fd(), POLLIN, 0});
     std::lock_guard<std::mutex> lock(listeners_mutex_);
     for (const Listener& l : listeners_) fds.push_back(pollfd{l.fd, POLLIN, 0});
     retired.swap(retired_fds_);
@@ -617,6 +746,11 @@ void Capture::Run() {
   listeners_dirty_.store(false, std::memory_order_relaxed);
   rebuild();
   uint64_t last_stats = NowNs(CLOCK_MONOTONIC);
+  last_tune_ns_ = last_stats;
+  last_hits_ = hits_.load(std::memory_order_relaxed);
+  last_iface_packets_ = iface_packets_.Read();
+  // The lane starts on (Open attached the tripwire program): a sensor starts quiet.
+  quiet_intervals_ = kExpressQuietIntervals;
   bool busy = false;
   while (!stop_.load(std::memory_order_acquire)) {
     if (listeners_dirty_.exchange(false, std::memory_order_acq_rel)) {
@@ -643,8 +777,15 @@ void Capture::Run() {
       ssize_t ignored = read(wake_fd_, &value, sizeof(value));
       (void)ignored;
     }
-    for (size_t i = 2; ready > 0 && i < fds.size(); i++) {
+    for (size_t i = first_listener; ready > 0 && i < fds.size(); i++) {
       if ((fds[i].revents & POLLIN) != 0) AcceptAll(fds[i].fd);
+    }
+    // The express lane first: its frames are the ones a consumer is waiting for, and its
+    // copies are then already known when the main ring's arrive.
+    if (has_express_) {
+      track_ring_ = express_.active() || NowNs(CLOCK_MONOTONIC) < track_until_ns_;
+      DrainExpress();
+      track_ring_ = track_ring_ || express_.active();
     }
     // At most one lap of the ring, then maintenance.
     uint32_t walked = 0;
@@ -658,12 +799,15 @@ void Capture::Run() {
     busy = walked == tpacket_.block_count();
     const uint64_t now = NowNs(CLOCK_MONOTONIC);
     FlushConnects(now, false);
+    TuneExpress(now);
     if (now - last_stats >= kStatsIntervalNs) {
       FoldKernelStats();
       last_stats = now;
     }
   }
-  // Frames retired before stop are still handed to JS; then the final totals.
+  // Frames retired before stop are still handed to JS; then the final totals. Copies the
+  // express lane reported are still matched here.
+  track_ring_ = false;
   for (uint32_t walked = 0; walked < tpacket_.block_count(); walked++) {
     tpacket_block_desc* block = tpacket_.CurrentBlock();
     if (block == nullptr) break;

@@ -17,9 +17,12 @@
 #include <thread>
 #include <vector>
 
+#include "copy_matcher.h"
 #include "doorbell.h"
+#include "express_lane.h"
 #include "hit_record.h"
 #include "hit_ring.h"
+#include "packet_parse.h"
 #include "sys_error.h"
 #include "tpacket_ring.h"
 
@@ -43,6 +46,7 @@ struct CaptureOptions {
   RingGeometry geometry;
   uint32_t ring_records = 1u << 16;
   bool dedup = true;           // drop a frame seen again on another interface (`any` only)
+  bool express = true;         // the express lane while the interface is quiet (express_lane.h)
 };
 
 struct CaptureStats {
@@ -57,6 +61,10 @@ struct CaptureStats {
   uint64_t duplicates = 0;       // same frame on a second interface
   uint64_t connects = 0;         // handshakes completed with a tripwire listener
   uint64_t blocks = 0;           // ring blocks handed back to the kernel
+  uint64_t express_hits = 0;     // hits reported first through the express lane
+  uint64_t express_copies = 0;   // second copies of a frame (express and ring both had it), not reported
+  uint64_t express_switches = 0; // times the express lane was turned on or off
+  bool express_active = false;   // the express lane carries the tripwire program now
 };
 
 class Capture {
@@ -106,6 +114,23 @@ class Capture {
   explicit Capture(const CaptureOptions& options);
   void Run();
   bool WalkBlock(tpacket_block_desc* block);
+  // One batch of records on its way to the ring.
+  struct Batch {
+    HitRecord records[64];
+    uint32_t n = 0;
+  };
+  struct FrameCounts {
+    uint64_t frames = 0, not_tripwire = 0, malformed = 0, duplicates = 0, express_copies = 0, express_hits = 0;
+  };
+  // Parses one frame (from the network header) and queues its hit; `path` says which ring
+  // it came from, for the express lane's copy matching.
+  void TakeFrame(const uint8_t* net, size_t len, uint16_t ethertype, const FrameMeta& meta,
+                 CopyMatcher::Path path, Batch* batch, FrameCounts* counts);
+  void FinishFrames(Batch* batch, const FrameCounts& counts);
+  // Reads every frame the express lane holds; returns how many.
+  uint32_t DrainExpress();
+  // Turns the express lane on or off from the last interval's rates (maintenance).
+  void TuneExpress(uint64_t now_ns);
   void AcceptAll(int fd);
   void FoldKernelStats();
   void Publish(const HitRecord* records, uint32_t n);
@@ -124,6 +149,19 @@ class Capture {
   int wake_fd_ = -1;  // eventfd: Stop() and listener changes break the poll
   TpacketRing tpacket_;
   HitRing ring_;
+
+  // The express lane and what decides about it; capture thread only after Start().
+  ExpressLane express_;
+  bool has_express_ = false;
+  InterfacePackets iface_packets_;
+  CopyMatcher matcher_;
+  int64_t last_iface_packets_ = -1;
+  uint64_t last_hits_ = 0;
+  uint64_t last_tune_ns_ = 0;
+  uint64_t quiet_intervals_ = 0;
+  uint64_t track_until_ns_ = 0;  // ring frames are matched until then after the lane went off
+  bool track_ring_ = false;      // this lap: main-ring frames may have express copies
+  std::atomic<uint64_t> express_hits_{0}, express_copies_{0}, express_switches_{0};
   std::thread thread_;
   Notify notify_;
   bool started_ = false;

@@ -164,6 +164,8 @@ CaptureWrap::CaptureWrap(const Napi::CallbackInfo& info)
   }
   Napi::Value dedup = o.Get("dedup");
   options.dedup = dedup.IsUndefined() ? true : dedup.ToBoolean().Value();
+  Napi::Value express = o.Get("express");
+  options.express = express.IsUndefined() ? true : express.ToBoolean().Value();
   SysError err;
   capture_ = Capture::Open(options, &err);
   if (!capture_) throw MakeSysError(env, err);
@@ -303,6 +305,10 @@ Napi::Value CaptureWrap::Stats(const Napi::CallbackInfo& info) {
   set("duplicates", s.duplicates);
   set("connects", s.connects);
   set("blocks", s.blocks);
+  set("expressHits", s.express_hits);
+  set("expressCopies", s.express_copies);
+  set("expressSwitches", s.express_switches);
+  set("expressActive", s.express_active ? 1 : 0);
   return o;
 }
 
