@@ -38,7 +38,7 @@ export interface NativeCaptureOptions {
   blockCount?: number
   retireMs?: number
   dedup?: boolean
-  /** The express lane while the interface is quiet (default true). */
+  /** The express lane while the interface is quiet (default false). */
   express?: boolean
 }
 

@@ -42,10 +42,12 @@ export interface SensorOptions {
   /** Report a frame seen on several interfaces once (bridges, 'any'); default true. */
   dedup?: boolean
   /**
-   * The express lane (default true): while the interface is quiet (under ~100k packets/s
+   * The express lane (default false): while the interface is quiet (under ~100k packets/s
    * and ~2k hits/s) a second, small AF_PACKET ring that wakes the capture thread per frame
    * carries the tripwire filter, so a lone probe reaches JS in microseconds instead of a
-   * retire timeout; each probe is still reported once. false keeps only the main ring.
+   * retire timeout; each probe is still reported once, but not always in wire order (a
+   * hit through the lane can overtake one still in an unretired main-ring block when the
+   * lane overflowed or has just come on). Off by default until it keeps wire order.
    */
   express?: boolean
   /**
@@ -505,10 +507,10 @@ export async function open(options: SensorOptions): Promise<Sensor> {
       hint: 'leave kernelFilter out: false exists only to benchmark the kernel filter',
     })
   }
-  const express = options.express ?? true
+  const express = options.express ?? false
   if (typeof express !== 'boolean') {
     throw new PortanoiaError('PORTANOIA_BAD_OPTION', `express must be true or false, got ${show(express)}`, {
-      hint: 'leave express out (true) for the low-latency lane, or pass false to keep only the main ring',
+      hint: 'pass true for the low-latency lane, or leave express out (false) to keep only the main ring',
     })
   }
   const program = kernelProgram(ranges, kernelFilter)

@@ -464,9 +464,15 @@ bool Capture::IsDuplicate(const HitRecord& record) {
 
 void Capture::TakeFrame(const uint8_t* net, size_t len, uint16_t ethertype, const FrameMeta& meta,
                         CopyMatcher::Path path, Batch* batch, FrameCounts* counts) {
+  // A frame is counted once, by the path that reports it: the main ring counts every frame
+  // it walks (WalkBlock) and takes back the copies the lane reported first; the lane
+  // counts only the frames it reports. Frames the lane passes that are no hit (a superset
+  // filter) are counted by the main ring when it walks them.
+  const bool express = path == CopyMatcher::Path::kExpress;
   HitRecord& rec = batch->records[batch->n];
   const ParseResult r = ParseNetwork(net, len, ethertype, meta, &rec);
   if (r != ParseResult::kHit) {
+    if (express) return;
     if (r == ParseResult::kMalformed) {
       counts->malformed++;
     } else {
@@ -475,29 +481,28 @@ void Capture::TakeFrame(const uint8_t* net, size_t len, uint16_t ethertype, cons
     return;
   }
   if (!InPortSet(rec.proto, rec.dst_port)) {
-    counts->not_tripwire++;
+    if (!express) counts->not_tripwire++;
     return;
   }
   if (has_express_) {
     // Express copies always wait for their main-ring partner; main-ring copies are
     // matched only while the lane may have reported them.
-    const bool track = path == CopyMatcher::Path::kExpress || track_ring_;
+    const bool track = express || track_ring_;
     if ((track || matcher_.Pending() > 0) && !matcher_.FirstCopy(path, RecordKey(rec), rec.ts_ns, track)) {
       counts->express_copies++;
+      if (!express) counts->frames--;  // the lane reported (and counted) this frame
       return;
     }
+    if (express) counts->frames++;
   }
   if (IsDuplicate(rec)) {
     counts->duplicates++;
     return;
   }
-  if (path == CopyMatcher::Path::kExpress) counts->express_hits++;
+  if (express) counts->express_hits++;
   const bool ack = rec.proto == IPPROTO_TCP && (rec.tcp_flags & kTcpAckFlag) != 0;
   const uint64_t key = ack ? NoteAck(rec) : 0;
-  if (++batch->n == kBatch) {
-    Publish(batch->records, batch->n);
-    batch->n = 0;
-  }
+  if (++batch->n == kBatch) Flush(batch, counts);
   // A held connect goes right behind the ACK that completed its handshake.
   for (size_t k = 0; key != 0 && k < pending_connects_.size();) {
     if (pending_connects_[k].key != key) {
@@ -506,22 +511,22 @@ void Capture::TakeFrame(const uint8_t* net, size_t len, uint16_t ethertype, cons
     }
     batch->records[batch->n] = pending_connects_[k].record;
     pending_connects_.erase(pending_connects_.begin() + static_cast<std::ptrdiff_t>(k));
-    if (++batch->n == kBatch) {
-      Publish(batch->records, batch->n);
-      batch->n = 0;
-    }
+    if (++batch->n == kBatch) Flush(batch, counts);
   }
 }
 
-void Capture::FinishFrames(Batch* batch, const FrameCounts& counts) {
-  // Counters first: a consumer that has a hit from this batch then sees the counts that
-  // came with it (stats() right after reading a sentinel).
-  frames_.fetch_add(counts.frames, std::memory_order_relaxed);
-  not_tripwire_.fetch_add(counts.not_tripwire, std::memory_order_relaxed);
-  malformed_.fetch_add(counts.malformed, std::memory_order_relaxed);
-  duplicates_.fetch_add(counts.duplicates, std::memory_order_relaxed);
-  express_copies_.fetch_add(counts.express_copies, std::memory_order_relaxed);
-  express_hits_.fetch_add(counts.express_hits, std::memory_order_relaxed);
+void Capture::Flush(Batch* batch, FrameCounts* counts) {
+  // Counters first, on every path that publishes (a full batch in the middle of a block,
+  // the end of a block, the express lane): a consumer that has a hit then sees the counts
+  // of every frame up to it (stats() right after reading a sentinel). The ring's release
+  // store in Publish orders these relaxed adds before the records.
+  frames_.fetch_add(counts->frames, std::memory_order_relaxed);
+  not_tripwire_.fetch_add(counts->not_tripwire, std::memory_order_relaxed);
+  malformed_.fetch_add(counts->malformed, std::memory_order_relaxed);
+  duplicates_.fetch_add(counts->duplicates, std::memory_order_relaxed);
+  express_copies_.fetch_add(counts->express_copies, std::memory_order_relaxed);
+  express_hits_.fetch_add(counts->express_hits, std::memory_order_relaxed);
+  *counts = FrameCounts{};
   Publish(batch->records, batch->n);
   batch->n = 0;
 }
@@ -532,6 +537,7 @@ bool Capture::WalkBlock(tpacket_block_desc* block) {
   uint32_t offset = block->hdr.bh1.offset_to_first_pkt;
   Batch batch;
   FrameCounts counts;
+  uint64_t walked = 0;
   const auto* base = reinterpret_cast<const uint8_t*>(block);
   constexpr uint32_t kHdrLen = TPACKET_ALIGN(sizeof(tpacket3_hdr));
   for (uint32_t i = 0; i < count; i++) {
@@ -539,6 +545,7 @@ bool Capture::WalkBlock(tpacket_block_desc* block) {
     const auto* hdr = reinterpret_cast<const tpacket3_hdr*>(base + offset);
     const auto* sll = reinterpret_cast<const sockaddr_ll*>(base + offset + kHdrLen);
     counts.frames++;
+    walked++;
     const uint32_t mac = hdr->tp_mac, net = hdr->tp_net, snap = hdr->tp_snaplen;
     if (sll->sll_pkttype != PACKET_OUTGOING) {
       if (net < mac || net - mac > snap || uint64_t(offset) + mac + snap > block_size) {
@@ -560,7 +567,8 @@ bool Capture::WalkBlock(tpacket_block_desc* block) {
     if (hdr->tp_next_offset == 0) break;
     offset += hdr->tp_next_offset;
   }
-  FinishFrames(&batch, counts);
+  ring_frames_ += walked;
+  Flush(&batch, &counts);
   return true;
 }
 
@@ -590,9 +598,7 @@ uint32_t Capture::DrainExpress() {
     }
     express_.Release();
   }
-  // The main ring walks (and counts) every one of these frames too.
-  counts.frames = counts.not_tripwire = counts.malformed = 0;
-  FinishFrames(&batch, counts);
+  Flush(&batch, &counts);
   if (drained > kExpressBurst && express_.active() && express_.SetActive(false) == 0) {
     express_switches_.fetch_add(1, std::memory_order_relaxed);
     quiet_intervals_ = 0;
@@ -720,7 +726,7 @@ void Capture::AwaitLastBlock() {
     FoldKernelStats();
     const uint64_t accepted = kernel_packets_.load(std::memory_order_relaxed) -
                               kernel_drops_.load(std::memory_order_relaxed);
-    if (accepted <= frames_.load(std::memory_order_relaxed)) return;
+    if (accepted <= ring_frames_) return;
     if (NowNs(CLOCK_MONOTONIC) >= deadline || stop_.load(std::memory_order_acquire)) return;
     timespec pause{0, 1'000'000};
     nanosleep(&pause, nullptr);

@@ -46,14 +46,14 @@ struct CaptureOptions {
   RingGeometry geometry;
   uint32_t ring_records = 1u << 16;
   bool dedup = true;           // drop a frame seen again on another interface (`any` only)
-  bool express = true;         // the express lane while the interface is quiet (express_lane.h)
+  bool express = false;        // the express lane while the interface is quiet (express_lane.h)
 };
 
 struct CaptureStats {
   uint64_t kernel_packets = 0;   // PACKET_STATISTICS tp_packets, running total
   uint64_t kernel_drops = 0;     // tp_drops, running total
   uint64_t kernel_freezes = 0;   // tp_freeze_q_cnt, running total
-  uint64_t frames = 0;           // frames user space walked
+  uint64_t frames = 0;           // frames user space took, each once (either ring)
   uint64_t hits = 0;             // records published to the ring
   uint64_t ring_drops = 0;       // records dropped because the ring was full
   uint64_t not_tripwire = 0;     // passed by a superset kernel filter, not in the exact set
@@ -126,7 +126,8 @@ class Capture {
   // it came from, for the express lane's copy matching.
   void TakeFrame(const uint8_t* net, size_t len, uint16_t ethertype, const FrameMeta& meta,
                  CopyMatcher::Path path, Batch* batch, FrameCounts* counts);
-  void FinishFrames(Batch* batch, const FrameCounts& counts);
+  // Adds `counts` to the running totals, then publishes the batch; both start again empty.
+  void Flush(Batch* batch, FrameCounts* counts);
   // Reads every frame the express lane holds; returns how many.
   uint32_t DrainExpress();
   // Turns the express lane on or off from the last interval's rates (maintenance).
@@ -161,6 +162,7 @@ class Capture {
   uint64_t quiet_intervals_ = 0;
   uint64_t track_until_ns_ = 0;  // ring frames are matched until then after the lane went off
   bool track_ring_ = false;      // this lap: main-ring frames may have express copies
+  uint64_t ring_frames_ = 0;     // frames the main ring handed over, each once
   std::atomic<uint64_t> express_hits_{0}, express_copies_{0}, express_switches_{0};
   std::thread thread_;
   Notify notify_;

@@ -165,7 +165,7 @@ CaptureWrap::CaptureWrap(const Napi::CallbackInfo& info)
   Napi::Value dedup = o.Get("dedup");
   options.dedup = dedup.IsUndefined() ? true : dedup.ToBoolean().Value();
   Napi::Value express = o.Get("express");
-  options.express = express.IsUndefined() ? true : express.ToBoolean().Value();
+  options.express = !express.IsUndefined() && express.ToBoolean().Value();
   SysError err;
   capture_ = Capture::Open(options, &err);
   if (!capture_) throw MakeSysError(env, err);
