@@ -1,15 +1,15 @@
 /**
  * Decoding of HitRecords (native/hit_record.h) into Hit objects. Runs on the JS thread
- * for every hit, so the per-hit work is the least that keeps a hit valid: each drained
- * batch is copied once into an Int32Array of its own (exactly its records), and a hit is
- * a view of three references (the batch's words, its index, the decoder's caches) whose
- * fields are computed when read. Address text comes from a small cache keyed by the
+ * for every hit, so the per-hit work is the least that keeps a hit valid: the first 72
+ * bytes of each record (18 words) are copied onto the JS heap, in one array per batch
+ * chunk, and a hit is a view of three references (those words, its index, the decoder's
+ * caches) whose fields are computed when read. Address text comes from a small cache keyed by the
  * address words, so a source is formatted once however often it probes; interface
- * names are resolved once per index as batches are decoded. The drain buffer is reused
- * for the next batch while hits kept from earlier batches stay valid: a kept hit keeps
- * its batch's words (96 bytes a record) unless it is detached (`hit[RETAIN_HIT]()`, copy
- * on retain: 72 bytes of its own), which is what the policy engine does for the hits it
- * keeps; a hit never keeps its Sensor. `JSON.stringify(hit)` and `util.inspect` see the
+ * names are resolved once per index as batches are decoded. A kept hit keeps its chunk's
+ * words (up to 512 records) alive unless it is detached (`hit[RETAIN_HIT]()`, copy on
+ * retain: 18 words of its own), which is what the policy engine does for the hits it
+ * keeps; a hit never keeps its Sensor, and never refers to the drain buffer, which the
+ * next drain overwrites. `JSON.stringify(hit)` and `util.inspect` see the
  * fields through `toJSON()`; `structuredClone` and `postMessage` copy own data
  * properties only, so send `JSON.parse(JSON.stringify(hit))` to a worker. The layout
  * table here is what lib/binding.ts checks the addon's exported offsets against.
@@ -120,6 +120,7 @@ const DEC = Array.from({ length: 256 }, (_, i) => String(i))
 const V4_SET_BITS = 13
 const V6_SET_BITS = 10
 const ADDRESS_SCRATCH = new Uint8Array(16)
+const ADDRESS_SCRATCH_WORDS = new Int32Array(ADDRESS_SCRATCH.buffer)
 
 /**
  * Address text by address words, for one decoder. A hit in either way of its set costs a
@@ -168,7 +169,7 @@ class AddressText {
       }
     }
     const bytes = ADDRESS_SCRATCH
-    const view = new Int32Array(bytes.buffer, 0, 4)
+    const view = ADDRESS_SCRATCH_WORDS
     view[0] = a
     view[1] = b
     view[2] = c
@@ -201,8 +202,14 @@ class DecodeContext {
 
 /** 2^32 ns in ms: time = hi * this + lo / 1e6 keeps sub-microsecond resolution. */
 const MS_PER_HI = 4294.967296
-/** Words of a record a hit reads (the first 72 bytes: through the source MAC); a detached hit copies these. */
+/** Words of a record a hit reads (the first 72 bytes: through the source MAC): what the decoder copies. */
 const HIT_WORDS = 18
+/**
+ * Records per heap array: 512 × 18 Smis = 72 KiB, under V8's large-object size (128 KiB),
+ * so a batch's words are an ordinary young-generation allocation (memory that is reused,
+ * where a fresh ArrayBuffer per batch costs a page fault per 4 KiB on first touch).
+ */
+const CHUNK = 512
 // Word indexes within a record.
 const TS_LO = 0
 const TS_HI = 1
@@ -228,10 +235,10 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'
  */
 class DecodedHit implements Hit {
   readonly #ctx: DecodeContext
-  #w: Int32Array
+  #w: number[]
   #q: number
 
-  constructor(ctx: DecodeContext, w: Int32Array, q: number) {
+  constructor(ctx: DecodeContext, w: number[], q: number) {
     this.#ctx = ctx
     this.#w = w
     this.#q = q
@@ -434,38 +441,38 @@ function bswap(w: number): number {
 }
 
 /**
- * Decodes HitRecords from one drain buffer: `decodeBatch(n, out)` copies its first n
- * records into words of their own and appends their hits to `out`. One decoder per
- * Sensor; its caches live as long as the sensor.
+ * Decodes HitRecords: `decode(words, first, n, out)` appends the hits of records
+ * first .. first + n - 1 of `words` (an Int32Array over whole records, e.g. the Sensor's
+ * drain buffer, free to be overwritten once this returns). What the hits read is copied
+ * into arrays of CHUNK records on the JS heap. One decoder per Sensor; its caches live as
+ * long as the sensor.
  */
 export class HitDecoder {
   readonly #ctx = new DecodeContext()
   readonly #ifname: (index: number) => string
-  readonly #words: Int32Array
 
-  /** `buffer` must start on a 4-byte boundary (Buffer.alloc gives one) and hold whole records. */
-  constructor(buffer: Buffer, ifname: (index: number) => string) {
-    if (buffer.byteOffset % 4 !== 0 || buffer.length % HIT_RECORD_SIZE !== 0) {
-      throw new RangeError('the drain buffer must be 4-byte aligned and hold whole records')
-    }
+  constructor(ifname: (index: number) => string) {
     this.#ifname = ifname
-    this.#words = new Int32Array(buffer.buffer, buffer.byteOffset, buffer.length / 4)
   }
 
-  /** Appends the hits of the first `count` records to `out`. */
-  decodeBatch(count: number, out: Hit[]): void {
+  decode(words: Int32Array, first: number, count: number, out: Hit[]): void {
     const ctx = this.#ctx
-    // The batch's own words: the drain buffer is overwritten by the next drain.
-    const w = this.#words.slice(0, count * WORDS)
     // Hits come in runs from one interface: a name is asked for once per new index.
     let last = 0
-    for (let i = 0, q = 0; i < count; i++, q += WORDS) {
-      const index = w[q + IFINDEX]!
-      if (index !== last) {
-        last = index
-        if (!ctx.names.has(index >>> 0)) ctx.names.set(index >>> 0, this.#ifname(index >>> 0))
+    let q = first * WORDS
+    for (let base = 0; base < count; base += CHUNK) {
+      const m = Math.min(CHUNK, count - base)
+      const w: number[] = new Array<number>(m * HIT_WORDS)
+      for (let i = 0, j = 0; i < m; i++, q += WORDS) {
+        const index = words[q + IFINDEX]!
+        if (index !== last) {
+          last = index
+          if (!ctx.names.has(index >>> 0)) ctx.names.set(index >>> 0, this.#ifname(index >>> 0))
+        }
+        const at = j
+        for (let k = 0; k < HIT_WORDS; k++) w[j++] = words[q + k]!
+        out.push(new DecodedHit(ctx, w, at))
       }
-      out.push(new DecodedHit(ctx, w, q))
     }
   }
 
@@ -481,8 +488,9 @@ export class HitDecoder {
  * to be in range, but an unknown kind still decodes as 'odd-flags' rather than throw.
  */
 export function decodeHit(buf: Uint8Array, offset: number, ifname: (index: number) => string): Hit {
-  const words = new Int32Array(WORDS)
-  new Uint8Array(words.buffer).set(buf.subarray(offset, offset + HIT_RECORD_SIZE))
+  const bytes = new Uint8Array(HIT_RECORD_SIZE)
+  bytes.set(buf.subarray(offset, offset + HIT_RECORD_SIZE))
+  const words = Array.from(new Int32Array(bytes.buffer, 0, HIT_WORDS))
   const ctx = new DecodeContext()
   const index = words[IFINDEX]! >>> 0
   if (index !== 0) ctx.names.set(index, ifname(index))

@@ -223,6 +223,7 @@ export class Sensor implements AsyncIterable<Hit> {
   #ports: PortRange[]
   #kernelFilter: boolean
   #buffer: Buffer
+  #words: Int32Array
   #queue: Hit[] = []
   #queueHead = 0
   #delivered = 0
@@ -249,7 +250,8 @@ export class Sensor implements AsyncIterable<Hit> {
     this.interface = options.interface
     this.#listen = options.listen
     this.#buffer = Buffer.alloc(options.batch * HIT_RECORD_SIZE)
-    this.#decoder = new HitDecoder(this.#buffer, this.#ifname)
+    this.#words = new Int32Array(this.#buffer.buffer, this.#buffer.byteOffset, this.#buffer.length / 4)
+    this.#decoder = new HitDecoder(this.#ifname)
     // The doorbell holds the sensor only weakly, so an unclosed, unreachable sensor
     // can still be collected (its finalizer stops the thread; close() is the contract).
     const self = new WeakRef(this)
@@ -296,26 +298,21 @@ export class Sensor implements AsyncIterable<Hit> {
     return name
   }
 
-  #decode(count: number): void {
-    // A fresh array per batch: batches() hands the queue itself to its consumer.
-    const queue: Hit[] = []
-    this.#decoder.decodeBatch(count, queue)
-    this.#queue = queue
-    this.#queueHead = 0
-  }
-
   /**
-   * Decodes the next batch when the ring has one. False when there is nothing to read
-   * now; throws the capture error (once, after every hit queued before it).
+   * Drains the next batch into the drain buffer and decodes it (the decoder copies what
+   * the hits read onto the JS heap, so the buffer is free again at once). False when
+   * there is nothing to read now, or the sensor is closing.
    */
   #drainNow(): boolean {
     if (this.#closing !== undefined || this.#failed) return false
     const n = this.#capture.drain(this.#buffer)
-    if (n > 0) {
-      this.#decode(n)
-      return true
-    }
-    return false
+    if (n === 0) return false
+    // A fresh array per batch: batches() hands the queue itself to its consumer.
+    const queue: Hit[] = []
+    this.#decoder.decode(this.#words, 0, n, queue)
+    this.#queue = queue
+    this.#queueHead = 0
+    return true
   }
 
   /**

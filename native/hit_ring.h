@@ -26,7 +26,9 @@ class HitRing {
     uint32_t cap = 64;
     while (cap < capacity && cap < (1u << 24)) cap <<= 1;
     mask_ = cap - 1;
-    slots_.reset(new HitRecord[cap]);
+    // Value-initialised: every page is touched here, on the JS thread at open, not by the
+    // capture thread's first lap (a page fault per 4 KiB of records during a flood).
+    slots_.reset(new HitRecord[cap]());
   }
 
   uint32_t Capacity() const { return mask_ + 1; }
