@@ -3,8 +3,9 @@
  * sensor namespace and pinned to a core by bench/e2e.ts, so that its CPU time (JS
  * thread, capture thread and everything else in the process) is measured alone. It
  * opens a sensor on one interface with the Sensor options under test and consumes
- * hits with a plain `for await` loop that looks at each one (a consumer that only
- * counted the iterator's steps would let dead hits go unread). Commands on stdin:
+ * hits with a plain `for await` loop that reads `kind`, `src` and `dstPort` of each one
+ * (issue 9's consumer; one that only counted the iterator's steps would let dead hits go
+ * unread). Commands on stdin:
  * `stats` prints one JSON line with the consumer's counts and sensor.stats();
  * `quit` closes the sensor and exits.
  */
@@ -44,14 +45,14 @@ const consumer = (async () => {
   if (values.batches) {
     for await (const hits of sensor.batches()) {
       for (const hit of hits) {
-        if (hit.kind === 'syn' && hit.dstPort === port) syn++
+        if (hit.kind === 'syn' && hit.dstPort === port && hit.src !== '') syn++
         else other++
       }
     }
     return
   }
   for await (const hit of sensor) {
-    if (hit.kind === 'syn' && hit.dstPort === port) syn++
+    if (hit.kind === 'syn' && hit.dstPort === port && hit.src !== '') syn++
     else other++
   }
 })()

@@ -48,11 +48,12 @@ export interface SensorVariant {
 }
 
 /**
- * none: sender alone; portanoia: the library (bench/e2e-receiver.ts); raw: AF_INET
- * SOCK_RAW, one recvmsg per packet; afpacket: AF_PACKET + the same cBPF filter,
- * recvmmsg, no ring; cap: libpcap through the npm `cap` package.
+ * none: sender alone; portanoia: the library (bench/e2e-receiver.ts); tpacket: the
+ * physical limit, a plain C TPACKET_V3 reader with portanoia's filter and ring geometry
+ * and nothing else; raw: AF_INET SOCK_RAW, one recvmsg per packet; afpacket: AF_PACKET +
+ * the same cBPF filter, recvmmsg, no ring; cap: libpcap through the npm `cap` package.
  */
-export type ReceiverKind = 'none' | 'portanoia' | 'raw' | 'afpacket' | 'cap'
+export type ReceiverKind = 'none' | 'portanoia' | 'tpacket' | 'raw' | 'afpacket' | 'cap'
 
 export interface E2eConfig {
   /** Short, unique: the key in results. */
@@ -121,8 +122,8 @@ export interface ConfigSummary {
   missing: Summary
   receiverCpu: Summary
   cpuNsPerHit: Summary
-  /** Per-round ratios to the baseline config with the same pacing (raw or raw@…). */
-  vsBaseline?: { deliveredPps: Summary; receiverCpu: Summary; cpuNsPerHit: Summary; baseline: string }
+  /** Per-round ratios to the baseline config with the same pacing (the C TPACKET_V3 reader, else raw). */
+  vsBaseline?: { offeredPps: Summary; deliveredPps: Summary; receiverCpu: Summary; cpuNsPerHit: Summary; baseline: string }
   /** Per-round ratio of this config's offered rate to the sender alone. */
   offeredVsCeiling?: Summary
 }
@@ -143,8 +144,12 @@ const RECEIVER_JS = fileURLToPath(new URL('./e2e-receiver.js', import.meta.url))
 const CAP_RECEIVER_JS = fileURLToPath(new URL('./cap-receiver.js', import.meta.url))
 const RAW_SOURCE = join(PACKAGE_ROOT, 'bench', 'baseline', 'raw_receiver.c')
 const AFPACKET_SOURCE = join(PACKAGE_ROOT, 'bench', 'baseline', 'afpacket_receiver.c')
+const TPACKET_SOURCE = join(PACKAGE_ROOT, 'bench', 'baseline', 'tpacket_receiver.c')
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The C reader's retire timeout: portanoia's default, so both wait as long in the kernel. */
+export const TPACKET_RETIRE_MS = 2
 
 async function compileReceiver(dir: string, source: string, name: string): Promise<string> {
   const out = join(dir, name)
@@ -160,6 +165,7 @@ async function compileReceiver(dir: string, source: string, name: string): Promi
 export interface ReceiverKit {
   rawBinary: string
   afpacketBinary: string
+  tpacketBinary: string
   /** The tripwire's cBPF program (lib/bpf/filter.ts), hex, for the AF_PACKET baseline. */
   filterHex: string
   capDir?: string
@@ -170,6 +176,7 @@ export async function prepareReceivers(dir: string, port: number, capDir?: strin
   return {
     rawBinary: await compileReceiver(dir, RAW_SOURCE, 'raw_receiver'),
     afpacketBinary: await compileReceiver(dir, AFPACKET_SOURCE, 'afpacket_receiver'),
+    tpacketBinary: await compileReceiver(dir, TPACKET_SOURCE, 'tpacket_receiver'),
     filterHex: compileFilter([{ proto: 'tcp', from: port, to: port }]).program.toString('hex'),
     ...(capDir !== undefined && { capDir }),
   }
@@ -184,6 +191,9 @@ export function receiverArgv(kit: ReceiverKit, ifname: string, port: number, con
       return [kit.rawBinary, String(port)]
     case 'afpacket':
       return [kit.afpacketBinary, ifname, String(port), kit.filterHex]
+    case 'tpacket':
+      // portanoia's defaults (lib/sensor.ts, native/capture_wrap.cc): 64 blocks of 128 KiB.
+      return [kit.tpacketBinary, ifname, String(port), kit.filterHex, String(128 << 10), '64', String(TPACKET_RETIRE_MS)]
     case 'cap':
       if (kit.capDir === undefined) throw new Error('the cap receiver needs the npm cap package (bench/cap.ts)')
       return [process.execPath, CAP_RECEIVER_JS, '--cap-dir', kit.capDir, '--interface', ifname, '--port', String(port)]
@@ -418,16 +428,18 @@ export async function runE2e(options: E2eOptions): Promise<E2eResult> {
     const phase2 = trials.filter((t) => t.config !== 'ceiling')
     const configs = options.configs.map((c) => {
       const s = summarizeConfig(c, pacedPps[c.name] ?? 0, phase2.filter((t) => t.config === c.name))
-      if (c.receiver === 'portanoia') {
-        // The baseline is the raw receiver at the same pacing.
-        const base = options.configs.find((b) => b.receiver === 'raw' && (b.paced ?? 0) === (c.paced ?? 0))
-        if (base !== undefined) {
-          s.vsBaseline = {
-            baseline: base.name,
-            deliveredPps: roundRatios(phase2, c.name, base.name, (t) => t.deliveredPps),
-            receiverCpu: roundRatios(phase2, c.name, base.name, (t) => t.receiverCpu),
-            cpuNsPerHit: roundRatios(phase2, c.name, base.name, (t) => t.cpuNsPerHit),
-          }
+      // The baseline is the physical limit (the C TPACKET_V3 reader) at the same pacing,
+      // or, in a run without it, the raw receiver.
+      const base =
+        options.configs.find((b) => b.receiver === 'tpacket' && (b.paced ?? 0) === (c.paced ?? 0)) ??
+        options.configs.find((b) => b.receiver === 'raw' && (b.paced ?? 0) === (c.paced ?? 0))
+      if (c.receiver !== 'none' && base !== undefined && base.name !== c.name) {
+        s.vsBaseline = {
+          baseline: base.name,
+          offeredPps: roundRatios(phase2, c.name, base.name, (t) => t.offeredPps),
+          deliveredPps: roundRatios(phase2, c.name, base.name, (t) => t.deliveredPps),
+          receiverCpu: roundRatios(phase2, c.name, base.name, (t) => t.receiverCpu),
+          cpuNsPerHit: roundRatios(phase2, c.name, base.name, (t) => t.cpuNsPerHit),
         }
       }
       const alone = options.configs.find((b) => b.receiver === 'none')

@@ -29,30 +29,30 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "receiver_common.h"
+
 #define BATCH 64
 #define SNAP 2048
 
-static int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+/* The counters a command reports, and whether it asked to quit. */
+struct control {
+  int fd;
+  unsigned long long hits, other, *drops;
+  int quit;
+};
 
-/* Decodes the program: struct sock_filter in host byte order, as Buffer.toString('hex') gave it. */
-static int parse_filter(const char *hex, struct sock_filter **out, unsigned short *count) {
-  size_t len = strlen(hex);
-  if (len == 0 || len % 16 != 0 || len / 16 > BPF_MAXINSNS) return -1;
-  unsigned char *bytes = malloc(len / 2);
-  if (bytes == NULL) return -1;
-  for (size_t i = 0; i < len / 2; i++) {
-    int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) { free(bytes); return -1; }
-    bytes[i] = (unsigned char)(hi << 4 | lo);
+static void on_command(const char *line, void *ctx) {
+  struct control *c = ctx;
+  if (strcmp(line, "stats") == 0) {
+    /* PACKET_STATISTICS resets on read: add to the running total. */
+    struct tpacket_stats st;
+    socklen_t sl = sizeof st;
+    if (getsockopt(c->fd, SOL_PACKET, PACKET_STATISTICS, &st, &sl) == 0) *c->drops += st.tp_drops;
+    printf("{\"hits\":%llu,\"other\":%llu,\"socketDrops\":%llu}\n", c->hits, c->other, *c->drops);
+    fflush(stdout);
+  } else if (strcmp(line, "quit") == 0) {
+    c->quit = 1;
   }
-  *out = (struct sock_filter *)bytes;
-  *count = (unsigned short)(len / 16);
-  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -60,28 +60,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: afpacket_receiver IFNAME PORT FILTER_HEX [RCVBUF_BYTES]\n");
     return 2;
   }
-  const unsigned ifindex = if_nametoindex(argv[1]);
-  if (ifindex == 0) {
-    fprintf(stderr, "if_nametoindex(%s): %s\n", argv[1], strerror(errno));
-    return 1;
-  }
   const unsigned port = (unsigned)strtoul(argv[2], NULL, 10);
-  struct sock_fprog prog;
-  if (parse_filter(argv[3], &prog.filter, &prog.len) != 0) {
-    fprintf(stderr, "FILTER_HEX must be 1..4096 struct sock_filter in hex\n");
-    return 2;
-  }
-  /* Protocol 0 until the filter is attached: a socket opened with ETH_P_ALL would start
-   * queueing every frame before the filter exists, and those would count as hits. */
-  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    fprintf(stderr, "socket(AF_PACKET, SOCK_RAW): %s\n", strerror(errno));
-    return 1;
-  }
-  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0) {
-    fprintf(stderr, "SO_ATTACH_FILTER: %s\n", strerror(errno));
-    return 1;
-  }
+  int fd = filtered_packet_socket(argv[3]);
   if (argc > 4) {
     int rcvbuf = atoi(argv[4]);
     /* SO_RCVBUFFORCE: the benchmark runs as root and may exceed rmem_max. */
@@ -89,15 +69,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "SO_RCVBUFFORCE: %s\n", strerror(errno));
     }
   }
-  struct sockaddr_ll sll;
-  memset(&sll, 0, sizeof sll);
-  sll.sll_family = AF_PACKET;
-  sll.sll_protocol = htons(ETH_P_ALL);
-  sll.sll_ifindex = (int)ifindex;
-  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) != 0) {
-    fprintf(stderr, "bind(%s): %s\n", argv[1], strerror(errno));
-    return 1;
-  }
+  bind_packet_socket(fd, argv[1]);
   printf("{\"ready\":true,\"pid\":%d}\n", (int)getpid());
   fflush(stdout);
 
@@ -109,8 +81,7 @@ int main(int argc, char **argv) {
     iov[i].iov_len = SNAP;
   }
   unsigned long long hits = 0, other = 0, drops = 0;
-  char input[256];
-  size_t input_len = 0;
+  struct line_reader input = {{0}, 0};
   struct pollfd fds[2] = {{fd, POLLIN, 0}, {0, POLLIN, 0}};
 
   for (;;) {
@@ -143,27 +114,8 @@ int main(int argc, char **argv) {
       }
     }
     if (fds[1].revents & (POLLIN | POLLHUP)) {
-      ssize_t n = read(0, input + input_len, sizeof input - input_len);
-      if (n <= 0) return 0;
-      input_len += (size_t)n;
-      char *nl;
-      while ((nl = memchr(input, '\n', input_len)) != NULL) {
-        *nl = '\0';
-        if (strcmp(input, "stats") == 0) {
-          /* PACKET_STATISTICS resets on read: add to the running total. */
-          struct tpacket_stats st;
-          socklen_t sl = sizeof st;
-          if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &sl) == 0) drops += st.tp_drops;
-          printf("{\"hits\":%llu,\"other\":%llu,\"socketDrops\":%llu}\n", hits, other, drops);
-          fflush(stdout);
-        } else if (strcmp(input, "quit") == 0) {
-          return 0;
-        }
-        size_t used = (size_t)(nl - input) + 1;
-        memmove(input, nl + 1, input_len - used);
-        input_len -= used;
-      }
-      if (input_len == sizeof input) input_len = 0; /* an over-long line: drop it */
+      struct control c = {fd, hits, other, &drops, 0};
+      if (!read_commands(&input, on_command, &c) || c.quit) return 0;
     }
   }
 }

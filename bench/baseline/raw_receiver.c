@@ -25,6 +25,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "receiver_common.h"
+
 #ifndef SO_RXQ_OVFL
 #define SO_RXQ_OVFL 40
 #endif
@@ -43,6 +45,25 @@ static unsigned long long proc_raw_drops(void) {
   }
   fclose(f);
   return total;
+}
+
+/* The counters a command reports, and whether it asked to quit. */
+struct control {
+  unsigned long long hits, other;
+  uint32_t drops_seen;
+  int quit;
+};
+
+static void on_command(const char *line, void *ctx) {
+  struct control *c = ctx;
+  if (strcmp(line, "stats") == 0) {
+    unsigned long long proc = proc_raw_drops();
+    unsigned long long drops = proc > c->drops_seen ? proc : c->drops_seen;
+    printf("{\"hits\":%llu,\"other\":%llu,\"socketDrops\":%llu}\n", c->hits, c->other, drops);
+    fflush(stdout);
+  } else if (strcmp(line, "quit") == 0) {
+    c->quit = 1;
+  }
 }
 
 int main(int argc, char **argv) {
@@ -77,8 +98,7 @@ int main(int argc, char **argv) {
     struct cmsghdr align;
     char buf[CMSG_SPACE(sizeof(uint32_t))];
   } control;
-  char input[256];
-  size_t input_len = 0;
+  struct line_reader input = {{0}, 0};
   struct pollfd fds[2] = {{fd, POLLIN, 0}, {0, POLLIN, 0}};
 
   for (;;) {
@@ -111,25 +131,8 @@ int main(int argc, char **argv) {
       }
     }
     if (fds[1].revents & (POLLIN | POLLHUP)) {
-      ssize_t n = read(0, input + input_len, sizeof input - input_len);
-      if (n <= 0) return 0;
-      input_len += (size_t)n;
-      char *nl;
-      while ((nl = memchr(input, '\n', input_len)) != NULL) {
-        *nl = '\0';
-        if (strcmp(input, "stats") == 0) {
-          unsigned long long proc = proc_raw_drops();
-          unsigned long long drops = proc > drops_seen ? proc : drops_seen;
-          printf("{\"hits\":%llu,\"other\":%llu,\"socketDrops\":%llu}\n", hits, other, drops);
-          fflush(stdout);
-        } else if (strcmp(input, "quit") == 0) {
-          return 0;
-        }
-        size_t used = (size_t)(nl - input) + 1;
-        memmove(input, nl + 1, input_len - used);
-        input_len -= used;
-      }
-      if (input_len == sizeof input) input_len = 0; /* an over-long line: drop it */
+      struct control c = {hits, other, drops_seen, 0};
+      if (!read_commands(&input, on_command, &c) || c.quit) return 0;
     }
   }
 }
