@@ -1,7 +1,8 @@
 /**
  * The packet → JS latency benchmark's receiver, run as its own process inside the
  * sensor namespace and pinned to a core by bench/latency.ts. It opens a sensor with
- * the library's default options (only ports, interface and listen are given) and, for
+ * the library's default options (only ports, interface and listen are given; `--express`
+ * adds `express: true`) and, for
  * every SYN to the tripwire that the `for await` loop yields, records how long ago the
  * kernel stamped it: RealtimeClock.now() − hit.time, both CLOCK_REALTIME on this host,
  * so no clock crosses a machine. Reading the clock per hit costs ~50 ns, small next to
@@ -19,12 +20,13 @@ const { values } = parseArgs({
   options: {
     interface: { type: 'string' },
     port: { type: 'string', default: '2222' },
+    express: { type: 'boolean', default: false },
   },
 })
 
 const port = Number(values.port)
 // Default Sensor options on purpose: the figure is what a user gets without tuning.
-const sensor = await open({ ports: [`${port}/tcp`], interface: values.interface ?? 'any', listen: false })
+const sensor = await open({ ports: [`${port}/tcp`], interface: values.interface ?? 'any', listen: false, ...(values.express && { express: true }) })
 const clock = new RealtimeClock()
 let samples = new Float64Array(1 << 16)
 let count = 0

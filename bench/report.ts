@@ -79,7 +79,7 @@ export function renderResults(report: BenchReport, paths: { markdownFile: string
     '',
   )
   if (report.mode === 'quick') out.push('**Quick mode: one short round — a smoke run, not a measurement.**', '')
-  out.push('### Targets (issue 4)', '')
+  out.push('### Targets (issues 4 and 9)', '')
   if (report.targets.length === 0) out.push('No section judged a target in this run.', '')
   else {
     out.push(markdownTable([['target', 'verdict', 'measured', 'note'], ...report.targets.map((t) => [cell(t.statement), t.met ? '**met**' : '**missed**', cell(t.measured), cell(t.note ?? '')])]), '')

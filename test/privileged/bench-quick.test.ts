@@ -99,7 +99,7 @@ describe.skipIf(!IS_ROOT || missing.length > 0)('npm run bench -- --quick', () =
     const md = await readFile(markdown, 'utf8')
     expect(md).toContain(BEGIN)
     expect(md).toContain(END)
-    expect(md).toContain('### Targets (issue 4)')
+    expect(md).toContain('### Targets (issues 4 and 9)')
 
     const after = await stat(committed).then((s) => s.mtimeMs, () => 0)
     expect(after, 'the quick run touched the committed BENCHMARKS.md').toBe(before)
