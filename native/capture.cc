@@ -734,7 +734,9 @@ void Capture::AwaitLastBlock() {
 }
 
 void Capture::Run() {
-  pthread_setname_np(pthread_self(), "portanoia-cap");
+  // prctl names the calling thread and exists in every libc; pthread_setname_np needs
+  // glibc 2.34 as linked here, above the prebuild's glibc baseline.
+  prctl(PR_SET_NAME, "portanoia-cap", 0, 0, 0);
   std::vector<pollfd> fds;
   std::vector<int> retired;
   // fds: the packet socket, the wake eventfd, the express lane (when there is one), then
