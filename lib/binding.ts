@@ -143,6 +143,10 @@ export interface NativeHostWatchStats {
   lastDumpNs: number
   /** False once an SCTP query found no sctp_diag. */
   sctp: boolean
+  /** Batches peers() ran, the walks of the established hash they took, and the sockets those returned. */
+  peerBatches: number
+  peerWalks: number
+  peerSockets: number
 }
 
 /** Bits of NativeHostWatch.peer()'s answer. */
@@ -162,6 +166,12 @@ export interface NativeHostWatch {
    * TCP sockets on a local port of `ignoreLocalPorts` (the tripwire listeners) do not count.
    */
   peer(address: string, ignoreLocalPorts?: readonly number[]): number
+  /**
+   * The same for a batch, off the JS thread, in one walk of the kernel's tables: one
+   * answer per target, in order. A target is an address or `address/prefix` (any peer
+   * inside that network). Batches run one at a time; a rejection is a system error.
+   */
+  peers(targets: readonly string[], ignoreLocalPorts?: readonly number[]): Promise<number[]>
   /** Whether a TCP (6) or connected UDP (17) socket has exactly this tuple. */
   connected(proto: 6 | 17, local: string, localPort: number, remote: string, remotePort: number): boolean
   /** The RTN_* type the kernel routes `address` with from this host. */
@@ -268,6 +278,8 @@ export interface NativeBinding {
     parseArp(packet: Buffer): NativeProbeAnswer | null
     parseNa(packet: Buffer): NativeProbeAnswer | null
   }
+  /** Test entry: the inet_diag bytecode programs a peers() batch sends first. */
+  peerPrograms(targets: readonly string[], ignoreLocalPorts?: readonly number[]): Buffer[]
   /** The `code` the addon's errors carry for this errno ('EPERM'; 'E<n>' when unnamed). */
   errnoCode(errno: number): string
   hitRecordSize: number

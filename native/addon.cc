@@ -1,9 +1,9 @@
 // Module init only: registers the Capture, Sender, HostWatch and LinkFacts classes, the
 // test entries (parse a frame, parse rtnetlink messages, build and parse link probes,
-// name an errno), and the HitRecord
-// layout (size and every field offset) that lib/binding.ts checks against its decoder
-// at load time, so a stale prebuild fails loudly instead of decoding garbage. All
-// state lives in the per-environment AddonData.
+// the peer check's programs, name an errno), and the HitRecord layout (size and every
+// field offset) that lib/binding.ts checks against its decoder at load time, so a stale
+// prebuild fails loudly instead of decoding garbage. All state lives in the
+// per-environment AddonData.
 #include <napi.h>
 
 #include "capture_wrap.h"
@@ -43,6 +43,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod<&Addon::ParseFrameEntry>("parseFrame", napi_enumerable),
                              InstanceMethod<&Addon::ParseRtnlEntry>("parseRtnl", napi_enumerable),
                              InstanceMethod<&Addon::ParseRtnlObjectsEntry>("parseRtnlObjects", napi_enumerable),
+                             InstanceMethod<&Addon::PeerProgramsEntry>("peerPrograms", napi_enumerable),
                              InstanceMethod<&Addon::ErrnoCodeEntry>("errnoCode", napi_enumerable),
                          });
   }
@@ -51,6 +52,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value ParseFrameEntry(const Napi::CallbackInfo& info) { return ParseFrame(info); }
   Napi::Value ParseRtnlEntry(const Napi::CallbackInfo& info) { return ParseRtnl(info); }
   Napi::Value ParseRtnlObjectsEntry(const Napi::CallbackInfo& info) { return ParseRtnlObjects(info); }
+  Napi::Value PeerProgramsEntry(const Napi::CallbackInfo& info) { return PeerProgramsOf(info); }
   Napi::Value ErrnoCodeEntry(const Napi::CallbackInfo& info) { return ErrnoCodeOf(info); }
 };
 

@@ -9,7 +9,10 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <deque>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "capture_wrap.h"
 #include "netns.h"
@@ -60,6 +63,154 @@ uint16_t GetPort(Napi::Env env, Napi::Value v) {
   return static_cast<uint16_t>(d);
 }
 
+// At most this many targets a batch, and ignored ports a call: bounds, not policy.
+constexpr uint32_t kMaxTargets = 65536;
+
+std::vector<uint16_t> GetPorts(Napi::Env env, Napi::Value v, const char* usage) {
+  std::vector<uint16_t> ports;
+  if (v.IsUndefined()) return ports;
+  if (!v.IsArray()) throw Napi::TypeError::New(env, usage);
+  auto list = v.As<Napi::Array>();
+  if (list.Length() > 65536) throw Napi::RangeError::New(env, "ignoreLocalPorts: at most 65536 ports");
+  for (uint32_t i = 0; i < list.Length(); i++) ports.push_back(GetPort(env, list.Get(i)));
+  return ports;
+}
+
+// "198.18.0.1" or "198.18.0.0/24": an address, or a network to ask about as a whole.
+bool ParseTarget(const std::string& text, PeerQuery* out) {
+  const size_t slash = text.find('/');
+  if (!ParseIp(text.substr(0, slash), &out->addr)) return false;
+  const unsigned max = out->addr.family == 4 ? 32 : 128;
+  if (slash == std::string::npos) {
+    out->prefix_len = static_cast<uint8_t>(max);
+    return true;
+  }
+  const std::string digits = text.substr(slash + 1);
+  if (digits.empty() || digits.size() > 3) return false;
+  unsigned len = 0;
+  for (const char c : digits) {
+    if (c < '0' || c > '9') return false;
+    len = len * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (len > max) return false;
+  out->prefix_len = static_cast<uint8_t>(len);
+  return true;
+}
+
+std::vector<PeerQuery> GetTargets(Napi::Env env, Napi::Value v, const char* usage) {
+  if (!v.IsArray()) throw Napi::TypeError::New(env, usage);
+  auto list = v.As<Napi::Array>();
+  if (list.Length() > kMaxTargets) throw Napi::RangeError::New(env, "targets: at most 65536 a batch");
+  std::vector<PeerQuery> queries(list.Length());
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value t = list.Get(i);
+    if (!t.IsString() || !ParseTarget(t.As<Napi::String>().Utf8Value(), &queries[i])) throw Napi::TypeError::New(env, usage);
+  }
+  return queries;
+}
+
+}  // namespace
+
+// A batch waiting for its turn.
+struct PeerJob {
+  std::vector<PeerQuery> queries;
+  std::vector<uint16_t> ignore;
+  Napi::Promise::Deferred deferred;
+};
+
+// What HostWatchWrap and its workers share; touched on the JS thread only (a
+// worker's Execute() uses just its own copy of `diag`, which no one else uses while
+// `busy`).
+struct PeerQueue {
+  std::string netns;
+  std::shared_ptr<SockDiag> diag;
+  std::deque<PeerJob> pending;
+  bool busy = false;
+  bool closed = false;
+  uint64_t batches = 0;
+  uint64_t walks = 0;
+  uint64_t sockets = 0;
+  bool sctp_available = true;
+  SysError sctp_error;
+};
+
+namespace {
+
+void StartNextPeerJob(Napi::Env env, const std::shared_ptr<PeerQueue>& q);
+
+class PeerWorker : public Napi::AsyncWorker {
+ public:
+  PeerWorker(Napi::Env env, std::shared_ptr<PeerQueue> queue, PeerJob job)
+      : Napi::AsyncWorker(env, "portanoia-peers"), queue_(std::move(queue)), diag_(queue_->diag), job_(std::move(job)) {}
+
+  // On a libuv pool thread: the sockets' namespace was fixed when they were opened
+  // (a reopen after a walk left early enters it on this thread, and leaves it again).
+  void Execute() override {
+    const uint64_t walks = diag_->walks();
+    const uint64_t sockets = diag_->sockets();
+    ok_ = diag_->Peers(job_.queries, job_.ignore, &bits_, &err_);
+    walks_ = diag_->walks() - walks;
+    sockets_ = diag_->sockets() - sockets;
+    sctp_available_ = diag_->sctp_available();
+    if (!sctp_available_) sctp_error_ = diag_->sctp_error();
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    PeerQueue& q = *queue_;
+    q.busy = false;
+    q.walks += walks_;
+    q.sockets += sockets_;
+    if (!sctp_available_ && q.sctp_available) {
+      q.sctp_available = false;
+      q.sctp_error = sctp_error_;
+    }
+    try {
+      if (ok_) {
+        Napi::Array out = Napi::Array::New(env, bits_.size());
+        for (uint32_t i = 0; i < bits_.size(); i++) out.Set(i, Napi::Number::New(env, bits_[i]));
+        job_.deferred.Resolve(out);
+      } else {
+        job_.deferred.Reject(MakeSysError(env, err_).Value());
+      }
+      StartNextPeerJob(env, queue_);
+    } catch (const Napi::Error&) {
+      // JS cannot run any more (a worker thread being terminated): nobody is left to
+      // hear the answer, and an exception out of here would abort the process.
+    }
+  }
+
+ private:
+  std::shared_ptr<PeerQueue> queue_;
+  std::shared_ptr<SockDiag> diag_;
+  PeerJob job_;
+  std::vector<int> bits_;
+  SysError err_;
+  bool ok_ = false;
+  uint64_t walks_ = 0;
+  uint64_t sockets_ = 0;
+  bool sctp_available_ = true;
+  SysError sctp_error_;
+};
+
+void StartNextPeerJob(Napi::Env env, const std::shared_ptr<PeerQueue>& q) {
+  if (q->busy) return;
+  if (q->closed) {
+    while (!q->pending.empty()) {
+      q->pending.front().deferred.Reject(Napi::Error::New(env, "host watch is closed").Value());
+      q->pending.pop_front();
+    }
+    return;
+  }
+  if (q->pending.empty()) return;
+  PeerJob job = std::move(q->pending.front());
+  q->pending.pop_front();
+  q->busy = true;
+  q->batches++;
+  // Queue() hands the worker to Node, which deletes it after OnOK.
+  (new PeerWorker(env, q, std::move(job)))->Queue();
+}
+
 }  // namespace
 
 Napi::Function HostWatchWrap::Define(Napi::Env env) {
@@ -68,6 +219,7 @@ Napi::Function HostWatchWrap::Define(Napi::Env env) {
                          InstanceMethod<&HostWatchWrap::Start>("start"),
                          InstanceMethod<&HostWatchWrap::Facts>("facts"),
                          InstanceMethod<&HostWatchWrap::Peer>("peer"),
+                         InstanceMethod<&HostWatchWrap::Peers>("peers"),
                          InstanceMethod<&HostWatchWrap::Connected>("connected"),
                          InstanceMethod<&HostWatchWrap::RouteType>("routeType"),
                          InstanceMethod<&HostWatchWrap::LocalPortRange>("localPortRange"),
@@ -93,6 +245,8 @@ HostWatchWrap::HostWatchWrap(const Napi::CallbackInfo& info)
   if (!watcher_) throw MakeSysError(env, err);
   diag_ = SockDiag::Open(netns, &err);
   if (!diag_) throw MakeSysError(env, err);
+  peers_ = std::make_shared<PeerQueue>();
+  peers_->netns = netns;
   // /proc/sys/net shows the namespace of whoever opens it; the fd keeps that one.
   NetnsScope scope(netns);
   if (scope.ok()) port_range_fd_ = open("/proc/sys/net/ipv4/ip_local_port_range", O_RDONLY | O_CLOEXEC);
@@ -109,6 +263,11 @@ void HostWatchWrap::Shutdown() {
   if (watcher_) watcher_->Stop();
   watcher_.reset();
   diag_.reset();
+  // A batch in flight keeps its own SockDiag; what waits behind it is rejected then.
+  if (peers_) {
+    peers_->closed = true;
+    peers_->diag.reset();
+  }
   if (port_range_fd_ >= 0) close(port_range_fd_);
   port_range_fd_ = -1;
 }
@@ -154,18 +313,31 @@ IpAddr HostWatchWrap::GetAddr(const Napi::CallbackInfo& info, size_t index, cons
 Napi::Value HostWatchWrap::Peer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const IpAddr a = GetAddr(info, 0, "peer(address, ignoreLocalPorts?): address must be an IP address literal");
-  std::vector<uint16_t> ignore;
-  if (info[1].IsArray()) {
-    auto list = info[1].As<Napi::Array>();
-    if (list.Length() > 65536) throw Napi::RangeError::New(env, "ignoreLocalPorts: at most 65536 ports");
-    for (uint32_t i = 0; i < list.Length(); i++) ignore.push_back(GetPort(env, list.Get(i)));
-  } else if (!info[1].IsUndefined()) {
-    throw Napi::TypeError::New(env, "peer(address, ignoreLocalPorts?): ignoreLocalPorts must be an array of ports");
-  }
+  const std::vector<uint16_t> ignore =
+      GetPorts(env, info[1], "peer(address, ignoreLocalPorts?): ignoreLocalPorts must be an array of ports");
   SysError err;
   const int bits = diag_->Peer(a, ignore, &err);
   if (bits < 0) throw MakeSysError(env, err);
   return Napi::Number::New(env, bits);
+}
+
+Napi::Value HostWatchWrap::Peers(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!diag_) throw Napi::Error::New(env, "host watch is closed");
+  const char* usage = "peers(targets, ignoreLocalPorts?): targets must be an array of addresses or address/prefix";
+  PeerJob job{GetTargets(env, info[0], usage),
+              GetPorts(env, info[1], "peers(targets, ignoreLocalPorts?): ignoreLocalPorts must be an array of ports"),
+              Napi::Promise::Deferred::New(env)};
+  Napi::Promise promise = job.deferred.Promise();
+  if (!peers_->diag) {
+    SysError err;
+    std::unique_ptr<SockDiag> d = SockDiag::Open(peers_->netns, &err);
+    if (!d) throw MakeSysError(env, err);
+    peers_->diag = std::move(d);
+  }
+  peers_->pending.push_back(std::move(job));
+  StartNextPeerJob(env, peers_);
+  return promise;
 }
 
 Napi::Value HostWatchWrap::Connected(const Napi::CallbackInfo& info) {
@@ -217,7 +389,10 @@ Napi::Value HostWatchWrap::Stats(const Napi::CallbackInfo& info) {
   set("overruns", s.overruns);
   set("dumpErrors", s.dump_errors);
   set("lastDumpNs", s.last_dump_ns);
-  o.Set("sctp", Napi::Boolean::New(env, diag_ ? diag_->sctp_available() : false));
+  o.Set("sctp", Napi::Boolean::New(env, diag_ ? diag_->sctp_available() && peers_->sctp_available : false));
+  set("peerBatches", peers_ ? peers_->batches : 0);
+  set("peerWalks", peers_ ? peers_->walks : 0);
+  set("peerSockets", peers_ ? peers_->sockets : 0);
   return o;
 }
 
@@ -228,7 +403,11 @@ Napi::Value HostWatchWrap::LastError(const Napi::CallbackInfo& info) {
     const SysError e = watcher_->LastError();
     if (e.err_no != 0) o.Set("dump", MakeSysError(env, e).Value());
   }
-  if (diag_ && !diag_->sctp_available()) o.Set("sctp", MakeSysError(env, diag_->sctp_error()).Value());
+  if (diag_ && !diag_->sctp_available()) {
+    o.Set("sctp", MakeSysError(env, diag_->sctp_error()).Value());
+  } else if (peers_ && !peers_->sctp_available) {
+    o.Set("sctp", MakeSysError(env, peers_->sctp_error).Value());
+  }
   return o;
 }
 
@@ -253,6 +432,20 @@ Napi::Value ParseRtnl(const Napi::CallbackInfo& info) {
   FactsParts parts;
   CollectMessages(buf.Data(), buf.Length(), &parts);
   return FactsObject(env, BuildFacts(parts));
+}
+
+Napi::Value PeerProgramsOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::vector<PeerQuery> queries =
+      GetTargets(env, info[0], "peerPrograms(targets, ignoreLocalPorts?): targets must be addresses or address/prefix");
+  const std::vector<uint16_t> ignore =
+      GetPorts(env, info[1], "peerPrograms(targets, ignoreLocalPorts?): ignoreLocalPorts must be an array of ports");
+  const std::vector<std::vector<uint8_t>> programs = PeerPrograms(queries, ignore);
+  Napi::Array out = Napi::Array::New(env, programs.size());
+  for (uint32_t i = 0; i < programs.size(); i++) {
+    out.Set(i, Napi::Buffer<uint8_t>::Copy(env, programs[i].data(), programs[i].size()));
+  }
+  return out;
 }
 
 }  // namespace portanoia

@@ -2,11 +2,18 @@
 // per watched namespace. Its constructor opens the rtnetlink and sock_diag sockets in
 // the namespace and dumps the facts once; start(onChange) starts the watcher thread,
 // whose thread-safe function is unref'd (it never keeps the process alive) and only
-// tells JS to call facts(). The live checks (peer, connected, routeType) and
-// localPortRange() are synchronous calls on the JS thread. Per-object state only; an
-// env cleanup hook joins the thread before the thread-safe function goes away, as for
-// CaptureWrap. Also the parseRtnl test entry. Runs on the JS thread except the
-// thread-safe function's trigger.
+// tells JS to call facts(). The cheap live checks (connected, routeType) and
+// localPortRange() are synchronous calls on the JS thread, and so is peer(), the
+// single-address peer check kept for tools and benchmarks. peers() answers a batch of
+// addresses and networks off the JS thread: an N-API AsyncWorker (libuv's pool) runs
+// it on a SockDiag of its own, opened at the first batch, and settles a promise; one
+// batch runs at a time, later ones wait in a queue, and only a batch in flight or
+// waiting keeps the process alive (the work request does). The queue is shared with
+// the worker, so a batch may finish after close() or collection: it still settles,
+// and what waits behind it is rejected. Per-object state only; an env cleanup hook
+// joins the watcher thread before the thread-safe function goes away, as for
+// CaptureWrap. Also the parseRtnl and peerPrograms test entries. Runs on the JS
+// thread except the thread-safe function's trigger and the workers' Execute().
 #pragma once
 
 #include <napi.h>
@@ -20,6 +27,8 @@
 
 namespace portanoia {
 
+struct PeerQueue;
+
 class HostWatchWrap : public Napi::ObjectWrap<HostWatchWrap> {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -30,6 +39,7 @@ class HostWatchWrap : public Napi::ObjectWrap<HostWatchWrap> {
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Facts(const Napi::CallbackInfo& info);
   Napi::Value Peer(const Napi::CallbackInfo& info);
+  Napi::Value Peers(const Napi::CallbackInfo& info);
   Napi::Value Connected(const Napi::CallbackInfo& info);
   Napi::Value RouteType(const Napi::CallbackInfo& info);
   Napi::Value LocalPortRange(const Napi::CallbackInfo& info);
@@ -42,6 +52,7 @@ class HostWatchWrap : public Napi::ObjectWrap<HostWatchWrap> {
 
   std::unique_ptr<NetlinkWatcher> watcher_;
   std::unique_ptr<SockDiag> diag_;
+  std::shared_ptr<PeerQueue> peers_;
   int port_range_fd_ = -1;  // ip_local_port_range, opened in the namespace
   Napi::ThreadSafeFunction on_change_;
   bool has_tsfn_ = false;
@@ -52,5 +63,9 @@ class HostWatchWrap : public Napi::ObjectWrap<HostWatchWrap> {
 // Test entry: rtnetlink messages (a Buffer of whole messages) to the facts object
 // facts() returns.
 Napi::Value ParseRtnl(const Napi::CallbackInfo& info);
+
+// Test entry: the programs (Buffers) a peer batch sends first, for targets and
+// ignored local ports as peers() takes them.
+Napi::Value PeerProgramsOf(const Napi::CallbackInfo& info);
 
 }  // namespace portanoia

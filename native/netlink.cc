@@ -424,10 +424,6 @@ bool NetlinkSocket::Request(void* req, size_t len, bool dump, const std::functio
           if (interrupted != nullptr && (h->nlmsg_flags & NLM_F_DUMP_INTR) != 0) *interrupted = true;
           on_message(h);
           if (!dump) done = true;
-          if (stop_) {
-            abandoned_ = dump;
-            return true;
-          }
         }
       }
       const size_t step = NLMSG_ALIGN(h->nlmsg_len);
@@ -435,6 +431,11 @@ bool NetlinkSocket::Request(void* req, size_t len, bool dump, const std::functio
       off += step;
     }
     if (done) return !failed;
+    // Left after the whole buffer: every message already received was handed over.
+    if (stop_) {
+      abandoned_ = true;
+      return true;
+    }
   }
 }
 

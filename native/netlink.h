@@ -121,8 +121,9 @@ class NetlinkSocket {
   // until its one answer. An NLMSG_ERROR reply is returned as *err with `syscall`.
   // *interrupted is set when the kernel flagged the dump inconsistent (NLM_F_DUMP_INTR).
   // `on_message` may call StopDump() to leave a dump early (the answer is known): the
-  // rest of it stays queued in the kernel, so the socket must be reopened before the
-  // next request (abandoned() says so).
+  // messages of the buffer already received are still handed over, the rest of the
+  // dump stays queued in the kernel, so the socket must be reopened before the next
+  // request (abandoned() says so; not when the dump's end was in that buffer).
   bool Request(void* req, size_t len, bool dump, const std::function<void(const nlmsghdr*)>& on_message,
                const char* syscall, SysError* err, bool* interrupted = nullptr);
   void StopDump() { stop_ = true; }

@@ -173,12 +173,13 @@ async function blockDirect(r: Resolved, addresses: readonly string[], ttl: strin
     host.setWarn((m) => io.err(`portanoia: guards: ${m}\n`))
     const facts = await host.start()
     for (const w of facts.warnings) io.err(`portanoia: host facts: ${w}\n`)
-    // The engine's own guard check: the facts' snapshot, then the kernel's live answer.
-    const engine = new PolicyEngine({ guards: new Guards({ ...facts.snapshot, allowlist }), ...(host.live !== null && { liveGuard: host.live.guard }) })
+    // The daemon's guard check: the facts' snapshot, the kernel's route check, then its peer check.
+    const live = host.live
+    const engine = new PolicyEngine({ guards: new Guards({ ...facts.snapshot, allowlist }), ...(live !== null && { liveGuard: live.route }) })
     // start() makes the table when there is none (and adopts it when there is).
     await fw.start()
     try {
-      return await operatorBlock(fw, (a) => engine.guardOf(a), addresses, ttlMs)
+      return await operatorBlock(fw, (a) => engine.guardOf(a), addresses, ttlMs, live === null ? undefined : (a) => live.peers(a))
     } finally {
       await fw.close()
     }

@@ -8,16 +8,22 @@
  * kernel and the resolver files, and on every change the daemon installs the new
  * facts, then lifts every block in force (the engine's, and what the firewall lists)
  * that now covers a guarded address, with an `unblock` decision. The host view also
- * answers the engine's live checks (the one address about to be blocked; whether a
- * hit was addressed to this host at all) and, per hit that may be a reply, whether
- * it answers one of the host's own connections: such hits never reach the engine. Block requests go through a
- * FirewallBatcher (firewall-batcher.ts), so a flood becomes a few large `nft -f -`
- * transactions, never one process per address; notifiers get one call per
- * event-loop turn; the async iterator is an EventQueue (event-queue.ts). Invariants: nothing thrown by a responder, an event
- * consumer or a refresh reaches the capture loop — each becomes an `error` event;
- * everything is validated, and the sensor opened, before the firewall is touched,
- * so a bad option changes nothing; close() is idempotent, flushes the pending
- * batch, and closes the sensor, then the responders.
+ * answers the engine's live checks (the route check of the one address about to be
+ * blocked; whether a hit was addressed to this host at all) and, per hit that may be
+ * a reply, whether it answers one of the host's own connections: such hits never
+ * reach the engine. The engine's block decisions wait in a BlockVetter
+ * (block-vetter.ts) for the kernel's peer check, batched and off the JS thread; the
+ * engine's vet() then says what is emitted: the block, or the `guard:peer` decision
+ * that replaces it. Block requests go through a FirewallBatcher
+ * (firewall-batcher.ts), so a flood becomes a few large `nft -f -` transactions,
+ * never one process per address; notifiers get one call per event-loop turn; the
+ * async iterator is an EventQueue (event-queue.ts). Invariants: nothing thrown by a
+ * responder, an event consumer or a refresh reaches the capture loop — each becomes
+ * an `error` event; no `blocked` decision is emitted, pushed or sent to the firewall
+ * before the peer check passed it; everything is validated, and the sensor opened,
+ * before the firewall is touched, so a bad option changes nothing; close() is
+ * idempotent, vets what is held, flushes the pending batch, and closes the sensor,
+ * then the responders.
  *
  * Two optional attachments. The fleet link (lib/fleet, CrowdSec's Local API)
  * starts once the firewall has adopted its table: each local decision is offered
@@ -48,6 +54,7 @@ import {
 } from './events.js'
 import { type Fleet, type ResolvedFleet, startFleet } from '../fleet/index.js'
 import { type StartOptions, startDaemon } from './assemble.js'
+import { BlockVetter } from './block-vetter.js'
 import { type BlockInfo, BlockOrigins, joinBlocks } from './blocks.js'
 import { type ConfigInput, type DaemonConfig, maxTtlMs as backendMaxTtlMs, parseTtl, resolveConfig } from './config.js'
 import type { BlockOutcome } from './control.js'
@@ -255,6 +262,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   #retiring: Promise<void> = Promise.resolve()
   readonly #dryRun: boolean
   readonly #batcher: FirewallBatcher | null
+  /** Block decisions waiting for the kernel's peer check; null when the host view has no live checks. */
+  readonly #vetter: BlockVetter | null
   readonly #started = Date.now()
   #pendingNotify: Decision[] = []
   #notifyScheduled = false
@@ -340,6 +349,15 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
             },
             // A throw in the result handling (a caller's onScript): never an unhandled rejection.
             onError: (err) => this.#emit(errorEvent({ responder: fw.name, error: err, action: 'block' })),
+          })
+    const live = parts.host.live
+    this.#vetter =
+      live === null
+        ? null
+        : new BlockVetter({
+            check: (addresses) => live.peers(addresses),
+            onVetted: (d, refusal) => this.#carryOut(this.engine.vet(d, refusal)),
+            onError: (err) => this.#emit(errorEvent({ responder: 'guards', error: err })),
           })
     this.#done = new Promise((resolve) => {
       this.#resolveDone = resolve
@@ -434,7 +452,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       guards,
       offences,
       ...(options.now !== undefined && { now: options.now }),
-      ...(live !== null && { liveGuard: live.guard, isLocal: live.isLocal }),
+      // The route check stays synchronous (µs); the peer check is the daemon's, batched off the JS thread.
+      ...(live !== null && { liveGuard: live.route, isLocal: live.isLocal, vetBlocks: true }),
     })
 
     // 3. The sensor, before the firewall: a port in use or a missing capability must
@@ -915,6 +934,20 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
 
   #handle(ds: readonly Decision[]): void {
     if (ds.length === 0) return
+    const vetter = this.#vetter
+    if (vetter === null) return this.#carryOut(ds)
+    const now: Decision[] = []
+    for (const d of ds) {
+      // Blocks (and dry-run's would-be blocks) wait for the kernel's peer check.
+      if (d.action === 'block' || (d.reason === 'dry-run' && !d.final)) vetter.add(d)
+      else now.push(d)
+    }
+    this.#carryOut(now)
+  }
+
+  /** Emits decisions and hands them on: fleet, firewall, notifiers. */
+  #carryOut(ds: readonly Decision[]): void {
+    if (ds.length === 0) return
     const fleet = this.#fleet
     for (const d of ds) {
       // The policy's own block (or a lift) replaces an operator's or an adopted one on the address.
@@ -1171,7 +1204,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     const backend = fw.name === 'nftables' || fw.name === 'ipset' ? fw.name : 'none'
     const ttlMs = options.ttl === undefined ? Math.min(this.engine.config.blockTtlMs, backendMaxTtlMs(backend)) : parseTtl(options.ttl, 'ttl', backend)
     await this.#batcher?.idle()
-    const { result, ...out } = await operatorBlock(fw, (a) => this.engine.guardOf(a), list, ttlMs)
+    const live = this.host.live
+    const { result, ...out } = await operatorBlock(fw, (a) => this.engine.guardOf(a), list, ttlMs, live === null ? undefined : (a) => live.peers(a))
     if (result !== null) {
       this.#report(fw, result, 'block')
       if (result.dryRun !== true) {
@@ -1233,6 +1267,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       forget(addresses)
       return null
     }
+    // A block being vetted must not be carried out after the removal (one still held is dropped by vet()).
+    await this.#vetter?.idle()
     await this.#batcher?.idle()
     const r = await safely(() => fw.unblock(addresses))
     this.#report(fw, r)
@@ -1382,7 +1418,12 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
       }
     }
     if (this.#sync !== null) responders['firewall-sync'] = this.#sync.stats()
-    responders.daemon = { ...this.#firewallStats(), droppedEvents: this.#events.dropped }
+    const vet = this.#vetter?.stats()
+    responders.daemon = {
+      ...this.#firewallStats(),
+      droppedEvents: this.#events.dropped,
+      ...(vet !== undefined && { vetHeld: vet.held, vetBatches: vet.batches, vetRefused: vet.refused }),
+    }
     const sensor: Record<string, number> = {}
     for (const [k, v] of Object.entries(this.sensor.stats())) if (typeof v === 'number') sensor[k] = v
     const guards: Record<string, number> = { ...this.engine.guards.counts() }
@@ -1437,6 +1478,8 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     await this.sensor.close()
     await this.#sync?.close()
     await this.#loop
+    // Blocks still waiting for the peer check get their answer (the host view asks it) before the last firewall batch.
+    await this.#vetter?.drain()
     // The link handles close.
     this.#attribution?.close()
     this.host.close()

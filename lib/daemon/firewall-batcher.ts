@@ -3,11 +3,13 @@
  * firewall transactions. Requests wait for the next event-loop turn (or `batchMs`)
  * while the firewall is idle, go out at once when `batchMax` accumulate, and pile up
  * into one batch while a transaction runs, so a flood costs one `nft -f -` per
- * transaction time, never one process per address. Calls are serialised: at most one
- * block() is in flight. Runs on the main thread. Invariant: nothing a responder
- * throws or rejects escapes; it reaches the owner through `onSettled`.
+ * transaction time, never one process per address (the batching is SerialBatches').
+ * Calls are serialised: at most one block() is in flight. Runs on the main thread.
+ * Invariant: nothing a responder throws or rejects escapes; it reaches the owner
+ * through `onSettled`.
  */
 import type { BlockRequest, Responder, ResponderResult } from '../responders/types.js'
+import { SerialBatches } from './serial-batches.js'
 
 export interface FirewallBatcherOptions {
   /** Longest a request waits while the firewall is idle; 0: the next event-loop turn. */
@@ -37,16 +39,28 @@ async function safely<T>(fn: () => Promise<T>): Promise<T> {
 
 export class FirewallBatcher {
   readonly #fw: Responder
-  readonly #opts: FirewallBatcherOptions
-  #pending: BlockRequest[] = []
-  #timer: NodeJS.Timeout | NodeJS.Immediate | undefined
-  #busy: Promise<void> = Promise.resolve()
-  #inFlight = false
+  readonly #batches: SerialBatches<BlockRequest>
   readonly #counts: FirewallBatcherStats = { requested: 0, batches: 0, applied: 0, failed: 0 }
 
   constructor(fw: Responder, options: FirewallBatcherOptions) {
     this.#fw = fw
-    this.#opts = options
+    this.#batches = new SerialBatches(async (batch) => {
+      this.#counts.requested += batch.length
+      this.#counts.batches++
+      await safely(() => fw.block(batch))
+        .then(
+          (result) => {
+            this.#counts.applied += result.applied.length
+            this.#counts.failed += result.failed.length
+            options.onSettled(batch, { result })
+          },
+          (error: unknown) => {
+            this.#counts.failed += batch.length
+            options.onSettled(batch, { error })
+          },
+        )
+        .catch((err: unknown) => options.onError(err))
+    }, options)
   }
 
   get responder(): Responder {
@@ -55,62 +69,22 @@ export class FirewallBatcher {
 
   /** Queues a request; it goes out with the next batch. */
   add(request: BlockRequest): void {
-    this.#pending.push(request)
-    if (this.#pending.length >= this.#opts.batchMax) this.flush()
-    else if (this.#timer === undefined && !this.#inFlight) {
-      // A running transaction flushes what accumulated when it ends; only an idle
-      // firewall needs a timer. setImmediate runs after this drain's decisions.
-      this.#timer = this.#opts.batchMs === 0 ? setImmediate(() => this.flush()) : setTimeout(() => this.flush(), this.#opts.batchMs)
-    }
+    this.#batches.add(request)
   }
 
   /** Sends what is pending as one batch, behind the transaction in flight (if any). */
   flush(): void {
-    if (this.#timer !== undefined) {
-      if (this.#opts.batchMs === 0) clearImmediate(this.#timer as NodeJS.Immediate)
-      else clearTimeout(this.#timer as NodeJS.Timeout)
-      this.#timer = undefined
-    }
-    if (this.#inFlight || this.#pending.length === 0) return
-    const batch = this.#pending
-    this.#pending = []
-    this.#inFlight = true
-    this.#counts.requested += batch.length
-    this.#counts.batches++
-    const fw = this.#fw
-    this.#busy = safely(() => fw.block(batch))
-      .then(
-        (result) => {
-          this.#counts.applied += result.applied.length
-          this.#counts.failed += result.failed.length
-          this.#opts.onSettled(batch, { result })
-        },
-        (error: unknown) => {
-          this.#counts.failed += batch.length
-          this.#opts.onSettled(batch, { error })
-        },
-      )
-      .catch((err: unknown) => this.#opts.onError(err))
-      .finally(() => {
-        this.#inFlight = false
-        if (this.#pending.length > 0) this.flush()
-      })
+    this.#batches.flush()
   }
 
   /** Resolves when the transaction in flight (if any) has settled. */
   idle(): Promise<void> {
-    return this.#busy.catch(() => {})
+    return this.#batches.idle()
   }
 
   /** Flushes and waits until nothing is pending or in flight. */
-  async drain(): Promise<void> {
-    this.flush()
-    for (;;) {
-      const busy = this.#busy
-      await busy.catch(() => {})
-      if (busy === this.#busy && this.#pending.length === 0) return
-      this.flush()
-    }
+  drain(): Promise<void> {
+    return this.#batches.drain()
   }
 
   stats(): FirewallBatcherStats {

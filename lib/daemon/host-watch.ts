@@ -5,20 +5,23 @@
  * which re-dumps on every change notification and tells this object on the JS
  * thread; resolvers come from resolv.conf files, watched with fs.watch and re-read
  * when they change. `subscribe()` callers hear about every change once the new facts
- * are readable. The live checks run synchronously on the JS thread against the
- * kernel: right before a block (`guard`: a live TCP/SCTP peer, an own or broadcast
- * address), per hit for the destination (`isLocal`: the host's own unicast or a
- * broadcast; else the hit is transit) and for hits that may be replies (`isReply`: an
- * exact socket lookup, at most REPLY_CHECKS_PER_S a second). A check that fails is
- * reported once per error code and answers as if nothing were found, so the snapshot
- * guards still apply. Owns one native HostWatch and its fs watchers; close() ends both.
+ * are readable. The live checks ask the kernel. Right before a block: `route`, on the
+ * JS thread (an own or broadcast address, a route lookup of microseconds), and
+ * `peers`, off it (live TCP/SCTP peers, a batch of addresses or networks in one walk
+ * of the kernel's socket tables on libuv's pool; the daemon holds the blocks until it
+ * answers). Per hit, on the JS thread: the destination (`isLocal`: the host's own
+ * unicast or a broadcast; else the hit is transit) and, for hits that may be replies,
+ * `isReply` (an exact socket lookup, at most REPLY_CHECKS_PER_S a second). A check
+ * that fails is reported once per error code and answers as if nothing were found, so
+ * the snapshot guards still apply. Owns one native HostWatch and its fs watchers;
+ * close() ends both (a peer batch in flight still answers).
  */
 import { type FSWatcher, realpathSync, watch } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import { loadBinding, type NativeBinding, type NativeHostFacts, type NativeHostWatch, RTN } from '../binding.js'
 import type { ListeningPorts } from '../listening.js'
-import { type Address, CidrSet, classifyAddress, directedBroadcast, formatAddress, normalizeAddress, parseAddress } from '../policy/addr.js'
+import { type Address, type Cidr, CidrSet, classifyAddress, directedBroadcast, formatAddress, formatCidr, normalizeAddress, parseAddress } from '../policy/addr.js'
 import { type GuardReason, type GuardSnapshot, type InterfaceAddress, parseResolvConf } from '../policy/guards.js'
 import type { Hit } from '../types.js'
 import type { HostView } from './host-view.js'
@@ -30,10 +33,22 @@ export interface HostFacts {
   warnings: string[]
 }
 
-/** Synchronous questions to the kernel (see the file comment). */
+/** Questions to the kernel (see the file comment). */
 export interface LiveChecks {
-  /** Why `src` must not be blocked right now by the kernel's own answer ('peer', 'self', 'special'), or null. */
-  guard(src: Address): GuardReason | null
+  /**
+   * The synchronous part of the check right before a block, a route lookup: 'self'
+   * for an address that became the host's a moment ago, 'special' for a broadcast
+   * one, or null.
+   */
+  route(src: Address): GuardReason | null
+  /**
+   * The asynchronous part: for each target (an address, or a network: any peer in it)
+   * 'peer' when it is the far end of a live TCP connection (the tripwire listeners'
+   * ports aside) or SCTP association, else null; in order. Off the JS thread, one
+   * walk of the kernel's tables for the whole batch. Never rejects: a check that
+   * fails answers null (reported once).
+   */
+  peers(targets: ReadonlyArray<Address | Cidr>): Promise<Array<GuardReason | null>>
   /** Whether a hit to `dst` is addressed to this host (own unicast or a broadcast); false means transit. */
   isLocal(dst: string): boolean
   /** Whether `hit` answers a connection of this host (a SYN-ACK, RST or UDP reply to a connected socket). */
@@ -59,8 +74,13 @@ export interface HostWatchStats {
   dumpErrors: number
   /** µs the last dump took. */
   lastDumpUs: number
+  /** Route checks right before a block; refusals by them or by the peer check. */
   liveChecks: number
   liveRefusals: number
+  /** Addresses and networks asked about peers, in how many batches, and the walks of the kernel's socket tables those took. */
+  peerChecks: number
+  peerBatches: number
+  peerWalks: number
   replyChecks: number
   replies: number
   /** Hits that could have been replies but found the lookup budget spent (treated as probes). */
@@ -120,6 +140,7 @@ export class HostWatch implements HostView {
   #ownPorts: () => readonly number[] = () => []
   #liveChecks = 0
   #liveRefusals = 0
+  #peerChecks = 0
   #replyChecks = 0
   #replies = 0
   #replySkipped = 0
@@ -208,6 +229,9 @@ export class HostWatch implements HostView {
       lastDumpUs: Math.round((n?.lastDumpNs ?? 0) / 1000),
       liveChecks: this.#liveChecks,
       liveRefusals: this.#liveRefusals,
+      peerChecks: this.#peerChecks,
+      peerBatches: n?.peerBatches ?? 0,
+      peerWalks: n?.peerWalks ?? 0,
       replyChecks: this.#replyChecks,
       replies: this.#replies,
       replyChecksSkipped: this.#replySkipped,
@@ -216,7 +240,8 @@ export class HostWatch implements HostView {
   }
 
   readonly live: LiveChecks = {
-    guard: (src) => this.#liveGuard(src),
+    route: (src) => this.#routeGuard(src),
+    peers: (targets) => this.#peers(targets),
     isLocal: (dst) => this.#isLocal(dst),
     isReply: (hit) => this.#isReply(hit),
   }
@@ -366,32 +391,46 @@ export class HostWatch implements HostView {
     this.#warn(message)
   }
 
-  #liveGuard(src: Address): GuardReason | null {
+  #routeGuard(src: Address): GuardReason | null {
     if (this.#closed) return null
     this.#liveChecks++
-    const text = formatAddress(src)
     let reason: GuardReason | null = null
     try {
       // An address added a moment ago, before its notification was handled.
-      const type = this.#native.routeType(text)
+      const type = this.#native.routeType(formatAddress(src))
       if (type === RTN.local) reason = 'self'
       else if (type === RTN.broadcast) reason = 'special'
     } catch (e) {
       this.#warnOnce(`live route check failed (${(e as Error).message}); own addresses come from the last dump only`, 'route')
     }
-    if (reason === null) {
-      try {
-        if (this.#native.peer(text, this.#ownPorts()) !== 0) reason = 'peer'
-      } catch (e) {
-        this.#warnOnce(`live peer check failed (${(e as Error).message}); established peers are not guarded`, 'peer')
-      }
-      if (this.#native.stats().sctp === false) {
-        const why = this.#native.lastError().sctp?.code ?? 'unavailable'
-        this.#warnOnce(`SCTP associations are not checked: sctp_diag is not available (${why}); TCP peers still are`, 'sctp')
-      }
-    }
     if (reason !== null) this.#liveRefusals++
     return reason
+  }
+
+  async #peers(targets: ReadonlyArray<Address | Cidr>): Promise<Array<GuardReason | null>> {
+    const none = targets.map((): GuardReason | null => null)
+    if (this.#closed || targets.length === 0) return none
+    this.#peerChecks += targets.length
+    let bits: number[]
+    try {
+      bits = await this.#native.peers(
+        targets.map((t) => ('prefix' in t ? formatCidr(t) : formatAddress(t))),
+        this.#ownPorts(),
+      )
+    } catch (e) {
+      // After close() the batches still queued are refused: nothing to report then.
+      if (!this.#closed) this.#warnOnce(`live peer check failed (${(e as Error).message}); established peers are not guarded`, 'peer')
+      return none
+    }
+    if (!this.#closed && this.#native.stats().sctp === false) {
+      const why = this.#native.lastError().sctp?.code ?? 'unavailable'
+      this.#warnOnce(`SCTP associations are not checked: sctp_diag is not available (${why}); TCP peers still are`, 'sctp')
+    }
+    return none.map((_, i) => {
+      if ((bits[i] ?? 0) === 0) return null
+      this.#liveRefusals++
+      return 'peer'
+    })
   }
 
   #isLocal(dst: string): boolean {

@@ -6,10 +6,12 @@
  * firewall); then the kernel's listing decides, because timeouts only grow: an
  * address held for at least as long is kept as it is, a shorter block is extended
  * (the responder's upgrade: delete and add in one transaction), the rest are added
- * in one batch. Runs on the main thread; the responder never rejects on block(), a
+ * in one batch. The guards are the synchronous ones (`guard`: snapshot and route)
+ * and, when given, the kernel's peer check (`peers`: one batch for all the addresses,
+ * off the JS thread, as the daemon asks it before the policy's blocks). Runs on the main thread; the responder never rejects on block(), a
  * listing that cannot be read rejects.
  */
-import { parseAddress } from '../policy/addr.js'
+import { type Address, parseAddress } from '../policy/addr.js'
 import type { GuardReason } from '../policy/guards.js'
 import type { BlockRequest, Responder, ResponderResult } from '../responders/types.js'
 import type { BlockOutcome } from './control.js'
@@ -24,13 +26,26 @@ export async function operatorBlock(
   guard: (address: string) => GuardReason | null,
   addresses: readonly string[],
   ttlMs: number,
+  peers?: (addresses: readonly Address[]) => Promise<ReadonlyArray<GuardReason | null>>,
 ): Promise<BlockOutcome & { result: ResponderResult | null }> {
   const out: BlockOutcome & { result: ResponderResult | null } = { applied: [], kept: [], refused: [], failed: [], ttlMs, result: null }
-  const candidates: string[] = []
+  let candidates: string[] = []
   for (const a of addresses) {
     const g = guard(a)
     if (g === null) candidates.push(a)
     else out.refused.push({ address: a, reason: `guard:${g}` })
+  }
+  if (peers !== undefined && candidates.length > 0) {
+    // The kernel's peer check, as for the policy's own blocks: one batch, off the JS thread.
+    const parsed = candidates.map((a) => parseAddress(a))
+    const answers = await peers(parsed.filter((a): a is Address => a !== null))
+    let i = 0
+    candidates = candidates.filter((a, k) => {
+      if (parsed[k] === null) return true
+      const g = answers[i++] ?? null
+      if (g !== null) out.refused.push({ address: a, reason: `guard:${g}` })
+      return g === null
+    })
   }
   if (candidates.length === 0) return out
   const held = new Map((await fw.list()).map((e) => [e.address, e]))

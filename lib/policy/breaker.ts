@@ -49,4 +49,10 @@ export class MinuteLog {
   add(now: number): void {
     this.#times.push(now)
   }
+
+  /** Takes back one event admitted at `at` (a block refused after all). */
+  remove(at: number): void {
+    const i = this.#times.lastIndexOf(at)
+    if (i !== -1) this.#times.splice(i, 1)
+  }
 }

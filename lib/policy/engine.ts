@@ -33,7 +33,12 @@
  * - A `block` decision is emitted exactly once per block the engine makes, and only
  *   after the live guard check passed for that address; once more (`reapplied`) when
  *   a completed handshake from a blocked source, after the firewall confirmed its
- *   block, proves the block is no longer in the kernel.
+ *   block, proves the block is no longer in the kernel. With `vetBlocks` the check has
+ *   a second, asynchronous half that the caller runs (the daemon's batched peer
+ *   check): block decisions (`blocked`, `reapplied`, and `dry-run`'s would-be blocks)
+ *   are handed out to be held, and vet() says what to emit instead — the block, or,
+ *   undone in every table and counter, a `guard:*` decision — so the counts and the
+ *   stream stay exactly what they would have been had the check been synchronous.
  * - Transit hits never count as evidence against their source.
  */
 
@@ -128,6 +133,14 @@ export interface PolicyEngineOptions {
    * Default: a new, empty one.
    */
   offences?: Offences
+  /**
+   * The caller checks every block further before carrying it out (asynchronously: the
+   * daemon asks the kernel about peers off the JS thread, batched) and calls vet()
+   * with the answer for each block decision it was handed. Until then the block is
+   * held: the source is `already-blocked`, guard changes do not lift it, and an
+   * end-of-window summary of it waits. Default false.
+   */
+  vetBlocks?: boolean
 }
 
 type BreakerCause = 'rate-capped' | 'active-cap' | 'report-capped'
@@ -145,6 +158,23 @@ interface Verdict {
   suppress?: Breaker
   /** Waiting for the source's attribution: nothing is emitted until reattribute(). */
   hold?: true
+  /** A block for the caller to vet (vetBlocks): how to undo it. */
+  vet?: Omit<Vetting, 'src' | 'held'>
+}
+
+/** A block decision handed out before the caller's own check answered (vetBlocks). */
+interface Vetting {
+  src: string
+  /** The block's record: made by it, or (reapplied) the one it puts back. */
+  record: BlockRecord
+  /** True when the decision did not make `record` (reapplied): a refusal keeps it. */
+  putBack?: boolean
+  /** The spoofable block a verified one replaced: back in force if the new one is refused. */
+  displaced?: BlockRecord
+  /** When a new spoofable block entered the rate cap's log. */
+  rateAt?: number
+  /** End-of-window summaries of the source that came due meanwhile: they would speak of the block. */
+  held: Decision[]
 }
 
 interface BlockRecord {
@@ -155,6 +185,8 @@ interface BlockRecord {
   trigger?: Trigger
   /** When the firewall said the block is in the kernel (confirm()); unset until then. */
   confirmedAt?: number
+  /** Refused by the caller's check (vetBlocks): never put back in force. */
+  refused?: boolean
 }
 
 interface SourceState {
@@ -289,6 +321,10 @@ export class PolicyEngine {
   readonly #liveGuard: ((src: Address) => GuardReason | null) | null
   readonly #isLocal: ((dst: string) => boolean) | null
   readonly #offences: Offences
+  readonly #vetBlocks: boolean
+  /** Block decisions handed out and not yet vetted, by the decision object, and the latest per source. */
+  readonly #vetting = new Map<Decision, Vetting>()
+  readonly #vettingBySrc = new Map<string, Vetting>()
 
   // Insertion order is window-start order (a new window re-inserts), so the first
   // key is always the oldest: that is the eviction victim.
@@ -330,6 +366,7 @@ export class PolicyEngine {
     this.#liveGuard = options.liveGuard ?? null
     this.#isLocal = options.isLocal ?? null
     this.#offences = options.offences ?? new Offences()
+    this.#vetBlocks = options.vetBlocks === true
     this.#blockAll = this.#config.block === 'all'
     this.#dryRun = this.#config.dryRun || this.#config.block === 'off'
   }
@@ -348,9 +385,10 @@ export class PolicyEngine {
   }
 
   /**
-   * Why `src` must not be blocked now — the guards' snapshot, then the kernel's live
-   * answer, as before every block the engine makes — or null. For blocks the engine
-   * does not decide itself (an operator's).
+   * Why `src` must not be blocked now — the guards' snapshot, then the kernel's
+   * synchronous live answer (`liveGuard`), as before every block the engine makes — or
+   * null. For blocks the engine does not decide itself (an operator's). With
+   * `vetBlocks` the caller asks its own further check, as it does for the engine's.
    */
   guardOf(src: string): GuardReason | null {
     const addr = parseAddress(src)
@@ -459,7 +497,9 @@ export class PolicyEngine {
       // Proof that the address is real matters only where something may be done about it.
       (v.verified && !e.verified && v.action !== 'none')
     ) {
-      push(this.#build(st, v, now, false))
+      const d = this.#build(st, v, now, false)
+      push(d)
+      if (v.vet !== undefined) this.#hold(d, st.src, v.vet)
       st.emitted = v
       st.sinceEmit = 0
     } else if (!settled) {
@@ -483,6 +523,72 @@ export class PolicyEngine {
       true,
     )
     return out
+  }
+
+  /**
+   * The answer of the caller's own check for a block decision it held (`vetBlocks`):
+   * the decisions to emit in its place, in order. Passed (`refusal` null, and the
+   * snapshot guards still silent): `d`, then any end-of-window summary of its source
+   * that came due meanwhile. Refused: the block is undone — its record (a spoofable
+   * block it replaced comes back), its place in the rate cap, its decision count —
+   * and a `guard:*` decision (with the refusal remembered as a live guard's) stands
+   * in for it, the held summaries saying the same. A block the engine no longer holds
+   * (an operator's unblock released it meanwhile) is dropped: [] and its count undone.
+   * A decision that was not handed out to be held is returned as it is.
+   */
+  vet(d: Decision, refusal: GuardReason | null): Decision[] {
+    const entry = this.#vetting.get(d)
+    if (entry === undefined) return [d]
+    this.#vetting.delete(d)
+    const src = entry.src
+    if (this.#vettingBySrc.get(src) === entry) this.#vettingBySrc.delete(src)
+    const now = this.#now()
+    const current = this.#verifiedBlocks.get(src) ?? this.#spoofableBlocks.get(src)
+    if (current === undefined) {
+      this.#decisions[d.reason]--
+      return []
+    }
+    const reason = refusal ?? this.#guards.check(src)
+    if (reason === null) {
+      for (const h of entry.held) this.#decisions[h.reason]++
+      return [d, ...entry.held]
+    }
+    this.#decisions[d.reason]--
+    if (entry.putBack !== true) {
+      const rec = entry.record
+      rec.refused = true
+      const table = rec.verified ? this.#verifiedBlocks : this.#spoofableBlocks
+      if (table.get(src) === rec) {
+        table.delete(src)
+        const prev = entry.displaced
+        if (prev !== undefined && prev.refused !== true && prev.expiresAt > now) this.#spoofableBlocks.set(src, prev)
+      }
+    }
+    if (entry.rateAt !== undefined) this.#recentBlocks.remove(entry.rateAt)
+    this.#liveRefusals++
+    const v: Verdict = { action: 'none', reason: `guard:${reason}`, verified: d.verified }
+    const st = this.#lookup(src, false)?.[1]
+    if (st !== undefined) {
+      st.guard = reason
+      st.guardGeneration = this.#guards.generation
+      st.emitted = v
+      st.last = v
+    }
+    const out: Decision[] = [d, ...entry.held].map((x) => {
+      const r: Decision = { ...x, action: 'none', reason: v.reason, time: x === d ? now : x.time }
+      delete r.ttlMs
+      delete r.expiresAt
+      delete r.upgrade
+      this.#decisions[r.reason]++
+      return r
+    })
+    return out
+  }
+
+  #hold(d: Decision, src: string, vet: NonNullable<Verdict['vet']>): void {
+    const entry: Vetting = { ...vet, src, held: [] }
+    this.#vetting.set(d, entry)
+    this.#vettingBySrc.set(src, entry)
   }
 
   /**
@@ -577,7 +683,8 @@ export class PolicyEngine {
     const out: Decision[] = []
     for (const table of [this.#verifiedBlocks, this.#spoofableBlocks]) {
       for (const [src, r] of table) {
-        if (r.expiresAt <= now) continue
+        // A block still being vetted is not in the firewall yet; vet() asks the guards again.
+        if (r.expiresAt <= now || this.#vettingBySrc.has(src)) continue
         const reason = this.#guards.check(src)
         if (reason === null) continue
         table.delete(src)
@@ -818,15 +925,15 @@ export class PolicyEngine {
           block.confirmedAt = undefined
           if (this.#dryRun) return { action: 'none', reason: 'already-blocked', verified, expiresAt: block.expiresAt }
           // Guards hold at the moment of blocking, also when a block is put back.
-          return (
-            this.#refuseLive(st, true) ?? {
-              action: 'block',
-              reason: 'reapplied',
-              verified,
-              ttlMs: Math.max(1000, Math.ceil((block.expiresAt - now) / 1000) * 1000),
-              expiresAt: block.expiresAt,
-            }
-          )
+          const put: Verdict = {
+            action: 'block',
+            reason: 'reapplied',
+            verified,
+            ttlMs: Math.max(1000, Math.ceil((block.expiresAt - now) / 1000) * 1000),
+            expiresAt: block.expiresAt,
+          }
+          if (this.#vetBlocks) put.vet = { record: block, putBack: true }
+          return this.#refuseLive(st, true) ?? put
         }
         return already(block)
       }
@@ -884,19 +991,24 @@ export class PolicyEngine {
     const ttlMs = offence !== undefined ? ladderStep(cfg.blockTtlLadderMs, offence) : cfg.spoofableTtlMs
     const expiresAt = now + ttlMs
     const rec: BlockRecord = { family: st.addr.family, verified, expiresAt, trigger: triggerOf(st.lastHit) }
+    const vet: NonNullable<Verdict['vet']> = { record: rec }
     if (verified) {
+      const displaced = this.#spoofableBlocks.get(st.src)
+      if (displaced !== undefined) vet.displaced = displaced
       this.#spoofableBlocks.delete(st.src)
       this.#verifiedBlocks.delete(st.src)
       this.#verifiedBlocks.set(st.src, rec)
     } else {
       this.#spoofableBlocks.set(st.src, rec)
       this.#recentBlocks.add(now)
+      vet.rateAt = now
     }
     const v: Verdict = this.#dryRun
       ? { action: 'report', reason: 'dry-run', verified, ttlMs, expiresAt }
       : { action: 'block', reason: 'blocked', verified, ttlMs, expiresAt }
     if (upgrade) v.upgrade = true
     if (offence !== undefined) v.offence = offence
+    if (this.#vetBlocks) v.vet = vet
     return v
   }
 
@@ -1016,7 +1128,11 @@ export class PolicyEngine {
     const summary: Verdict = { action: last.action === 'block' ? 'none' : last.action, reason: last.reason, verified: last.verified }
     if (last.expiresAt !== undefined) summary.expiresAt = last.expiresAt
     if (last.ttlMs !== undefined) summary.ttlMs = last.ttlMs
-    push(this.#build(st, summary, now, true))
+    const d = this.#build(st, summary, now, true)
+    // A block still being vetted: the summary waits for the answer (vet()).
+    const vetting = this.#vettingBySrc.get(st.src)
+    if (vetting !== undefined) vetting.held.push(d)
+    else push(d)
   }
 
   #build(st: SourceState, v: Verdict, now: number, final: boolean): Decision {

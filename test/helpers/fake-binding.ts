@@ -2,16 +2,17 @@
  * A fake addon for tests that run the whole pipeline (Daemon, CLI wiring) without
  * root: open() gets a Capture whose listeners are recorded and whose hits the test
  * publishes (`hit()` writes a HitRecord as the capture thread would), plus a fake
- * HostView with a fixed socket table and no guard facts beyond what the test
- * gives. It follows the native contract in lib/binding.ts — arm() refuses when
+ * HostView with a fixed socket table and no guard facts or live checks beyond what
+ * the test gives, and a firewall that records what it was asked to block. It follows the native contract in lib/binding.ts — arm() refuses when
  * records or the end are already there, the doorbell fires asynchronously once per
  * arm — as the sensor's own unit tests (test/unit/sensor-options.test.ts) do.
  */
 import type { NativeBinding, NativeCapture, NativeCaptureOptions, NativeCaptureStats, NativeSystemError } from '../../lib/binding.js'
 import { HIT_FLAGS, HIT_RECORD_LAYOUT, HIT_RECORD_SIZE } from '../../lib/decode.js'
 import type { HostView } from '../../lib/daemon/host-view.js'
-import type { HostFacts } from '../../lib/daemon/host-watch.js'
+import type { HostFacts, LiveChecks } from '../../lib/daemon/host-watch.js'
 import type { ListeningPorts } from '../../lib/listening.js'
+import type { BlockRequest, Responder, ResponderResult } from '../../lib/responders/types.js'
 import { PROTO_NUMBERS, type Proto, SCAN_KINDS, type ScanKind } from '../../lib/types.js'
 
 export interface FakeHit {
@@ -179,6 +180,7 @@ export function fakeBinding(): FakeBinding {
       parseArp: () => null,
       parseNa: () => null,
     },
+    peerPrograms: () => [],
     errnoCode: (errno: number) => `E${errno}`,
     hitRecordSize: HIT_RECORD_SIZE,
     hitRecordLayout: { ...HIT_RECORD_LAYOUT },
@@ -186,8 +188,11 @@ export function fakeBinding(): FakeBinding {
   return binding
 }
 
-/** A host with no guard facts and `listening` as its socket table (mutable by the test). */
-export function fakeHost(listening: Partial<Record<Proto, number[]>> = {}): HostView & { listeningNow: ListeningPorts } {
+/**
+ * A host with no guard facts and `listening` as its socket table (mutable by the
+ * test); `live` gives it the kernel's live checks (default none).
+ */
+export function fakeHost(listening: Partial<Record<Proto, number[]>> = {}, live: LiveChecks | null = null): HostView & { listeningNow: ListeningPorts } {
   const facts: HostFacts = { snapshot: { interfaces: [], gateways: [], resolvers: [] }, warnings: [] }
   const view = {
     label: 'fake host',
@@ -199,7 +204,7 @@ export function fakeHost(listening: Partial<Record<Proto, number[]>> = {}): Host
     start: async () => facts,
     current: () => facts,
     subscribe: () => {},
-    live: null,
+    live,
     listening: async () => view.listeningNow,
     localPortRange: () => null,
     inForce: () => ({ generation: 1, dumpedAt: 0, addresses: [], gateways: [], resolvers: [] }),
@@ -209,4 +214,23 @@ export function fakeHost(listening: Partial<Record<Proto, number[]>> = {}): Host
     close: () => {},
   }
   return view
+}
+
+/** A firewall that records what it was asked to block. */
+export function recordingFirewall(): Responder & { blocked: BlockRequest[] } {
+  const ok = (applied: string[]): ResponderResult => ({ responder: 'fake-fw', ok: true, applied, failed: [] })
+  const fw = {
+    name: 'fake-fw',
+    blocked: [] as BlockRequest[],
+    start: async () => [],
+    block: async (reqs: readonly BlockRequest[]) => {
+      fw.blocked.push(...reqs)
+      return ok(reqs.map((r) => r.address))
+    },
+    unblock: async (a: readonly string[]) => ok([...a]),
+    list: async () => [],
+    notify: async () => ok([]),
+    close: async () => {},
+  }
+  return fw
 }

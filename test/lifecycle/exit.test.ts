@@ -3,7 +3,8 @@
  * process.exit() while hits stream in, an uncaught exception while hits stream in, main
  * returning with an open sensor nobody reads (must exit: an idle sensor holds no event
  * loop reference), and a pending `for await` (must stay alive until the sensor is
- * closed); and a started host watch left unclosed (must exit, its thread joined). A
+ * closed); a started host watch left unclosed (must exit, its thread joined); and a peer
+ * batch in flight (must keep the process alive until answered, and nothing after). A
  * clean exit is code 0 with no native crash signature; the capture thread
  * and its thread-safe function must not stall or abort teardown. Needs root (AF_PACKET);
  * traffic is UDP to 127.0.0.1 only.
@@ -135,5 +136,22 @@ console.log('started ' + watch.facts().addresses.length)
     expect(e.signal).toBeNull()
     expect(e.code).toBe(0)
     expectNoCrash(e.stderr)
+  })
+
+  test('a peer batch in flight keeps the process alive until it is answered, and nothing after', async () => {
+    // The batch runs on libuv's pool (an N-API AsyncWorker): its work request holds
+    // the loop while it runs; the HostWatch itself holds nothing.
+    const child = spawnChild(`
+const { loadBinding } = await import(new URL('./binding.js', '__ENTRY__').href)
+const watch = new (loadBinding().HostWatch)({})
+process.on('beforeExit', () => console.log('would exit'))
+watch.peers(['198.18.0.99', '198.18.0.0/15', 'fd52:43dd::99']).then((r) => console.log('answered ' + r.join(',')))
+console.log('asked')
+`)
+    const e = await Promise.race([child.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))])
+    expect(e, 'the process did not exit after the batch was answered').not.toBeNull()
+    expect(e!.stdout.trim().split('\n')).toEqual(['asked', 'answered 0,0,0', 'would exit'])
+    expect(e!.code).toBe(0)
+    expectNoCrash(e!.stderr)
   })
 })

@@ -3,7 +3,8 @@
  * and are terminated with worker.terminate() (one, then two at once) must not crash
  * and must leave no capture thread behind (the env cleanup hook joins it); and a sensor
  * that is never closed but becomes unreachable is collected, its finalizer stopping the
- * capture thread (the doorbell holds the sensor only weakly). Each scenario runs in a
+ * capture thread (the doorbell holds the sensor only weakly); workers terminated while a
+ * peer batch runs on libuv's pool must not crash either. Each scenario runs in a
  * child process that counts its own threads in /proc/self/task. Needs root
  * (AF_PACKET); traffic is UDP to 127.0.0.1 only.
  */
@@ -103,6 +104,47 @@ describe.skipIf(!IS_ROOT)('worker threads', () => {
       expect(r.codes).toEqual(Array<number>(count).fill(1)) // terminate() resolves with exit code 1
     })
   }
+})
+
+// Worker body: peer batches back to back on a HostWatch of its own, never closed.
+const PEER_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads')
+import(new URL('./binding.js', workerData.entry).href).then(async ({ loadBinding }) => {
+  const watch = new (loadBinding().HostWatch)({})
+  const targets = Array.from({ length: 256 }, (_, i) => '198.18.3.' + i)
+  for (let n = 1; ; n++) {
+    await watch.peers(targets)
+    if (n === 3) parentPort.postMessage({ type: 'batches' })
+  }
+})
+`
+
+describe.skipIf(!IS_ROOT)('worker threads with peer batches in flight', () => {
+  test('terminated while a batch runs on the pool: no crash, every worker ends', async () => {
+    // The batch's AsyncWorker holds the SockDiag it runs on (shared with the queue), so
+    // an env torn down under it frees nothing the pool thread still uses.
+    const child = runChild(`
+import { Worker } from 'node:worker_threads'
+const WORKER = ${JSON.stringify(PEER_WORKER)}
+const codes = []
+for (let i = 0; i < 8; i++) {
+  const w = new Worker(WORKER, { eval: true, workerData: { entry: '__ENTRY__' } })
+  await new Promise((resolve, reject) => {
+    w.on('message', (m) => { if (m.type === 'batches') resolve() })
+    w.once('error', reject)
+    w.once('exit', (code) => reject(new Error('worker exited early with ' + code)))
+  })
+  // Some terminations land between batches, most while one runs.
+  await new Promise((r) => setTimeout(r, i))
+  codes.push(await w.terminate())
+}
+console.log(JSON.stringify({ codes }))
+`)
+    children.push(child)
+    const e = await child.exited
+    expectClean(e)
+    expect(lastJson<{ codes: number[] }>(e).codes).toEqual(Array<number>(8).fill(1))
+  })
 })
 
 describe.skipIf(!IS_ROOT)('garbage collection of an unclosed sensor', () => {

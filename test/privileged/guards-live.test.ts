@@ -1,7 +1,8 @@
 /**
  * Guards that hold at the moment of blocking (issue 8), each reproduction with real
  * nft in test namespaces and `--block all`, so a forged SYN would be blocked unless
- * a guard holds: an admin's session opened after the daemon started; an address
+ * a guard holds: an admin's session opened after the daemon started (with a forged
+ * source nobody guards in the same drain, which is blocked); an address
  * added while it runs (and a block on an address that later becomes the host's,
  * which must be lifted); an address on an interface that is UP without carrier; the
  * second hop of an ECMP route; a gateway reached only through policy routing; a flow
@@ -103,7 +104,7 @@ function reasonsOf(d: Awaited<ReturnType<typeof startDaemon>>, src: string): str
 }
 
 describe.skipIf(!IS_ROOT)('guards hold at the moment of blocking', () => {
-  it('an admin session opened after start: its peer is not blocked and the session lives', async () => {
+  it('an admin session opened after start: forged SYNs with its address get guard:peer, never a blocked event or element, while a forged source in the same drain is blocked; the session lives', async () => {
     net = await createTestNet({ peers: 2 })
     const [a, b] = net.links as [Link, Link]
     children.push(await startService(b.sensor, SERVICE))
@@ -111,11 +112,19 @@ describe.skipIf(!IS_ROOT)('guards hold at the moment of blocking', () => {
     // The admin logs in now, after the daemon read its facts.
     const session = await holdConnection(b.peer, b.sensor.ipv4, SERVICE)
     children.push(session)
-    await probeThenSentinel(d, a, [b.peer.ipv4])
+    // One send: the admin's address, a forged source nobody guards, the admin's again.
+    await probeThenSentinel(d, a, [b.peer.ipv4, '198.18.0.252', b.peer.ipv4])
     expect(reasonsOf(d, b.peer.ipv4)).toEqual(['guard:peer'])
-    expect(await nftElements(net)).toEqual(['198.18.0.250'])
+    expect(reasonsOf(d, '198.18.0.252')).toEqual(['blocked'])
+    expect(d.events.some((e) => e.type === 'decision' && e.src === b.peer.ipv4 && e.action === 'block')).toBe(false)
+    expect(await nftElements(net)).toEqual(['198.18.0.250', '198.18.0.252'])
     expect(session.exitCode).toBeNull()
     expect(await tcpConnect(b.peer, b.sensor.ipv4, SERVICE)).toBe('connected')
+    // The counts say the same: the refusal, and the blocks it did not undo.
+    await d.daemon.close()
+    const stats = d.events.filter((e) => e.type === 'stats').at(-1) as Extract<PortanoiaEvent, { type: 'stats' }>
+    expect(stats.policy.decisions).toMatchObject({ blocked: 2, 'guard:peer': 1 })
+    expect(stats.responders?.['daemon']).toMatchObject({ vetRefused: 1 })
   })
 
   it('an address added at runtime is guarded at once, and a block on it is lifted', async () => {

@@ -16,7 +16,7 @@ import { NftablesResponder } from '../../lib/responders/nftables.js'
 import type { BlockRequest, Responder, ResponderResult, RunFn } from '../../lib/responders/types.js'
 import { open } from '../../lib/sensor.js'
 import { type FakeLapi, startFakeLapi } from '../helpers/fake-lapi.js'
-import { fakeBinding, fakeHost } from '../helpers/fake-binding.js'
+import { fakeBinding, fakeHost, recordingFirewall } from '../helpers/fake-binding.js'
 
 const closers: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -29,25 +29,6 @@ async function waitFor(what: string, check: () => boolean, timeoutMs = 5000): Pr
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 10))
   }
-}
-
-/** A firewall that records what it was asked to block. */
-function recordingFirewall(): Responder & { blocked: BlockRequest[] } {
-  const ok = (applied: string[]): ResponderResult => ({ responder: 'fake-fw', ok: true, applied, failed: [] })
-  const fw = {
-    name: 'fake-fw',
-    blocked: [] as BlockRequest[],
-    start: async () => [],
-    block: async (reqs: readonly BlockRequest[]) => {
-      fw.blocked.push(...reqs)
-      return ok(reqs.map((r) => r.address))
-    },
-    unblock: async (a: readonly string[]) => ok([...a]),
-    list: async () => [],
-    notify: async () => ok([]),
-    close: async () => {},
-  }
-  return fw
 }
 
 async function startDaemon(options: Omit<DaemonOptions, 'sensor' | 'host'> & { listening?: { tcp?: number[] } }) {

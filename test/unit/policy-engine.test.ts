@@ -1,8 +1,9 @@
 // PolicyEngine with a fake clock: every reason code, thresholds and windows, the
 // one-event-per-source-per-window rule, caps and the circuit breaker under a flood
 // of 10,000 forged sources, adoption of kernel blocks, bounded memory, the live
-// guard check (a fake kernel) right before every block, transit hits, and lifting
-// blocks that new facts guard.
+// guard check (a fake kernel) right before every block, its asynchronous half
+// (vetBlocks: blocks held for the caller's check, undone exactly when refused),
+// transit hits, and lifting blocks that new facts guard.
 import { describe, expect, it } from 'vitest'
 import { REASON_CODES, type Decision, type ReasonCode } from '../../lib/policy/decision.js'
 import { DEFAULT_POLICY, type PolicyConfig, resolvePolicyConfig } from '../../lib/policy/config.js'
@@ -46,7 +47,7 @@ const connect = (src: string, over: Partial<Hit> = {}): Hit =>
 /** 198.18.0.0/15 has 131,072 addresses; this walks them from 198.18.1.0. */
 const forged = (i: number): string => `198.${18 + ((i + 256) >> 16)}.${((i + 256) >> 8) & 255}.${(i + 256) & 255}`
 
-function setup(config: Partial<PolicyConfig> = {}, guards = new Guards(), extra: Pick<PolicyEngineOptions, 'liveGuard' | 'isLocal'> = {}) {
+function setup(config: Partial<PolicyConfig> = {}, guards = new Guards(), extra: Pick<PolicyEngineOptions, 'liveGuard' | 'isLocal' | 'vetBlocks'> = {}) {
   const clock = { t: 1_700_000_000_000 }
   const engine = new PolicyEngine({ config, guards, now: () => clock.t, ...extra })
   const log: Decision[] = []
@@ -554,6 +555,128 @@ describe('live guard check, right before a block', () => {
     answers['198.18.0.44'] = 'peer'
     expect(s.observe(connect('198.18.0.44'))).toMatchObject([{ action: 'none', reason: 'guard:peer', verified: true }])
     expect(s.engine.isBlocked('198.18.0.44')).toBe(false)
+  })
+})
+
+describe('vetted blocks: the caller\'s asynchronous peer check (vetBlocks)', () => {
+  const vetted = (config: Partial<PolicyConfig> = {}, guards = new Guards()) => setup(config, guards, { vetBlocks: true })
+  const one = (ds: readonly Decision[]): Decision => {
+    expect(ds).toHaveLength(1)
+    return ds[0] as Decision
+  }
+
+  it('a block that passes is emitted as it was decided, and counted once', () => {
+    const s = vetted({ block: 'all' })
+    const d = one(s.observe(hit('198.18.0.70')))
+    expect(d).toMatchObject({ action: 'block', reason: 'blocked' })
+    expect(s.engine.vet(d, null)).toEqual([d])
+    expect(s.engine.isBlocked('198.18.0.70')).toBe(true)
+    expect(s.engine.stats()).toMatchObject({ decisions: { blocked: 1, 'guard:peer': 0 }, activeBlocks: { spoofable: 1 }, spoofableBlocksLastMinute: 1 })
+  })
+
+  it('a refused block is undone in every table and counter, a guard:peer decision stands in for it, and it is remembered', () => {
+    const s = vetted({ block: 'all' })
+    const d = one(s.observe(hit('198.18.0.71')))
+    const [g, ...rest] = s.engine.vet(d, 'peer')
+    expect(rest).toEqual([])
+    expect(g).toMatchObject({ action: 'none', reason: 'guard:peer', src: '198.18.0.71', verified: false, count: 1, final: false })
+    expect(g).not.toHaveProperty('ttlMs')
+    expect(g).not.toHaveProperty('expiresAt')
+    expect(s.engine.isBlocked('198.18.0.71')).toBe(false)
+    expect(s.engine.stats()).toMatchObject({
+      decisions: { blocked: 0, 'guard:peer': 1 },
+      activeBlocks: { verified: 0, spoofable: 0 },
+      spoofableBlocksLastMinute: 0,
+      liveRefusals: 1,
+    })
+    // Remembered like a live guard's refusal: the next hits say nothing new until the facts change.
+    expect(s.observe(hit('198.18.0.71', { dstPort: 2323 }))).toEqual([])
+    s.engine.guards.update({ gateways: ['198.18.9.9'] })
+    expect(one(s.observe(hit('198.18.0.71', { dstPort: 2324 })))).toMatchObject({ action: 'block', reason: 'blocked' })
+  })
+
+  it('a refused block gives its place in the rate cap back', () => {
+    const s = vetted({ block: 'all', maxBlocksPerMinute: 2 })
+    const a = one(s.observe(hit('198.18.0.72')))
+    one(s.observe(hit('198.18.0.73')))
+    s.engine.vet(a, 'peer')
+    // Two blocks a minute: the refused one does not count, so a third source is blocked.
+    expect(one(s.observe(hit('198.18.0.74')))).toMatchObject({ action: 'block', reason: 'blocked' })
+    expect(one(s.observe(hit('198.18.0.75')))).toMatchObject({ reason: 'rate-capped', breaker: 'open' })
+  })
+
+  it('a refused verified upgrade puts the spoofable block it replaced back in force', () => {
+    const s = vetted({ block: 'all' })
+    const first = one(s.observe(hit('198.18.0.76')))
+    s.engine.vet(first, null)
+    s.engine.confirm('198.18.0.76')
+    const up = one(s.observe(connect('198.18.0.76')))
+    expect(up).toMatchObject({ action: 'block', reason: 'blocked', verified: true, upgrade: true })
+    expect(s.engine.vet(up, 'peer')).toMatchObject([{ action: 'none', reason: 'guard:peer', verified: true }])
+    expect(s.engine.activeBlocks()).toMatchObject([{ src: '198.18.0.76', verified: false }])
+    expect(s.engine.stats().decisions).toMatchObject({ blocked: 1, 'guard:peer': 1 })
+  })
+
+  it('a refused reapplied block keeps the record it would have put back (as a live refusal did)', () => {
+    const s = vetted()
+    s.engine.vet(one(s.observe(connect('198.18.0.77', { time: s.clock.t }))), null)
+    s.engine.confirm('198.18.0.77')
+    s.advance(30_000)
+    const re = one(s.observe(connect('198.18.0.77', { time: s.clock.t })))
+    expect(re).toMatchObject({ action: 'block', reason: 'reapplied' })
+    expect(s.engine.vet(re, 'peer')).toMatchObject([{ action: 'none', reason: 'guard:peer' }])
+    expect(s.engine.isBlocked('198.18.0.77')).toBe(true)
+    expect(s.engine.stats().decisions).toMatchObject({ blocked: 1, reapplied: 0, 'guard:peer': 1 })
+  })
+
+  it('in dry-run the would-be block is vetted the same way', () => {
+    const s = vetted({ block: 'all', dryRun: true })
+    const d = one(s.observe(hit('198.18.0.78')))
+    expect(d).toMatchObject({ action: 'report', reason: 'dry-run' })
+    expect(s.engine.vet(d, 'peer')).toMatchObject([{ action: 'none', reason: 'guard:peer' }])
+    expect(s.engine.stats().decisions).toMatchObject({ 'dry-run': 0, 'guard:peer': 1 })
+    expect(s.engine.isBlocked('198.18.0.78')).toBe(false)
+  })
+
+  it('a window that ends while its block is vetted holds its summary until the answer, which it then agrees with', () => {
+    for (const refusal of [null, 'peer'] as const) {
+      const s = vetted({ block: 'all' })
+      const d = one(s.observe(hit('198.18.0.79')))
+      s.observe(hit('198.18.0.79', { dstPort: 2323 }))
+      s.advance(60_000)
+      expect(s.tick()).toEqual([])
+      const out = s.engine.vet(d, refusal)
+      expect(out.map((x) => [x.reason, x.final, x.count])).toEqual(
+        refusal === null ? [['blocked', false, 1], ['already-blocked', true, 2]] : [['guard:peer', false, 1], ['guard:peer', true, 2]],
+      )
+      const counts = s.engine.stats().decisions
+      expect([counts.blocked, counts['already-blocked'], counts['guard:peer']]).toEqual(refusal === null ? [1, 1, 0] : [0, 0, 2])
+    }
+  })
+
+  it('a guard that appears while the block is vetted: not lifted (it is not in force yet), refused at the answer', () => {
+    const g = new Guards()
+    const s = vetted({ block: 'all' }, g)
+    const d = one(s.observe(hit('198.18.0.80')))
+    g.update({ gateways: ['198.18.0.80'] })
+    expect(s.engine.liftGuarded()).toEqual([])
+    expect(s.engine.vet(d, null)).toMatchObject([{ action: 'none', reason: 'guard:gateway' }])
+    expect(s.engine.isBlocked('198.18.0.80')).toBe(false)
+  })
+
+  it('a block released while vetted (an operator\'s unblock) is dropped, its count undone', () => {
+    const s = vetted({ block: 'all' })
+    const d = one(s.observe(hit('198.18.0.81')))
+    expect(s.engine.release('198.18.0.81')).toBe(true)
+    expect(s.engine.vet(d, null)).toEqual([])
+    expect(s.engine.stats().decisions.blocked).toBe(0)
+  })
+
+  it('a decision that was not held is returned as it is', () => {
+    const s = vetted({ spoofableThreshold: 1 })
+    const d = one(s.observe(hit('198.18.0.82')))
+    expect(d.reason).toBe('spoofable-report-only')
+    expect(s.engine.vet(d, 'peer')).toEqual([d])
   })
 })
 
