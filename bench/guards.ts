@@ -7,8 +7,15 @@
  * times over, the questions the daemon asks right before a block — is this address a
  * TCP/SCTP peer (sock_diag with a bytecode filter; the kernel walks its established
  * hash), what route type does it have (an own or broadcast address?) — and the
- * per-hit reply question (an exact sock_diag lookup of one tuple). Timed per call
- * (hrtime around the synchronous call, N-API included), first with no sockets in the
+ * per-hit reply question (an exact sock_diag lookup of one tuple). The synchronous
+ * calls are timed per call (hrtime around the call, N-API included): `peer()` is
+ * what the daemon did on the JS thread before every block until the peer check moved
+ * off it. The batched check the daemon uses now, `peers()` (one inet_diag program for
+ * the batch, run on libuv's pool), is timed per batch of 1, 16 and 256 addresses:
+ * the answer's latency (hrtime from the call to its continuation), and the JS thread's
+ * busy time in that span (performance.eventLoopUtilization(): the call, the worker's
+ * completion and the continuation), i.e. what a batch of blocks now costs the event
+ * loop. Each runs first with no sockets in the
  * namespace, then with N established TCP connections into it (100,000 in a full run)
  * held by servers in the sensor namespace and clients in the peer namespace, started
  * with RLIMIT_NOFILE raised (prlimit, up to the hard limit: the connections are split
@@ -23,6 +30,7 @@
  * Runs on the bench's main thread; everything happens inside bench namespaces.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { loadBinding, type NativeHostWatch } from '../lib/binding.js'
@@ -37,6 +45,7 @@ const FIRST_PORT = 9101
 /** Connections per server/client pair, below this workplace's hard RLIMIT_NOFILE (20,000). */
 const PER_PROCESS = 15_000
 const IN_FORCE_TARGET_MS = 100
+const BATCH_SIZES = [1, 16, 256] as const
 
 interface Timing {
   check: string
@@ -63,6 +72,42 @@ function time(check: string, sockets: number, calls: number, budgetMs: number, f
   }
   us.sort((a, b) => a - b)
   return { check, sockets, calls: us.length, medianUs: percentile(us, 0.5), p99Us: percentile(us, 0.99), maxUs: us[us.length - 1] ?? Number.NaN }
+}
+
+/**
+ * Up to `calls` batches through peers(), stopping early (after at least 10) once
+ * `budgetMs` is spent: two timings, the answer's latency and the JS thread's busy
+ * time per batch, and the walks a batch took.
+ */
+async function timeBatches(
+  check: string,
+  sockets: number,
+  calls: number,
+  budgetMs: number,
+  w: NativeHostWatch,
+  targets: readonly string[],
+): Promise<{ answer: Timing; js: Timing; walksPerBatch: number }> {
+  const latency: number[] = []
+  const busy: number[] = []
+  const walks0 = w.stats().peerWalks
+  const end = Date.now() + budgetMs
+  for (let i = 0; i < calls && (i < 10 || Date.now() < end); i++) {
+    const e0 = performance.eventLoopUtilization()
+    const t = process.hrtime.bigint()
+    await w.peers(targets)
+    latency.push(Number(process.hrtime.bigint() - t) / 1000)
+    busy.push(performance.eventLoopUtilization(e0).active * 1000)
+  }
+  const walksPerBatch = (w.stats().peerWalks - walks0) / latency.length
+  const summary = (label: string, us: number[]): Timing => {
+    us.sort((a, b) => a - b)
+    return { check: label, sockets, calls: us.length, medianUs: percentile(us, 0.5), p99Us: percentile(us, 0.99), maxUs: us[us.length - 1] ?? Number.NaN }
+  }
+  return {
+    answer: summary(`${check}: answer (${walksPerBatch.toFixed(1)} walks a batch)`, latency),
+    js: summary(`${check}: JS thread busy`, busy),
+    walksPerBatch,
+  }
 }
 
 /** A node script in `ns` with RLIMIT_NOFILE raised, printing progress lines; resolves at `ready`. */
@@ -139,6 +184,7 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
   const children: ChildProcess[] = []
   let watch: NativeHostWatch | undefined
   const timings: Timing[] = []
+  const batches: Array<{ check: string; sockets: number; batch: number; peer: boolean; walksPerBatch: number }> = []
   const inForce: Array<{ fromIp: number; fromNotice: number; fromIpExit: number }> = []
   const warnings: string[] = []
   // An interrupted run must not leave 100,000 connections behind: the holders are ended
@@ -152,14 +198,25 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
     watch = new (loadBinding().HostWatch)({ netns: net.sensorPath })
     const w = watch
     const absent = '198.18.0.99'
-    const checks = (count: number): void => {
-      timings.push(time('peer (no connection: full walk)', count, calls, budgetMs, () => w.peer(absent)))
-      timings.push(time('peer (the peer of the connections)', count, calls, budgetMs, () => w.peer(l.peer.ipv4)))
+    // Addresses nobody holds a connection with, in a range of their own.
+    const others = (n: number): string[] => Array.from({ length: n }, (_, i) => `198.18.${20 + (i >> 8)}.${i & 255}`)
+    const checks = async (count: number): Promise<void> => {
+      timings.push(time('peer() on the JS thread (no connection: full walk)', count, calls, budgetMs, () => w.peer(absent)))
+      timings.push(time('peer() on the JS thread (the peer of the connections)', count, calls, budgetMs, () => w.peer(l.peer.ipv4)))
+      for (const n of BATCH_SIZES) {
+        for (const peer of count > 0 ? [false, true] : [false]) {
+          const targets = peer ? [...others(n - 1), l.peer.ipv4] : others(n)
+          const check = `peers() batch of ${n}${peer ? ', one the peer of the connections' : ', no peer'}`
+          const r = await timeBatches(check, count, calls, budgetMs, w, targets)
+          timings.push(r.answer, r.js)
+          batches.push({ check, sockets: count, batch: n, peer, walksPerBatch: r.walksPerBatch })
+        }
+      }
       timings.push(time('route type (own/broadcast?)', count, calls, budgetMs, () => w.routeType(absent)))
       timings.push(time('reply tuple (exact lookup)', count, calls, budgetMs, () => w.connected(6, l.sensor.ipv4, FIRST_PORT, absent, 40000)))
     }
     options.log(`guards: live checks with no sockets (${calls} calls each)`)
-    checks(0)
+    await checks(0)
 
     options.log(`guards: opening ${sockets} established connections into the sensor namespace`)
     await sensorExec(net, 'sysctl', ['-qw', 'net.core.somaxconn=65535', 'net.ipv4.tcp_max_syn_backlog=65535'])
@@ -180,7 +237,7 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
     }
     if (opened < sockets) warnings.push(`only ${opened} of ${sockets} connections opened`)
     options.log(`guards: ${opened} established; live checks again`)
-    checks(opened)
+    await checks(opened)
 
     options.log(`guards: ${changes} address changes, ip addr add → guard in force`)
     const host = new HostWatch({ netns: net.sensorNs, label: 'bench', listening: async () => ({ tcp: new Set(), udp: new Set(), sctp: new Set() }) })
@@ -257,10 +314,10 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
     targets,
     ...(warnings.length > 0 && { warnings }),
     notes: [
-      'µs columns are per synchronous call from JS (N-API included); the in-force rows are in ms.',
-      'The peer check walks the kernel\'s established hash, which is shared by every namespace: its cost follows the hash size and the sockets of the whole host.',
+      'µs columns are per synchronous call from JS (N-API included), or per peers() batch (answer: call to continuation; JS thread busy: eventLoopUtilization active time over that span); the in-force rows are in ms.',
+      'The peer check walks the kernel\'s established hash, which is shared by every namespace: its cost follows the hash size and the sockets of the whole host. peer() is the synchronous single-address form the daemon used before a block until the check moved off the JS thread; peers() is the batched form it uses now.',
     ],
-    details: { timings, inForce },
+    details: { timings, inForce, batches },
   }
 }
 
