@@ -169,7 +169,8 @@ export interface NativeHostWatch {
   /**
    * The same for a batch, off the JS thread, in one walk of the kernel's tables: one
    * answer per target, in order. A target is an address or `address/prefix` (any peer
-   * inside that network). Batches run one at a time; a rejection is a system error.
+   * inside that network). Batches run one at a time, at most 64 waiting (past that it
+   * throws); a rejection is a system error.
    */
   peers(targets: readonly string[], ignoreLocalPorts?: readonly number[]): Promise<number[]>
   /** Whether a TCP (6) or connected UDP (17) socket has exactly this tuple. */

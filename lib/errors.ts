@@ -88,6 +88,8 @@ export type PortanoiaErrorCode =
   | 'PORTANOIA_NO_DAEMON'
   /** an operator's block was refused: a guard protects the address */
   | 'PORTANOIA_GUARDED'
+  /** the live peer check right before a block failed, timed out or had too much waiting: spoofable sources are not blocked meanwhile */
+  | 'PORTANOIA_PEER_CHECK_FAILED'
   /** a block was asked of a daemon that has no firewall backend */
   | 'PORTANOIA_NO_FIREWALL'
   /** a reload was refused: the new config is invalid or changes a field that needs a restart */

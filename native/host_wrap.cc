@@ -65,6 +65,9 @@ uint16_t GetPort(Napi::Env env, Napi::Value v) {
 
 // At most this many targets a batch, and ignored ports a call: bounds, not policy.
 constexpr uint32_t kMaxTargets = 65536;
+// Batches waiting behind the one in flight: the daemon keeps one outstanding, so
+// more means a caller that does not wait; it is refused rather than queued forever.
+constexpr size_t kMaxQueuedBatches = 64;
 
 std::vector<uint16_t> GetPorts(Napi::Env env, Napi::Value v, const char* usage) {
   std::vector<uint16_t> ports;
@@ -328,6 +331,9 @@ Napi::Value HostWatchWrap::Peers(const Napi::CallbackInfo& info) {
   PeerJob job{GetTargets(env, info[0], usage),
               GetPorts(env, info[1], "peers(targets, ignoreLocalPorts?): ignoreLocalPorts must be an array of ports"),
               Napi::Promise::Deferred::New(env)};
+  if (peers_->pending.size() >= kMaxQueuedBatches) {
+    throw Napi::Error::New(env, "peers(): 64 batches already wait for the one in flight");
+  }
   Napi::Promise promise = job.deferred.Promise();
   if (!peers_->diag) {
     SysError err;

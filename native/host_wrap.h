@@ -7,8 +7,9 @@
 // single-address peer check kept for tools and benchmarks. peers() answers a batch of
 // addresses and networks off the JS thread: an N-API AsyncWorker (libuv's pool) runs
 // it on a SockDiag of its own, opened at the first batch, and settles a promise; one
-// batch runs at a time, later ones wait in a queue, and only a batch in flight or
-// waiting keeps the process alive (the work request does). The queue is shared with
+// batch runs at a time, later ones wait in a queue (at most 64: past that peers()
+// throws), and only a batch in flight or waiting keeps the process alive (the work
+// request does). The queue is shared with
 // the worker, so a batch may finish after close() or collection: it still settles,
 // and what waits behind it is rejected. Per-object state only; an env cleanup hook
 // joins the watcher thread before the thread-safe function goes away, as for

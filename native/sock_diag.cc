@@ -292,6 +292,7 @@ bool SockDiag::TcpPeers(uint8_t af, const std::vector<PeerQuery>& queries, const
       bool stopped = false;
       size_t unanswered = end - begin;
       size_t wasted = 0;
+      bool progress = false;
       const bool ok = DumpTcp(
           af, BuildPeersBytecode(part, ranges), ignore_local,
           [&](uint8_t family, const uint8_t* dst) {
@@ -305,9 +306,12 @@ bool SockDiag::TcpPeers(uint8_t af, const std::vector<PeerQuery>& queries, const
               answered = true;
             }
             // Leave once nothing is left to learn, or once the sockets of answered
-            // peers have cost more than a fresh walk for the rest is likely to.
-            if (!answered) wasted++;
-            return unanswered == 0 || wasted > kWastedSockets;
+            // peers have cost more than a fresh walk for the rest is likely to. Only
+            // after an answer: a walk that is asked again has fewer targets, so the
+            // loop ends even if the kernel returned sockets no target matches here.
+            if (answered) progress = true;
+            else wasted++;
+            return unanswered == 0 || (progress && wasted > kWastedSockets);
           },
           &stopped, err);
       if (!ok) return false;

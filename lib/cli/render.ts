@@ -74,6 +74,9 @@ function decisionLine(e: DecisionEvent, c: Colors): string {
   } else if (e.reason === 'forged') {
     tag = label('FORGED', c.magenta)
     detail = `forged (${e.evidence.join(', ')}): reported, never blocked`
+  } else if (e.reason === 'peer-check-failed') {
+    tag = label('REPORT', c.yellow)
+    detail = 'peer-check-failed: not blocked, the live peer check could not answer (see the error)'
   } else if (e.reason === 'transit') {
     tag = label('TRANSIT', c.dim)
     detail = `to ${e.trigger?.dst ?? '?'} (not this host: never blocked)`

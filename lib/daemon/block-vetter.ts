@@ -5,24 +5,38 @@
  * of the kernel's established hash: milliseconds, hundreds of them on a host with
  * 100,000 connections). Decisions wait for the next event-loop turn while no check
  * runs, then go as one batch (one walk for all of them); while one runs, the next
- * batch gathers behind it (SerialBatches, as for the firewall). One batch is in
- * flight at a time. Each decision's answer goes to `onVetted` in the order they were
- * added. Runs on the main thread; the check itself runs off it. Invariant: nothing
- * the check or `onVetted` throws escapes (it reaches `onError`); a check that throws
- * or rejects answers null for the batch (the snapshot guards and the route check
- * still held), as a failed live check always has.
+ * batch gathers behind it (SerialBatches, as for the firewall). Each decision's
+ * answer goes to `onVetted` in the order they were added. Runs on the main thread;
+ * the check itself runs off it.
+ *
+ * Invariants. No decision is handed on before its answer, and every decision gets
+ * one: a peer check that rejects, or does not answer within `timeoutMs`, answers
+ * 'unchecked' for its whole batch (the engine then blocks no spoofable source: fail
+ * safe), with one `onError` per run of failures. Bounded: at most `maxHeld`
+ * decisions wait or are in flight (past that a decision is answered 'unchecked' at
+ * once), a batch holds at most BATCH_MAX of them, and at most one check call is
+ * outstanding — one that timed out and still runs holds the next batch back (until
+ * that batch's own deadline), so the native queue never grows. Nothing the check or
+ * `onVetted` throws escapes (it reaches `onError`).
  */
+import { PortanoiaError } from '../errors.js'
 import { type Address, parseAddress } from '../policy/addr.js'
 import type { Decision } from '../policy/decision.js'
+import type { VetAnswer } from '../policy/engine.js'
 import type { GuardReason } from '../policy/guards.js'
 import { SerialBatches } from './serial-batches.js'
 
 export interface BlockVetterOptions {
-  /** The kernel's answer per address, in order: why it must not be blocked, or null. */
+  /** The kernel's answer per address, in order: why it must not be blocked, or null. Rejects when it cannot answer. */
   check(addresses: readonly Address[]): Promise<ReadonlyArray<GuardReason | null>>
   /** One decision's answer. A throw from here is passed to `onError`. */
-  onVetted(decision: Decision, refusal: GuardReason | null): void
+  onVetted(decision: Decision, answer: VetAnswer): void
+  /** A check that failed (PORTANOIA_PEER_CHECK_FAILED, the cause attached), once per run of failures; a throw from onVetted. */
   onError(err: unknown): void
+  /** Longest wait for the check's answer, ms. Default CHECK_TIMEOUT_MS. */
+  timeoutMs?: number
+  /** Most decisions waiting or in flight. Default MAX_HELD. */
+  maxHeld?: number
 }
 
 export interface BlockVetterStats {
@@ -30,6 +44,10 @@ export interface BlockVetterStats {
   held: number
   batches: number
   refused: number
+  /** Decisions answered 'unchecked': their batch's check failed or timed out, or too many waited. */
+  unchecked: number
+  /** Batches whose check failed (rejected or timed out). */
+  failedBatches: number
 }
 
 /** Runs `fn`, turning a synchronous throw into a rejection. */
@@ -39,20 +57,45 @@ async function safely<T>(fn: () => Promise<T>): Promise<T> {
 
 /** A batch is asked at once past this many decisions (the native side splits larger ones anyway). */
 const BATCH_MAX = 4096
+/**
+ * A walk with 100,000 sockets on the host takes tens of milliseconds; seconds mean
+ * the libuv pool is starved or the kernel stuck, and a block should not wait on that.
+ */
+export const CHECK_TIMEOUT_MS = 2000
+/** Far above what the engine's caps let through in one check's time; only a stuck check fills it. */
+export const MAX_HELD = 16_384
+
+const HINT = 'spoofable sources are reported (peer-check-failed), not blocked, until the check answers again; verified ones are still blocked'
 
 export class BlockVetter {
   readonly #opts: BlockVetterOptions
+  readonly #timeoutMs: number
+  readonly #maxHeld: number
   readonly #batches: SerialBatches<Decision>
-  readonly #counts: BlockVetterStats = { held: 0, batches: 0, refused: 0 }
+  readonly #counts: BlockVetterStats = { held: 0, batches: 0, refused: 0, unchecked: 0, failedBatches: 0 }
+  /** Decisions waiting or in flight. */
+  #inside = 0
+  /** The check call still outstanding, if any (it may outlive its batch after a timeout). */
+  #checking: Promise<void> | null = null
+  /** The latest batch (or overflow) failed: the next failure is not reported again. */
+  #failing = false
 
   constructor(options: BlockVetterOptions) {
     this.#opts = options
+    this.#timeoutMs = options.timeoutMs ?? CHECK_TIMEOUT_MS
+    this.#maxHeld = options.maxHeld ?? MAX_HELD
     this.#batches = new SerialBatches((batch) => this.#vet(batch), { batchMs: 0, batchMax: BATCH_MAX })
   }
 
-  /** Holds a block decision; its answer comes with the next batch. */
+  /** Holds a block decision; its answer comes with the next batch (at once, 'unchecked', when too many wait). */
   add(decision: Decision): void {
     this.#counts.held++
+    if (this.#inside >= this.#maxHeld) {
+      this.#failed(new PortanoiaError('PORTANOIA_PEER_CHECK_FAILED', `live peer check: ${this.#maxHeld} block decisions already wait for it`, { hint: HINT }))
+      this.#answer(decision, 'unchecked')
+      return
+    }
+    this.#inside++
     this.#batches.add(decision)
   }
 
@@ -70,6 +113,22 @@ export class BlockVetter {
     return { ...this.#counts }
   }
 
+  #answer(d: Decision, answer: VetAnswer): void {
+    if (answer === 'unchecked') this.#counts.unchecked++
+    else if (answer !== null) this.#counts.refused++
+    try {
+      this.#opts.onVetted(d, answer)
+    } catch (err) {
+      this.#opts.onError(err)
+    }
+  }
+
+  #failed(err: PortanoiaError): void {
+    if (this.#failing) return
+    this.#failing = true
+    this.#opts.onError(err)
+  }
+
   async #vet(batch: readonly Decision[]): Promise<void> {
     this.#counts.batches++
     // One target per address, however many decisions name it.
@@ -82,21 +141,54 @@ export class BlockVetter {
       index.set(d.src, targets.length)
       targets.push(a)
     }
-    let answers: ReadonlyArray<GuardReason | null> = []
+    let answers: ReadonlyArray<GuardReason | null> | null = null
     try {
-      answers = await safely(() => this.#opts.check(targets))
+      answers = await this.#ask(targets)
+      this.#failing = false
     } catch (err) {
-      this.#opts.onError(err)
+      this.#counts.failedBatches++
+      this.#failed(
+        err instanceof PortanoiaError && err.code === 'PORTANOIA_PEER_CHECK_FAILED'
+          ? err
+          : new PortanoiaError('PORTANOIA_PEER_CHECK_FAILED', `live peer check failed: ${(err as Error)?.message ?? String(err)}`, { hint: HINT, cause: err }),
+      )
     }
     for (const d of batch) {
+      this.#inside--
       const i = index.get(d.src)
-      const refusal = i === undefined ? null : (answers[i] ?? null)
-      if (refusal !== null) this.#counts.refused++
-      try {
-        this.#opts.onVetted(d, refusal)
-      } catch (err) {
-        this.#opts.onError(err)
-      }
+      // No answer for it (a failed check, or an answer too short): unchecked, never "not a peer".
+      const answer: VetAnswer = answers === null || i === undefined || i >= answers.length ? 'unchecked' : (answers[i] ?? null)
+      this.#answer(d, answer)
+    }
+  }
+
+  /** The check's answers, or a rejection when it failed or missed the deadline. */
+  async #ask(targets: readonly Address[]): Promise<ReadonlyArray<GuardReason | null>> {
+    if (targets.length === 0) return []
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.#timeoutMs)
+    })
+    const late = (): PortanoiaError =>
+      new PortanoiaError('PORTANOIA_PEER_CHECK_FAILED', `live peer check: no answer within ${this.#timeoutMs} ms`, { hint: HINT })
+    try {
+      // A check that timed out may still run: the next one waits behind it, never beside it.
+      const previous = this.#checking
+      if (previous !== null && (await Promise.race([previous.then(() => 'done' as const), deadline])) === 'timeout') throw late()
+      const asked = safely(() => this.#opts.check(targets))
+      const settled = asked.then(
+        () => {},
+        () => {},
+      )
+      this.#checking = settled
+      void settled.then(() => {
+        if (this.#checking === settled) this.#checking = null
+      })
+      const r = await Promise.race([asked, deadline])
+      if (r === 'timeout') throw late()
+      return r
+    } finally {
+      clearTimeout(timer)
     }
   }
 }

@@ -14,7 +14,8 @@
  * reach the engine. The engine's block decisions wait in a BlockVetter
  * (block-vetter.ts) for the kernel's peer check, batched and off the JS thread; the
  * engine's vet() then says what is emitted: the block, or the `guard:peer` decision
- * that replaces it. Block requests go through a FirewallBatcher
+ * that replaces it, or — when the check fails or times out — a `peer-check-failed`
+ * report for a spoofable source (fail safe: a verified one is still blocked). Block requests go through a FirewallBatcher
  * (firewall-batcher.ts), so a flood becomes a few large `nft -f -` transactions,
  * never one process per address; notifiers get one call per event-loop turn; the
  * async iterator is an EventQueue (event-queue.ts). Invariants: nothing thrown by a
@@ -1422,7 +1423,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     responders.daemon = {
       ...this.#firewallStats(),
       droppedEvents: this.#events.dropped,
-      ...(vet !== undefined && { vetHeld: vet.held, vetBatches: vet.batches, vetRefused: vet.refused }),
+      ...(vet !== undefined && { vetHeld: vet.held, vetBatches: vet.batches, vetRefused: vet.refused, vetUnchecked: vet.unchecked, vetFailedBatches: vet.failedBatches }),
     }
     const sensor: Record<string, number> = {}
     for (const [k, v] of Object.entries(this.sensor.stats())) if (typeof v === 'number') sensor[k] = v

@@ -12,13 +12,14 @@
  * answers). Per hit, on the JS thread: the destination (`isLocal`: the host's own
  * unicast or a broadcast; else the hit is transit) and, for hits that may be replies,
  * `isReply` (an exact socket lookup, at most REPLY_CHECKS_PER_S a second). A check
- * that fails is reported once per error code and answers as if nothing were found, so
- * the snapshot guards still apply. Owns one native HostWatch and its fs watchers;
+ * that fails is reported once per error code; the synchronous ones answer as if
+ * nothing were found (the snapshot guards still apply), `peers` rejects. Owns one native HostWatch and its fs watchers;
  * close() ends both (a peer batch in flight still answers).
  */
 import { type FSWatcher, realpathSync, watch } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
+import { PortanoiaError } from '../errors.js'
 import { loadBinding, type NativeBinding, type NativeHostFacts, type NativeHostWatch, RTN } from '../binding.js'
 import type { ListeningPorts } from '../listening.js'
 import { type Address, type Cidr, CidrSet, classifyAddress, directedBroadcast, formatAddress, formatCidr, normalizeAddress, parseAddress } from '../policy/addr.js'
@@ -45,8 +46,9 @@ export interface LiveChecks {
    * The asynchronous part: for each target (an address, or a network: any peer in it)
    * 'peer' when it is the far end of a live TCP connection (the tripwire listeners'
    * ports aside) or SCTP association, else null; in order. Off the JS thread, one
-   * walk of the kernel's tables for the whole batch. Never rejects: a check that
-   * fails answers null (reported once).
+   * walk of the kernel's tables for the whole batch. Rejects when the kernel could not
+   * answer (reported once per error code) or the watch is closed: the caller decides
+   * what an unanswered check means (the daemon: no block of a spoofable source).
    */
   peers(targets: ReadonlyArray<Address | Cidr>): Promise<Array<GuardReason | null>>
   /** Whether a hit to `dst` is addressed to this host (own unicast or a broadcast); false means transit. */
@@ -408,8 +410,9 @@ export class HostWatch implements HostView {
   }
 
   async #peers(targets: ReadonlyArray<Address | Cidr>): Promise<Array<GuardReason | null>> {
-    const none = targets.map((): GuardReason | null => null)
-    if (this.#closed || targets.length === 0) return none
+    if (targets.length === 0) return []
+    // Closed: nobody can say who is a peer now, and that is not "nobody is".
+    if (this.#closed) throw new PortanoiaError('PORTANOIA_CLOSED', 'the host watch is closed: no live peer check')
     this.#peerChecks += targets.length
     let bits: number[]
     try {
@@ -419,14 +422,14 @@ export class HostWatch implements HostView {
       )
     } catch (e) {
       // After close() the batches still queued are refused: nothing to report then.
-      if (!this.#closed) this.#warnOnce(`live peer check failed (${(e as Error).message}); established peers are not guarded`, 'peer')
-      return none
+      if (!this.#closed) this.#warnOnce(`live peer check failed (${(e as Error).message}); spoofable sources are not blocked while it fails`, 'peer')
+      throw e
     }
     if (!this.#closed && this.#native.stats().sctp === false) {
       const why = this.#native.lastError().sctp?.code ?? 'unavailable'
       this.#warnOnce(`SCTP associations are not checked: sctp_diag is not available (${why}); TCP peers still are`, 'sctp')
     }
-    return none.map((_, i) => {
+    return targets.map((_, i) => {
       if ((bits[i] ?? 0) === 0) return null
       this.#liveRefusals++
       return 'peer'

@@ -8,8 +8,10 @@
  * (the responder's upgrade: delete and add in one transaction), the rest are added
  * in one batch. The guards are the synchronous ones (`guard`: snapshot and route)
  * and, when given, the kernel's peer check (`peers`: one batch for all the addresses,
- * off the JS thread, as the daemon asks it before the policy's blocks). Runs on the main thread; the responder never rejects on block(), a
- * listing that cannot be read rejects.
+ * off the JS thread, as the daemon asks it before the policy's blocks; when it cannot
+ * answer, the operator's addresses are blocked all the same). Runs on the main
+ * thread; the responder never rejects on block(), a listing that cannot be read
+ * rejects.
  */
 import { type Address, parseAddress } from '../policy/addr.js'
 import type { GuardReason } from '../policy/guards.js'
@@ -38,7 +40,9 @@ export async function operatorBlock(
   if (peers !== undefined && candidates.length > 0) {
     // The kernel's peer check, as for the policy's own blocks: one batch, off the JS thread.
     const parsed = candidates.map((a) => parseAddress(a))
-    const answers = await peers(parsed.filter((a): a is Address => a !== null))
+    // A check that cannot answer does not stop the operator, who named the address
+    // (the host view has reported the failure): fail safe is for forged sources.
+    const answers = await safely(() => peers(parsed.filter((a): a is Address => a !== null))).catch((): ReadonlyArray<GuardReason | null> => [])
     let i = 0
     candidates = candidates.filter((a, k) => {
       if (parsed[k] === null) return true

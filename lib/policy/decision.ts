@@ -33,6 +33,7 @@ export const REASON_CODES = [
   'transit',
   'reapplied',
   'forged',
+  'peer-check-failed',
 ] as const
 export type ReasonCode = (typeof REASON_CODES)[number]
 

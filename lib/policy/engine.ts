@@ -39,6 +39,8 @@
  *   are handed out to be held, and vet() says what to emit instead — the block, or,
  *   undone in every table and counter, a `guard:*` decision — so the counts and the
  *   stream stay exactly what they would have been had the check been synchronous.
+ *   A check that cannot answer fails safe: no spoofable source is blocked on it (a
+ *   `peer-check-failed` report instead, once per source window).
  * - Transit hits never count as evidence against their source.
  */
 
@@ -145,6 +147,12 @@ export interface PolicyEngineOptions {
 
 type BreakerCause = 'rate-capped' | 'active-cap' | 'report-capped'
 
+/**
+ * The caller's answer for a held block (vet()): a guard that refuses it, null to let
+ * it pass, or 'unchecked' when the check could not answer.
+ */
+export type VetAnswer = GuardReason | null | 'unchecked'
+
 interface Verdict {
   action: Action
   reason: ReasonCode
@@ -220,6 +228,11 @@ interface SourceState {
   pending: boolean
   /** Evidence names its packets carried, first seen first, at most MAX_EVIDENCE. */
   evidence: string[]
+  /**
+   * The caller's check (vetBlocks) could not answer for a spoofable block of this
+   * source: it is not blocked, nor asked about again, for the rest of its window.
+   */
+  unchecked?: boolean
 }
 
 interface Breaker {
@@ -298,6 +311,7 @@ function zeroCounts(): Record<ReasonCode, number> {
     transit: 0,
     reapplied: 0,
     forged: 0,
+    'peer-check-failed': 0,
   }
 }
 
@@ -527,16 +541,22 @@ export class PolicyEngine {
 
   /**
    * The answer of the caller's own check for a block decision it held (`vetBlocks`):
-   * the decisions to emit in its place, in order. Passed (`refusal` null, and the
+   * the decisions to emit in its place, in order. Passed (`answer` null, and the
    * snapshot guards still silent): `d`, then any end-of-window summary of its source
-   * that came due meanwhile. Refused: the block is undone — its record (a spoofable
-   * block it replaced comes back), its place in the rate cap, its decision count —
-   * and a `guard:*` decision (with the refusal remembered as a live guard's) stands
-   * in for it, the held summaries saying the same. A block the engine no longer holds
-   * (an operator's unblock released it meanwhile) is dropped: [] and its count undone.
-   * A decision that was not handed out to be held is returned as it is.
+   * that came due meanwhile. Refused (a GuardReason): the block is undone — its record
+   * (a spoofable block it replaced comes back), its place in the rate cap, its
+   * decision count — and a `guard:*` decision (with the refusal remembered as a live
+   * guard's) stands in for it, the held summaries saying the same. `'unchecked'`: the
+   * check could not answer (it failed, timed out, or too much was waiting). It fails
+   * safe: a spoofable source is not blocked — the block is undone as for a refusal but
+   * keeps its place in the rate cap (so a check that keeps failing under a flood still
+   * trips the breaker), and a `peer-check-failed` report stands in for it, the source
+   * not asked about again until its window ends; a verified source proved its address
+   * with a handshake, and its block passes. A block the engine no longer holds (an
+   * operator's unblock released it meanwhile) is dropped: [] and its count undone. A
+   * decision that was not handed out to be held is returned as it is.
    */
-  vet(d: Decision, refusal: GuardReason | null): Decision[] {
+  vet(d: Decision, answer: VetAnswer): Decision[] {
     const entry = this.#vetting.get(d)
     if (entry === undefined) return [d]
     this.#vetting.delete(d)
@@ -548,8 +568,9 @@ export class PolicyEngine {
       this.#decisions[d.reason]--
       return []
     }
-    const reason = refusal ?? this.#guards.check(src)
-    if (reason === null) {
+    const guard = (answer === 'unchecked' ? null : answer) ?? this.#guards.check(src)
+    const unchecked = guard === null && answer === 'unchecked' && !d.verified
+    if (guard === null && !unchecked) {
       for (const h of entry.held) this.#decisions[h.reason]++
       return [d, ...entry.held]
     }
@@ -564,18 +585,27 @@ export class PolicyEngine {
         if (prev !== undefined && prev.refused !== true && prev.expiresAt > now) this.#spoofableBlocks.set(src, prev)
       }
     }
-    if (entry.rateAt !== undefined) this.#recentBlocks.remove(entry.rateAt)
-    this.#liveRefusals++
-    const v: Verdict = { action: 'none', reason: `guard:${reason}`, verified: d.verified }
+    const v: Verdict =
+      guard !== null
+        ? { action: 'none', reason: `guard:${guard}`, verified: d.verified }
+        : { action: 'report', reason: 'peer-check-failed', verified: d.verified }
+    if (guard !== null) {
+      if (entry.rateAt !== undefined) this.#recentBlocks.remove(entry.rateAt)
+      this.#liveRefusals++
+    }
     const st = this.#lookup(src, false)?.[1]
     if (st !== undefined) {
-      st.guard = reason
-      st.guardGeneration = this.#guards.generation
+      if (guard !== null) {
+        st.guard = guard
+        st.guardGeneration = this.#guards.generation
+      } else {
+        st.unchecked = true
+      }
       st.emitted = v
       st.last = v
     }
     const out: Decision[] = [d, ...entry.held].map((x) => {
-      const r: Decision = { ...x, action: 'none', reason: v.reason, time: x === d ? now : x.time }
+      const r: Decision = { ...x, action: v.action, reason: v.reason, time: x === d ? now : x.time }
       delete r.ttlMs
       delete r.expiresAt
       delete r.upgrade
@@ -951,6 +981,8 @@ export class PolicyEngine {
     if (attribution === 'forged') return { action: 'report', reason: 'forged', verified }
     if (attribution === 'pending') return { action: 'none', reason: 'below-threshold', verified, hold: true }
 
+    // The check right before its block could not answer this window: no new attempt.
+    if (st.unchecked === true) return { action: 'report', reason: 'peer-check-failed', verified }
     if (!st.demandCounted) {
       st.demandCounted = true
       this.#demand.add(now)

@@ -3,7 +3,7 @@
  * started with `ip netns exec`, so the kernel of that namespace does the handshake)
  * and a tiny service. Used by the daemon, CLI and firewall tests to prove a block is
  * real — a blocked peer can no longer reach a service — and to hold an established
- * connection open (a guard:peer source). A probe that could not run (no node in the
+ * connection open (a guard:peer source), or thousands of them (a busy host). A probe that could not run (no node in the
  * namespace, the namespace gone) throws: it is never mistaken for a blocked peer.
  * Processes are ended by PID via stop().
  */
@@ -76,20 +76,50 @@ export async function openConnection(from: Host, address: string, port: number):
   return { child, localPort: Number(m?.[1] ?? 0) }
 }
 
-function waitForLine(child: ChildProcess, word: string, timeoutMs = 10_000): Promise<string> {
+/**
+ * `count` established connections from `from` to a server `server` starts on `port`
+ * (listening on every address of its namespace), held by two processes that are
+ * pushed to `keep` as soon as they start, for the caller to end by PID. Node raises
+ * its open-file limit to the hard limit at start; a failed connect fails the call.
+ */
+export async function manyConnections(server: Pick<Host, 'spawn'>, from: Host, to: string, port: number, count: number, keep: ChildProcess[]): Promise<void> {
+  const listener = server.spawn(process.execPath, [
+    '-e',
+    `const keep = []; require('node:net').createServer((s) => { keep.push(s); s.on('error', () => {}) }).listen({ port: ${port}, backlog: 4096 }, () => console.log('listening'))`,
+  ])
+  keep.push(listener)
+  await waitForLine(listener, 'listening')
+  const client = from.spawn(process.execPath, [
+    '-e',
+    `const net = require('node:net'); const keep = []; let open = 0, failed = 0
+     const one = () => { const s = net.connect({ host: ${JSON.stringify(to)}, port: ${port} }); keep.push(s)
+       s.on('connect', () => { if (++open === ${count}) console.log('ready ' + open); else if (open + failed < ${count} && keep.length < ${count}) one() })
+       s.on('error', () => { failed++; console.log('failed') }) }
+     for (let i = 0; i < 200; i++) one()
+     setInterval(() => {}, 1000)`,
+  ])
+  keep.push(client)
+  const out = await waitForLine(client, 'ready', 120_000, 'failed')
+  if (!out.includes(`ready ${count}`)) throw new Error(`manyConnections: ${out.slice(-300)}`)
+}
+
+function waitForLine(child: ChildProcess, word: string, timeoutMs = 10_000, failWord?: string): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = ''
     const timer = setTimeout(() => reject(new Error(`child did not print ${word} in time: ${buf}`)), timeoutMs)
     child.stdout?.on('data', (c: Buffer) => {
       buf += c.toString()
-      if (buf.includes(word)) {
+      if (failWord !== undefined && buf.includes(failWord)) {
+        clearTimeout(timer)
+        reject(new Error(`child printed ${failWord}: ${buf.slice(-300)}`))
+      } else if (buf.includes(word)) {
         clearTimeout(timer)
         resolve(buf)
       }
     })
     child.once('exit', (code) => {
       clearTimeout(timer)
-      reject(new Error(`child exited (${String(code)}) before printing ${word}: ${buf}`))
+      reject(new Error(`child exited (${String(code)}) before printing ${word}: ${buf.slice(-300)}`))
     })
   })
 }

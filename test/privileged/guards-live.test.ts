@@ -2,7 +2,9 @@
  * Guards that hold at the moment of blocking (issue 8), each reproduction with real
  * nft in test namespaces and `--block all`, so a forged SYN would be blocked unless
  * a guard holds: an admin's session opened after the daemon started (with a forged
- * source nobody guards in the same drain, which is blocked); an address
+ * source nobody guards in the same drain, which is blocked), also on a host holding
+ * 10,000 connections; a peer check that fails (no spoofable source blocked, a
+ * verified scanner still is); an address
  * added while it runs (and a block on an address that later becomes the host's,
  * which must be lifted); an address on an interface that is UP without carrier; the
  * second hop of an ECMP route; a gateway reached only through policy routing; a flow
@@ -16,6 +18,7 @@ import type { ChildProcess } from 'node:child_process'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Daemon, type DaemonOptions } from '../../lib/daemon/daemon.js'
 import type { DecisionEvent, PortanoiaEvent } from '../../lib/daemon/events.js'
+import { type HostView, netnsHostView } from '../../lib/daemon/host-view.js'
 import { SYN } from '../../lib/lab/frames.js'
 import { NftablesResponder } from '../../lib/responders/nftables.js'
 import { netnsRun } from '../../lib/responders/run.js'
@@ -23,7 +26,7 @@ import { jsonLines, startWatch, stopWatches, waitFor as cliWaitFor } from '../he
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
 import { nftElements as nftElementsIn } from '../helpers/nft.js'
 import { probeFrame, sendFrames } from '../helpers/probes.js'
-import { holdConnection, openConnection, startService, tcpConnect } from '../helpers/tcp.js'
+import { holdConnection, manyConnections, openConnection, startService, tcpConnect } from '../helpers/tcp.js'
 import { internals } from '../helpers/internals.js'
 
 warnIfNotRoot('test/privileged/guards-live.test.ts')
@@ -99,6 +102,31 @@ async function probeThenSentinel(d: Awaited<ReturnType<typeof startDaemon>>, l: 
   await waitFor('the sentinel element', async () => ((await nftElements(net!)).includes(sentinel) ? true : undefined))
 }
 
+/** The real host view of `ns`, except that its peer check fails as sock_diag refusing would. */
+function failingPeerCheck(real: HostView): HostView {
+  const live = real.live
+  if (live === null) throw new Error('the host view has no live checks')
+  return {
+    label: real.label,
+    start: () => real.start(),
+    current: () => real.current(),
+    subscribe: (fn) => real.subscribe(fn),
+    live: {
+      ...live,
+      peers: async () => {
+        throw Object.assign(new Error('SOCK_DIAG_BY_FAMILY: Operation not permitted (test)'), { code: 'EPERM' })
+      },
+    },
+    listening: () => real.listening(),
+    localPortRange: () => real.localPortRange(),
+    inForce: () => real.inForce(),
+    stats: () => real.stats(),
+    setWarn: (fn) => real.setWarn(fn),
+    ignorePeersOn: (ports) => real.ignorePeersOn(ports),
+    close: () => real.close(),
+  }
+}
+
 function reasonsOf(d: Awaited<ReturnType<typeof startDaemon>>, src: string): string[] {
   return d.decisions().filter((x) => x.src === src).map((x) => x.reason)
 }
@@ -125,6 +153,44 @@ describe.skipIf(!IS_ROOT)('guards hold at the moment of blocking', () => {
     const stats = d.events.filter((e) => e.type === 'stats').at(-1) as Extract<PortanoiaEvent, { type: 'stats' }>
     expect(stats.policy.decisions).toMatchObject({ blocked: 2, 'guard:peer': 1 })
     expect(stats.responders?.['daemon']).toMatchObject({ vetRefused: 1 })
+  })
+
+  it('on a host with 10,000 connections: forged SYNs claiming an admin\'s address or the busy client\'s get guard:peer, an unguarded one in the same drain is blocked; the session lives', async () => {
+    net = await createTestNet({ peers: 2 })
+    const [a, b] = net.links as [Link, Link]
+    // A busy service: 10,000 connections from one client, every one in the kernel's established hash.
+    await manyConnections(b.sensor, b.peer, b.sensor.ipv4, 9100, 10_000, children)
+    children.push(await startService(a.sensor, SERVICE))
+    const d = await startDaemon(net)
+    const session = await holdConnection(a.peer, a.sensor.ipv4, SERVICE)
+    children.push(session)
+    await probeThenSentinel(d, a, [a.peer.ipv4, b.peer.ipv4, '198.18.0.252', a.peer.ipv4])
+    expect(reasonsOf(d, a.peer.ipv4)).toEqual(['guard:peer'])
+    expect(reasonsOf(d, b.peer.ipv4)).toEqual(['guard:peer'])
+    expect(reasonsOf(d, '198.18.0.252')).toEqual(['blocked'])
+    expect(await nftElements(net)).toEqual(['198.18.0.250', '198.18.0.252'])
+    expect(session.exitCode).toBeNull()
+    expect(await tcpConnect(a.peer, a.sensor.ipv4, SERVICE)).toBe('connected')
+  })
+
+  it('a peer check that fails blocks no spoofable source (peer-check-failed, an error event says why), and a verified scanner is still blocked', async () => {
+    net = await createTestNet({ peers: 2 })
+    const [a, b] = net.links as [Link, Link]
+    children.push(await startService(a.sensor, SERVICE))
+    const session = await holdConnection(a.peer, a.sensor.ipv4, SERVICE)
+    children.push(session)
+    const d = await startDaemon(net, { host: failingPeerCheck(netnsHostView(net.sensorNs)) })
+    sendFrames(a.peer, [forgedSyn(a, a.peer.ipv4, 1), forgedSyn(a, '198.18.0.253', 2)])
+    await waitFor('both reports', () => (reasonsOf(d, '198.18.0.253').length > 0 && reasonsOf(d, a.peer.ipv4).length > 0 ? true : undefined))
+    // A verified scanner after them: its block is the sentinel that everything before it was carried out.
+    expect(await tcpConnect(b.peer, b.sensor.ipv4, TRIPWIRE)).not.toBe('timeout')
+    await waitFor('the verified block', () => d.decisions().find((x) => x.src === b.peer.ipv4 && x.reason === 'blocked'))
+    await waitFor('its element', async () => ((await nftElements(net!)).includes(b.peer.ipv4) ? true : undefined))
+    expect(reasonsOf(d, a.peer.ipv4)).toEqual(['peer-check-failed'])
+    expect(reasonsOf(d, '198.18.0.253')).toEqual(['peer-check-failed'])
+    expect(await nftElements(net)).toEqual([b.peer.ipv4])
+    expect(d.events.filter((e) => e.type === 'error')).toMatchObject([{ responder: 'guards', code: 'PORTANOIA_PEER_CHECK_FAILED' }])
+    expect(session.exitCode).toBeNull()
   })
 
   it('an address added at runtime is guarded at once, and a block on it is lifted', async () => {

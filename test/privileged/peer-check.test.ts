@@ -14,7 +14,7 @@ import type { ChildProcess } from 'node:child_process'
 import { afterEach, describe, expect, it } from 'vitest'
 import { loadBinding, type NativeHostWatch, PEER_TCP } from '../../lib/binding.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
-import { holdConnection, startService } from '../helpers/tcp.js'
+import { holdConnection, manyConnections, startService } from '../helpers/tcp.js'
 
 warnIfNotRoot('test/privileged/peer-check.test.ts')
 
@@ -44,50 +44,6 @@ async function tcpPeers(w: NativeHostWatch, targets: string[], ignore?: number[]
 
 /** The /24 of an IPv4 address. */
 const net24 = (a: string): string => `${a.split('.').slice(0, 3).join('.')}.0/24`
-
-/**
- * `count` connections from `from` to a server on `port` in the sensor namespace, held
- * by two processes (ended by PID in afterEach). Node raises its open-file limit to the
- * hard limit at start.
- */
-async function manyConnections(n: TestNet, from: Link['peer'], to: string, port: number, count: number): Promise<void> {
-  const server = n.sensorSpawn(process.execPath, [
-    '-e',
-    `const keep = []; require('node:net').createServer((s) => { keep.push(s); s.on('error', () => {}) }).listen({ port: ${port}, backlog: 4096 }, () => console.log('listening'))`,
-  ])
-  children.push(server)
-  await lineFrom(server, 'listening')
-  const client = from.spawn(process.execPath, [
-    '-e',
-    `const net = require('node:net'); const keep = []; let open = 0, failed = 0
-     const one = () => { const s = net.connect({ host: ${JSON.stringify(to)}, port: ${port} }); keep.push(s)
-       s.on('connect', () => { if (++open === ${count}) console.log('ready ' + open); else if (open + failed < ${count} && keep.length < ${count}) one() })
-       s.on('error', () => { failed++; console.log('failed') }) }
-     for (let i = 0; i < 200; i++) one()
-     setInterval(() => {}, 1000)`,
-  ])
-  children.push(client)
-  await lineFrom(client, 'ready', 120_000)
-}
-
-function lineFrom(child: ChildProcess, word: string, timeoutMs = 20_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let buf = ''
-    const timer = setTimeout(() => reject(new Error(`no '${word}' in time: ${buf.slice(-300)}`)), timeoutMs)
-    child.stdout?.on('data', (c: Buffer) => {
-      buf += c.toString()
-      if (buf.includes('failed')) reject(new Error(`a connection failed: ${buf.slice(-300)}`))
-      if (buf.includes(word)) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`exited (${String(code)}) before '${word}': ${buf.slice(-300)}`))
-    })
-  })
-}
 
 describe.skipIf(!IS_ROOT)('batched peer check (native, real kernel)', () => {
   it('answers exactly the real peer (an IPv4 peer of an AF_INET6 socket) and its network, in one walk', async () => {
@@ -136,7 +92,7 @@ describe.skipIf(!IS_ROOT)('batched peer check (native, real kernel)', () => {
     net = await createTestNet({ peers: 2 })
     const [a, b] = net.links as [Link, Link]
     const count = 4000
-    await manyConnections(net, b.peer, b.sensor.ipv4, 9100, count)
+    await manyConnections(b.sensor, b.peer, b.sensor.ipv4, 9100, count, children)
     // A second, ordinary peer whose one connection may sit anywhere in the hash.
     children.push(await startService(a.sensor, 8080))
     children.push(await holdConnection(a.peer, a.sensor.ipv4, 8080))

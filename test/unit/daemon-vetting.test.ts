@@ -62,9 +62,23 @@ function recordingNotifier(): Responder & { told: Decision[] } {
   return n
 }
 
-async function start(peers: string[]) {
+/** A kernel whose peer check fails: every call rejects, as sock_diag refusing would. */
+function failingKernel() {
+  const calls: string[][] = []
+  const live: LiveChecks = {
+    route: () => null,
+    isLocal: () => true,
+    isReply: () => false,
+    peers: async (targets) => {
+      calls.push(targets.map((t) => ('value' in t ? formatAddress(t) : 'network')))
+      throw Object.assign(new Error('SOCK_DIAG_BY_FAMILY: Operation not permitted'), { code: 'EPERM' })
+    },
+  }
+  return { live, calls }
+}
+
+async function start(peers: string[], kernel: { live: LiveChecks } = slowKernel(peers)) {
   const binding = fakeBinding()
-  const kernel = slowKernel(peers)
   const fw = recordingFirewall()
   const note = recordingNotifier()
   const events: PortanoiaEvent[] = []
@@ -81,7 +95,7 @@ async function start(peers: string[]) {
   closers.push(() => daemon.close())
   const decisions = (): Array<[string, string]> =>
     events.filter((e): e is DecisionEvent => e.type === 'decision').map((e) => [e.src, e.reason])
-  return { daemon, capture: binding.captures[0]!, kernel, fw, note, events, decisions }
+  return { daemon, capture: binding.captures[0]!, kernel: kernel as ReturnType<typeof slowKernel>, fw, note, events, decisions }
 }
 
 describe('block decisions wait for the kernel\'s peer check', () => {
@@ -147,5 +161,30 @@ describe('block decisions wait for the kernel\'s peer check', () => {
     await closing
     expect(d.fw.blocked.map((r) => r.address)).toEqual(['198.18.0.40'])
     expect(d.decisions()).toEqual([['198.18.0.40', 'blocked']])
+  })
+
+  it('a check that fails blocks no spoofable source (peer-check-failed, with an error saying why) and still blocks a verified one', async () => {
+    const kernel = failingKernel()
+    const d = await start([], kernel)
+    d.capture.hit({ src: '198.18.0.50', dstPort: 2222, kind: 'syn' }, { src: '198.18.0.51', dstPort: 2222, kind: 'connect' })
+    await waitFor('the verified block', () => d.fw.blocked.length === 1)
+    expect(kernel.calls).toEqual([['198.18.0.50', '198.18.0.51']])
+    expect(d.decisions()).toEqual([
+      ['198.18.0.50', 'peer-check-failed'],
+      ['198.18.0.51', 'blocked'],
+    ])
+    expect(d.fw.blocked.map((r) => r.address)).toEqual(['198.18.0.51'])
+    const failed = d.events.find((e) => e.type === 'decision' && e.src === '198.18.0.50')
+    expect(failed).toMatchObject({ action: 'report', verified: false })
+    const errors = d.events.filter((e) => e.type === 'error')
+    expect(errors).toMatchObject([{ responder: 'guards', code: 'PORTANOIA_PEER_CHECK_FAILED', message: expect.stringContaining('Operation not permitted') }])
+    // The same source again in its window: not asked about again, nothing new said; still not blocked.
+    d.capture.hit({ src: '198.18.0.50', dstPort: 2223, kind: 'syn' }, { src: '198.18.0.52', dstPort: 2222, kind: 'connect' })
+    await waitFor('the sentinel block', () => d.fw.blocked.length === 2)
+    expect(kernel.calls[1]).toEqual(['198.18.0.52'])
+    expect(d.decisions().filter(([src]) => src === '198.18.0.50')).toEqual([['198.18.0.50', 'peer-check-failed']])
+    expect(d.fw.blocked.map((r) => r.address)).toEqual(['198.18.0.51', '198.18.0.52'])
+    const status = await d.daemon.status()
+    expect(status.counters).toMatchObject({ decisions: expect.objectContaining({ blocked: 2, 'peer-check-failed': 1 }) })
   })
 })

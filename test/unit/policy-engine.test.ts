@@ -678,6 +678,89 @@ describe('vetted blocks: the caller\'s asynchronous peer check (vetBlocks)', () 
     expect(d.reason).toBe('spoofable-report-only')
     expect(s.engine.vet(d, 'peer')).toEqual([d])
   })
+
+  describe('a check that could not answer (\'unchecked\') fails safe', () => {
+    it('a spoofable block is undone and a peer-check-failed report stands in for it; the source is not asked about again this window', () => {
+      const s = vetted({ block: 'all' })
+      const d = one(s.observe(hit('198.18.0.83')))
+      const [f, ...rest] = s.engine.vet(d, 'unchecked')
+      expect(rest).toEqual([])
+      expect(f).toMatchObject({ action: 'report', reason: 'peer-check-failed', src: '198.18.0.83', verified: false, count: 1 })
+      expect(f).not.toHaveProperty('ttlMs')
+      expect(f).not.toHaveProperty('expiresAt')
+      expect(s.engine.isBlocked('198.18.0.83')).toBe(false)
+      expect(s.engine.stats()).toMatchObject({
+        decisions: { blocked: 0, 'peer-check-failed': 1, 'guard:peer': 0 },
+        activeBlocks: { verified: 0, spoofable: 0 },
+        liveRefusals: 0,
+      })
+      // The same window: no new block attempt (no decision handed out to be held), nothing new said.
+      expect(s.observe(hit('198.18.0.83', { dstPort: 2323 }))).toEqual([])
+      // A new window asks again.
+      s.advance(60_000)
+      const again = s.observe(hit('198.18.0.83', { dstPort: 2324 }))
+      expect(again.map((x) => [x.reason, x.final])).toEqual([
+        ['peer-check-failed', true],
+        ['blocked', false],
+      ])
+      expect(s.engine.vet(again[1] as Decision, null)).toEqual([again[1]])
+      expect(s.engine.isBlocked('198.18.0.83')).toBe(true)
+    })
+
+    it('it keeps its place in the rate cap: a check that keeps failing under a flood still trips the breaker', () => {
+      const s = vetted({ block: 'all', maxBlocksPerMinute: 2 })
+      for (const src of ['198.18.0.84', '198.18.0.85']) {
+        expect(s.engine.vet(one(s.observe(hit(src))), 'unchecked')).toMatchObject([{ reason: 'peer-check-failed' }])
+      }
+      expect(one(s.observe(hit('198.18.0.86')))).toMatchObject({ reason: 'rate-capped', breaker: 'open' })
+    })
+
+    it('a verified block passes: a handshake proved the address', () => {
+      const s = vetted()
+      const d = one(s.observe(connect('198.18.0.87')))
+      expect(d).toMatchObject({ action: 'block', reason: 'blocked', verified: true })
+      expect(s.engine.vet(d, 'unchecked')).toEqual([d])
+      expect(s.engine.isBlocked('198.18.0.87')).toBe(true)
+      expect(s.engine.stats().decisions).toMatchObject({ blocked: 1, 'peer-check-failed': 0 })
+    })
+
+    it('a verified upgrade passes too, while the spoofable block it replaced would not have', () => {
+      const s = vetted({ block: 'all' })
+      expect(s.engine.vet(one(s.observe(hit('198.18.0.88'))), 'unchecked')).toMatchObject([{ reason: 'peer-check-failed' }])
+      const up = one(s.observe(connect('198.18.0.88')))
+      expect(up).toMatchObject({ action: 'block', reason: 'blocked', verified: true })
+      expect(s.engine.vet(up, 'unchecked')).toEqual([up])
+      expect(s.engine.activeBlocks()).toMatchObject([{ src: '198.18.0.88', verified: true }])
+    })
+
+    it('a snapshot guard that appeared meanwhile still says why', () => {
+      const g = new Guards()
+      const s = vetted({ block: 'all' }, g)
+      const d = one(s.observe(hit('198.18.0.89')))
+      g.update({ gateways: ['198.18.0.89'] })
+      expect(s.engine.vet(d, 'unchecked')).toMatchObject([{ action: 'none', reason: 'guard:gateway' }])
+    })
+
+    it('in dry-run the would-be block of a spoofable source becomes the same report', () => {
+      const s = vetted({ block: 'all', dryRun: true })
+      const d = one(s.observe(hit('198.18.0.90')))
+      expect(d).toMatchObject({ action: 'report', reason: 'dry-run' })
+      expect(s.engine.vet(d, 'unchecked')).toMatchObject([{ action: 'report', reason: 'peer-check-failed' }])
+      expect(s.engine.stats().decisions).toMatchObject({ 'dry-run': 0, 'peer-check-failed': 1 })
+    })
+
+    it('a summary that waited for the answer says the same', () => {
+      const s = vetted({ block: 'all' })
+      const d = one(s.observe(hit('198.18.0.91')))
+      s.observe(hit('198.18.0.91', { dstPort: 2323 }))
+      s.advance(60_000)
+      expect(s.tick()).toEqual([])
+      expect(s.engine.vet(d, 'unchecked').map((x) => [x.reason, x.final, x.count])).toEqual([
+        ['peer-check-failed', false, 1],
+        ['peer-check-failed', true, 2],
+      ])
+    })
+  })
 })
 
 describe('transit', () => {
@@ -861,6 +944,11 @@ describe('coverage of the reason codes', () => {
       return s.observe(connect('198.18.0.7', { time: s.clock.t }))
     },
     forged: () => setup({ block: 'all' }).observe(hit('198.18.0.50', { attribution: 'forged', evidence: ['link:no-answer'] })),
+    'peer-check-failed': () => {
+      const s = setup({ block: 'all' }, new Guards(), { vetBlocks: true })
+      const [d] = s.observe(hit('198.18.0.50'))
+      return s.engine.vet(d as Decision, 'unchecked')
+    },
   }
 
   it('names a scenario for every reason code', () => {
