@@ -206,6 +206,7 @@ function fakeBinding(): FakeBinding {
       parseArp: () => null,
       parseNa: () => null,
     },
+    peerPrograms: () => [],
     hitRecordSize: HIT_RECORD_SIZE,
     hitRecordLayout: { ...HIT_RECORD_LAYOUT },
   }
