@@ -181,6 +181,8 @@ interface Vetting {
   displaced?: BlockRecord
   /** When a new spoofable block entered the rate cap's log. */
   rateAt?: number
+  /** A verified block's place on the escalation ladder, and the history it replaced. */
+  offence?: { before: { count: number; last: number } | undefined }
   /** End-of-window summaries of the source that came due meanwhile: they would speak of the block. */
   held: Decision[]
 }
@@ -544,8 +546,8 @@ export class PolicyEngine {
    * the decisions to emit in its place, in order. Passed (`answer` null, and the
    * snapshot guards still silent): `d`, then any end-of-window summary of its source
    * that came due meanwhile. Refused (a GuardReason): the block is undone — its record
-   * (a spoofable block it replaced comes back), its place in the rate cap, its
-   * decision count — and a `guard:*` decision (with the refusal remembered as a live
+   * (a spoofable block it replaced comes back), its place in the rate cap or on the
+   * escalation ladder, its decision count — and a `guard:*` decision (with the refusal remembered as a live
    * guard's) stands in for it, the held summaries saying the same. `'unchecked'`: the
    * check could not answer (it failed, timed out, or too much was waiting). It fails
    * safe: a spoofable source is not blocked — the block is undone as for a refusal but
@@ -591,6 +593,7 @@ export class PolicyEngine {
         : { action: 'report', reason: 'peer-check-failed', verified: d.verified }
     if (guard !== null) {
       if (entry.rateAt !== undefined) this.#recentBlocks.remove(entry.rateAt)
+      if (entry.offence !== undefined) this.#offences.restore(src, entry.offence.before)
       this.#liveRefusals++
     }
     const st = this.#lookup(src, false)?.[1]
@@ -1019,11 +1022,13 @@ export class PolicyEngine {
     // Only verified blocks climb the ladder: forged evidence must not lengthen a
     // victim's next block. Dry-run says which step it would be without counting it.
     let offence: number | undefined
+    let before: { offence: { before: { count: number; last: number } | undefined } } | undefined
+    if (verified && !this.#dryRun) before = { offence: { before: this.#offences.get(st.src) } }
     if (verified) offence = this.#dryRun ? this.#offences.next(st.src, now, cfg.forgetAfterMs) : this.#offences.record(st.src, now, cfg.forgetAfterMs)
     const ttlMs = offence !== undefined ? ladderStep(cfg.blockTtlLadderMs, offence) : cfg.spoofableTtlMs
     const expiresAt = now + ttlMs
     const rec: BlockRecord = { family: st.addr.family, verified, expiresAt, trigger: triggerOf(st.lastHit) }
-    const vet: NonNullable<Verdict['vet']> = { record: rec }
+    const vet: NonNullable<Verdict['vet']> = { record: rec, ...before }
     if (verified) {
       const displaced = this.#spoofableBlocks.get(st.src)
       if (displaced !== undefined) vet.displaced = displaced

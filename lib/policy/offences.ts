@@ -52,6 +52,21 @@ export class Offences {
     return count
   }
 
+  /** The history of `address` as it stands (a copy), or undefined. */
+  get(address: string): { count: number; last: number } | undefined {
+    const o = this.#byAddress.get(address)
+    return o === undefined ? undefined : { ...o }
+  }
+
+  /**
+   * Puts `address` back as get() saw it before a record() that did not stand (the
+   * check right before the block refused it): a refused block is no offence.
+   */
+  restore(address: string, before: { count: number; last: number } | undefined): void {
+    this.#byAddress.delete(address)
+    if (before !== undefined) this.#byAddress.set(address, { ...before })
+  }
+
   /** Forgets `address` (an operator's unblock says it was a mistake). */
   forget(address: string): boolean {
     return this.#byAddress.delete(address)

@@ -10,6 +10,7 @@ import { DEFAULT_POLICY, type PolicyConfig, resolvePolicyConfig } from '../../li
 import { PolicyEngine, type PolicyEngineOptions } from '../../lib/policy/engine.js'
 import { type Address, formatAddress } from '../../lib/policy/addr.js'
 import { Guards } from '../../lib/policy/guards.js'
+import { Offences } from '../../lib/policy/offences.js'
 import { decodeHit, HIT_FLAGS, HIT_RECORD_LAYOUT, HIT_RECORD_SIZE } from '../../lib/decode.js'
 import { type Hit, RETAIN_HIT, SOURCE_ADDRESS } from '../../lib/types.js'
 
@@ -47,7 +48,7 @@ const connect = (src: string, over: Partial<Hit> = {}): Hit =>
 /** 198.18.0.0/15 has 131,072 addresses; this walks them from 198.18.1.0. */
 const forged = (i: number): string => `198.${18 + ((i + 256) >> 16)}.${((i + 256) >> 8) & 255}.${(i + 256) & 255}`
 
-function setup(config: Partial<PolicyConfig> = {}, guards = new Guards(), extra: Pick<PolicyEngineOptions, 'liveGuard' | 'isLocal' | 'vetBlocks'> = {}) {
+function setup(config: Partial<PolicyConfig> = {}, guards = new Guards(), extra: Pick<PolicyEngineOptions, 'liveGuard' | 'isLocal' | 'vetBlocks' | 'offences'> = {}) {
   const clock = { t: 1_700_000_000_000 }
   const engine = new PolicyEngine({ config, guards, now: () => clock.t, ...extra })
   const log: Decision[] = []
@@ -615,6 +616,23 @@ describe('vetted blocks: the caller\'s asynchronous peer check (vetBlocks)', () 
     expect(s.engine.vet(up, 'peer')).toMatchObject([{ action: 'none', reason: 'guard:peer', verified: true }])
     expect(s.engine.activeBlocks()).toMatchObject([{ src: '198.18.0.76', verified: false }])
     expect(s.engine.stats().decisions).toMatchObject({ blocked: 1, 'guard:peer': 1 })
+  })
+
+  it('a refused verified block is no offence: the escalation ladder is where it was', () => {
+    const offences = new Offences()
+    const H = 3_600_000
+    const s = setup({ blockTtlLadderMs: [H, 24 * H], windowMs: 1000 }, new Guards(), { vetBlocks: true, offences })
+    const first = one(s.observe(connect('198.18.0.92')))
+    expect(first).toMatchObject({ reason: 'blocked', offence: 1, ttlMs: H })
+    expect(s.engine.vet(first, null)).toEqual([first])
+    const before = offences.get('198.18.0.92')
+    expect(before).toMatchObject({ count: 1 })
+    s.engine.release('198.18.0.92')
+    s.advance(2000)
+    const second = one(s.observe(connect('198.18.0.92')))
+    expect(second).toMatchObject({ reason: 'blocked', offence: 2, ttlMs: 24 * H })
+    expect(s.engine.vet(second, 'peer')).toMatchObject([{ reason: 'guard:peer' }])
+    expect(offences.get('198.18.0.92')).toEqual(before)
   })
 
   it('a refused reapplied block keeps the record it would have put back (as a live refusal did)', () => {
