@@ -14,7 +14,8 @@
  * 'unchecked' for its whole batch (the engine then blocks no spoofable source: fail
  * safe), with one `onError` per run of failures. Bounded: at most `maxHeld`
  * decisions wait or are in flight (past that a decision is answered 'unchecked' at
- * once), a batch holds at most BATCH_MAX of them, and at most one check call is
+ * once), so no batch is larger (an idle check gets one at BATCH_MAX already), below
+ * the native limit of 65,536 targets a call; at most one check call is
  * outstanding — one that timed out and still runs holds the next batch back (until
  * that batch's own deadline), so the native queue never grows. Nothing the check or
  * `onVetted` throws escapes (it reaches `onError`).
@@ -55,7 +56,7 @@ async function safely<T>(fn: () => Promise<T>): Promise<T> {
   return await fn()
 }
 
-/** A batch is asked at once past this many decisions (the native side splits larger ones anyway). */
+/** An idle check is asked at once past this many decisions (the native side splits large programs anyway). */
 const BATCH_MAX = 4096
 /**
  * A walk with 100,000 sockets on the host takes tens of milliseconds; seconds mean
