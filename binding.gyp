@@ -2,8 +2,11 @@
 # sock_diag). Sources are listed explicitly so a stray
 # file never changes what ships. node-addon-api is used with C++ exceptions
 # (its `node_addon_api_except` target sets the define and the flags); NAPI_VERSION is
-# pinned so one prebuild serves every Node >= 20. node-addon-api's headers are
-# included as system headers so our warning flags apply to our code only.
+# pinned so one prebuild serves every Node >= 20. NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS:
+# an error raised while a worker's environment is torn down (an AsyncWorker completing,
+# a callback after terminate()) cannot be thrown into JS; without it node-addon-api
+# rethrows it as a C++ exception nobody catches, and the process aborts. node-addon-api's
+# headers are included as system headers so our warning flags apply to our code only.
 #
 # The binary must load on glibc >= 2.28 with GCC 8's libstdc++ (RHEL 8: GLIBCXX_3.4.25,
 # CXXABI_1.3.11), whatever newer toolchain builds it (test/native/pack.test.ts reads
@@ -41,6 +44,7 @@
       ],
       "defines": [
         "NAPI_VERSION=8",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
         "__throw_bad_array_new_length=__throw_bad_alloc",
         "__libc_single_threaded=portanoia_libc_single_threaded"
       ],
