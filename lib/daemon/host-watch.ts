@@ -51,6 +51,13 @@ export interface LiveChecks {
    * what an unanswered check means (the daemon: no block of a spoofable source).
    */
   peers(targets: ReadonlyArray<Address | Cidr>): Promise<Array<GuardReason | null>>
+  /**
+   * Both parts at once, synchronously, for one address: `route`, then the peer walk on
+   * the JS thread. Not for the check right before a block (that is `route` + `peers`):
+   * attribution's forgery alerts ask it, rationed. A peer walk that fails answers null
+   * (reported once).
+   */
+  guard(src: Address): GuardReason | null
   /** Whether a hit to `dst` is addressed to this host (own unicast or a broadcast); false means transit. */
   isLocal(dst: string): boolean
   /** Whether `hit` answers a connection of this host (a SYN-ACK, RST or UDP reply to a connected socket). */
@@ -243,6 +250,7 @@ export class HostWatch implements HostView {
 
   readonly live: LiveChecks = {
     route: (src) => this.#routeGuard(src),
+    guard: (src) => this.#routeGuard(src) ?? this.#peerNow(src),
     peers: (targets) => this.#peers(targets),
     isLocal: (dst) => this.#isLocal(dst),
     isReply: (hit) => this.#isReply(hit),
@@ -407,6 +415,18 @@ export class HostWatch implements HostView {
     }
     if (reason !== null) this.#liveRefusals++
     return reason
+  }
+
+  #peerNow(src: Address): GuardReason | null {
+    if (this.#closed) return null
+    try {
+      if (this.#native.peer(formatAddress(src), this.#ownPorts()) === 0) return null
+    } catch (e) {
+      this.#warnOnce(`live peer check failed (${(e as Error).message}); established peers are not guarded here`, 'peer-sync')
+      return null
+    }
+    this.#liveRefusals++
+    return 'peer'
   }
 
   async #peers(targets: ReadonlyArray<Address | Cidr>): Promise<Array<GuardReason | null>> {

@@ -21,6 +21,8 @@ const decision = (src: string): Decision => ({
   src,
   family: 4,
   verified: false,
+  attribution: 'plausible',
+  evidence: [],
   ports: ['2222/tcp'],
   portsTruncated: false,
   kinds: ['syn'],

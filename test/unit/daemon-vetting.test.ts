@@ -34,6 +34,7 @@ function slowKernel(peers: string[]) {
   const calls: Array<{ targets: string[]; answer: () => void }> = []
   const live: LiveChecks = {
     route: () => null,
+    guard: () => null,
     isLocal: () => true,
     isReply: () => false,
     peers: (targets: ReadonlyArray<Address | { family: 4 | 6; network: bigint; prefix: number }>) =>
@@ -67,6 +68,7 @@ function failingKernel() {
   const calls: string[][] = []
   const live: LiveChecks = {
     route: () => null,
+    guard: () => null,
     isLocal: () => true,
     isReply: () => false,
     peers: async (targets) => {
