@@ -589,6 +589,26 @@ export class NftablesResponder implements Responder {
     return new Map((set?.elements ?? []).map((e) => [e.address, e]))
   }
 
+  /**
+   * A write that finds the table (or a set) gone rebuilds the shape and is tried once
+   * more; `repaired` names what was rebuilt. A failed rebuild leaves the first failure
+   * for the caller to report.
+   */
+  async #applyRepairing(script: string): Promise<{ r: { ok: boolean; stderr: string; code: number }; repaired: string[] | undefined }> {
+    let repaired: string[] | undefined
+    let r = await this.#apply(script)
+    if (!r.ok && MISSING.test(r.stderr)) {
+      try {
+        repaired = await this.#repairShape()
+        this.#repairs.note(repaired)
+        r = await this.#apply(script)
+      } catch {
+        // the caller reports the original failure
+      }
+    }
+    return { r, repaired }
+  }
+
   async #apply(script: string): Promise<{ ok: boolean; stderr: string; code: number }> {
     this.#counts.batches++
     const r = await this.#run(this.#nft, ['-f', '-'], script)
@@ -658,18 +678,7 @@ export class NftablesResponder implements Responder {
         this.#counts.failed += addresses.length
         return result(this.name, { failed: [...failed, ...addresses.map((address) => ({ address, error }))], script: s })
       }
-      let repaired: string[] | undefined
-      let r = await this.#apply(script)
-      if (!r.ok && MISSING.test(r.stderr)) {
-        // The table (or a set) is gone: rebuild the shape, then try once more.
-        try {
-          repaired = await this.#repairShape()
-          this.#repairs.note(repaired)
-          r = await this.#apply(script)
-        } catch {
-          // report the original failure below
-        }
-      }
+      const { r, repaired } = await this.#applyRepairing(script)
       if (!r.ok && EXISTS.test(r.stderr)) {
         try {
           return { ...(await this.#growOnly(valid, failed)), ...(repaired !== undefined && repaired.length > 0 && { repaired }) }
@@ -767,17 +776,7 @@ export class NftablesResponder implements Responder {
     const prefixes = valid.map((v) => v.prefix)
     if (this.#dryRun) return result(this.name, { applied: prefixes, failed, script, dryRun: true })
     return await this.#exclusive(async () => {
-      let repaired: string[] | undefined
-      let r = await this.#apply(script)
-      if (!r.ok && MISSING.test(r.stderr)) {
-        try {
-          repaired = await this.#repairShape()
-          this.#repairs.note(repaired)
-          r = await this.#apply(script)
-        } catch {
-          // report the original failure below
-        }
-      }
+      const { r, repaired } = await this.#applyRepairing(script)
       if (!r.ok) {
         const error = `nft exited with ${r.code}: ${firstLine(r.stderr)} (${toolHint('nft', r.code, r.stderr)})`
         return result(this.name, { failed: [...failed, ...prefixes.map((address) => ({ address, error }))], script })
