@@ -184,7 +184,12 @@ async function uninstall(p: Extract<ParsedCommand, { command: 'uninstall' }>, io
     for (const f of r.failed) io.err(`portanoia: ${f.address}: ${f.error}\n`)
     return 1
   }
-  io.out(r.absent !== undefined && r.absent.length > 0 ? `nothing to remove (${r.absent.join(', ')} not present)\n` : `removed ${p.backend === 'nftables' ? 'table inet portanoia' : 'portanoia ipsets and their iptables rules'}\n`)
+  if (p.backend === 'nftables') {
+    // Both of portanoia's tables (inet, and netdev when blocks were enforced at ingress).
+    io.out(r.applied.length === 0 ? `nothing to remove (${(r.absent ?? []).map((t) => `table ${t}`).join(', ')} not present)\n` : `removed ${r.applied.map((t) => `table ${t}`).join(', ')}\n`)
+  } else {
+    io.out(r.absent !== undefined && r.absent.length > 0 ? `nothing to remove (${r.absent.join(', ')} not present)\n` : 'removed portanoia ipsets and their iptables rules\n')
+  }
   return 0
 }
 

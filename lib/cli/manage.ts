@@ -36,14 +36,20 @@ interface Resolved {
   config?: DaemonConfig
 }
 
-/** The firewall responder of a management command: never dry-run. */
-export function managedFirewall(backend: Backend, netns: string | undefined): Responder {
+/**
+ * The firewall responder of a management command: never dry-run. With the config
+ * the daemon runs from, its `enforce` and interface, so a block made without the
+ * daemon lands in the netdev table too (and keeps its shape); without one, a
+ * netdev table found there is written beside the inet table.
+ */
+export function managedFirewall(backend: Backend, netns: string | undefined, config?: DaemonConfig): Responder {
   if (backend === 'none') {
     throw new PortanoiaError('PORTANOIA_NO_FIREWALL', 'the config names no firewall backend (backend none): there is no table', {
       hint: 'pass --backend nftables or ipset',
     })
   }
-  return firewallFor({ backend, dryRun: false, forward: false }, commandRunner(netns)) as Responder
+  const where = config?.backend === backend ? { enforce: config.enforce, forward: config.forward, ...(config.interface !== undefined && { interface: config.interface }) } : { forward: false }
+  return firewallFor({ backend, dryRun: false, ...where }, commandRunner(netns)) as Responder
 }
 
 async function resolveTarget(t: Target): Promise<Resolved> {
@@ -112,7 +118,7 @@ export async function list(p: Extract<ParsedCommand, { command: 'list' }>, io: I
     r,
     io,
     async (path) => (await controlRequest(path, { op: 'list' })).blocks,
-    async () => await managedFirewall(r.backend, r.netns).list(),
+    async () => await managedFirewall(r.backend, r.netns, r.config).list(),
   )
   if (p.json ?? !io.isTTY) {
     // One JSON document, so an empty table is `[]` — a valid result a script can
@@ -155,7 +161,7 @@ export async function unblock(p: Extract<ParsedCommand, { command: 'unblock' }>,
     r,
     io,
     async (path) => (await controlRequest(path, { op: 'unblock', addresses })).result,
-    async () => await managedFirewall(r.backend, r.netns).unblock(addresses),
+    async () => await managedFirewall(r.backend, r.netns, r.config).unblock(addresses),
   )
   return printRemoval(res, io)
 }
@@ -165,7 +171,7 @@ export async function unblock(p: Extract<ParsedCommand, { command: 'unblock' }>,
  * and the config's allowlist: the same check the daemon makes, from the same sources.
  */
 async function blockDirect(r: Resolved, addresses: readonly string[], ttl: string | undefined, io: Io): Promise<Awaited<ReturnType<typeof operatorBlock>>> {
-  const fw = managedFirewall(r.backend, r.netns)
+  const fw = managedFirewall(r.backend, r.netns, r.config)
   const ttlMs = ttl !== undefined ? parseTtl(ttl, '--ttl', r.backend) : Math.min(r.config?.policy.blockTtlMs ?? DEFAULT_POLICY.blockTtlMs, maxTtlMs(r.backend))
   const allowlist = r.config === undefined ? [] : await allowlistFor(r.config, () => {})
   const host = r.netns === undefined ? localHostView() : netnsHostView(r.netns)

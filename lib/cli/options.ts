@@ -53,6 +53,7 @@ const FLAG_NAMES: Record<keyof ConfigInput, string> = {
   dryRun: '--dry-run',
   hits: '--hits',
   forward: '--forward',
+  enforce: '--enforce',
   statsInterval: '--stats-interval',
   crowdsec: '--crowdsec-*',
   metrics: '--metrics',

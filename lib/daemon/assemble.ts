@@ -80,7 +80,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
   // The monitor runs where the firewall commands run; a test's own `run` gets none
   // (its ruleset could not be told apart from the host's).
   const monitor = internals.run !== undefined ? undefined : monitorRunner(config.netns)
-  const firewall = options.firewall !== undefined ? options.firewall : firewallFor(config, run, monitor)
+  const firewall = options.firewall !== undefined ? options.firewall : firewallFor(config, run, monitor, log)
   const own = notifiersFor(config, log)
   const notifiers: Responder[] = [...own, ...(options.notifiers ?? [])]
 

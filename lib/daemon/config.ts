@@ -22,6 +22,7 @@ import { type BlockMode, DEFAULT_POLICY, type PolicyConfig, resolvePolicyConfig 
 import { normalizeAddress, parseCidr } from '../policy/addr.js'
 import { IPSET_MAX_TIMEOUT_S } from '../responders/ipset.js'
 import { NFT_MAX_TTL_MS } from '../responders/nftables.js'
+import { deviceProblem, type Enforce, ENFORCE, usesIngress } from '../responders/nft-ingress.js'
 import type { PortRange, Proto } from '../types.js'
 import type { MetricsListen } from './metrics.js'
 import { type AggregateConfig, DEFAULT_PREFIX4, DEFAULT_PREFIX6, PREFIX_LIMITS } from '../policy/prefixes.js'
@@ -105,6 +106,7 @@ export const configSchema = z.strictObject({
   dryRun: z.boolean().optional(),
   hits: z.boolean().optional(),
   forward: z.boolean().optional(),
+  enforce: z.enum(ENFORCE).describe('where blocks drop: input (default), ingress (netdev, before routing and conntrack) or both').optional(),
   statsInterval: duration.optional(),
   metrics: z.string().min(1).describe('HOST:PORT, e.g. 127.0.0.1:9464').optional(),
   control: z.union([z.string().min(1), z.literal(false)]).describe('the control socket path, or false for none').optional(),
@@ -154,6 +156,8 @@ export interface ConfigInput {
   dryRun?: boolean
   hits?: boolean
   forward?: boolean
+  /** Where blocks are enforced: 'input' (default), 'ingress' (a netdev chain on the capture interface) or 'both'. */
+  enforce?: string
   statsInterval?: string
   /** Fleet mode: file names of the secrets, never the secrets. */
   crowdsec?: Partial<CrowdsecConfig>
@@ -184,6 +188,8 @@ export interface DaemonConfig {
   allowFile?: string
   backend: Backend
   forward: boolean
+  /** Where the firewall drops blocked sources (nftables): the inet input hook, the netdev ingress hook of `interface`, or both. */
+  enforce: Enforce
   exec?: { command: string; shell: boolean }
   webhook?: string
   /** undefined: decide by whether stdout is a terminal. */
@@ -623,6 +629,15 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
   if (iface !== undefined && (iface.length > 15 || /[\s/:]/.test(iface) || iface === '')) {
     throw bad(`${name('interface')}: ${JSON.stringify(iface)} is not an interface name`, "`ip link` lists them; 'any' captures on all")
   }
+  const enforce = input.enforce ?? 'input'
+  if (!(ENFORCE as readonly string[]).includes(enforce)) throw bad(`${name('enforce')}: ${JSON.stringify(enforce)} is not a place to enforce blocks`, 'use input (the inet input hook), ingress (a netdev chain on the capture interface) or both')
+  if (usesIngress(enforce as Enforce)) {
+    if (backend !== 'nftables') throw bad(`${name('enforce')} ${enforce} needs the nftables backend (a netdev table), not ${backend}`, 'use --backend nftables, or --enforce input')
+    if (iface === undefined || iface === 'any') throw bad(`${name('enforce')} ${enforce} needs ${name('interface')}: a netdev ingress chain binds to one interface`, 'name the capture interface, e.g. --interface eth0')
+    const why = deviceProblem(iface)
+    if (why !== null) throw bad(`${name('interface')}: ${why}`, '`ip link` lists the interfaces')
+    if (enforce === 'ingress' && input.forward === true) throw bad(`${name('forward')} with ${name('enforce')} ingress: the ingress chain already drops routed packets, and there is no inet chain to add forward to`, 'leave --forward out, or use --enforce both')
+  }
   const webhook = input.webhook
   if (webhook !== undefined) {
     let u: URL
@@ -677,6 +692,7 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
     allow: [...allow],
     backend: backend as Backend,
     forward: input.forward === true,
+    enforce: enforce as Enforce,
     dryRun,
     hits: input.hits === true,
     statsIntervalMs,

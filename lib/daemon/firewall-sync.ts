@@ -13,7 +13,10 @@
  * - takes over elements it did not know (added by hand): the engine adopts local
  *   ones, the fleet link fleet ones with their tag; adopted blocks on guarded
  *   addresses are removed;
- * - aligns the believed expiry with the kernel's.
+ * - aligns the believed expiry with the kernel's;
+ * - last, where the firewall keeps a mirror (nftables enforcing at ingress: the
+ *   netdev table's sets), brings it in step with the record (one `restored` event
+ *   with missing ['netdev elements'] when anything was written).
  * The full comparison reads every element, so it runs only when something points
  * at a difference, and otherwise every `fullMs`. One run at a time; a trigger during
  * a run schedules one more. Each finding is one `firewall` event. Runs on the main
@@ -26,6 +29,8 @@ import type { ActiveBlockEntry, BlockRequest, Evidence, FirewallChange, Firewall
 /** The firewall, as the sync uses it: a responder that can repair, list and (optionally) watch. */
 export type SyncFirewall = Pick<Responder, 'name' | 'block' | 'unblock' | 'list' | 'watch'> & {
   repair(): Promise<string[]>
+  /** A firewall enforcing in a second table (nftables' netdev ingress): brings it in step with the record; what changed. */
+  mirror?(): Promise<string[]>
 }
 
 /** What the sync needs from the policy engine. */
@@ -284,6 +289,11 @@ export class FirewallSync {
     if (adopted.length > 0) {
       this.#counts.adopted += adopted.length
       event('adopted', adopted)
+    }
+    const mirrored = (await this.#fw.mirror?.()) ?? []
+    if (mirrored.length > 0) {
+      this.#counts.restored += mirrored.length
+      event('restored', mirrored, ['netdev elements'])
     }
   }
 }

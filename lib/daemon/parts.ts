@@ -28,18 +28,25 @@ type Log = (level: 'info' | 'warn', message: string) => void
  * The firewall responder a backend names, running its commands through `run`; with
  * `monitor`, nftables follows deletions in the kernel through it (it must run where
  * `run` runs: netnsStream for a namespace). The policy's spoofable TTL sorts the
- * elements of an earlier version's sets when the table is migrated.
+ * elements of an earlier version's sets when the table is migrated. `enforce`
+ * ingress or both binds the netdev chain to the capture `interface` (checked by
+ * the config); `log` hears when that chain cannot be there.
  */
 export function firewallFor(
-  config: Pick<DaemonConfig, 'backend' | 'dryRun' | 'forward'> & { aggregate?: DaemonConfig['aggregate'] } & { policy?: Pick<DaemonConfig['policy'], 'spoofableTtlMs'> },
+  config: Pick<DaemonConfig, 'backend' | 'dryRun' | 'forward'> & Partial<Pick<DaemonConfig, 'enforce' | 'interface'>> & { aggregate?: DaemonConfig['aggregate'] } & { policy?: Pick<DaemonConfig['policy'], 'spoofableTtlMs'> },
   run: RunFn,
   monitor?: StreamFn,
+  log?: Log,
 ): Responder | null {
   if (config.backend === 'nftables') {
     return new NftablesResponder({
       run,
       dryRun: config.dryRun,
       forward: config.forward,
+      // Undefined (a command without a config): the inet table, and a netdev table kept in step when one is there.
+      ...(config.enforce !== undefined && { enforce: config.enforce }),
+      ...(config.interface !== undefined && config.enforce !== undefined && config.enforce !== 'input' && { devices: [config.interface] }),
+      ...(log !== undefined && { warn: (m: string) => log('warn', m) }),
       prefixes: config.aggregate !== undefined,
       ...(monitor !== undefined && { monitor }),
       ...(config.policy !== undefined && { legacySpoofableTtlMs: config.policy.spoofableTtlMs }),

@@ -34,7 +34,7 @@ import { allowlistFor, captureSet, notifiersFor, tripwiresFor } from './parts.js
 type Log = (level: 'info' | 'warn', message: string) => void
 
 /** Config fields a reload cannot apply, with the config file's names. */
-const RESTART_FIELDS = ['interface', 'netns', 'backend', 'forward', 'metrics', 'crowdsec', 'json', 'control', 'state', 'aggregate', 'attribution', 'reversePath', 'linkProbe'] as const
+const RESTART_FIELDS = ['interface', 'netns', 'backend', 'forward', 'enforce', 'metrics', 'crowdsec', 'json', 'control', 'state', 'aggregate', 'attribution', 'reversePath', 'linkProbe'] as const
 
 /** Policy keys as the config file names them. */
 const POLICY_NAMES: Partial<Record<keyof PolicyConfig, string>> = {

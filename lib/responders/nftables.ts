@@ -34,6 +34,7 @@ import { PREFIX_LIMITS } from '../policy/prefixes.js'
 import type { Decision } from '../policy/decision.js'
 import { CallQueue, checkAddresses, checkBlocks, firstLine, fleetComment, MAX_TTL_SECONDS, parseFleetComment, RepairLog, result, toolError, toolHint, type ValidBlock } from './common.js'
 import { defaultRun, type StreamFn } from './run.js'
+import { deviceProblem, type Enforce, ENFORCE, ingressProblems, ingressSetup, type IngressShape, mirrorDiff, type MirrorDiff, NFT_INGRESS_TABLE, usesIngress } from './nft-ingress.js'
 import {
   EVIDENCE,
   type ActiveBlockEntry,
@@ -73,6 +74,23 @@ export interface NftablesOptions {
   nft?: string
   /** Also drop members on the forward hook (published container ports, routed hosts). Default false. */
   forward?: boolean
+  /**
+   * Where blocks are enforced: 'input' (the inet input hook, and forward with
+   * `forward`); 'ingress' (one netdev ingress chain per device of `devices`, before
+   * routing and conntrack; the inet table keeps its sets as the record, without
+   * chains); 'both'. Undefined: 'input', and a netdev table found at start() (made by
+   * a daemon that enforces at ingress) is written beside the inet table, never
+   * reshaped or removed; 'input' given explicitly removes it.
+   */
+  enforce?: Enforce
+  /** With enforce 'ingress' or 'both': the capture interfaces, one ingress chain each. */
+  devices?: readonly string[]
+  /**
+   * Told when a device's ingress chain cannot be made (a kernel before 6.16 refuses
+   * a chain for a device that does not exist, and deletes it with its device), and
+   * again when it is back. Default: nothing.
+   */
+  warn?: (message: string) => void
   /** Keep the interval sets of prefix bans (prefix4/6) and their rules: blockPrefixes(). Default false. */
   prefixes?: boolean
   /** Base chain priority; default -10 (filter - 10): before the distribution's filter chains. */
@@ -100,6 +118,12 @@ export interface NftSetState {
   type: string
   flags: string[]
   elements: ActiveBlockEntry[]
+  /**
+   * Every element as text nft takes back (a canonical address, or a network's CIDR),
+   * with its time left and, for a fleet ban, its comment as fleetComment() writes it:
+   * what the netdev mirror copies.
+   */
+  items: Array<{ key: string; expiresInMs?: number; comment?: string }>
   /** False when read with `-t` (terse): the elements were not asked for. */
   withElements: boolean
 }
@@ -126,6 +150,10 @@ const SPEC_BY_NAME: ReadonlyMap<string, SetSpec> = new Map(SET_SPECS.map((s) => 
 const EXPECTED_RULES = SET_SPECS.map((s) => `${s.family === 4 ? 'ip' : 'ip6'}.saddr==@${s.name} drop`)
 const PREFIX_SPECS = ([4, 6] as const).map((family) => ({ name: NFT_PREFIX_SETS[family], family, type: family === 4 ? 'ipv4_addr' : 'ipv6_addr' }))
 const PREFIX_RULES = PREFIX_SPECS.map((s) => `${s.family === 4 ? 'ip' : 'ip6'}.saddr==@${s.name} drop`)
+/** The drop rule of a set, as written. */
+function dropRule(s: { family: 4 | 6; name: string }): string {
+  return `${s.family === 4 ? 'ip' : 'ip6'} saddr @${s.name} counter drop`
+}
 /** A prefix set of the expected type, able to hold intervals with timeouts. */
 function prefixSetOk(have: NftSetState, spec: { type: string }): boolean {
   return have.type === spec.type && have.flags.includes('interval') && have.flags.includes('timeout')
@@ -173,6 +201,33 @@ function parseElement(raw: unknown, family: 4 | 6, evidence: Evidence | undefine
   return e
 }
 
+/** One element as mirror text (address or canonical network), or null for anything else (a range, garbage). */
+function parseItem(raw: unknown): NftSetState['items'][number] | null {
+  let val: unknown = raw
+  let expires: number | undefined
+  let comment: string | undefined
+  if (isRecord(raw) && isRecord(raw.elem)) {
+    val = raw.elem.val
+    expires = num(raw.elem.expires)
+    if (typeof raw.elem.comment === 'string') comment = raw.elem.comment
+  }
+  let key: string | null = null
+  if (typeof val === 'string') key = normalizeAddress(val)
+  else if (isRecord(val) && isRecord(val.prefix) && typeof val.prefix.addr === 'string' && typeof val.prefix.len === 'number') {
+    try {
+      key = formatCidr(parseCidr(`${val.prefix.addr}/${val.prefix.len}`))
+    } catch {
+      key = null
+    }
+  }
+  if (key === null) return null
+  const item: NftSetState['items'][number] = { key }
+  if (expires !== undefined) item.expiresInMs = expires * 1000
+  const tag = comment === undefined ? null : parseFleetComment(comment)
+  if (tag !== null) item.comment = fleetComment(tag)
+  return item
+}
+
 /** 'ip.saddr==@verified4 drop' for `ip saddr @verified4 counter drop`; counters are ignored. */
 export function ruleSignature(expr: unknown): string {
   if (!Array.isArray(expr)) return '?'
@@ -198,29 +253,33 @@ export function ruleSignature(expr: unknown): string {
   return parts.join(' ')
 }
 
-/** Parses `nft -j [-t] list table inet portanoia` (or `list set`). Throws on output that is not nft JSON. */
-export function parseNftTable(json: string, withElements = true): NftTableState {
+/**
+ * Parses `nft -j [-t] list table inet portanoia` (or `list set`; with `family`
+ * 'netdev', the early-drop table). Throws on output that is not nft JSON.
+ */
+export function parseNftTable(json: string, withElements = true, family: 'inet' | 'netdev' = 'inet'): NftTableState {
   const doc: unknown = JSON.parse(json)
   if (!isRecord(doc) || !Array.isArray(doc.nftables)) throw new Error('not nft JSON output (no "nftables" array)')
   const state: NftTableState = { sets: new Map(), chains: new Map(), rules: new Map() }
   for (const item of doc.nftables) {
     if (!isRecord(item)) continue
-    const mine = (o: Record<string, unknown>): boolean => o.family === 'inet' && o.table === 'portanoia'
+    const mine = (o: Record<string, unknown>): boolean => o.family === family && o.table === 'portanoia'
     if (isRecord(item.set) && mine(item.set)) {
       const s = item.set
       const name = String(s.name)
       const flags = Array.isArray(s.flags) ? s.flags.filter((f): f is string => typeof f === 'string') : []
       const type = typeof s.type === 'string' ? s.type : JSON.stringify(s.type)
       const spec = SPEC_BY_NAME.get(name)
-      const family = spec?.family ?? NFT_LEGACY_SETS[name]
+      const setFamily = spec?.family ?? NFT_LEGACY_SETS[name]
       const elements: ActiveBlockEntry[] = []
-      if (family !== undefined && Array.isArray(s.elem)) {
-        for (const raw of s.elem) {
-          const e = parseElement(raw, family, spec?.evidence)
-          if (e !== null) elements.push(e)
-        }
+      const items: NftSetState['items'] = []
+      for (const raw of Array.isArray(s.elem) ? s.elem : []) {
+        const e = setFamily === undefined ? null : parseElement(raw, setFamily, spec?.evidence)
+        if (e !== null) elements.push(e)
+        const i = parseItem(raw)
+        if (i !== null) items.push(i)
       }
-      state.sets.set(name, { type, flags, elements, withElements })
+      state.sets.set(name, { type, flags, elements, items, withElements })
     } else if (isRecord(item.chain) && mine(item.chain)) {
       const c = item.chain
       const chain: { type?: string; hook?: string; prio?: number; policy?: string } = {}
@@ -295,7 +354,14 @@ export function parseMonitorLine(line: string): FirewallChange | null {
   const del = doc.delete
   const [what] = Object.keys(del)
   const obj = what === undefined ? undefined : del[what]
-  if (!isRecord(obj) || obj.family !== 'inet') return null
+  if (!isRecord(obj)) return null
+  if (obj.family === 'netdev') {
+    // The early-drop mirror: any deletion there is compared against the record.
+    if ((what === 'table' ? obj.name : obj.table) !== 'portanoia') return null
+    if (what === 'element') return { kind: 'unknown', detail: `netdev elements of ${String(obj.name)} deleted` }
+    return { kind: 'structure', detail: `netdev ${what ?? 'object'} ${String(obj.name ?? obj.chain ?? '')} deleted`.trim() }
+  }
+  if (obj.family !== 'inet') return null
   if (what === 'table') return obj.name === 'portanoia' ? { kind: 'structure', detail: 'table deleted' } : null
   if (obj.table !== 'portanoia') return null
   if (what === 'element') {
@@ -334,6 +400,13 @@ export class NftablesResponder implements Responder {
   readonly #run: RunFn
   readonly #nft: string
   readonly #forward: boolean
+  readonly #enforce: Enforce | undefined
+  readonly #devices: readonly string[]
+  readonly #warn: (message: string) => void
+  /** Writes go to the netdev table too: enforce says so, or start() found one (enforce undefined). */
+  #mirrorOn: boolean
+  /** Devices whose ingress chain the kernel refused (absent), told once through warn. */
+  readonly #absent = new Set<string>()
   readonly #prefixes: boolean
   readonly #priority: number
   readonly #dryRun: boolean
@@ -345,12 +418,27 @@ export class NftablesResponder implements Responder {
   #fresh = false
   readonly #calls = new CallQueue()
   readonly #repairs = new RepairLog()
-  #counts = { applied: 0, failed: 0, unblocked: 0, batches: 0, repairs: 0, kept: 0, extended: 0 }
+  #counts = { applied: 0, failed: 0, unblocked: 0, batches: 0, repairs: 0, kept: 0, extended: 0, mirrored: 0 }
 
   constructor(options: NftablesOptions = {}) {
     this.#run = options.run ?? defaultRun
     this.#nft = options.nft ?? 'nft'
     this.#forward = options.forward === true
+    this.#enforce = options.enforce
+    this.#devices = [...(options.devices ?? [])]
+    this.#warn = options.warn ?? (() => {})
+    this.#mirrorOn = usesIngress(this.#enforce)
+    if (this.#enforce !== undefined && !(ENFORCE as readonly string[]).includes(this.#enforce)) {
+      throw new PortanoiaError('PORTANOIA_BAD_OPTION', `nftables enforce ${JSON.stringify(this.#enforce)} is not one of ${ENFORCE.join(', ')}`, { hint: 'input (default), ingress or both' })
+    }
+    if (usesIngress(this.#enforce)) {
+      if (this.#devices.length === 0) throw new PortanoiaError('PORTANOIA_BAD_OPTION', `nftables enforce ${this.#enforce ?? ''} needs the interfaces to bind the ingress chains to`, { hint: 'name the capture interface (--interface eth0)' })
+      for (const d of this.#devices) {
+        const bad = deviceProblem(d)
+        if (bad !== null) throw new PortanoiaError('PORTANOIA_BAD_OPTION', `ingress device: ${bad}`, { hint: '`ip link` lists the interfaces' })
+      }
+      if (new Set(this.#devices).size !== this.#devices.length) throw new PortanoiaError('PORTANOIA_BAD_OPTION', 'ingress devices: an interface is named twice', { hint: 'name each once' })
+    }
     this.#prefixes = options.prefixes === true
     this.#priority = options.priority ?? -10
     this.#dryRun = options.dryRun === true
@@ -375,9 +463,31 @@ export class NftablesResponder implements Responder {
     return this.#startReport
   }
 
-  /** The hooks the drop rules are on. */
+  /** The paths the drop rules cover: an ingress chain drops before routing decides either. */
   get paths(): readonly BlockPath[] {
-    return this.#forward ? ['input', 'forward'] : ['input']
+    return this.#forward || usesIngress(this.#enforce) ? ['input', 'forward'] : ['input']
+  }
+
+  /** The tables whose sets every write goes to: the inet record, and the netdev mirror when in use. */
+  #tables(): string[] {
+    return this.#mirrorOn ? [NFT_TABLE, NFT_INGRESS_TABLE] : [NFT_TABLE]
+  }
+
+  /** What the netdev table must hold (with prefix sets when the inet table keeps them). */
+  #ingressShape(prefixes: boolean): IngressShape {
+    const sets = [...SET_SPECS, ...(prefixes ? PREFIX_SPECS : [])]
+    return {
+      sets: sets.map((s) => ({ name: s.name, type: s.type, interval: PREFIX_SPECS.some((p) => p.name === s.name), rule: dropRule(s), sig: `${s.family === 4 ? 'ip' : 'ip6'}.saddr==@${s.name} drop` })),
+      devices: this.#devices,
+      priority: this.#priority,
+    }
+  }
+
+  /** The netdev table's setup as one script (dry-run, tests); start() and repair() apply it in parts. */
+  ingressSetupScript(ingress: NftTableState | null = null, prefixes = this.#prefixes): string {
+    if (!usesIngress(this.#enforce)) return ''
+    const { main, chains } = ingressSetup(ingress, this.#ingressShape(prefixes))
+    return `${[...main, ...chains.flatMap((c) => c.lines)].join('\n')}\n`
   }
 
   /** start() found no table: the kernel holds none of portanoia's blocks (a reboot). */
@@ -428,7 +538,7 @@ export class NftablesResponder implements Responder {
       const rules = state.rules.get(c.name) ?? []
       if (defOk && !(rules.length === expected.length && rules.every((r, i) => r === expected[i]))) out.push(`rules ${c.name}`)
     }
-    if (!this.#forward && state.chains.has('forward')) out.push('chain forward (not wanted)')
+    for (const name of ['input', 'forward']) if (state.chains.has(name) && !this.#chains().some((c) => c.name === name)) out.push(`chain ${name} (not wanted)`)
     return out
   }
 
@@ -446,6 +556,8 @@ export class NftablesResponder implements Responder {
   }
 
   #chains(): Array<{ name: string; hook: string }> {
+    // Enforced at ingress only, the inet table is the record: sets, no chains.
+    if (this.#enforce === 'ingress') return []
     const chains = [{ name: 'input', hook: 'input' }]
     if (this.#forward) chains.push({ name: 'forward', hook: 'forward' })
     return chains
@@ -489,7 +601,7 @@ export class NftablesResponder implements Responder {
         if (name !== 'input' && name !== 'forward') continue
         const want = chains.find((c) => c.name === name)
         if (want === undefined) {
-          // forward was enabled by an earlier run and is not wanted now.
+          // forward (or input, before enforce ingress) was enabled by an earlier run and is not wanted now.
           emptyChain(name, true)
           continue
         }
@@ -536,19 +648,24 @@ export class NftablesResponder implements Responder {
   /** `create element` statements for a batch: the first attempt, which cannot touch an existing element. */
   createScript(blocks: readonly ValidBlock[]): string {
     const lines: string[] = []
-    for (const spec of SET_SPECS) {
-      const parts = blocks.filter((b) => setOf(b) === spec.name).map((b) => elementText(b))
-      for (const c of chunked(parts, this.#chunk)) lines.push(`create element ${NFT_TABLE} ${spec.name} { ${c.join(', ')} }`)
+    for (const table of this.#tables()) {
+      for (const spec of SET_SPECS) {
+        const parts = blocks.filter((b) => setOf(b) === spec.name).map((b) => elementText(b))
+        for (const c of chunked(parts, this.#chunk)) lines.push(`create element ${table} ${spec.name} { ${c.join(', ')} }`)
+      }
     }
     return lines.length === 0 ? '' : `${lines.join('\n')}\n`
   }
 
-  unblockScript(addresses: ReadonlyArray<{ address: string; set: string }>): string {
+  /** Deletes each address from its set, in the inet table or (`table`) the netdev one. */
+  unblockScript(addresses: ReadonlyArray<{ address: string; set: string; table?: string }>): string {
     const lines: string[] = []
     const sets = [...SET_SPECS.map((s) => s.name), ...Object.keys(NFT_LEGACY_SETS)]
-    for (const set of sets) {
-      const parts = addresses.filter((a) => a.set === set).map((a) => a.address)
-      for (const c of chunked(parts, this.#chunk)) lines.push(`delete element ${NFT_TABLE} ${set} { ${c.join(', ')} }`)
+    for (const table of [NFT_TABLE, NFT_INGRESS_TABLE]) {
+      for (const set of sets) {
+        const parts = addresses.filter((a) => a.set === set && (a.table ?? NFT_TABLE) === table).map((a) => a.address)
+        for (const c of chunked(parts, this.#chunk)) lines.push(`delete element ${table} ${set} { ${c.join(', ')} }`)
+      }
     }
     return lines.length === 0 ? '' : `${lines.join('\n')}\n`
   }
@@ -567,9 +684,19 @@ export class NftablesResponder implements Responder {
     return this.#parse(r.stdout, !terse)
   }
 
-  #parse(json: string, withElements: boolean): NftTableState {
+  /** Reads the netdev table (the early-drop mirror) like readState(); null when it does not exist. */
+  async readIngress(terse = false): Promise<NftTableState | null> {
+    const r = await this.#run(this.#nft, ['-j', ...(terse ? ['-t'] : []), 'list', 'table', ...NFT_INGRESS_TABLE.split(' ')])
+    if (r.code !== 0) {
+      if (MISSING.test(r.stderr)) return null
+      throw toolError('PORTANOIA_NFT_FAILED', 'nft', `reading table ${NFT_INGRESS_TABLE}`, r)
+    }
+    return this.#parse(r.stdout, !terse, 'netdev')
+  }
+
+  #parse(json: string, withElements: boolean, family: 'inet' | 'netdev' = 'inet'): NftTableState {
     try {
-      return parseNftTable(json, withElements)
+      return parseNftTable(json, withElements, family)
     } catch (e) {
       throw new PortanoiaError('PORTANOIA_NFT_FAILED', `unreadable output of nft -j list: ${(e as Error).message}`, {
         hint: 'nftables 0.9.3 or later is needed for JSON output',
@@ -617,7 +744,7 @@ export class NftablesResponder implements Responder {
 
   async start(): Promise<ActiveBlockEntry[]> {
     if (this.#dryRun) {
-      this.#lastSetupScript = this.setupScript(null)
+      this.#lastSetupScript = this.setupScript(null) + this.ingressSetupScript(null)
       return []
     }
     return await this.#exclusive(async () => {
@@ -627,6 +754,19 @@ export class NftablesResponder implements Responder {
       this.#lastSetupScript = script
       const r = await this.#apply(script)
       if (!r.ok) throw toolError('PORTANOIA_NFT_FAILED', 'nft', `setting up table ${NFT_TABLE}`, r)
+      const ingress = await this.readIngress(true)
+      if (usesIngress(this.#enforce)) {
+        this.#lastSetupScript += this.ingressSetupScript(ingress, this.#wantsPrefixes(state))
+        await this.#setupIngress(ingress, this.#wantsPrefixes(state))
+        // The record may hold blocks already (a restart, enforce switched on): copy them.
+        await this.#mirror()
+      } else if (ingress !== null && this.#enforce === 'input') {
+        // Enforced at ingress before, not now: the inet chains drop every block the netdev table held.
+        const d = await this.#apply(`delete table ${NFT_INGRESS_TABLE}\n`)
+        if (!d.ok && !MISSING.test(d.stderr)) throw toolError('PORTANOIA_NFT_FAILED', 'nft', `removing table ${NFT_INGRESS_TABLE} (enforce input)`, d)
+      } else if (ingress !== null) {
+        this.#mirrorOn = true
+      }
       if (state !== null) {
         const migrated = Object.keys(NFT_LEGACY_SETS).flatMap((name) => (state.sets.get(name)?.elements ?? []).map((e) => e.address))
         this.#startReport = { problems: this.problems(state), migrated }
@@ -647,17 +787,128 @@ export class NftablesResponder implements Responder {
     return await this.#exclusive(async () => this.#repairs.take(await this.#repairShape()))
   }
 
-  /** repair() without the lock: a terse read, and the elements only when a set must keep them. */
+  /**
+   * repair() without the lock: a terse read, and the elements only when a set must
+   * keep them. The netdev table (enforce ingress or both) is checked after the inet
+   * one and refilled from it; a device chain the kernel refuses (absent device) is
+   * not reported as repaired (it is told once through `warn`, and tried again on the
+   * next check).
+   */
   async #repairShape(): Promise<string[]> {
     let state = await this.readState(true)
     const problems = this.problems(state)
-    if (problems.length === 0) return []
-    // Recreating a set of the wrong type or migrating keeps elements: read them.
-    if (problems.some((p) => p.endsWith('(type)') || p.startsWith('legacy'))) state = await this.readState()
-    const r = await this.#apply(this.setupScript(state))
-    if (!r.ok) throw toolError('PORTANOIA_NFT_FAILED', 'nft', `repairing table ${NFT_TABLE}`, r)
+    if (problems.length > 0) {
+      // Recreating a set of the wrong type or migrating keeps elements: read them.
+      if (problems.some((p) => p.endsWith('(type)') || p.startsWith('legacy'))) state = await this.readState()
+      const r = await this.#apply(this.setupScript(state))
+      if (!r.ok) throw toolError('PORTANOIA_NFT_FAILED', 'nft', `repairing table ${NFT_TABLE}`, r)
+      this.#counts.repairs++
+    }
+    if (!usesIngress(this.#enforce)) return problems
+    const ingress = await this.readIngress(true)
+    const wrong = ingressProblems(ingress, this.#ingressShape(this.#wantsPrefixes(state)))
+    // A chain the kernel already refused for an absent device is tried again, quietly.
+    const news = wrong.filter((p) => !this.#absent.has(p.replace(/^netdev chain ingress_/, '')))
+    if (wrong.length === 0) return problems
+    await this.#setupIngress(ingress, this.#wantsPrefixes(state))
+    if (news.length === 0) return problems
     this.#counts.repairs++
-    return problems
+    await this.#mirror()
+    return [...problems, ...news.filter((p) => !this.#absent.has(p.replace(/^netdev chain ingress_/, '')))]
+  }
+
+  /**
+   * Brings the netdev table to its shape: table, sets and rewrites in one
+   * transaction, then the missing device chains in one more; when that meets an
+   * absent device (ENOENT, kernels before 6.16), each chain alone, so one absent
+   * device keeps no other from its chain.
+   */
+  async #setupIngress(ingress: NftTableState | null, prefixes: boolean): Promise<void> {
+    const { main, chains } = ingressSetup(ingress, this.#ingressShape(prefixes))
+    const r = await this.#apply(`${main.join('\n')}\n`)
+    if (!r.ok) throw toolError('PORTANOIA_NFT_FAILED', 'nft', `setting up table ${NFT_INGRESS_TABLE}`, r)
+    if (chains.length === 0) return
+    const all = await this.#apply(`${chains.flatMap((c) => c.lines).join('\n')}\n`)
+    const present = (device: string): void => {
+      if (this.#absent.delete(device)) this.#warn(`ingress: chain ${NFT_INGRESS_TABLE} ingress_${device} is back: blocks drop early on ${device} again`)
+    }
+    if (all.ok) {
+      for (const c of chains) present(c.device)
+      return
+    }
+    if (!MISSING.test(all.stderr)) throw toolError('PORTANOIA_NFT_FAILED', 'nft', `adding the ingress chains of ${NFT_INGRESS_TABLE}`, all)
+    for (const c of chains) {
+      const one = await this.#apply(`${c.lines.join('\n')}\n`)
+      if (one.ok) present(c.device)
+      else if (MISSING.test(one.stderr)) {
+        if (!this.#absent.has(c.device)) {
+          this.#absent.add(c.device)
+          this.#warn(`ingress: no chain on ${c.device}: the kernel refused it (the interface does not exist?); packets arriving on it pass to the input hook${this.#enforce === 'both' ? ', where the inet chain drops them' : ' undropped'}. Tried again every check`)
+        }
+      } else throw toolError('PORTANOIA_NFT_FAILED', 'nft', `adding chain ingress_${c.device}`, one)
+    }
+  }
+
+  /** Devices whose ingress chain the kernel refused (they did not exist); empty when all chains are in place. */
+  get absentDevices(): string[] {
+    return [...this.#absent]
+  }
+
+  /**
+   * Brings the netdev sets in step with the inet table (mirrorDiff): what they lack
+   * is added with its time left, what they hold shorter is grown, what the inet
+   * table does not hold is removed. The firewall sync calls it on each full
+   * comparison; returns the elements changed ([] when none, or without the mirror).
+   */
+  async mirror(): Promise<string[]> {
+    if (this.#dryRun || !this.#mirrorOn) return []
+    return await this.#exclusive(async () => await this.#mirror())
+  }
+
+  async #mirror(): Promise<string[]> {
+    if (!this.#mirrorOn) return []
+    for (let attempt = 0; ; attempt++) {
+      const record = await this.readState()
+      const mirror = await this.readIngress()
+      if (record === null || mirror === null) return []
+      const sets = [...SET_SPECS.map((x) => x.name), ...(this.#wantsPrefixes(record) ? PREFIX_SPECS.map((x) => x.name) : [])]
+      const diff = mirrorDiff(record, mirror, sets)
+      const script = this.mirrorScript(diff)
+      if (script === '') return []
+      const r = await this.#apply(script)
+      if (r.ok) {
+        const changed = [...diff.add, ...diff.grow, ...diff.remove].map((e) => e.key)
+        this.#counts.mirrored += changed.length
+        return changed
+      }
+      // An element that ran out between the read and the delete: read again, once.
+      if (!MISSING.test(r.stderr) || attempt === 1) throw toolError('PORTANOIA_NFT_FAILED', 'nft', `mirroring blocks into ${NFT_INGRESS_TABLE}`, r)
+    }
+  }
+
+  /** The transaction that applies a mirrorDiff to the netdev table. */
+  mirrorScript(diff: MirrorDiff): string {
+    const t = NFT_INGRESS_TABLE
+    const text = (e: MirrorDiff['add'][number]): string =>
+      `${e.key}${e.expiresInMs === undefined ? '' : ` timeout ${nftTimeout(Math.max(1, Math.ceil(e.expiresInMs / 1000)))}`}${e.comment === undefined ? '' : ` comment "${e.comment}"`}`
+    const lines: string[] = []
+    const emit = (verb: string, items: ReadonlyArray<{ set: string; key: string }>, fmt: (e: never) => string): void => {
+      const bySet = new Map<string, string[]>()
+      for (const e of items) {
+        let list = bySet.get(e.set)
+        if (list === undefined) bySet.set(e.set, (list = []))
+        list.push(fmt(e as never))
+      }
+      for (const [set, parts] of bySet) for (const c of chunked(parts, this.#chunk)) lines.push(`${verb} element ${t} ${set} { ${c.join(', ')} }`)
+    }
+    const key = (e: { key: string }): string => e.key
+    emit('delete', diff.remove, key)
+    emit('add', diff.add, text)
+    // Growing: add (a no-op on an existing element), delete, add with the time left.
+    emit('add', diff.grow, key)
+    emit('delete', diff.grow, key)
+    emit('add', diff.grow, text)
+    return lines.length === 0 ? '' : `${lines.join('\n')}\n`
   }
 
   /**
@@ -722,9 +973,11 @@ export class NftablesResponder implements Responder {
     }
     const lines: string[] = []
     const emit = (verb: string, items: readonly ValidBlock[], text: (b: ValidBlock) => string): void => {
-      for (const spec of SET_SPECS) {
-        const parts = items.filter((b) => setOf(b) === spec.name).map(text)
-        for (const c of chunked(parts, this.#chunk)) lines.push(`${verb} element ${NFT_TABLE} ${spec.name} { ${c.join(', ')} }`)
+      for (const table of this.#tables()) {
+        for (const spec of SET_SPECS) {
+          const parts = items.filter((b) => setOf(b) === spec.name).map(text)
+          for (const c of chunked(parts, this.#chunk)) lines.push(`${verb} element ${table} ${spec.name} { ${c.join(', ')} }`)
+        }
       }
     }
     emit('add', create, (b) => elementText(b))
@@ -768,9 +1021,11 @@ export class NftablesResponder implements Responder {
     if (!this.#prefixes) return result(this.name, { failed: [...failed, ...valid.map((v) => ({ address: v.prefix, error: 'prefix sets are off (option prefixes)' }))] })
     if (valid.length === 0) return result(this.name, { failed })
     const lines: string[] = []
-    for (const spec of PREFIX_SPECS) {
-      const parts = valid.filter((v) => v.family === spec.family).map((v) => `${v.prefix} timeout ${nftTimeout(v.ttlS)}`)
-      for (const c of chunked(parts, this.#chunk)) lines.push(`add element ${NFT_TABLE} ${spec.name} { ${c.join(', ')} }`)
+    for (const table of this.#tables()) {
+      for (const spec of PREFIX_SPECS) {
+        const parts = valid.filter((v) => v.family === spec.family).map((v) => `${v.prefix} timeout ${nftTimeout(v.ttlS)}`)
+        for (const c of chunked(parts, this.#chunk)) lines.push(`add element ${table} ${spec.name} { ${c.join(', ')} }`)
+      }
     }
     const script = `${lines.join('\n')}\n`
     const prefixes = valid.map((v) => v.prefix)
@@ -789,32 +1044,41 @@ export class NftablesResponder implements Responder {
 
   /**
    * Deletes blocks: from every set of portanoia (an operator's unblock), or only
-   * from `evidence`'s (a fleet deletion lifts the fleet ban, not a local block).
-   * Membership is read first because deleting a missing element fails the whole
-   * transaction; an element that expires between the read and the delete makes it
-   * fail anyway, so that case is read and tried once more.
+   * from `evidence`'s (a fleet deletion lifts the fleet ban, not a local block), in
+   * the inet table and in the netdev table when there is one (whatever this
+   * responder enforces: an unblock from the command line lifts the daemon's early
+   * drop too). Membership is read first because deleting a missing element fails
+   * the whole transaction; an element that expires between the read and the delete
+   * makes it fail anyway, so that case is read and tried once more.
    */
   async unblock(addresses: readonly string[], options: UnblockOptions = {}): Promise<ResponderResult> {
     const { valid, failed } = checkAddresses(addresses)
     if (valid.length === 0) return result(this.name, { failed })
     const sets = options.evidence === undefined ? [...SET_SPECS.map((s) => s.name), ...Object.keys(NFT_LEGACY_SETS)] : Object.values(NFT_SETS[options.evidence])
     if (this.#dryRun) {
-      const all = valid.flatMap((a) => sets.filter((s) => (SPEC_BY_NAME.get(s)?.family ?? NFT_LEGACY_SETS[s]) === a.family).map((set) => ({ address: a.address, set })))
+      const all = valid.flatMap((a) =>
+        this.#tables().flatMap((table) => sets.filter((s) => (SPEC_BY_NAME.get(s)?.family ?? NFT_LEGACY_SETS[s]) === a.family).map((set) => ({ address: a.address, set, table }))),
+      )
       return result(this.name, { applied: valid.map((a) => a.address), failed, script: this.unblockScript(all), dryRun: true })
     }
     return await this.#exclusive(async () => {
       let script = ''
       for (let attempt = 0; attempt < 2; attempt++) {
         let state: NftTableState | null
+        let ingress: NftTableState | null
         try {
           state = await this.readState()
+          ingress = await this.readIngress()
         } catch (e) {
           const error = (e as Error).message
           return result(this.name, { failed: [...failed, ...valid.map((a) => ({ address: a.address, error }))] })
         }
-        const members: Array<{ address: string; set: string }> = []
-        for (const set of sets) {
-          for (const e of state?.sets.get(set)?.elements ?? []) if (valid.some((a) => a.address === e.address)) members.push({ address: e.address, set })
+        const members: Array<{ address: string; set: string; table: string }> = []
+        const wanted = new Set(valid.map((a) => a.address))
+        for (const [table, st] of [[NFT_TABLE, state], [NFT_INGRESS_TABLE, ingress]] as const) {
+          for (const set of sets) {
+            for (const e of st?.sets.get(set)?.elements ?? []) if (wanted.has(e.address)) members.push({ address: e.address, set, table })
+          }
         }
         const present = new Set(members.map((m) => m.address))
         const absent = valid.filter((a) => !present.has(a.address)).map((a) => a.address)
@@ -861,17 +1125,27 @@ export class NftablesResponder implements Responder {
     return result(this.name)
   }
 
-  /** Deletes table `inet portanoia` and nothing else; an absent table is success. */
+  /**
+   * Deletes tables `inet portanoia` and `netdev portanoia` (whatever this responder
+   * enforces) and nothing else; an absent table is success. `applied` names the
+   * tables removed, `absent` those that were not there.
+   */
   async uninstall(): Promise<ResponderResult> {
-    const script = `delete table ${NFT_TABLE}\n`
+    const tables = [NFT_TABLE, NFT_INGRESS_TABLE]
+    const script = tables.map((t) => `delete table ${t}\n`).join('')
     if (this.#dryRun) return result(this.name, { script, dryRun: true })
     return await this.#exclusive(async () => {
-      const r = await this.#apply(script)
-      if (r.ok || MISSING.test(r.stderr)) return result(this.name, { script, absent: r.ok ? [] : [NFT_TABLE] })
-      return result(this.name, {
-        failed: [{ address: NFT_TABLE, error: `nft exited with ${r.code}: ${firstLine(r.stderr)} (${toolHint('nft', r.code, r.stderr)})` }],
-        script,
-      })
+      const applied: string[] = []
+      const absent: string[] = []
+      const failed: ResponderResult['failed'] = []
+      // One transaction each: deleting an absent table would fail the other's.
+      for (const t of tables) {
+        const r = await this.#apply(`delete table ${t}\n`)
+        if (r.ok) applied.push(t)
+        else if (MISSING.test(r.stderr)) absent.push(t)
+        else failed.push({ address: t, error: `nft exited with ${r.code}: ${firstLine(r.stderr)} (${toolHint('nft', r.code, r.stderr)})` })
+      }
+      return result(this.name, { applied, absent, failed, script })
     })
   }
 

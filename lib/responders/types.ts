@@ -177,6 +177,12 @@ export interface Responder {
    * Rejects with a PortanoiaError when the firewall cannot be read or changed.
    */
   repair?(): Promise<string[]>
+  /**
+   * Firewall responders that enforce from a second copy of their sets (nftables'
+   * netdev ingress table): brings that copy in step with the record and returns the
+   * elements it changed. Rejects with a PortanoiaError when nft fails.
+   */
+  mirror?(): Promise<string[]>
   /** Firewall responders: follows deletions in the kernel while running; null when it cannot. */
   watch?(onChange: (change: FirewallChange) => void): FirewallWatch | null
   /** Counters for the `stats` event (applied, failed, queued, dropped, …). */

@@ -146,7 +146,8 @@ describe('nftables: prefix sets', () => {
     let first = true
     const run: RunFn = async (_cmd, args, input) => {
       calls.push({ args: [...args], input })
-      if (first && args.includes('list')) {
+      // No netdev table (the early-drop mirror) on this host.
+      if (args.includes('list') && (first || args.includes('netdev'))) {
         first = false
         return missing
       }

@@ -15,14 +15,24 @@ interface Call {
   input: string | undefined
 }
 
-function fakeRun(answers: Array<Partial<RunResult>> = []): { run: RunFn; calls: Call[] } {
+/**
+ * Answers in order; a read of the netdev table (the early-drop mirror) is answered
+ * apart, from `netdev` (default: no such table), and recorded in `netdevReads`.
+ */
+function fakeRun(answers: Array<Partial<RunResult>> = [], netdev: Array<Partial<RunResult>> = []): { run: RunFn; calls: Call[]; netdevReads: Call[] } {
   const calls: Call[] = []
+  const netdevReads: Call[] = []
   const run: RunFn = async (cmd, args, input) => {
+    if (args.includes('list') && args.includes('netdev')) {
+      netdevReads.push({ cmd, args: [...args], input })
+      const a = netdev.shift() ?? { code: 1, stderr: 'Error: No such file or directory\n' }
+      return { code: a.code ?? 0, stdout: a.stdout ?? '', stderr: a.stderr ?? '' }
+    }
     calls.push({ cmd, args: [...args], input })
     const a = answers.shift() ?? {}
     return { code: a.code ?? 0, stdout: a.stdout ?? '', stderr: a.stderr ?? '' }
   }
-  return { run, calls }
+  return { run, calls, netdevReads }
 }
 
 const MISSING = { code: 1, stderr: 'Error: No such file or directory\nlist table inet portanoia\n' }
@@ -326,13 +336,20 @@ add element inet portanoia verified4 { 198.18.0.3 timeout 300s }
     expect(parseMonitorLine('W: Received event for an unknown set.')).toMatchObject({ kind: 'unknown' })
   })
 
-  it('uninstalls only its table, tolerating its absence', async () => {
+  it('uninstalls only its tables (inet, and netdev of the early drop), each in its own transaction, tolerating their absence', async () => {
     const a = fakeRun()
     const r = await new NftablesResponder({ run: a.run }).uninstall()
     expect(r.ok).toBe(true)
-    expect(a.calls[0]!.input).toBe('delete table inet portanoia\n')
-    const b = fakeRun([{ code: 1, stderr: 'Error: Could not process rule: No such file or directory' }])
-    expect((await new NftablesResponder({ run: b.run }).uninstall()).ok).toBe(true)
+    expect(a.calls.map((c) => c.input)).toEqual(['delete table inet portanoia\n', 'delete table netdev portanoia\n'])
+    expect(r.applied).toEqual(['inet portanoia', 'netdev portanoia'])
+    const gone = { code: 1, stderr: 'Error: Could not process rule: No such file or directory' }
+    const b = fakeRun([{}, gone])
+    const rb = await new NftablesResponder({ run: b.run }).uninstall()
+    expect(rb).toMatchObject({ ok: true, applied: ['inet portanoia'], absent: ['netdev portanoia'] })
+    const c = fakeRun([{ code: 1, stderr: 'Error: Operation not permitted' }, gone])
+    const rc = await new NftablesResponder({ run: c.run }).uninstall()
+    expect(rc.ok).toBe(false)
+    expect(rc.failed[0]?.address).toBe('inet portanoia')
   })
 
   it('dry-run runs nothing and returns the exact scripts', async () => {
@@ -346,7 +363,7 @@ add element inet portanoia verified4 { 198.18.0.3 timeout 300s }
     expect((await nft.unblock(['198.18.0.2'])).script).toBe(
       'delete element inet portanoia verified4 { 198.18.0.2 }\ndelete element inet portanoia spoofable4 { 198.18.0.2 }\ndelete element inet portanoia fleet4 { 198.18.0.2 }\ndelete element inet portanoia block4 { 198.18.0.2 }\n',
     )
-    expect((await nft.uninstall()).script).toBe('delete table inet portanoia\n')
+    expect((await nft.uninstall()).script).toBe('delete table inet portanoia\ndelete table netdev portanoia\n')
     expect(await nft.list()).toEqual([])
     expect(await nft.repair()).toEqual([])
     expect(calls).toHaveLength(0)
