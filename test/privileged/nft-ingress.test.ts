@@ -8,8 +8,8 @@
  * CLI without a config) lifts the block from both tables; an interface that
  * disappears and comes back breaks nothing; a bad interface name is refused by the
  * CLI with what to do; and the daemon end to end: a scanner's verified block lands
- * in the netdev set, and after `nft flush ruleset` the firewall sync puts both
- * tables back with it. The kernel is read with nft directly.
+ * in the netdev set, after `nft flush ruleset` the firewall sync puts both tables
+ * back with it, and an element deleted from the netdev set alone is mirrored back. The kernel is read with nft directly.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Daemon } from '../../lib/daemon/daemon.js'
@@ -219,6 +219,13 @@ describe.skipIf(!IS_ROOT)('the daemon enforcing at ingress', () => {
     expect(restored.missing).toEqual(expect.arrayContaining(['table', 'netdev table']))
     await waitFor('the netdev element again', inNetdev)
     expect(await tcpConnect(a.peer, a.sensor.ipv4, 2222, 800)).toBe('timeout')
+    // Deleted from the netdev set alone: the monitor reports it, the sync's full look mirrors it back.
+    await nftScript(n.sensorExec, `delete element netdev portanoia verified4 { ${a.peer.ipv4} }\n`)
+    const mirrored = await waitFor('the mirror event', () => events.find((e): e is FirewallEvent => e.type === 'firewall' && e.op === 'restored' && (e.missing ?? []).includes('netdev elements')))
+    expect(mirrored.addresses).toEqual([a.peer.ipv4])
+    await waitFor('the netdev element mirrored back', inNetdev)
+    // The daemon still holds the block: the inet record was never touched.
+    expect(events.some((e) => e.type === 'firewall' && e.op === 'forgotten')).toBe(false)
     expect(warnings).toEqual([])
   }, 120_000)
 })
