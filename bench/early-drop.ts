@@ -187,15 +187,19 @@ async function floodPart(): Promise<void> {
   } finally {
     await net.destroy()
   }
-  const rows: string[][] = [['set-up', 'offered pps', 'received (veth) pps', 'dropped at ingress pps', 'dropped at input pps', 'reached TCP pps', `core ${cores.sender} busy %`, 'kernel %', 'softirq %', 'kernel vs no ban', `core ${cores.other} busy %`]]
+  const rows: string[][] = [['set-up', 'offered pps', 'offered vs no ban', 'core ns per packet', 'received (veth) pps', 'dropped at ingress pps', 'dropped at input pps', 'reached TCP pps', `core ${cores.sender} busy %`, 'kernel %', 'softirq %', 'kernel vs no ban', `core ${cores.other} busy %`]]
   for (const mode of modes) {
     const ts = trials.filter((t) => t.mode === mode)
     const s = (k: keyof FloodTrial): ReturnType<typeof summarize> => summarize(ts.map((t) => t[k] as number))
-    const ratio = summarize(ts.flatMap((t) => {
-      const base = trials.find((b) => b.mode === 'no ban' && b.round === t.round)
-      return base === undefined ? [] : [t.kernel / base.kernel]
-    }))
-    rows.push([mode, f0(s('offered'), 0, 1e3) + 'k', f0(s('rx'), 0, 1e3) + 'k', f0(s('ingressDrops'), 0, 1e3) + 'k', f0(s('inputDrops'), 0, 1e3) + 'k', f0(s('tcpIn'), 0, 1e3) + 'k',
+    const vsNone = (f: (t: FloodTrial) => number): ReturnType<typeof summarize> =>
+      summarize(ts.flatMap((t) => {
+        const base = trials.find((b) => b.mode === 'no ban' && b.round === t.round)
+        return base === undefined ? [] : [f(t) / f(base)]
+      }))
+    const ratio = vsNone((t) => t.kernel)
+    // Unpaced, the sending core is saturated: its time per packet (send + receive path) is 1/rate.
+    const perPacket = pps > 0 ? '' : f0(summarize(ts.map((t) => 1e9 / t.offered)))
+    rows.push([mode, f0(s('offered'), 0, 1e3) + 'k', mode === 'no ban' ? '1.00' : f0(vsNone((t) => t.offered), 2), perPacket, f0(s('rx'), 0, 1e3) + 'k', f0(s('ingressDrops'), 0, 1e3) + 'k', f0(s('inputDrops'), 0, 1e3) + 'k', f0(s('tcpIn'), 0, 1e3) + 'k',
       f0(summarize(ts.map((t) => t.busy * 100))), f0(summarize(ts.map((t) => t.kernel * 100))), f0(summarize(ts.map((t) => t.softirq * 100))), mode === 'no ban' ? '1.00' : f0(ratio, 2), f0(summarize(ts.map((t) => t.otherBusy * 100)))])
   }
   console.log(`Flood from ${FLOOD_POOL} banned sources, ${pps > 0 ? `paced at ${pps / 1e3}k pps` : 'unpaced'} for ${seconds} s, ${rounds} interleaved rounds (median [min..max]); sender and the veth's receive path on core ${cores.sender}:`)
