@@ -80,6 +80,7 @@ export { NftablesResponder, IpsetResponder, ExecResponder, WebhookResponder, Jso
 export type {
   ActiveBlockEntry,
   BlockRequest,
+  Enforce,
   ExecOptions,
   IpsetOptions,
   JsonlOptions,

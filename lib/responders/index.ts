@@ -28,6 +28,7 @@ export type {
 export { EVIDENCE } from './types.js'
 export { childEnv, createRun, defaultRun, defaultStream, netnsRun, netnsStream, type RunOptions, type StreamFn } from './run.js'
 export { NftablesResponder, NFT_TABLE, NFT_SETS, parseNftTable, type NftablesOptions, type NftTableState } from './nftables.js'
+export { ENFORCE, NFT_INGRESS_TABLE, type Enforce } from './nft-ingress.js'
 export { IpsetResponder, IPSET4, IPSET6, parseIpsetSave, type IpsetOptions } from './ipset.js'
 export { ExecResponder, splitCommand, expandArgv, type ExecOptions } from './exec.js'
 export { WebhookResponder, type WebhookOptions } from './webhook.js'
