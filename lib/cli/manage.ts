@@ -37,10 +37,11 @@ interface Resolved {
 }
 
 /**
- * The firewall responder of a management command: never dry-run. With the config
- * the daemon runs from, its `enforce` and interface, so a block made without the
- * daemon lands in the netdev table too (and keeps its shape); without one, a
- * netdev table found there is written beside the inet table.
+ * The firewall responder of a management command: never dry-run. With a config that
+ * enforces at ingress, its `enforce` and interface, so a block made without the
+ * daemon lands in the netdev table too (and keeps its shape). Otherwise enforce is
+ * left unset: a netdev table found there (a daemon started with the flag, not the
+ * config) is written beside the inet table and never removed by a command.
  */
 export function managedFirewall(backend: Backend, netns: string | undefined, config?: DaemonConfig): Responder {
   if (backend === 'none') {
@@ -48,7 +49,10 @@ export function managedFirewall(backend: Backend, netns: string | undefined, con
       hint: 'pass --backend nftables or ipset',
     })
   }
-  const where = config?.backend === backend ? { enforce: config.enforce, forward: config.forward, ...(config.interface !== undefined && { interface: config.interface }) } : { forward: false }
+  const where =
+    config?.backend === backend
+      ? { forward: config.forward, ...(config.enforce !== 'input' && { enforce: config.enforce }), ...(config.interface !== undefined && { interface: config.interface }) }
+      : { forward: false }
   return firewallFor({ backend, dryRun: false, ...where }, commandRunner(netns)) as Responder
 }
 

@@ -5,7 +5,8 @@
  * (priority -300, before portanoia's) sees none of them — and sees them again once
  * the block is lifted; a deleted netdev table and a flushed ruleset come back with
  * their blocks; an unblock from a responder that does not enforce at ingress (the
- * CLI without a config) lifts the block from both tables; an interface that
+ * CLI without a config) lifts the block from both tables, and its block writes into
+ * the netdev table it finds; an interface that
  * disappears and comes back breaks nothing; a bad interface name is refused by the
  * CLI with what to do; and the daemon end to end: a scanner's verified block lands
  * in the netdev set, after `nft flush ruleset` the firewall sync puts both tables
@@ -171,6 +172,22 @@ describe.skipIf(!IS_ROOT)('nftables: early drop in a netdev ingress chain', () =
     expect(await netdevElements()).toBeNull()
     await net.sensorExec('ip', ['link', 'del', 'pnx0'])
     await nft.close()
+  })
+
+  it('portanoia block without a daemon writes into the netdev table it finds; uninstall removes both tables', async () => {
+    await clean()
+    const nft = new NftablesResponder({ run: netnsRun(net.sensorNs), enforce: 'ingress', devices: [dev] })
+    await nft.start()
+    await nft.close()
+    const blk = await cli(['block', '--netns', net.sensorNs, peerIp, '--ttl', '10m'])
+    expect(blk.stderr).toMatch(/straight to the kernel table/)
+    expect(blk.code).toBe(0)
+    expect(await netdevElements()).toEqual([`verified4 ${peerIp}`])
+    expect(await pingReaches()).toBe(false)
+    const un = await cli(['uninstall', '--netns', net.sensorNs])
+    expect(un.code).toBe(0)
+    expect(un.stdout).toBe('removed table inet portanoia, table netdev portanoia\n')
+    expect(await netdevElements()).toBeNull()
   })
 
   it('the CLI refuses --enforce ingress without a usable interface, saying what to do', async () => {
