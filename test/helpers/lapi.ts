@@ -7,27 +7,19 @@
  * and bouncers are registered with cscli writing the database directly, so LAPI
  * need not run for that. LAPI is ended by its PID; cleanup() removes the directory.
  */
-import { type ChildProcess, execFile, execFileSync } from 'node:child_process'
+import { type ChildProcess, execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { stopChild } from '../../lib/lab/netns.js'
+import { hasCommand } from './tools.js'
 
 const execFileP = promisify(execFile)
 
-function has(bin: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
-
 /** crowdsec, cscli and nft are installed (CI: .ci/run installs crowdsec offline). */
-export const HAVE_CROWDSEC = has('crowdsec') && has('cscli') && has('nft')
+export const HAVE_CROWDSEC = hasCommand('crowdsec') && hasCommand('cscli') && hasCommand('nft')
 
 export interface LapiOptions {
   /** Address LAPI listens on (a test-network address of the namespace it runs in). */

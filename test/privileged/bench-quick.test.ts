@@ -10,7 +10,7 @@
  * bench/cap.ts's CAP_DIR) are installed by .ci/run, never by `npm test`; when one is
  * missing, or without root (namespaces, AF_PACKET, nft), the test is skipped loudly.
  */
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -20,19 +20,12 @@ import { capReady } from '../../bench/cap.js'
 import type { BenchReport } from '../../bench/report.js'
 import { BEGIN, END } from '../../bench/report.js'
 import { IS_ROOT, warnIfNotRoot } from '../helpers/netns.js'
+import { hasCommand } from '../helpers/tools.js'
 
 const FILE = 'test/privileged/bench-quick.test.ts'
 warnIfNotRoot(FILE)
 
-function has(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
-const missing = [...['iperf3', 'ethtool', 'cc', 'g++', 'nft'].filter((c) => !has(c)), ...((await capReady()) ? [] : ['npm cap (node dist/bench/cap.js)'])]
+const missing = [...['iperf3', 'ethtool', 'cc', 'g++', 'nft'].filter((c) => !hasCommand(c)), ...((await capReady()) ? [] : ['npm cap (node dist/bench/cap.js)'])]
 if (IS_ROOT && missing.length > 0) {
   console.warn(`\n*** SKIPPED: ${FILE} needs ${missing.join(', ')}; .ci/run installs them (npm test never does). ***\n`)
 }

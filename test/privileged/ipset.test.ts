@@ -6,7 +6,6 @@
  * uninstall removing only portanoia's rules and sets. Runs once with `iptables`
  * (the nf_tables variant on Debian 12) and once with `iptables-legacy` when present.
  */
-import { execFileSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { normalizeAddress } from '../../lib/policy/addr.js'
@@ -15,23 +14,15 @@ import { netnsRun } from '../../lib/responders/run.js'
 import { createTestNet, IS_ROOT, stop, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
 import { expectTimeLeft } from '../helpers/expiry.js'
 import { canConnect, PROBE_PORT, startService } from '../helpers/tcp.js'
+import { hasCommand } from '../helpers/tools.js'
 
 warnIfNotRoot('test/privileged/ipset.test.ts')
 
-function has(bin: string): boolean {
-  try {
-    execFileSync('which', [bin], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
-
 const variants: Array<{ iptables: string; ip6tables: string }> = [{ iptables: 'iptables', ip6tables: 'ip6tables' }]
-if (IS_ROOT && has('iptables-legacy') && has('ip6tables-legacy')) variants.push({ iptables: 'iptables-legacy', ip6tables: 'ip6tables-legacy' })
-if (IS_ROOT && !has('ipset')) console.warn('\n*** SKIPPED: test/privileged/ipset.test.ts needs ipset and iptables (.ci/run installs them). ***\n')
+if (IS_ROOT && hasCommand('iptables-legacy') && hasCommand('ip6tables-legacy')) variants.push({ iptables: 'iptables-legacy', ip6tables: 'ip6tables-legacy' })
+if (IS_ROOT && !hasCommand('ipset')) console.warn('\n*** SKIPPED: test/privileged/ipset.test.ts needs ipset and iptables (.ci/run installs them). ***\n')
 
-describe.skipIf(!IS_ROOT || !has('ipset'))('ipset responder (real kernel, test namespace)', () => {
+describe.skipIf(!IS_ROOT || !hasCommand('ipset'))('ipset responder (real kernel, test namespace)', () => {
   let net: TestNet
   let service: ChildProcess
   beforeAll(async () => {
