@@ -147,9 +147,12 @@ const v6 = (family: 4 | 6): string[] => (family === 6 ? ['-6'] : [])
 function holdQuietly(address: (lab: Lab) => string): NonNullable<Technique['setup']> {
   return {
     note: 'nmap 7.93 routes an IPv4 -S address only when the host holds it: the attacker holds it on lo and answers no ARP for it (arp_ignore=1)',
+    // Quiet first, then the address; on the way back the address goes first: an ARP
+    // question in between (the sensor still resolving a decoy of an earlier row) would
+    // otherwise get the attacker's answer, and a confirmed entry says link:match.
     apply: async (lab) => {
-      await mustRun(lab.attacker, 'ip', ['addr', 'add', `${address(lab)}/32`, 'dev', 'lo'])
       await mustRun(lab.attacker, 'sysctl', ['-qw', 'net.ipv4.conf.all.arp_ignore=1'])
+      await mustRun(lab.attacker, 'ip', ['addr', 'add', `${address(lab)}/32`, 'dev', 'lo'])
     },
     undo: async (lab) => {
       await mustRun(lab.attacker, 'ip', ['addr', 'del', `${address(lab)}/32`, 'dev', 'lo'])
