@@ -21,6 +21,10 @@
  * sentinel port; hits arrive in wire order, so once it is seen every probe sent
  * before it has been seen too. Runs on the main thread; needs root. Namespaces are
  * removed on every path out (and by netns.ts's exit hook).
+ *
+ * Usage: `node dist/scripts/coverage.js [--out FILE] [--only ID]... [--list]`;
+ * `--list` prints the technique ids, `--only` runs some of them (the privileged test
+ * does), `--out` writes elsewhere than docs/coverage.md.
  */
 import { type ChildProcess, execFile } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
