@@ -77,6 +77,9 @@ function decisionLine(e: DecisionEvent, c: Colors): string {
   } else if (e.reason === 'peer-check-failed') {
     tag = label('REPORT', c.yellow)
     detail = 'peer-check-failed: not blocked, the live peer check could not answer (see the error)'
+  } else if (e.reason === 'reset-only') {
+    tag = label('REPORT', c.yellow)
+    detail = 'reset-only: only resets from it (answers to this host, never probes): not blocked'
   } else if (e.reason === 'transit') {
     tag = label('TRANSIT', c.dim)
     detail = `to ${e.trigger?.dst ?? '?'} (not this host: never blocked)`

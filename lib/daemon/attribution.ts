@@ -120,7 +120,7 @@ export class AttributionPipeline {
   #settled(src: string, answer: Attributed, hit: Hit): void {
     if (this.#closed) return
     try {
-      this.#handle(this.#engine.reattribute(src, answer))
+      this.#handle(this.#engine.reattribute(src, answer, hit))
       if (answer.attribution === 'forged') this.#forgery(hit, answer)
     } catch (err) {
       this.#warnOnce('settle', err)

@@ -34,6 +34,7 @@ export const REASON_CODES = [
   'reapplied',
   'forged',
   'peer-check-failed',
+  'reset-only',
 ] as const
 export type ReasonCode = (typeof REASON_CODES)[number]
 

@@ -226,6 +226,13 @@ interface SourceState {
   /** Packets whose attribution settled plausible (or verified by the source's memory), and forged. */
   plausible: number
   forged: number
+  /**
+   * Resets from a spoofable source: answers, never probes (RFC 9293 never sends a RST
+   * unprompted). A forged SYN that claims a neighbour makes a tripwire listener send
+   * it a SYN-ACK, and its own kernel resets: a real packet from an innocent address.
+   * Counted as hits, never as evidence that the source probed this host.
+   */
+  resets: number
   /** The latest packet's attribution was still being checked. */
   pending: boolean
   /** Evidence names its packets carried, first seen first, at most MAX_EVIDENCE. */
@@ -267,6 +274,11 @@ const NO_DECISIONS: readonly Decision[] = Object.freeze([])
 const MAX_EVIDENCE = 16
 
 /** A source's attribution over its window; `pending` while only unsettled answers vouch for it. */
+/** A RST (with or without ACK) from a source that did not complete a handshake. */
+function isReset(hit: Hit): boolean {
+  return hit.kind === 'rst' && !hit.verified
+}
+
 function sourceAttribution(st: SourceState): Attribution | 'pending' {
   if (st.verifiedCount > 0) return 'verified'
   if (st.plausible > 0) return 'plausible'
@@ -314,6 +326,7 @@ function zeroCounts(): Record<ReasonCode, number> {
     reapplied: 0,
     forged: 0,
     'peer-check-failed': 0,
+    'reset-only': 0,
   }
 }
 
@@ -464,7 +477,9 @@ export class PolicyEngine {
    * nothing is counted as a hit. Returns the decisions to emit now (a block that was
    * waiting for the evidence, or `forged`).
    */
-  reattribute(src: string, answer: { attribution: Attribution; evidence: readonly string[] }): readonly Decision[] {
+  reattribute(src: string, answer: { attribution: Attribution; evidence: readonly string[] }, hit?: Hit): readonly Decision[] {
+    // A reset's answer was never waited for, nor does it count (see SourceState.resets).
+    if (hit !== undefined && isReset(hit)) return NO_DECISIONS
     const st = this.#verifiedSources.get(src) ?? this.#spoofableSources.get(src)
     if (st === undefined) return NO_DECISIONS
     const now = this.#now()
@@ -873,6 +888,7 @@ export class PolicyEngine {
         suppressedBy: null,
         plausible: 0,
         forged: 0,
+        resets: 0,
         pending: false,
         evidence: [],
       }
@@ -884,13 +900,18 @@ export class PolicyEngine {
     }
     st.count++
     if (hit.verified && !transit) st.verifiedCount++
-    const evidence = hit.evidence
-    st.pending = !hit.verified && evidence.includes('pending')
-    if (!hit.verified && !st.pending) {
-      if (hit.attribution === 'forged') st.forged++
-      else st.plausible++
+    if (isReset(hit)) {
+      // Its attribution speaks for the reset, not for a probe: neither counted nor waited for.
+      st.resets++
+    } else {
+      const evidence = hit.evidence
+      st.pending = !hit.verified && evidence.includes('pending')
+      if (!hit.verified && !st.pending) {
+        if (hit.attribution === 'forged') st.forged++
+        else st.plausible++
+      }
+      if (evidence.length > 0) addEvidence(st, evidence)
     }
-    if (evidence.length > 0) addEvidence(st, evidence)
     st.lastSeen = now
     st.lastHit = kept
     st.kinds |= 1 << (KIND_INDEX.get(hit.kind) ?? 0)
@@ -983,6 +1004,8 @@ export class PolicyEngine {
     const attribution = sourceAttribution(st)
     if (attribution === 'forged') return { action: 'report', reason: 'forged', verified }
     if (attribution === 'pending') return { action: 'none', reason: 'below-threshold', verified, hold: true }
+    // Only answers from it (resets): someone may have made this host write to it.
+    if (st.count - st.resets < cfg.spoofableThreshold) return { action: 'report', reason: 'reset-only', verified }
 
     // The check right before its block could not answer this window: no new attempt.
     if (st.unchecked === true) return { action: 'report', reason: 'peer-check-failed', verified }

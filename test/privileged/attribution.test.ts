@@ -13,6 +13,10 @@
  * - The daemon with --block all (real nft): a forged source is reported `forged` and
  *   never blocked, a real scanner from the same link is blocked, and forged packets
  *   claiming the gateway and the host itself raise `forgery` events.
+ * - Backscatter: a forged SYN that claims a neighbour's address makes the tripwire
+ *   listener send its SYN-ACK to that neighbour, whose kernel answers with a RST: a real
+ *   packet from the neighbour (`link:match`). With --block all the neighbour is never
+ *   blocked for it; the forger, scanning for real afterwards, is.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { attachAttributor } from '../../lib/attribution/attach.js'
@@ -24,6 +28,7 @@ import { NftablesResponder } from '../../lib/responders/nftables.js'
 import { netnsRun } from '../../lib/responders/run.js'
 import { open, type Sensor } from '../../lib/sensor.js'
 import type { Hit } from '../../lib/types.js'
+import { createBridgeNet, type NetnsHost } from '../../lib/lab/netns.js'
 import { createTestNet, IS_ROOT, type Link, type TestNet, warnIfNotRoot } from '../helpers/netns.js'
 import { nftElements } from '../helpers/nft.js'
 import { canonicalIp, collectHits } from '../helpers/probes.js'
@@ -217,6 +222,53 @@ describe.skipIf(!IS_ROOT)('the daemon acts on attribution', () => {
       expect(elements).not.toContain(a.peer.ipv4)
       expect(elements).not.toContain(a.sensor.ipv4)
       expect(decisions().filter((d) => d.src === '198.18.1.77').map((d) => d.action)).not.toContain('block')
+    } finally {
+      await daemon?.close()
+      await net.destroy()
+    }
+  }, 180_000)
+})
+
+describe.skipIf(!IS_ROOT)('a reset is an answer, not a probe', () => {
+  it('--block all: a forged SYN claiming a neighbour draws its RST; the neighbour is not blocked, the forger scanning for real is', async () => {
+    // One switched segment: the sensor, the forger and an innocent neighbour.
+    const net = await createBridgeNet({ prefix: 'pnt-', hosts: 3 })
+    const events: PortanoiaEvent[] = []
+    let daemon: Daemon | undefined
+    try {
+      const [host, forger, neighbour] = net.hosts as [NetnsHost, NetnsHost, NetnsHost]
+      daemon = await Daemon.compose({
+        ports: ['2222/tcp', '2223/tcp'],
+        netns: host.ns,
+        firewall: new NftablesResponder({ run: netnsRun(host.ns) }),
+        policy: { block: 'all' },
+        statsIntervalMs: 0,
+        hits: true,
+        onEvent: (e) => events.push(e),
+        onLog: () => {},
+      })
+      const decisions = (): DecisionEvent[] => events.filter((e): e is DecisionEvent => e.type === 'decision')
+      const hitsFrom = (src: string, kind: string): number =>
+        events.filter((e) => e.type === 'hit' && e.src === src && e.kind === kind).length
+
+      // The listener's SYN-ACK goes to the neighbour, who never sent a SYN: it resets.
+      const r = await forger.exec('hping3', ['-q', '-S', '-c', '3', '-i', 'u20000', '-a', neighbour.ipv4, '-p', '2222', host.ipv4], { timeoutMs: 30_000 })
+      if (![0, 1].includes(r.code)) throw new Error(`hping3 failed (${r.code}): ${r.stderr}`)
+      await waitFor('the neighbour’s RST', () => (hitsFrom(neighbour.ipv4, 'rst') > 0 ? true : undefined))
+
+      // The sentinel: the forger scans for real afterwards, and is blocked.
+      const n = await forger.exec('nmap', [...NMAP, '-sS', '-p', '2223', host.ipv4], { timeoutMs: 60_000 })
+      if (n.code !== 0) throw new Error(`nmap failed (${n.code}): ${n.stderr}`)
+      await waitFor('the forger’s block', () => decisions().find((d) => d.src === forger.ipv4 && d.reason === 'blocked'))
+      await waitFor('its nft element', async () => ((await nftElements(host.exec)).includes(forger.ipv4) ? true : undefined))
+
+      expect(await nftElements(host.exec)).not.toContain(neighbour.ipv4)
+      const about = decisions().filter((d) => d.src === neighbour.ipv4)
+      expect(about.map((d) => d.action)).not.toContain('block')
+      // Still seen and said: the forged SYNs are reported as forged.
+      expect(about.some((d) => d.reason === 'forged')).toBe(true)
+      const ping = await neighbour.exec('ping', ['-c', '1', '-W', '2', host.ipv4])
+      expect(ping.code).toBe(0)
     } finally {
       await daemon?.close()
       await net.destroy()

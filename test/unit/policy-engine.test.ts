@@ -903,6 +903,27 @@ describe('attribution', () => {
     expect(s.observe(pendingHit('198.18.0.56'))[0]).toMatchObject({ reason: 'spoofable-report-only', attribution: 'plausible' })
   })
 
+  it('resets never count toward blocking a spoofable source: a forged SYN claiming a neighbour draws its genuine RST', () => {
+    const s = setup({ block: 'all' })
+    const rst = (src: string): Hit => hit(src, { kind: 'rst', tcpFlags: 0x04, evidence: ['link:match'] })
+    // The forged SYN, then the neighbour's own (plausible) reset to the SYN-ACK it drew.
+    expect(s.observe(forgedHit('198.18.0.60'))[0]).toMatchObject({ action: 'report', reason: 'forged' })
+    expect(s.observe(rst('198.18.0.60'))).toEqual([])
+    expect(s.engine.isBlocked('198.18.0.60')).toBe(false)
+    // A source of resets only is reported, never blocked, however many it sends.
+    expect(s.observe(rst('198.18.0.61'))[0]).toMatchObject({ action: 'report', reason: 'reset-only', attribution: 'plausible' })
+    for (let i = 0; i < 5; i++) s.observe(rst('198.18.0.61'))
+    expect(s.engine.isBlocked('198.18.0.61')).toBe(false)
+    // A reset's settled answer is neither waited for nor counted.
+    expect(s.engine.reattribute('198.18.0.60', { attribution: 'plausible', evidence: ['link:match'] }, rst('198.18.0.60'))).toEqual([])
+    expect(s.engine.isBlocked('198.18.0.60')).toBe(false)
+    // A real probe from a resetting source still blocks it (nmap -sS: SYN, then its RST).
+    s.observe(rst('198.18.0.62'))
+    expect(s.observe(hit('198.18.0.62', { evidence: ['link:match'] }))[0]).toMatchObject({ action: 'block', reason: 'blocked' })
+    // Without --block all nothing changes: reported as spoofable.
+    expect(setup().observe(rst('198.18.0.63'))[0]).toMatchObject({ reason: 'spoofable-report-only' })
+  })
+
   it('keeps at most 16 evidence names per source and window', () => {
     const s = setup()
     for (let i = 0; i < 40; i++) s.observe(hit('198.18.0.57', { evidence: [`x:${i}`], dstPort: 2000 + i }))
@@ -962,6 +983,7 @@ describe('coverage of the reason codes', () => {
       return s.observe(connect('198.18.0.7', { time: s.clock.t }))
     },
     forged: () => setup({ block: 'all' }).observe(hit('198.18.0.50', { attribution: 'forged', evidence: ['link:no-answer'] })),
+    'reset-only': () => setup({ block: 'all' }).observe(hit('198.18.0.50', { kind: 'rst', tcpFlags: 0x04 })),
     'peer-check-failed': () => {
       const s = setup({ block: 'all' }, new Guards(), { vetBlocks: true })
       const [d] = s.observe(hit('198.18.0.50'))
