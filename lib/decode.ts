@@ -7,8 +7,7 @@
  * address words, so a source is formatted once however often it probes; interface
  * names are resolved once per index as batches are decoded. A kept hit keeps its chunk's
  * words (up to 512 records) alive unless it is detached (`hit[RETAIN_HIT]()`, copy on
- * retain: 18 words of its own), which is what the policy engine does for the hits it
- * keeps; a hit never keeps its Sensor, and never refers to the drain buffer, which the
+ * retain: 18 words of its own), for code that keeps hits for long; a hit never keeps its Sensor, and never refers to the drain buffer, which the
  * next drain overwrites. `JSON.stringify(hit)` and `util.inspect` see the
  * fields through `toJSON()`; `structuredClone` and `postMessage` copy own data
  * properties only, so send `JSON.parse(JSON.stringify(hit))` to a worker. The layout
@@ -17,7 +16,8 @@
  */
 import { formatAddressBytes as formatAddress } from './ip-text.js'
 import type { Attribution, Hit, Proto, ScanKind } from './types.js'
-import { RETAIN_HIT, SCAN_KINDS, SOURCE_ADDRESS, type SourceAddress } from './types.js'
+import { MAPPED_WORD } from './hit-key.js'
+import { HIT_KEY, RETAIN_HIT, SCAN_KINDS } from './types.js'
 
 export { formatAddress }
 
@@ -369,17 +369,32 @@ class DecodedHit implements Hit {
     return `${HEX[a & 0xff]}:${HEX[(a >>> 8) & 0xff]}:${HEX[(a >>> 16) & 0xff]}:${HEX[a >>> 24]}:${HEX[b & 0xff]}:${HEX[(b >>> 8) & 0xff]}`
   }
 
-  /**
-   * The source as (family, value), straight from the record's words: the policy engine
-   * keys sources by it without parsing the text back (types.ts SOURCE_ADDRESS).
-   */
-  [SOURCE_ADDRESS](): SourceAddress {
+  /** The hit's table key from the record's words (types.ts HIT_KEY, lib/hit-key.ts). */
+  [HIT_KEY](out: Int32Array, at: number): void {
     const w = this.#w
-    const q = this.#q + SRC
-    if ((w[this.#q + FLAGS]! & HIT_FLAGS.ipv4) !== 0) return { family: 4, value: BigInt(bswap(w[q + 3]!)) }
-    return {
-      family: 6,
-      value: (BigInt(bswap(w[q]!)) << 96n) | (BigInt(bswap(w[q + 1]!)) << 64n) | (BigInt(bswap(w[q + 2]!)) << 32n) | BigInt(bswap(w[q + 3]!)),
+    const q = this.#q
+    const s = q + SRC
+    const flags = w[q + FLAGS]!
+    if ((flags & HIT_FLAGS.ipv4) !== 0 || (w[s] === 0 && w[s + 1] === 0 && w[s + 2] === MAPPED_WORD)) {
+      out[at] = 4
+      out[at + 1] = 0
+      out[at + 2] = 0
+      out[at + 3] = 0
+    } else {
+      out[at] = 6
+      out[at + 1] = w[s]!
+      out[at + 2] = w[s + 1]!
+      out[at + 3] = w[s + 2]!
+    }
+    out[at + 4] = w[s + 3]!
+    out[at + 5] = w[q + IFINDEX]!
+    const ttl = (w[q + TTL]! & 0xff) << 16
+    if ((flags & HIT_FLAGS.srcMac) !== 0) {
+      out[at + 6] = w[q + SRC_MAC]!
+      out[at + 7] = (w[q + SRC_MAC + 1]! & 0xffff) | ttl | (1 << 24)
+    } else {
+      out[at + 6] = 0
+      out[at + 7] = ttl
     }
   }
 
@@ -433,11 +448,6 @@ class DecodedHit implements Hit {
   [Symbol.for('nodejs.util.inspect.custom')](): Omit<Hit, 'timeNs'> {
     return this.toJSON()
   }
-}
-
-/** Network-order word as read little-endian (first octet in the low byte) → its unsigned value. */
-function bswap(w: number): number {
-  return (((w & 0xff) << 24) | ((w & 0xff00) << 8) | ((w >>> 8) & 0xff00) | (w >>> 24)) >>> 0
 }
 
 /**

@@ -47,25 +47,28 @@ export const SCAN_KINDS = [
 
 export type ScanKind = Exclude<(typeof SCAN_KINDS)[number], 'none'>
 
-/** A source address as (family, value): the policy engine's Address, structurally. */
-export interface SourceAddress {
-  readonly family: 4 | 6
-  readonly value: bigint
-}
+/** Words of a hit's table key (see HIT_KEY). */
+export const HIT_KEY_WORDS = 8
 
 /**
- * Hits decoded from a record answer `hit[SOURCE_ADDRESS]()` with their source as numbers
- * taken from the record, so the policy engine keys a new source without parsing its text
- * back into bytes. Hits built any other way (tests, tools) need not have it. Not exported
- * from the package index.
+ * Hits decoded from a record answer `hit[HIT_KEY](out, at)` by writing their table key
+ * into `out[at .. at + 7]`, straight from the record: the source's family and its 16
+ * bytes as four little-endian words as the record holds them (an IPv4 source, and an
+ * IPv4-mapped IPv6 one, folded to IPv4 as addr.ts folds it: family 4, then 0, 0, 0 and
+ * its one word), the interface index, and the
+ * link-layer source's six bytes with the TTL and a has-MAC bit (lib/hit-key.ts names
+ * the words). The policy engine and the attributor key their per-hit tables by it
+ * (lib/word-map.ts), so no address text is built or parsed back on the hot path. Hits
+ * built any other way (tests, tools) need not have it: lib/hit-key.ts computes the same
+ * key from their fields. Not exported from the package index.
  */
-export const SOURCE_ADDRESS: unique symbol = Symbol('portanoia.sourceAddress')
+export const HIT_KEY: unique symbol = Symbol('portanoia.hitKey')
 
 /**
  * Hits decoded from a record share their batch's bytes until `hit[RETAIN_HIT]()` gives
- * them a copy of their own (it returns the hit). Code that keeps hits for long, as the
- * policy engine keeps each source's last one, calls it so that one kept hit never keeps
- * a whole batch. Not exported from the package index.
+ * them a copy of their own (it returns the hit). Code that keeps hits for long calls it
+ * so that one kept hit never keeps a whole batch (the policy engine keeps the fields it
+ * needs instead). Not exported from the package index.
  */
 export const RETAIN_HIT: unique symbol = Symbol('portanoia.retainHit')
 
@@ -118,8 +121,8 @@ export interface Hit {
   attribution: Attribution
   /** Stable names of that evidence (lib/attribution/types.ts EVIDENCE; `pending` while a check runs). */
   evidence: readonly string[]
-  /** The source as numbers, when the hit was decoded from a record (see SOURCE_ADDRESS). @internal */
-  [SOURCE_ADDRESS]?(): SourceAddress
+  /** The table key from the record's words, when the hit was decoded from one (see HIT_KEY). @internal */
+  [HIT_KEY]?(out: Int32Array, at: number): void
   /** Copy on retain (see RETAIN_HIT). @internal */
   [RETAIN_HIT]?(): Hit
 }

@@ -3,8 +3,10 @@
  * every hit without slowing the hit path. It runs on the JS thread. Validators run once
  * per source and packet signature (arrival interface, link-layer source, TTL) and their
  * folded answer is cached (bounded, FIFO, `ttlMs`), so a scanner's thousand probes cost
- * one validation; a hit then costs a key and a Map lookup, and the answer it gets is a
- * shared frozen object (never a per-hit allocation). New validations are rationed
+ * one validation; a hit then costs a few lookups keyed by its record's words (no string
+ * is built for it: lib/hit-key.ts, lib/word-map.ts; an IPv4-mapped source shares its
+ * IPv4 form's tables), and the answer it gets is a shared frozen object (never a per-hit
+ * allocation). New validations are rationed
  * (`checksPerSecond`): past the budget a hit is `unchecked`, so a flood of forged
  * sources cannot turn the checks into the hot path. A validator that answers with a
  * promise leaves the hit `pending` (plausible, evidence `pending`) until it settles;
@@ -16,14 +18,15 @@
  * claiming it (the evidence still names what that packet showed). Otherwise forged
  * needs a forged verdict from some validator; plausible otherwise.
  *
- * Invariants: every table is bounded (FifoMap); nothing a validator throws reaches the
+ * Invariants: every table is bounded (WordMap, FifoMap); nothing a validator throws reaches the
  * caller (it becomes `validator-failed` and one onError call); closed attributors
  * answer `unchecked`.
  */
 
 import { UNCHECKED as PLAIN_UNCHECKED, VERIFIED as PLAIN_VERIFIED } from '../decode.js'
+import { HIT_KEY_WORDS, hitKey, KEY_SOURCE, textKey } from '../hit-key.js'
 import type { Hit } from '../types.js'
-import { FifoMap } from './fifo-map.js'
+import { WordMap } from '../word-map.js'
 import type { Attributed, Attribution, ValidationContext, Validator, ValidatorResult } from './types.js'
 
 export interface AttributorOptions {
@@ -125,6 +128,9 @@ function withAttribution(a: Attributed, attribution: Attribution): Attributed {
   return freeze(attribution, a.evidence, a.detail, a.pending)
 }
 
+/** The entry of every hit past the budget: never cached, its lazy fields are the same for all. */
+const SKIPPED: Entry = { src: '', generation: 0, result: UNCHECKED, asVerified: undefined, marked: undefined, markedWith: undefined, expiresAt: -Infinity }
+
 export class Attributor {
   readonly #validators: readonly Validator[]
   readonly #now: () => number
@@ -133,13 +139,25 @@ export class Attributor {
   readonly #perSecond: number
   readonly #onError: (validator: string, error: unknown) => void
   readonly #onClose: () => void
-  readonly #entries: FifoMap<string, Entry>
+  /** Answers by packet signature (the hit's whole key). */
+  readonly #entries: WordMap<Entry>
   /** Source → when its verification runs out. */
-  readonly #verified: FifoMap<string, number>
+  readonly #verified: WordMap<number>
   /** Source → extra evidence names (decoy grouping), with when they run out. */
-  readonly #marks = new FifoMap<string, { names: readonly string[]; until: number }>(4096)
+  readonly #marks = new WordMap<{ names: readonly string[]; until: number }>(KEY_SOURCE, 4096)
   /** Source → generation, bumped when a validator's knowledge about it changed. */
-  readonly #generations = new FifoMap<string, number>(4096)
+  readonly #generations = new WordMap<number>(KEY_SOURCE, 4096)
+  /** Scratch keys: attribute()'s hit, answerFor()'s, and the calls that name a source by its text. */
+  readonly #key = new Int32Array(HIT_KEY_WORDS)
+  readonly #answerKey = new Int32Array(HIT_KEY_WORDS)
+  readonly #textKey = new Int32Array(HIT_KEY_WORDS)
+  /**
+   * The last hit attribute() answered, its answer and when: answerFor() of that hit at
+   * the same time reuses it (until an answer settles or a mark changes).
+   */
+  #lastHit: Hit | null = null
+  #lastAnswer: Attributed = UNCHECKED
+  #lastAt = 0
   readonly #listeners: Array<(src: string, result: Attributed, hit: Hit) => void> = []
   #pendingCount = 0
   #budget: number
@@ -156,8 +174,8 @@ export class Attributor {
     this.#budget = this.#perSecond
     this.#onError = options.onError ?? (() => {})
     this.#onClose = options.onClose ?? (() => {})
-    this.#entries = new FifoMap(options.maxEntries ?? DEFAULTS.maxEntries)
-    this.#verified = new FifoMap(options.maxVerified ?? DEFAULTS.maxVerified)
+    this.#entries = new WordMap(HIT_KEY_WORDS, options.maxEntries ?? DEFAULTS.maxEntries)
+    this.#verified = new WordMap(KEY_SOURCE, options.maxVerified ?? DEFAULTS.maxVerified)
   }
 
   get validators(): readonly Validator[] {
@@ -170,21 +188,35 @@ export class Attributor {
    */
   attribute(hit: Hit): Attributed {
     if (this.#closed) return unattributed(hit)
-    const src = hit.src
+    const key = this.#key
+    // A source that is not an address has nothing to check (the policy counts it invalid).
+    const keyed = hitKey(hit, key)
     for (const v of this.#validators) {
       if (v.observe === undefined) continue
       try {
-        if (v.observe(hit) === true) this.#generations.set(src, (this.#generations.get(src) ?? 0) + 1)
+        if (v.observe(hit) === true && keyed) {
+          const g = this.#generations.find(key)
+          if (g < 0) this.#generations.set(key, 1)
+          else this.#generations.setValueAt(g, this.#generations.valueAt(g) + 1)
+        }
       } catch (err) {
         this.#onError(v.name, err)
       }
     }
     const now = this.#now()
-    if (hit.verified) {
-      this.#verified.delete(src)
-      this.#verified.set(src, now + this.#verifiedMs)
+    if (hit.verified && keyed) {
+      const verified = this.#verified
+      const slot = verified.find(key)
+      if (slot < 0) verified.set(key, now + this.#verifiedMs)
+      else {
+        verified.setValueAt(slot, now + this.#verifiedMs)
+        verified.touch(slot)
+      }
     }
-    const out = this.#answer(hit, src, now)
+    const out = keyed ? this.#answer(hit, key, now) : unattributed(hit)
+    this.#lastHit = hit
+    this.#lastAnswer = out
+    this.#lastAt = now
     this.#stats.hits++
     this.#stats[out.attribution]++
     return out
@@ -196,21 +228,26 @@ export class Attributor {
    */
   answerFor(hit: Hit): Attributed {
     if (this.#closed) return unattributed(hit)
-    return this.#answer(hit, hit.src, this.#now())
+    const now = this.#now()
+    if (hit === this.#lastHit && now === this.#lastAt) return this.#lastAnswer
+    const key = this.#answerKey
+    return hitKey(hit, key) ? this.#answer(hit, key, now) : unattributed(hit)
   }
 
-  #answer(hit: Hit, src: string, now: number): Attributed {
+  #answer(hit: Hit, key: Int32Array, now: number): Attributed {
     if (hit.verified) return VERIFIED
-    const key = `${src} ${hit.ifindex} ${hit.srcMac ?? '-'} ${hit.ttl}`
-    const generation = this.#generations.get(src) ?? 0
-    let entry = this.#entries.get(key)
+    const g = this.#generations.find(key)
+    const generation = g < 0 ? 0 : this.#generations.valueAt(g)
+    const slot = this.#entries.find(key)
+    let entry = slot < 0 ? undefined : this.#entries.valueAt(slot)
     if (entry === undefined || (!entry.result.pending && (entry.expiresAt <= now || entry.generation !== generation))) {
-      entry = this.#check(hit, src, key, now, generation)
+      entry = this.#check(hit, key, now, generation)
     }
     let out = entry.result
-    const marks = this.#marks.get(src)
-    if (marks !== undefined) {
-      if (marks.until <= now) this.#marks.delete(src)
+    const m = this.#marks.find(key)
+    if (m >= 0) {
+      const marks = this.#marks.valueAt(m)
+      if (marks.until <= now) this.#marks.deleteSlot(m)
       else {
         if (entry.markedWith !== marks.names) {
           entry.marked = freeze(out.attribution, [...out.evidence, ...marks.names.filter((n) => !out.evidence.includes(n))], out.detail, out.pending)
@@ -219,7 +256,7 @@ export class Attributor {
         out = entry.marked ?? out
       }
     }
-    if (this.isVerified(src, now)) {
+    if (this.#verifiedKey(key, now)) {
       if (out === entry.result) return (entry.asVerified ??= withAttribution(out, 'verified'))
       return withAttribution(out, 'verified')
     }
@@ -228,10 +265,14 @@ export class Attributor {
 
   /** Whether `src` completed a handshake within the verified memory. */
   isVerified(src: string, now = this.#now()): boolean {
-    const until = this.#verified.get(src)
-    if (until === undefined) return false
-    if (until > now) return true
-    this.#verified.delete(src)
+    return textKey(src, this.#textKey) && this.#verifiedKey(this.#textKey, now)
+  }
+
+  #verifiedKey(key: Int32Array, now: number): boolean {
+    const slot = this.#verified.find(key)
+    if (slot < 0) return false
+    if (this.#verified.valueAt(slot) > now) return true
+    this.#verified.deleteSlot(slot)
     return false
   }
 
@@ -240,11 +281,14 @@ export class Attributor {
    * members this way). Names already marked are kept.
    */
   mark(src: string, names: readonly string[], ms: number): void {
+    const key = this.#textKey
+    if (!textKey(src, key)) return
+    this.#lastHit = null
     const now = this.#now()
-    const old = this.#marks.get(src)
+    const old = this.#marks.get(key)
     const keep = old !== undefined && old.until > now ? old.names : []
     const merged = [...keep, ...names.filter((n) => !keep.includes(n))]
-    this.#marks.set(src, { names: Object.freeze(merged), until: now + ms })
+    this.#marks.set(key, { names: Object.freeze(merged), until: now + ms })
   }
 
   /** `fn(src, result, hit)` after a pending answer settled (`hit`: the packet that asked). Returns a function that unsubscribes. */
@@ -277,20 +321,20 @@ export class Attributor {
 
   // -------------------------------------------------------------------------
 
-  #check(hit: Hit, src: string, key: string, now: number, generation: number): Entry {
+  #check(hit: Hit, key: Int32Array, now: number, generation: number): Entry {
     if (now - this.#budgetAt >= 1000) {
       this.#budgetAt = now
       this.#budget = this.#perSecond
     }
     if (this.#budget <= 0) {
       this.#stats.skipped++
-      // Cached briefly: the source is checked again once the budget refills.
-      const skipped: Entry = { src, generation, result: UNCHECKED, asVerified: undefined, marked: undefined, markedWith: undefined, expiresAt: now + 1000 }
-      this.#entries.set(key, skipped)
-      return skipped
+      // Not cached: the source is checked once the budget refills, and a flood past the
+      // budget neither allocates per hit nor evicts the answers that were checked.
+      return SKIPPED
     }
     this.#budget--
     this.#stats.checks++
+    const src = hit.src
     const ctx: ValidationContext = {
       src,
       family: hit.family,
@@ -345,6 +389,7 @@ export class Attributor {
       void Promise.all(waiting).then(() => {
         this.#pendingCount--
         if (this.#closed) return
+        this.#lastHit = null
         const was = entry.result
         entry.result = fold(results, false)
         entry.asVerified = undefined

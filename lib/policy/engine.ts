@@ -45,11 +45,15 @@
  */
 
 import { PortanoiaError } from '../errors.js'
-import { type Attribution, type Hit, type Proto, RETAIN_HIT, SCAN_KINDS, type ScanKind, SOURCE_ADDRESS } from '../types.js'
-import { type Address, type Family, formatAddress, makeAddress, parseAddress } from './addr.js'
+import { HIT_KEY, type Attribution, type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
+import { HIT_KEY_WORDS, hitKey, KEY_SOURCE, keyAddress, textKey } from '../hit-key.js'
+import { WordMap } from '../word-map.js'
+import { type Address, type Family, formatAddress, parseAddress } from './addr.js'
 import { type PolicyConfig, resolvePolicyConfig } from './config.js'
 import type { Action, BreakerState, Decision, ReasonCode, Trigger } from './decision.js'
 import { MinuteGauge, MinuteLog } from './breaker.js'
+import { BlockTable } from './block-table.js'
+import { CompactSources, DEMAND_COUNTED, REPORT_COUNTED } from './compact-sources.js'
 import { type GuardReason, Guards } from './guards.js'
 import { ladderStep, Offences } from './offences.js'
 
@@ -197,61 +201,97 @@ interface BlockRecord {
   confirmedAt?: number
   /** Refused by the caller's check (vetBlocks): never put back in force. */
   refused?: boolean
+  /** The already-blocked verdicts on it (unverified, verified source), made on first use. */
+  already?: [Verdict | undefined, Verdict | undefined]
 }
 
-interface SourceState {
+const NO_EVIDENCE: readonly string[] = Object.freeze([])
+
+/** One source's window: what it sent, what was decided. One class, so one shape for every source. */
+class SourceState {
   src: string
   addr: Address
+  /** Its slot in the source table that holds it (lib/word-map.ts). */
+  slot = -1
   windowStart: number
   firstSeen: number
   lastSeen: number
-  count: number
-  verifiedCount: number
+  count = 0
+  verifiedCount = 0
   /** proto index × 65536 + port; a short array, linear search beats a Set at this size. */
   ports: number[]
-  portsTruncated: boolean
+  portsTruncated = false
   /** Bit i set for SCAN_KINDS[i]. */
-  kinds: number
-  lastHit: Hit
+  kinds = 0
+  /**
+   * The latest hit's fields a decision reports (its trigger) or a reapply needs: copied,
+   * so the engine keeps no hit (a kept hit would keep its batch, or cost a copy per hit).
+   */
+  lastTime = 0
+  lastVerified = false
+  lastDst = ''
+  lastDstPort = 0
+  lastSrcPort = 0
+  lastProto: Proto = 'tcp'
+  lastKind: ScanKind = 'syn'
+  lastInterface = ''
   /** `guards.check()` result, valid while `guardGeneration` matches the guards'. */
-  guard: GuardReason | null
-  guardGeneration: number
-  emitted: Verdict | null
-  last: Verdict | null
-  sinceEmit: number
-  demandCounted: boolean
-  reportCounted: boolean
+  guard: GuardReason | null = null
+  guardGeneration = -1
+  emitted: Verdict | null = null
+  last: Verdict | null = null
+  sinceEmit = 0
+  demandCounted = false
+  reportCounted = false
   /** The breaker this source was last counted into (a source counts once per breaker). */
-  suppressedBy: Breaker | null
+  suppressedBy: Breaker | null = null
   /** Packets whose attribution settled plausible (or verified by the source's memory), and forged. */
-  plausible: number
-  forged: number
+  plausible = 0
+  forged = 0
   /**
    * Resets from a spoofable source: answers, never probes (RFC 9293 never sends a RST
    * unprompted). A forged SYN that claims a neighbour makes a tripwire listener send
    * it a SYN-ACK, and its own kernel resets: a real packet from an innocent address.
    * Counted as hits, never as evidence that the source probed this host.
    */
-  resets: number
+  resets = 0
   /** The latest packet's attribution was still being checked. */
-  pending: boolean
-  /** Evidence names its packets carried, first seen first, at most MAX_EVIDENCE. */
-  evidence: string[]
+  pending = false
+  /**
+   * Evidence names its packets carried, first seen first, at most MAX_EVIDENCE: an
+   * attributor's frozen answer shared until a name must be added (`ownEvidence`).
+   */
+  evidence: readonly string[] = NO_EVIDENCE
+  ownEvidence = false
   /**
    * The caller's check (vetBlocks) could not answer for a spoofable block of this
    * source: it is not blocked, nor asked about again, for the rest of its window.
    */
-  unchecked?: boolean
+  unchecked = false
+
+  constructor(src: string, addr: Address, now: number, port: number) {
+    this.src = src
+    this.addr = addr
+    this.windowStart = now
+    this.firstSeen = now
+    this.lastSeen = now
+    this.ports = [port]
+  }
 }
+
+/** The value of a source table's slot whose source is kept compact (#compact). */
+const COMPACT = new SourceState('', { family: 4, value: 0n }, 0, 0)
 
 interface Breaker {
   cause: BreakerCause
   openedAt: number
   src: string
   family: Family
-  hit: Hit
+  trigger: Trigger
   sources: number
   hits: number
+  /** The shared verdicts counted into it, by the shared verdict they stand for (no allocation per hit). */
+  suppressed: Map<Verdict, Verdict>
 }
 
 const MINUTE_MS = 60_000
@@ -293,10 +333,21 @@ function reportedAttribution(st: SourceState): Attribution {
 }
 
 function addEvidence(st: SourceState, names: readonly string[]): void {
+  const have = st.evidence
+  if (names === have) return
+  if (have.length === 0 && names.length <= MAX_EVIDENCE && Object.isFrozen(names) && !names.includes('pending')) {
+    // The attributor's answers are shared frozen arrays: the source's next hits bring the same one.
+    st.evidence = names
+    return
+  }
   for (const n of names) {
     if (n === 'pending' || st.evidence.includes(n)) continue
     if (st.evidence.length >= MAX_EVIDENCE) return
-    st.evidence.push(n)
+    if (!st.ownEvidence) {
+      st.evidence = [...st.evidence]
+      st.ownEvidence = true
+    }
+    ;(st.evidence as string[]).push(n)
   }
 }
 
@@ -330,15 +381,64 @@ function zeroCounts(): Record<ReasonCode, number> {
   }
 }
 
-function triggerOf(hit: Hit): Trigger {
+function triggerOf(st: SourceState): Trigger {
   return {
-    dst: hit.dst,
-    dstPort: hit.dstPort,
-    srcPort: hit.srcPort,
-    proto: hit.proto,
-    kind: hit.kind,
-    interface: hit.interface,
+    dst: st.lastDst,
+    dstPort: st.lastDstPort,
+    srcPort: st.lastSrcPort,
+    proto: st.lastProto,
+    kind: st.lastKind,
+    interface: st.lastInterface,
   }
+}
+
+/** Verdicts without per-source fields, shared (frozen: a verdict is never changed once made). */
+const SHARED = new Set<Verdict>()
+function shared(action: Action, reason: ReasonCode, verified: boolean): Verdict {
+  const v = Object.freeze({ action, reason, verified }) as Verdict
+  SHARED.add(v)
+  return v
+}
+const SHARED_VERDICTS = new Map<string, Verdict>()
+function verdict(action: Action, reason: ReasonCode, verified: boolean): Verdict {
+  const k = `${action} ${reason} ${verified ? 1 : 0}`
+  let v = SHARED_VERDICTS.get(k)
+  if (v === undefined) SHARED_VERDICTS.set(k, (v = shared(action, reason, verified)))
+  return v
+}
+const TRANSIT = verdict('none', 'transit', false)
+const BELOW = [verdict('none', 'below-threshold', false), verdict('none', 'below-threshold', true)] as const
+const HELD: Verdict = Object.freeze({ action: 'none', reason: 'below-threshold', verified: false, hold: true }) as Verdict
+
+/** The verdict on a source blocked already, made once per block record (and expiry). */
+function alreadyBlocked(b: BlockRecord, verified: boolean): Verdict {
+  const i = verified ? 1 : 0
+  const expiresAt = Number.isFinite(b.expiresAt) ? b.expiresAt : undefined
+  const cached = b.already?.[i]
+  if (cached !== undefined && cached.expiresAt === expiresAt) return cached
+  const v: Verdict = { action: 'none', reason: 'already-blocked', verified }
+  if (expiresAt !== undefined) v.expiresAt = expiresAt
+  ;(b.already ??= [undefined, undefined])[i] = Object.freeze(v) as Verdict
+  return v
+}
+const REPORT_ONLY = verdict('report', 'spoofable-report-only', false)
+const FORGED = verdict('report', 'forged', false)
+const PEER_CHECK_FAILED = verdict('report', 'peer-check-failed', false)
+const RESET_ONLY = verdict('report', 'reset-only', false)
+const RATE_CAPPED = verdict('report', 'rate-capped', false)
+const ACTIVE_CAPPED = verdict('report', 'active-cap', false)
+
+/** `v` counted into the open breaker `b`: one verdict per breaker and shared verdict, made once. */
+function suppressedInto(b: Breaker, v: Verdict): Verdict {
+  if (!SHARED.has(v)) return { ...v, suppress: b }
+  let s = b.suppressed.get(v)
+  if (s === undefined) b.suppressed.set(v, (s = Object.freeze({ ...v, suppress: b }) as Verdict))
+  return s
+}
+const GUARD_VERDICTS: Partial<Record<GuardReason, readonly [Verdict, Verdict]>> = {}
+function guardVerdict(reason: GuardReason, verified: boolean): Verdict {
+  const pair = (GUARD_VERDICTS[reason] ??= [verdict('none', `guard:${reason}`, false), verdict('none', `guard:${reason}`, true)])
+  return pair[verified ? 1 : 0]
 }
 
 export class PolicyEngine {
@@ -355,14 +455,26 @@ export class PolicyEngine {
   readonly #vetting = new Map<Decision, Vetting>()
   readonly #vettingBySrc = new Map<string, Vetting>()
 
-  // Insertion order is window-start order (a new window re-inserts), so the first
-  // key is always the oldest: that is the eviction victim.
-  readonly #verifiedSources = new Map<string, SourceState>()
-  readonly #spoofableSources = new Map<string, SourceState>()
+  // Keyed by the source's address words (lib/hit-key.ts), bounded by maxTrackedSources.
+  // Insertion order is window-start order (a new window re-inserts), so the oldest
+  // entry is the eviction victim.
+  readonly #verifiedSources: WordMap<SourceState>
+  readonly #spoofableSources: WordMap<SourceState>
+  /** The spoofable sources that were only counted so far, by slot (compact-sources.ts); their slot holds COMPACT. */
+  readonly #compact = new CompactSources<Breaker>()
   /** Sources of transit hits: their own table, so forwarded traffic is never evidence. */
-  readonly #transitSources = new Map<string, SourceState>()
-  readonly #verifiedBlocks = new Map<string, BlockRecord>()
-  readonly #spoofableBlocks = new Map<string, BlockRecord>()
+  readonly #transitSources: WordMap<SourceState>
+  /** The current hit's key (observe), and one for the calls that name a source by its text. */
+  readonly #key = new Int32Array(HIT_KEY_WORDS)
+  readonly #textKey = new Int32Array(HIT_KEY_WORDS)
+  /** The decisions of the current call (observe, reattribute, tick), and how they are added. */
+  #out: Decision[] | null = null
+  readonly #push = (d: Decision): void => {
+    this.#decisions[d.reason]++
+    ;(this.#out ??= []).push(d)
+  }
+  readonly #verifiedBlocks = new BlockTable<BlockRecord>()
+  readonly #spoofableBlocks = new BlockTable<BlockRecord>()
   /** New spoofable blocks in the trailing minute; never more than the cap. */
   readonly #recentBlocks = new MinuteLog()
   /** Spoofable sources that crossed the threshold: the blocking breaker's view of pressure. */
@@ -371,7 +483,6 @@ export class PolicyEngine {
   readonly #recentReports = new MinuteLog()
   /** Spoofable sources wanting a decision of their own: the report breaker's view of pressure. */
   readonly #reportDemand = new MinuteGauge()
-  readonly #cursors = new Map<Map<string, SourceState>, Iterator<string>>()
   #breaker: Breaker | null = null
   #reportBreaker: Breaker | null = null
   #lastMaintain = -Infinity
@@ -381,7 +492,6 @@ export class PolicyEngine {
   #liveChecks = 0
   #liveRefusals = 0
   #invalid = 0
-  #evictions = 0
   #breakerTrips = 0
   #reportBreakerTrips = 0
   #suppressedHits = 0
@@ -398,6 +508,10 @@ export class PolicyEngine {
     this.#vetBlocks = options.vetBlocks === true
     this.#blockAll = this.#config.block === 'all'
     this.#dryRun = this.#config.dryRun || this.#config.block === 'off'
+    const max = this.#config.maxTrackedSources
+    this.#verifiedSources = new WordMap(KEY_SOURCE, max)
+    this.#spoofableSources = new WordMap(KEY_SOURCE, max)
+    this.#transitSources = new WordMap(KEY_SOURCE, max)
   }
 
   get config(): Readonly<PolicyConfig> {
@@ -442,6 +556,7 @@ export class PolicyEngine {
     }
     this.#config = Object.freeze(next)
     this.#blockAll = next.block === 'all'
+    for (const table of [this.#verifiedSources, this.#spoofableSources, this.#transitSources]) table.max = next.maxTrackedSources
   }
 
   /**
@@ -452,23 +567,24 @@ export class PolicyEngine {
   observe(hit: Hit): readonly Decision[] {
     const now = this.#now()
     this.#hits++
-    let out: Decision[] | null = null
-    const push = (d: Decision): void => {
-      this.#decisions[d.reason]++
-      ;(out ??= []).push(d)
-    }
+    const push = this.#push
+    this.#out = null
     this.#maintain(now, push, false)
 
     const transit = this.#isLocal !== null && !this.#isLocal(hit.dst)
     if (transit) this.#transitHits++
     const st = this.#track(hit, now, push, transit)
-    if (st === null) {
-      this.#invalid++
-      return out ?? NO_DECISIONS
-    }
+    if (st === null) this.#invalid++
+    else if (transit) this.#decide(st, TRANSIT, now, push)
+    else if (this.#decide(st, this.#evaluate(st, this.#key, now), now, push)) this.#shrink(st)
+    return this.#take() ?? NO_DECISIONS
+  }
 
-    this.#decide(st, transit ? { action: 'none', reason: 'transit', verified: false } : this.#evaluate(st, now), now, push)
-    return out ?? NO_DECISIONS
+  /** The decisions gathered by the current call, handed out (the next call starts afresh). */
+  #take(): Decision[] | null {
+    const out = this.#out
+    this.#out = null
+    return out
   }
 
   /**
@@ -480,27 +596,26 @@ export class PolicyEngine {
   reattribute(src: string, answer: { attribution: Attribution; evidence: readonly string[] }, hit?: Hit): readonly Decision[] {
     // A reset's answer was never waited for, nor does it count (see SourceState.resets).
     if (hit !== undefined && isReset(hit)) return NO_DECISIONS
-    const st = this.#verifiedSources.get(src) ?? this.#spoofableSources.get(src)
+    const st = this.#lookup(src, false)?.[1]
     if (st === undefined) return NO_DECISIONS
     const now = this.#now()
-    let out: Decision[] | null = null
-    const push = (d: Decision): void => {
-      this.#decisions[d.reason]++
-      ;(out ??= []).push(d)
-    }
+    this.#out = null
     st.pending = false
     if (answer.attribution === 'forged') st.forged++
     else st.plausible++
     addEvidence(st, answer.evidence)
-    this.#decide(st, this.#evaluate(st, now), now, push, true)
-    return out ?? NO_DECISIONS
+    this.#decide(st, this.#evaluate(st, this.#textKey, now), now, this.#push, true)
+    return this.#take() ?? NO_DECISIONS
   }
 
-  /** Emits (or counts) the verdict for a source, per the one-decision-per-window rules. */
-  #decide(st: SourceState, verdict: Verdict, now: number, push: (d: Decision) => void, settled = false): void {
+  /**
+   * Emits (or counts) the verdict for a source, per the one-decision-per-window rules.
+   * True when it was counted into an open breaker (nothing emitted for it).
+   */
+  #decide(st: SourceState, verdict: Verdict, now: number, push: (d: Decision) => void, settled = false): boolean {
     if (verdict.hold === true) {
       if (!settled) st.sinceEmit++
-      return
+      return false
     }
     const v = this.#capReports(st, verdict, now)
     st.last = v
@@ -514,7 +629,7 @@ export class PolicyEngine {
         this.#suppressedSources++
       }
       if (!settled) st.sinceEmit++
-      return
+      return true
     }
     const e = st.emitted
     if (
@@ -536,6 +651,71 @@ export class PolicyEngine {
     } else if (!settled) {
       st.sinceEmit++
     }
+    return false
+  }
+
+  /**
+   * After a hit counted into a breaker: a spoofable source of which nothing was emitted,
+   * with one port and shared evidence, is kept as numbers (#compact) instead of an
+   * object (its SourceState dies young). Everything it holds that a later hit or
+   * decision reads is kept; #expand brings it back.
+   */
+  #shrink(st: SourceState): void {
+    if (st.emitted !== null || st.verifiedCount > 0 || st.pending || st.unchecked || st.ownEvidence || st.portsTruncated || st.ports.length !== 1) return
+    const table = this.#spoofableSources
+    const s = st.slot
+    if (s < 0 || table.valueAt(s) !== st) return
+    const c = this.#compact
+    c.ensure(s)
+    c.windowStart[s] = st.windowStart
+    c.lastSeen[s] = st.lastSeen
+    c.lastTime[s] = st.lastTime
+    c.lastPorts[s] = st.lastSrcPort | (st.lastDstPort << 16)
+    c.lastProtoKind[s] = (PROTO_INDEX[st.lastProto] ?? 0) | ((KIND_INDEX.get(st.lastKind) ?? 0) << 8)
+    c.lastDst[s] = st.lastDst
+    c.lastInterface[s] = st.lastInterface
+    c.count[s] = st.count
+    c.kinds[s] = st.kinds
+    c.plausible[s] = st.plausible
+    c.forged[s] = st.forged
+    c.resets[s] = st.resets
+    c.port[s] = st.ports[0]!
+    c.flags[s] = (st.demandCounted ? DEMAND_COUNTED : 0) | (st.reportCounted ? REPORT_COUNTED : 0)
+    c.evidence[s] = st.evidence
+    c.suppressedBy[s] = st.suppressedBy
+    table.setValueAt(s, COMPACT)
+  }
+
+  /** The SourceState of a compact source in `slot` of the spoofable table (`key`: its key). */
+  #expand(slot: number, key: Int32Array, hit: Hit | null): SourceState {
+    const c = this.#compact
+    const addr = keyAddress(key)
+    const src = hit !== null && hit[HIT_KEY] !== undefined && addr.family === hit.family ? hit.src : formatAddress(addr)
+    const st = new SourceState(src, addr, c.windowStart[slot]!, c.port[slot]!)
+    st.slot = slot
+    st.lastSeen = c.lastSeen[slot]!
+    st.lastTime = c.lastTime[slot]!
+    const ports = c.lastPorts[slot]!
+    st.lastSrcPort = ports & 0xffff
+    st.lastDstPort = ports >>> 16
+    const pk = c.lastProtoKind[slot]!
+    st.lastProto = PROTO_BY_INDEX[pk & 0xff] ?? 'tcp'
+    st.lastKind = (SCAN_KINDS[pk >>> 8] ?? 'odd-flags') as ScanKind
+    st.lastDst = c.lastDst[slot]!
+    st.lastInterface = c.lastInterface[slot]!
+    st.count = c.count[slot]!
+    st.kinds = c.kinds[slot]!
+    st.plausible = c.plausible[slot]!
+    st.forged = c.forged[slot]!
+    st.resets = c.resets[slot]!
+    const flags = c.flags[slot]!
+    st.demandCounted = (flags & DEMAND_COUNTED) !== 0
+    st.reportCounted = (flags & REPORT_COUNTED) !== 0
+    st.evidence = c.evidence[slot]!
+    st.suppressedBy = c.suppressedBy[slot]!
+    c.release(slot)
+    this.#spoofableSources.setValueAt(slot, st)
+    return st
   }
 
   /**
@@ -544,16 +724,9 @@ export class PolicyEngine {
    * does it, at most once a second, but a quiet sensor calls nothing.
    */
   tick(): readonly Decision[] {
-    const out: Decision[] = []
-    this.#maintain(
-      this.#now(),
-      (d) => {
-        this.#decisions[d.reason]++
-        out.push(d)
-      },
-      true,
-    )
-    return out
+    this.#out = null
+    this.#maintain(this.#now(), this.#push, true)
+    return this.#take() ?? []
   }
 
   /**
@@ -807,7 +980,7 @@ export class PolicyEngine {
       liveChecks: this.#liveChecks,
       liveRefusals: this.#liveRefusals,
       trackedSources: this.#verifiedSources.size + this.#spoofableSources.size + this.#transitSources.size,
-      evictions: this.#evictions,
+      evictions: this.#verifiedSources.evictions + this.#spoofableSources.evictions + this.#transitSources.evictions,
       decisions: { ...this.#decisions },
       activeBlocks: { verified: this.#verifiedBlocks.size, spoofable: this.#spoofableBlocks.size },
       spoofableBlocksLastMinute: this.#recentBlocks.count(now),
@@ -825,135 +998,101 @@ export class PolicyEngine {
 
   // -------------------------------------------------------------------------
 
-  #lookup(src: string, transit: boolean): [Map<string, SourceState>, SourceState] | null {
+  /** The table and state of the source `src` names (its text), if tracked. */
+  #lookup(src: string, transit: boolean): [WordMap<SourceState>, SourceState] | null {
+    const key = this.#textKey
+    if (!textKey(src, key)) return null
+    return this.#find(key, transit)
+  }
+
+  #find(key: Int32Array, transit: boolean): [WordMap<SourceState>, SourceState] | null {
     if (transit) {
-      const t = this.#transitSources.get(src)
-      return t === undefined ? null : [this.#transitSources, t]
+      const t = this.#transitSources.find(key)
+      return t < 0 ? null : [this.#transitSources, this.#transitSources.valueAt(t)]
     }
-    const v = this.#verifiedSources.get(src)
-    if (v !== undefined) return [this.#verifiedSources, v]
-    const s = this.#spoofableSources.get(src)
-    return s === undefined ? null : [this.#spoofableSources, s]
+    const v = this.#verifiedSources.find(key)
+    if (v >= 0) return [this.#verifiedSources, this.#verifiedSources.valueAt(v)]
+    const s = this.#spoofableSources.find(key)
+    if (s < 0) return null
+    const st = this.#spoofableSources.valueAt(s)
+    return [this.#spoofableSources, st === COMPACT ? this.#expand(s, key, null) : st]
   }
 
   /** The source's state with this hit added, or null when `hit.src` is not an address. */
   #track(hit: Hit, now: number, push: (d: Decision) => void, transit: boolean): SourceState | null {
-    // Sources repeat (a scanner sends many packets), and the sensor's text is
-    // usually canonical already: try it as a key before parsing.
-    let found = this.#lookup(hit.src, transit)
-    let src = hit.src
-    let addr: Address
-    if (found !== null) {
-      addr = found[1].addr
+    // Keyed by the record's address words: no text is parsed, built or hashed for a hit.
+    const key = this.#key
+    if (!hitKey(hit, key)) return null
+    let table: WordMap<SourceState>
+    let slot: number
+    if (transit) {
+      table = this.#transitSources
+      slot = table.find(key)
     } else {
-      // A sensor's hit carries its source as numbers from the record: no text to parse.
-      const numeric = hit[SOURCE_ADDRESS]?.()
-      const parsed = numeric !== undefined ? makeAddress(numeric.family, numeric.value) : parseAddress(hit.src)
-      if (parsed === null) return null
-      addr = parsed
-      // The sensor's text is canonical unless an IPv4-mapped IPv6 source folded to IPv4.
-      src = numeric !== undefined && numeric.family === parsed.family ? hit.src : formatAddress(parsed)
-      if (src !== hit.src) found = this.#lookup(src, transit)
+      table = this.#verifiedSources
+      slot = table.find(key)
+      if (slot < 0) {
+        table = this.#spoofableSources
+        slot = table.find(key)
+      }
     }
-    // Kept until the source's next hit or its window's end: a hit of its own, not a view
-    // that would keep the sensor's whole batch alive (types.ts RETAIN_HIT).
-    const kept = hit[RETAIN_HIT]?.() ?? hit
-    let table = found?.[0] ?? this.#spoofableSources
-    let st = found?.[1]
+    let st = slot < 0 ? undefined : table.valueAt(slot)
+    if (st === COMPACT) st = this.#expand(slot, key, hit)
     if (st !== undefined && now >= st.windowStart + this.#config.windowMs) {
       this.#endWindow(st, table, now, push)
       st = undefined
     }
+    const verified = hit.verified
+    const portKey = (PROTO_INDEX[hit.proto] ?? 0) * 65536 + hit.dstPort
     if (st === undefined) {
-      table = transit ? this.#transitSources : hit.verified ? this.#verifiedSources : this.#spoofableSources
-      st = {
-        src,
-        addr,
-        windowStart: now,
-        firstSeen: now,
-        lastSeen: now,
-        count: 0,
-        verifiedCount: 0,
-        ports: [],
-        portsTruncated: false,
-        kinds: 0,
-        lastHit: kept,
-        guard: null,
-        guardGeneration: -1,
-        emitted: null,
-        last: null,
-        sinceEmit: 0,
-        demandCounted: false,
-        reportCounted: false,
-        suppressedBy: null,
-        plausible: 0,
-        forged: 0,
-        resets: 0,
-        pending: false,
-        evidence: [],
+      table = transit ? this.#transitSources : verified ? this.#verifiedSources : this.#spoofableSources
+      const addr = keyAddress(key)
+      // A decoded hit's text is canonical unless an IPv4-mapped IPv6 source folded to IPv4.
+      const src = hit[HIT_KEY] !== undefined && addr.family === hit.family ? hit.src : formatAddress(addr)
+      st = new SourceState(src, addr, now, portKey)
+      st.slot = table.set(key, st)
+    } else {
+      if (verified && !transit && table === this.#spoofableSources) {
+        // Verified evidence moves the source out of reach of forged-traffic churn.
+        table.deleteSlot(st.slot)
+        st.slot = this.#verifiedSources.set(key, st)
       }
-      this.#insert(table, st)
-    } else if (hit.verified && !transit && table === this.#spoofableSources) {
-      // Verified evidence moves the source out of reach of forged-traffic churn.
-      this.#spoofableSources.delete(src)
-      this.#insert(this.#verifiedSources, st)
+      const ports = st.ports
+      if (!ports.includes(portKey)) {
+        if (ports.length < this.#config.maxPortsPerSource) ports.push(portKey)
+        else st.portsTruncated = true
+      }
     }
     st.count++
-    if (hit.verified && !transit) st.verifiedCount++
+    if (verified && !transit) st.verifiedCount++
     if (isReset(hit)) {
       // Its attribution speaks for the reset, not for a probe: neither counted nor waited for.
       st.resets++
     } else {
       const evidence = hit.evidence
-      st.pending = !hit.verified && evidence.includes('pending')
-      if (!hit.verified && !st.pending) {
+      st.pending = !verified && evidence.includes('pending')
+      if (!verified && !st.pending) {
         if (hit.attribution === 'forged') st.forged++
         else st.plausible++
       }
       if (evidence.length > 0) addEvidence(st, evidence)
     }
     st.lastSeen = now
-    st.lastHit = kept
-    st.kinds |= 1 << (KIND_INDEX.get(hit.kind) ?? 0)
-    const portKey = (PROTO_INDEX[hit.proto] ?? 0) * 65536 + hit.dstPort
-    if (!st.ports.includes(portKey)) {
-      if (st.ports.length < this.#config.maxPortsPerSource) st.ports.push(portKey)
-      else st.portsTruncated = true
-    }
+    const kind = hit.kind
+    st.kinds |= 1 << (KIND_INDEX.get(kind) ?? 0)
+    st.lastTime = hit.time
+    st.lastVerified = verified
+    st.lastDst = hit.dst
+    st.lastDstPort = hit.dstPort
+    st.lastSrcPort = hit.srcPort
+    st.lastProto = hit.proto
+    st.lastKind = kind
+    st.lastInterface = hit.interface
     return st
   }
 
-  #insert(table: Map<string, SourceState>, st: SourceState): void {
-    if (table.size >= this.#config.maxTrackedSources && this.#evictOldest(table)) this.#evictions++
-    table.set(st.src, st)
-  }
-
-  /**
-   * Deletes the table's oldest entry. A fresh `keys().next()` would be O(n) here:
-   * V8 leaves deleted slots in place until a rehash and a new iterator walks them
-   * from the start, so under churn every eviction rescans all earlier evictions.
-   * One long-lived iterator walks them once: every key before its position has
-   * been deleted, so the next key it yields is the oldest present one.
-   */
-  #evictOldest(table: Map<string, SourceState>): boolean {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      let cursor = this.#cursors.get(table)
-      if (cursor === undefined) {
-        cursor = table.keys()
-        this.#cursors.set(table, cursor)
-      }
-      const next = cursor.next()
-      if (next.done !== true) {
-        table.delete(next.value)
-        return true
-      }
-      // An exhausted iterator never sees later insertions: start a new one.
-      this.#cursors.delete(table)
-    }
-    return false
-  }
-
-  #evaluate(st: SourceState, now: number): Verdict {
+  /** `key`: the source's key words (the hit's, or those of the text that named it). */
+  #evaluate(st: SourceState, key: Int32Array, now: number): Verdict {
     const cfg = this.#config
     const verified = st.verifiedCount > 0
     if (st.guardGeneration !== this.#guards.generation) {
@@ -961,21 +1100,15 @@ export class PolicyEngine {
       st.guardGeneration = this.#guards.generation
     }
     const guard = st.guard
-    if (guard !== null) return { action: 'none', reason: `guard:${guard}`, verified }
+    if (guard !== null) return guardVerdict(guard, verified)
 
-    const block = this.#activeBlock(st.src, now)
-    const already = (b: BlockRecord): Verdict => {
-      const v: Verdict = { action: 'none', reason: 'already-blocked', verified }
-      if (Number.isFinite(b.expiresAt)) v.expiresAt = b.expiresAt
-      return v
-    }
+    const block = this.#activeBlockOf(st, key, now)
     if (verified) {
       if (block?.verified === true) {
         // A handshake completed although the kernel should drop this source: the
         // block is gone (a flushed ruleset, a deleted element). Put it back, once per
         // confirmation, with the time it has left.
-        const hit = st.lastHit
-        if (hit.verified && block.confirmedAt !== undefined && hit.time > block.confirmedAt + REAPPLY_MARGIN_MS && Number.isFinite(block.expiresAt)) {
+        if (st.lastVerified && block.confirmedAt !== undefined && st.lastTime > block.confirmedAt + REAPPLY_MARGIN_MS && Number.isFinite(block.expiresAt)) {
           block.confirmedAt = undefined
           if (this.#dryRun) return { action: 'none', reason: 'already-blocked', verified, expiresAt: block.expiresAt }
           // Guards hold at the moment of blocking, also when a block is put back.
@@ -989,33 +1122,32 @@ export class PolicyEngine {
           if (this.#vetBlocks) put.vet = { record: block, putBack: true }
           return this.#refuseLive(st, true) ?? put
         }
-        return already(block)
+        return alreadyBlocked(block, verified)
       }
       if (st.verifiedCount < cfg.threshold) {
-        return block !== undefined ? already(block) : { action: 'none', reason: 'below-threshold', verified }
+        return block !== undefined ? alreadyBlocked(block, verified) : BELOW[1]
       }
       return this.#refuseLive(st, true) ?? this.#applyBlock(st, now, true, block !== undefined)
     }
 
-    if (block !== undefined) return already(block)
-    if (st.count < cfg.spoofableThreshold) return { action: 'none', reason: 'below-threshold', verified }
-    if (!this.#blockAll) return { action: 'report', reason: 'spoofable-report-only', verified }
+    if (block !== undefined) return alreadyBlocked(block, verified)
+    if (st.count < cfg.spoofableThreshold) return BELOW[0]
+    if (!this.#blockAll) return REPORT_ONLY
     // Never act on a forged source, and wait for the evidence before acting at all.
     const attribution = sourceAttribution(st)
-    if (attribution === 'forged') return { action: 'report', reason: 'forged', verified }
-    if (attribution === 'pending') return { action: 'none', reason: 'below-threshold', verified, hold: true }
+    if (attribution === 'forged') return FORGED
+    if (attribution === 'pending') return HELD
     // Only answers from it (resets): someone may have made this host write to it.
-    if (st.count - st.resets < cfg.spoofableThreshold) return { action: 'report', reason: 'reset-only', verified }
+    if (st.count - st.resets < cfg.spoofableThreshold) return RESET_ONLY
 
     // The check right before its block could not answer this window: no new attempt.
-    if (st.unchecked === true) return { action: 'report', reason: 'peer-check-failed', verified }
+    if (st.unchecked === true) return PEER_CHECK_FAILED
     if (!st.demandCounted) {
       st.demandCounted = true
       this.#demand.add(now)
     }
-    if (this.#breaker !== null) {
-      return { action: 'report', reason: this.#breaker.cause, verified, suppress: this.#breaker }
-    }
+    const b = this.#breaker
+    if (b !== null) return suppressedInto(b, b.cause === 'rate-capped' ? RATE_CAPPED : ACTIVE_CAPPED)
     if (this.#recentBlocks.count(now) >= cfg.maxBlocksPerMinute) return this.#openBreaker('rate-capped', st, now)
     if (this.#spoofableBlocks.size >= cfg.maxActiveBlocks) {
       this.#expireTable(this.#spoofableBlocks, now)
@@ -1037,7 +1169,7 @@ export class PolicyEngine {
     this.#liveRefusals++
     st.guard = reason
     st.guardGeneration = this.#guards.generation
-    return { action: 'none', reason: `guard:${reason}`, verified }
+    return guardVerdict(reason, verified)
   }
 
   #applyBlock(st: SourceState, now: number, verified: boolean, upgrade: boolean): Verdict {
@@ -1050,7 +1182,7 @@ export class PolicyEngine {
     if (verified) offence = this.#dryRun ? this.#offences.next(st.src, now, cfg.forgetAfterMs) : this.#offences.record(st.src, now, cfg.forgetAfterMs)
     const ttlMs = offence !== undefined ? ladderStep(cfg.blockTtlLadderMs, offence) : cfg.spoofableTtlMs
     const expiresAt = now + ttlMs
-    const rec: BlockRecord = { family: st.addr.family, verified, expiresAt, trigger: triggerOf(st.lastHit) }
+    const rec: BlockRecord = { family: st.addr.family, verified, expiresAt, trigger: triggerOf(st) }
     const vet: NonNullable<Verdict['vet']> = { record: rec, ...before }
     if (verified) {
       const displaced = this.#spoofableBlocks.get(st.src)
@@ -1073,7 +1205,7 @@ export class PolicyEngine {
   }
 
   #openBreaker(cause: BreakerCause, st: SourceState, now: number): Verdict {
-    const b: Breaker = { cause, openedAt: now, src: st.src, family: st.addr.family, hit: st.lastHit, sources: 0, hits: 0 }
+    const b: Breaker = { cause, openedAt: now, src: st.src, family: st.addr.family, trigger: triggerOf(st), sources: 0, hits: 0, suppressed: new Map() }
     if (cause === 'report-capped') {
       this.#reportBreaker = b
       this.#reportBreakerTrips++
@@ -1099,7 +1231,7 @@ export class PolicyEngine {
       st.reportCounted = true
       this.#reportDemand.add(now)
     }
-    if (this.#reportBreaker !== null) return { ...v, suppress: this.#reportBreaker }
+    if (this.#reportBreaker !== null) return suppressedInto(this.#reportBreaker, v)
     if (this.#recentReports.count(now) >= this.#config.maxReportsPerMinute) return this.#openBreaker('report-capped', st, now)
     this.#recentReports.add(now)
     return v
@@ -1109,14 +1241,22 @@ export class PolicyEngine {
     return this.#liveBlock(this.#verifiedBlocks, src, now) ?? this.#liveBlock(this.#spoofableBlocks, src, now)
   }
 
-  #liveBlock(table: Map<string, BlockRecord>, src: string, now: number): BlockRecord | undefined {
+  #liveBlock(table: BlockTable<BlockRecord>, src: string, now: number): BlockRecord | undefined {
     const r = table.get(src)
     if (r === undefined || r.expiresAt > now) return r
     table.delete(src)
     return undefined
   }
 
-  #expireTable(table: Map<string, BlockRecord>, now: number): void {
+  /** #activeBlock of a tracked source, by its key (`key`: the source's key words). */
+  #activeBlockOf(st: SourceState, key: Int32Array, now: number): BlockRecord | undefined {
+    const r = this.#verifiedBlocks.getByKey(key) ?? this.#spoofableBlocks.getByKey(key)
+    if (r === undefined || r.expiresAt > now) return r
+    // Expired: the text path deletes it from whichever table holds it.
+    return this.#activeBlock(st.src, now)
+  }
+
+  #expireTable(table: BlockTable<BlockRecord>, now: number): void {
     for (const [src, r] of table) if (r.expiresAt <= now) table.delete(src)
   }
 
@@ -1129,9 +1269,20 @@ export class PolicyEngine {
     if (!force && now - this.#lastMaintain < MAINTAIN_EVERY_MS) return
     this.#lastMaintain = now
     this.#expireBlocks(now)
+    const windowMs = this.#config.windowMs
+    const compact = this.#compact
     for (const table of [this.#verifiedSources, this.#spoofableSources, this.#transitSources]) {
-      for (const st of table.values()) {
-        if (now >= st.windowStart + this.#config.windowMs) this.#endWindow(st, table, now, push)
+      for (let s = table.oldest; s >= 0; ) {
+        const next = table.next(s)
+        const st = table.valueAt(s)
+        if (st === COMPACT) {
+          // Nothing was emitted for it: its window ends without a summary.
+          if (now >= compact.windowStart[s]! + windowMs) {
+            compact.release(s)
+            table.deleteSlot(s)
+          }
+        } else if (now >= st.windowStart + windowMs) this.#endWindow(st, table, now, push)
+        s = next
       }
     }
     // Hysteresis: close only well below the caps, or every expiring block would
@@ -1177,12 +1328,12 @@ export class PolicyEngine {
       final: false,
       breaker: 'closed',
       suppressed: { sources: b.sources, hits: b.hits },
-      trigger: triggerOf(b.hit),
+      trigger: b.trigger,
     }
   }
 
-  #endWindow(st: SourceState, table: Map<string, SourceState>, now: number, push: (d: Decision) => void): void {
-    table.delete(st.src)
+  #endWindow(st: SourceState, table: WordMap<SourceState>, now: number, push: (d: Decision) => void): void {
+    table.deleteSlot(st.slot)
     const last = st.last
     if (st.emitted === null || st.sinceEmit === 0 || last === null || last.suppress !== undefined) return
     const summary: Verdict = { action: last.action === 'block' ? 'none' : last.action, reason: last.reason, verified: last.verified }
@@ -1216,7 +1367,7 @@ export class PolicyEngine {
       windowMs: this.#config.windowMs,
       time: now,
       final,
-      trigger: triggerOf(st.lastHit),
+      trigger: triggerOf(st),
     }
     if (v.ttlMs !== undefined) d.ttlMs = v.ttlMs
     if (v.expiresAt !== undefined) d.expiresAt = v.expiresAt

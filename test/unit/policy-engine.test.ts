@@ -12,7 +12,8 @@ import { type Address, formatAddress } from '../../lib/policy/addr.js'
 import { Guards } from '../../lib/policy/guards.js'
 import { Offences } from '../../lib/policy/offences.js'
 import { decodeHit, HIT_FLAGS, HIT_RECORD_LAYOUT, HIT_RECORD_SIZE } from '../../lib/decode.js'
-import { type Hit, RETAIN_HIT, SOURCE_ADDRESS } from '../../lib/types.js'
+import { HIT_KEY, type Hit, RETAIN_HIT } from '../../lib/types.js'
+import { HIT_KEY_WORDS, hitKey } from '../../lib/hit-key.js'
 
 function hit(src: string, over: Partial<Hit> = {}): Hit {
   return {
@@ -1039,9 +1040,14 @@ describe('hits decoded from records', () => {
     const text = setup({ block: 'all' })
     for (const r of records) {
       const decoded = decodeHit(r, 0, ifname)
-      expect(decoded[SOURCE_ADDRESS]).toBeTypeOf('function')
-      // The same hit as plain data: no SOURCE_ADDRESS, so the engine parses its text.
+      expect(decoded[HIT_KEY]).toBeTypeOf('function')
+      // The same hit as plain data: no HIT_KEY, so its key comes from its text and fields.
       const plain: Hit = { ...(JSON.parse(JSON.stringify(decoded)) as Omit<Hit, 'timeNs'>), timeNs: decoded.timeNs }
+      const fromRecord = new Int32Array(HIT_KEY_WORDS)
+      const fromText = new Int32Array(HIT_KEY_WORDS)
+      expect(hitKey(decoded, fromRecord)).toBe(true)
+      expect(hitKey(plain, fromText)).toBe(true)
+      expect([...fromRecord]).toEqual([...fromText])
       numeric.observe(decoded)
       text.observe(plain)
     }
@@ -1058,23 +1064,77 @@ describe('hits decoded from records', () => {
     expect(numeric.engine.stats().invalidSources).toBe(0)
   })
 
-  it('keeps a copy of each hit it holds on to (copy on retain), not the hit itself', () => {
-    const { engine } = setup()
-    let retained = 0
-    const kept: Hit[] = []
-    for (let i = 0; i < 3; i++) {
-      const h = hit('198.18.0.20', { srcPort: 1000 + i })
-      h[RETAIN_HIT] = () => {
-        retained++
-        const copy = { ...h, srcPort: h.srcPort }
-        kept.push(copy)
-        return copy
-      }
-      engine.observe(h)
-    }
-    expect(retained).toBe(3)
+  it('keeps no hit: a decision reports the fields its source\'s last hit had when observed', () => {
+    const { engine, observe, clock } = setup()
+    const first = observe(hit('198.18.0.20', { srcPort: 999 }))
+    expect(first).toHaveLength(1)
+    const h = hit('198.18.0.20', { srcPort: 1000, dstPort: 2222 })
+    observe(h)
+    // Whatever becomes of the hit object afterwards (a decoder reuses nothing, but a
+    // caller may), the engine reports what it saw.
+    h.srcPort = 9
+    h.dstPort = 9
+    h.dst = '198.18.0.99'
+    clock.t += 61_000
+    const final = [...engine.tick()].find((d) => d.src === '198.18.0.20' && d.final)
+    expect(final?.trigger).toEqual({ dst: '198.18.0.1', dstPort: 2222, srcPort: 1000, proto: 'tcp', kind: 'syn', interface: 'eth0' })
     const decoded = decodeHit(records[0]!, 0, ifname)
     expect(decoded[RETAIN_HIT]!()).toBe(decoded)
     expect(decoded.src).toBe('198.18.0.7')
+  })
+})
+
+describe('sources only counted into a breaker (kept compact)', () => {
+  it('come back with everything their window held: counts, kinds, evidence, window start, their breaker', () => {
+    const s = setup({ block: 'all', maxBlocksPerMinute: 1, windowMs: 600_000 })
+    const evidence = Object.freeze(['rpf:pass'])
+    const t0 = s.clock.t
+    expect(s.observe(hit('198.18.0.2'))[0]?.reason).toBe('blocked')
+    expect(s.observe(hit('198.18.0.3'))[0]?.breaker).toBe('open')
+    // Counted, not decided: three hits of one source while the breaker is open.
+    for (const kind of ['syn', 'fin', 'syn'] as const) {
+      s.clock.t += 1000
+      expect(s.observe(hit('198.18.0.4', { kind, evidence }))).toEqual([])
+    }
+    const before = s.engine.stats()
+    expect(before.suppressedSources).toBe(1)
+    expect(before.suppressedHits).toBe(3)
+    expect(before.trackedSources).toBe(3)
+    // The breaker closes once the pressure is gone; the source's window is still open.
+    s.clock.t = t0 + 125_000
+    expect(s.engine.tick().some((d) => d.breaker === 'closed')).toBe(true)
+    const [d] = s.observe(hit('198.18.0.4', { srcPort: 4242, evidence }))
+    expect(d).toMatchObject({
+      action: 'block',
+      reason: 'blocked',
+      src: '198.18.0.4',
+      count: 4,
+      windowStart: t0 + 1000,
+      firstSeen: t0 + 1000,
+      lastSeen: t0 + 125_000,
+      kinds: ['syn', 'fin'],
+      ports: ['2222/tcp'],
+      evidence: ['rpf:pass'],
+      attribution: 'plausible',
+    })
+    expect(d?.trigger).toEqual({ dst: '198.18.0.1', dstPort: 2222, srcPort: 4242, proto: 'tcp', kind: 'syn', interface: 'eth0' })
+    // Counted into the breaker once, whatever form it was kept in.
+    expect(s.engine.stats().suppressedSources).toBe(1)
+  })
+
+  it('end their window without a summary, and a held block or settled answer finds them by their text', () => {
+    const s = setup({ block: 'all', maxBlocksPerMinute: 1 })
+    s.observe(hit('198.18.0.2'))
+    s.observe(hit('198.18.0.3'))
+    s.observe(hit('198.18.0.5'))
+    s.observe(hit('198.18.0.6'))
+    expect(s.engine.stats().trackedSources).toBe(4)
+    // A late answer about a compact source decides it again: forged is reported.
+    const late = s.engine.reattribute('198.18.0.5', { attribution: 'forged', evidence: ['rpf:no-route'] })
+    expect(late).toEqual([])
+    s.clock.t += 61_000
+    const ended = [...s.engine.tick()]
+    expect(ended.filter((d) => d.src === '198.18.0.6')).toEqual([])
+    expect(s.engine.stats().trackedSources).toBe(0)
   })
 })
