@@ -217,8 +217,11 @@ export class Attributor {
     this.#lastHit = hit
     this.#lastAnswer = out
     this.#lastAt = now
-    this.#stats.hits++
-    this.#stats[out.attribution]++
+    const stats = this.#stats
+    stats.hits++
+    if (out.attribution === 'verified') stats.verified++
+    else if (out.attribution === 'forged') stats.forged++
+    else stats.plausible++
     return out
   }
 

@@ -12,8 +12,9 @@
  */
 import type { Trigger } from '../policy/decision.js'
 import type { GuardReason } from '../policy/guards.js'
+import { HIT_KEY_WORDS, hitKey, KEY_SOURCE } from '../hit-key.js'
 import type { Hit } from '../types.js'
-import { FifoMap } from './fifo-map.js'
+import { WordMap } from '../word-map.js'
 import type { Attributed } from './types.js'
 
 export interface Forgery {
@@ -59,7 +60,9 @@ export class ForgeryAlerts {
   readonly #bridgeOf: (ifindex: number) => string | undefined
   readonly #now: () => number
   readonly #windowMs: number
-  readonly #claims: FifoMap<string, Claim>
+  /** By the claimed address's key (lib/hit-key.ts): a forged flood hashes no string per packet. */
+  readonly #claims: WordMap<Claim>
+  readonly #key = new Int32Array(HIT_KEY_WORDS)
   #alerts = 0
   #forgedPackets = 0
 
@@ -68,7 +71,7 @@ export class ForgeryAlerts {
     this.#bridgeOf = options.bridgeOf ?? (() => undefined)
     this.#now = options.now ?? Date.now
     this.#windowMs = options.windowMs ?? 60_000
-    this.#claims = new FifoMap(options.maxTracked ?? 4096)
+    this.#claims = new WordMap(KEY_SOURCE, options.maxTracked ?? 4096)
   }
 
   /** A hit and its attribution: an alert when it is forged and claims a guarded address (once per window). */
@@ -76,15 +79,17 @@ export class ForgeryAlerts {
     if (answer.attribution !== 'forged') return null
     this.#forgedPackets++
     const now = this.#now()
-    const src = hit.src
-    let c = this.#claims.get(src)
+    const key = this.#key
+    if (!hitKey(hit, key)) return null
+    let c = this.#claims.get(key)
     if (c === undefined || now - c.guardAt >= this.#windowMs) {
       // The guard is asked once per claimed address and window: a flood of forged
       // sources costs one question each, not one per packet.
-      const guard = this.#guardOf(src)
+      const guard = this.#guardOf(hit.src)
       c = { guard, guardAt: now, alertedAt: c?.alertedAt ?? -Infinity, count: c?.count ?? 0, firstSeen: c?.firstSeen ?? hit.time }
-      this.#claims.set(src, c)
+      this.#claims.set(key, c)
     }
+    const src = hit.src
     if (c.guard === null) return null
     c.count++
     if (now - c.alertedAt < this.#windowMs) return null

@@ -297,6 +297,8 @@ export class CidrSet {
   #v4 = new Map<number, Set<number>>()
   #v6 = new Map<number, Set<bigint>>()
   #v4Prefixes: number[] = []
+  /** The sets of #v4Prefixes, in the same order (no Map lookup per probe). */
+  #v4Sets: Array<Set<number>> = []
   #v6Prefixes: number[] = []
   #size = 0
 
@@ -313,6 +315,7 @@ export class CidrSet {
         set = new Set()
         this.#v4.set(cidr.prefix, set)
         this.#v4Prefixes = [...this.#v4.keys()].sort((a, b) => b - a)
+        this.#v4Sets = this.#v4Prefixes.map((p) => this.#v4.get(p) as Set<number>)
       }
       const key = Number(cidr.network)
       if (!set.has(key)) this.#size++
@@ -333,15 +336,19 @@ export class CidrSet {
   has(addr: string | Address): boolean {
     const a = toAddress(addr)
     if (a === null) return false
-    if (a.family === 4) {
-      const n = Number(a.value)
-      for (const p of this.#v4Prefixes) {
-        if ((this.#v4.get(p) as Set<number>).has((n & (V4_MASKS[p] as number)) >>> 0)) return true
-      }
-      return false
-    }
+    if (a.family === 4) return this.hasV4(Number(a.value))
     for (const p of this.#v6Prefixes) {
       if ((this.#v6.get(p) as Set<bigint>).has(a.value & (V6_MASKS[p] as bigint))) return true
+    }
+    return false
+  }
+
+  /** has() of an IPv4 address as its u32: the guards ask every set about one address. */
+  hasV4(n: number): boolean {
+    const prefixes = this.#v4Prefixes
+    const sets = this.#v4Sets
+    for (let i = 0; i < prefixes.length; i++) {
+      if (sets[i]!.has((n & V4_MASKS[prefixes[i]!]!) >>> 0)) return true
     }
     return false
   }
@@ -368,21 +375,23 @@ export function classifyAddress(addr: string | Address): SpecialKind | null {
   const a = toAddress(addr)
   if (a === null) return null
   const v = a.value
-  if (a.family === 4) {
-    const n = Number(v)
-    const top = n >>> 24
-    if (top === 0) return 'unspecified'
-    if (top === 127) return 'loopback'
-    if (n >>> 16 === 0xa9fe) return 'link-local'
-    if (top >= 224 && top <= 239) return 'multicast'
-    if (n === 0xffff_ffff) return 'broadcast'
-    return null
-  }
+  if (a.family === 4) return classifyV4(Number(v))
   if (v === 0n) return 'unspecified'
   if (v === 1n) return 'loopback'
   if (v >> 118n === 0x3fan) return 'link-local'
   if (v >> 120n === 0xffn) return 'multicast'
   if (v >> 32n === 0n) return 'ipv4-compat'
+  return null
+}
+
+/** classifyAddress of an IPv4 address as its u32. */
+export function classifyV4(n: number): SpecialKind | null {
+  const top = n >>> 24
+  if (top === 0) return 'unspecified'
+  if (top === 127) return 'loopback'
+  if (n >>> 16 === 0xa9fe) return 'link-local'
+  if (top >= 224 && top <= 239) return 'multicast'
+  if (n === 0xffff_ffff) return 'broadcast'
   return null
 }
 

@@ -8,7 +8,8 @@
  * back into a SourceState when its next hit comes (or its text is named), and back again
  * after the hit if it still qualifies. What it keeps is exactly what such a state holds
  * that a later hit or decision reads: the window's start, counts, the one port, the kind
- * bits, the shared evidence array, which breaker counted it and what pressure it added.
+ * bits, the shared evidence array, which breaker counted it and what pressure it added,
+ * and the guards' generation it was found unguarded in.
  * Pure, synchronous, JS thread only.
  */
 
@@ -29,6 +30,8 @@ export class CompactSources<B> {
   lastDst: string[] = []
   lastInterface: string[] = []
   count = new Int32Array(0)
+  /** The guards' generation its no-guard answer is valid for; -1: ask again. */
+  guardGeneration = new Int32Array(0)
   kinds = new Int32Array(0)
   plausible = new Int32Array(0)
   forged = new Int32Array(0)
@@ -55,6 +58,7 @@ export class CompactSources<B> {
     this.lastPorts = grow(this.lastPorts, (k) => new Int32Array(k))
     this.lastProtoKind = grow(this.lastProtoKind, (k) => new Int32Array(k))
     this.count = grow(this.count, (k) => new Int32Array(k))
+    this.guardGeneration = grow(this.guardGeneration, (k) => new Int32Array(k))
     this.kinds = grow(this.kinds, (k) => new Int32Array(k))
     this.plausible = grow(this.plausible, (k) => new Int32Array(k))
     this.forged = grow(this.forged, (k) => new Int32Array(k))

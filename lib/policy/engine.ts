@@ -675,6 +675,7 @@ export class PolicyEngine {
     c.lastDst[s] = st.lastDst
     c.lastInterface[s] = st.lastInterface
     c.count[s] = st.count
+    c.guardGeneration[s] = st.guard === null ? st.guardGeneration : -1
     c.kinds[s] = st.kinds
     c.plausible[s] = st.plausible
     c.forged[s] = st.forged
@@ -704,6 +705,8 @@ export class PolicyEngine {
     st.lastDst = c.lastDst[slot]!
     st.lastInterface = c.lastInterface[slot]!
     st.count = c.count[slot]!
+    const generation = c.guardGeneration[slot]!
+    if (generation >= 0) st.guardGeneration = generation
     st.kinds = c.kinds[slot]!
     st.plausible = c.plausible[slot]!
     st.forged = c.forged[slot]!

@@ -16,6 +16,7 @@ import {
   type Cidr,
   CidrSet,
   classifyAddress,
+  classifyV4,
   directedBroadcast,
   formatAddress,
   makeAddress,
@@ -149,6 +150,17 @@ export class Guards {
     const a = toAddress(addr)
     if (a === null) return null
     const s = this.#state
+    if (a.family === 4) {
+      // Once per new source under a flood: one conversion off bigint, then numbers only.
+      const n = Number(a.value)
+      if (classifyV4(n) !== null || s.broadcasts.hasV4(n)) return 'special'
+      if (s.self.hasV4(n)) return 'self'
+      if (s.gateway.hasV4(n)) return 'gateway'
+      if (s.resolver.hasV4(n)) return 'resolver'
+      if (s.peer.hasV4(n)) return 'peer'
+      if (s.allowlist.hasV4(n)) return 'allowlist'
+      return null
+    }
     if (classifyAddress(a) !== null || s.broadcasts.has(a)) return 'special'
     if (s.self.has(a)) return 'self'
     if (s.gateway.has(a)) return 'gateway'
