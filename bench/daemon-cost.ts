@@ -1,23 +1,37 @@
 /**
  * The daemon's CPU per hit, end to end (issue 9), run on its own:
  *
- *   sudo node dist/bench/daemon-cost.js [--seconds 60] [--pps 500000] [--pool 100000] [--rounds 1] [--profile DIR]
+ *   sudo node dist/bench/daemon-cost.js [--case both|flood|scanner] [--seconds 60] [--pps 500000] [--pool 100000]
+ *                                      [--scanner-pps 10000] [--rounds 1] [--baseline ROOT] [--profile DIR]
  *
  * In a `pnperf-` namespace pair it starts `portanoia watch --tcp 2222 -i VETH --block all
  * --json --no-control --stats-interval 1s` in the sensor namespace, pinned to core 0 (its
  * JSON lines go to a pipe this process reads and discards, as `> /dev/null` would), and the
- * bench's sender pinned to core 1 floods the tripwire with SYNs from `--pool` distinct
- * forged sources in 198.18.0.0/15 at `--pps` for `--seconds`. Every hit goes through the
- * library, the policy engine (guards, caps: the spoofable-block breaker opens within the
- * first second, so most hits are decided, not blocked) and the responders (an nftables
- * table in the sensor namespace, deleted with it). Reported: the daemon's CPU (every
- * thread, /proc/PID/stat) from the start of the flood to 2.5 s after its end, divided by
- * the hits its policy engine had counted then (its latest stats event; the flood's backlog
- * is drained by then); the sensor's kernel and ring drops from the same event; its RSS
- * (VmRSS) every 5 s; and the sender's offered rate. The daemon and the sender are ended by PID; the
- * namespaces are deleted on every path out.
+ * bench's sender, pinned to core 1, offers one of two cases to the tripwire for `--seconds`:
+ *
+ * - flood: SYNs from `--pool` distinct forged sources in 198.18.0.0/15 at `--pps`. Every
+ *   hit goes through the library, the policy engine (guards, caps: the spoofable-block
+ *   breaker opens within the first second, so most hits are counted, not blocked) and
+ *   the responders (an nftables table in the sensor namespace, deleted with it).
+ * - scanner: one verified scanner. The sender first completes three TCP handshakes with
+ *   the tripwire from the attacker namespace's own address (the daemon's listener
+ *   accepts them: verified evidence, so `--block all` blocks the address at once), then
+ *   sends SYNs from that same address at `--scanner-pps`, each from its own source port:
+ *   a scanner that keeps probing after its block (the block drops them after the
+ *   capture has seen them). Each hit is attributed verified by the source's memory and
+ *   decided already-blocked.
+ *
+ * Reported per case: the daemon's CPU (every thread, /proc/PID/stat) from the start of
+ * the traffic to 2.5 s after its end, divided by the hits its policy engine had counted
+ * then (its latest stats event; the backlog is drained by then); the sensor's kernel and
+ * ring drops from the same event; its RSS (VmRSS) every second (start, peak, end); and the
+ * sender's offered rate. With `--baseline ROOT` (another build of this package, e.g. the
+ * main branch's, with its dist/ built) every round runs that build's daemon too, right
+ * before this one's, and the summary gives this build's ns/hit as a ratio to it. The
+ * daemon and the sender are ended by PID; the namespaces are deleted on every path out.
  */
 import { readFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { cpuSeconds, createBenchNet, PinnedChild, type BenchNet } from './net.js'
@@ -25,68 +39,100 @@ import { cpuSeconds, createBenchNet, PinnedChild, type BenchNet } from './net.js
 const SENDER_JS = fileURLToPath(new URL('./e2e-sender.js', import.meta.url))
 const CLI_JS = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url))
 const TRIPWIRE = 2222
+const SCANNER_FRAMES = 4096
+const SCANNER_HANDSHAKES = 3
 
 const { values } = parseArgs({
   options: {
+    case: { type: 'string', default: 'both' },
     seconds: { type: 'string', default: '60' },
     pps: { type: 'string', default: '500000' },
     pool: { type: 'string', default: '100000' },
+    'scanner-pps': { type: 'string', default: '10000' },
     rounds: { type: 'string', default: '1' },
-    // A V8 CPU profile of the daemon into this folder (node --cpu-prof), written when it exits.
+    // The root of another build of this package (its dist/lib/cli/main.js), measured in the same rounds.
+    baseline: { type: 'string' },
+    // A V8 CPU profile of each daemon into DIR/BUILD-CASE (node --cpu-prof), written when it exits.
     profile: { type: 'string' },
   },
 })
 const seconds = Number(values.seconds)
-const pps = Number(values.pps)
-const pool = Number(values.pool)
 const rounds = Number(values.rounds)
+if (!['both', 'flood', 'scanner'].includes(values.case)) {
+  console.error(`daemon-cost: --case must be both, flood or scanner, got ${values.case}`)
+  process.exit(2)
+}
 if (process.getuid?.() !== 0) {
   console.error('daemon-cost needs root (network namespaces, AF_PACKET, nftables)')
   process.exit(1)
 }
 const cores = { sender: 1, receiver: 0 }
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+interface Case {
+  name: 'flood' | 'scanner'
+  pps: number
+}
+const cases: Case[] = []
+if (values.case !== 'scanner') cases.push({ name: 'flood', pps: Number(values.pps) })
+if (values.case !== 'flood') cases.push({ name: 'scanner', pps: Number(values['scanner-pps']) })
+
+interface Build {
+  label: string
+  cli: string
+}
+const builds: Build[] = []
+if (values.baseline !== undefined) builds.push({ label: 'baseline', cli: join(resolve(values.baseline), 'dist/lib/cli/main.js') })
+builds.push({ label: 'current', cli: CLI_JS })
 
 async function rssMiB(pid: number): Promise<number> {
   const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
   return m === null ? Number.NaN : Number(m[1]) / 1024
 }
 
-interface Round {
+interface Result {
+  build: string
+  case: Case['name']
   offeredPps: number
   sent: number
+  handshakes?: number
   hits: number
   cpuSeconds: number
   nsPerHit: number
   coreFraction: number
-  rssMiB: number[]
+  rss: { start: number; peak: number; end: number; everySecond: number[] }
   decisions: Record<string, number>
   kernelDrops: number
   ringDrops: number
 }
 
-async function round(net: BenchNet): Promise<Round> {
-  const daemon = new PinnedChild('portanoia watch', net.sensorNs, cores.receiver, [
-    process.execPath, ...(values.profile !== undefined ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : []), CLI_JS, 'watch', '--tcp', String(TRIPWIRE), '-i', net.sensorIf, '--block', 'all', '--json', '--no-control', '--stats-interval', '1s',
+async function measure(net: BenchNet, build: Build, c: Case): Promise<Result> {
+  const prof = values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(values.profile, `${build.label}-${c.name}`)]
+  const daemon = new PinnedChild(`portanoia watch (${build.label})`, net.sensorNs, cores.receiver, [
+    process.execPath, ...prof, build.cli, 'watch', '--tcp', String(TRIPWIRE), '-i', net.sensorIf, '--block', 'all', '--json', '--no-control', '--stats-interval', '1s',
   ])
   let sender: PinnedChild | undefined
   try {
     // The first line is the daemon's start event: the sensor is open.
     await daemon.next(60_000)
     const pid = daemon.child.pid!
-    sender = new PinnedChild('flood sender', net.attackerNs, cores.sender, [
-      process.execPath, SENDER_JS, '--interface', net.attackerIf, '--dst', net.sensorIpv4, '--dst-mac', net.sensorMac,
-      '--src-mac', net.attackerMac, '--port', String(TRIPWIRE), '--pool', String(pool), '--seconds', String(seconds), '--pps', String(pps),
-    ])
-    await sender.next(120_000)
+    const traffic =
+      c.name === 'flood'
+        ? ['--pool', String(values.pool)]
+        : ['--pool', String(SCANNER_FRAMES), '--src', net.attackerIpv4, '--connect', String(SCANNER_HANDSHAKES)]
     const cpu0 = await cpuSeconds(pid)
+    sender = new PinnedChild('sender', net.attackerNs, cores.sender, [
+      process.execPath, SENDER_JS, '--interface', net.attackerIf, '--dst', net.sensorIpv4, '--dst-mac', net.sensorMac,
+      '--src-mac', net.attackerMac, '--port', String(TRIPWIRE), '--seconds', String(seconds), '--pps', String(c.pps), ...traffic,
+    ])
+    const ready = await sender.next(120_000)
     const rss = [await rssMiB(pid)]
     sender.send('go')
     const done = sender.next(seconds * 1000 + 60_000)
     let finished = false
     void done.finally(() => (finished = true)).catch(() => undefined)
     while (!finished) {
-      await Promise.race([sleep(5000), done.catch(() => undefined)])
+      await Promise.race([sleep(1000), done.catch(() => undefined)])
       if (!finished) rss.push(await rssMiB(pid))
     }
     const sent = await done
@@ -103,36 +149,64 @@ async function round(net: BenchNet): Promise<Round> {
     const hits = stats?.policy?.hits ?? 0
     const cpu = cpu1 - cpu0
     const elapsed = Number(sent.elapsedNs) / 1e9
-    return {
+    const r: Result = {
+      build: build.label,
+      case: c.name,
       offeredPps: Number(sent.sent) / elapsed,
       sent: Number(sent.sent),
       hits,
       cpuSeconds: cpu,
       nsPerHit: hits > 0 ? (cpu * 1e9) / hits : Number.NaN,
-      coreFraction: cpu / (elapsed + 1),
-      rssMiB: rss,
-      decisions: stats?.policy?.decisions ?? {},
+      coreFraction: cpu / (elapsed + 2.5),
+      rss: { start: rss[0]!, peak: Math.max(...rss), end: rss.at(-1)!, everySecond: rss.map((x) => Math.round(x)) },
+      decisions: Object.fromEntries(Object.entries(stats?.policy?.decisions ?? {}).filter(([, n]) => n > 0)),
       kernelDrops: stats?.sensor?.kernelDrops ?? Number.NaN,
       ringDrops: stats?.sensor?.ringDrops ?? Number.NaN,
     }
+    if (c.name === 'scanner') r.handshakes = Number(ready.connected)
+    return r
   } finally {
     await sender?.end()
     await daemon.end()
   }
 }
 
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length === 0 ? Number.NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
+
 let net: BenchNet | undefined
-const results: Round[] = []
+const results: Result[] = []
 try {
   net = await createBenchNet()
   for (let r = 0; r < rounds && !net.aborted; r++) {
-    const res = await round(net)
-    results.push(res)
-    console.error(`[daemon-cost] round ${r + 1}/${rounds}: offered ${(res.offeredPps / 1e3).toFixed(0)}k pps, sent ${res.sent}, hits ${res.hits}, ` +
-      `drops ${res.kernelDrops}+${res.ringDrops}, CPU ${res.cpuSeconds.toFixed(2)} s = ${res.nsPerHit.toFixed(0)} ns/hit (${(res.coreFraction * 100).toFixed(0)} % of a core), ` +
-      `RSS MiB ${res.rssMiB.map((x) => x.toFixed(0)).join(' ')}`)
+    for (const c of cases) {
+      for (const b of builds) {
+        if (net.aborted) break
+        const res = await measure(net, b, c)
+        results.push(res)
+        console.error(
+          `[daemon-cost] round ${r + 1}/${rounds} ${c.name} ${b.label}: offered ${(res.offeredPps / 1e3).toFixed(1)}k pps, sent ${res.sent}, hits ${res.hits}, ` +
+            `drops ${res.kernelDrops}+${res.ringDrops}, CPU ${res.cpuSeconds.toFixed(2)} s = ${res.nsPerHit.toFixed(0)} ns/hit (${(res.coreFraction * 100).toFixed(0)} % of a core), ` +
+            `RSS MiB start ${res.rss.start.toFixed(0)} peak ${res.rss.peak.toFixed(0)} end ${res.rss.end.toFixed(0)}`,
+        )
+      }
+    }
   }
 } finally {
   await net?.destroy()
 }
-console.log(JSON.stringify({ seconds, pps, pool, cores, results }, null, 2))
+const summary = cases.map((c) => {
+  const of = (b: string): Result[] => results.filter((x) => x.case === c.name && x.build === b)
+  const out: Record<string, unknown> = { case: c.name, nsPerHit: median(of('current').map((x) => x.nsPerHit)) }
+  if (values.baseline !== undefined) {
+    const base = of('baseline')
+    const cur = of('current')
+    out.baselineNsPerHit = median(base.map((x) => x.nsPerHit))
+    // Per round: this build over the baseline measured right before it.
+    out.ratio = median(cur.map((x, i) => x.nsPerHit / (base[i]?.nsPerHit ?? Number.NaN)))
+  }
+  return out
+})
+console.log(JSON.stringify({ seconds, pps: Number(values.pps), pool: Number(values.pool), scannerPps: Number(values['scanner-pps']), cores, summary, results }, null, 2))

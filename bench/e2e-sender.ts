@@ -7,6 +7,7 @@
  * and how long that took. One process, one measurement; the parent ends it by PID
  * if it hangs.
  */
+import { connect } from 'node:net'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { loadBinding } from '../lib/binding.js'
@@ -22,6 +23,11 @@ const { values } = parseArgs({
     pool: { type: 'string', default: '4096' },
     seconds: { type: 'string', default: '3' },
     pps: { type: 'string', default: '0' },
+    // Every frame from this source (a single scanner), e.g. this namespace's own address.
+    src: { type: 'string' },
+    // Complete this many TCP handshakes with --dst:--port first (from this namespace's own
+    // address, through the kernel), so the receiver has verified evidence about it.
+    connect: { type: 'string', default: '0' },
   },
 })
 
@@ -38,11 +44,32 @@ const pool = buildSynPool({
   dstPort: Number(values.port),
   dstMac: need('dst-mac', values['dst-mac']),
   srcMac: need('src-mac', values['src-mac']),
+  ...(values.src !== undefined && { src: values.src }),
 })
+
+/** Opens `n` connections at once; resolves with how many completed (a tripwire accepts, then resets). */
+async function handshakes(n: number, host: string, port: number): Promise<number> {
+  const one = (): Promise<boolean> =>
+    new Promise((resolve) => {
+      const sock = connect({ host, port, timeout: 2000 })
+      sock.once('connect', () => {
+        sock.destroy()
+        resolve(true)
+      })
+      sock.once('timeout', () => {
+        sock.destroy()
+        resolve(false)
+      })
+      sock.once('error', () => resolve(false))
+    })
+  const done = await Promise.all(Array.from({ length: n }, one))
+  return done.filter(Boolean).length
+}
+const connected = Number(values.connect) > 0 ? await handshakes(Number(values.connect), need('dst', values.dst), Number(values.port)) : 0
 const sender = new (loadBinding().Sender)({ interface: need('interface', values.interface) })
 
 const lines = createInterface({ input: process.stdin })
-process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid, frames: pool.lengths.length })}\n`)
+process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid, frames: pool.lengths.length, connected })}\n`)
 for await (const line of lines) {
   if (line.trim() !== 'go') continue
   let sent = 0

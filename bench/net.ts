@@ -76,9 +76,10 @@ export interface BenchNet {
   sensorIf: string
   sensorIpv4: string
   sensorMac: string
-  /** The attacker namespace and its veth. */
+  /** The attacker namespace, its veth, address and MAC. */
   attackerNs: string
   attackerIf: string
+  attackerIpv4: string
   attackerMac: string
   /** Set once SIGINT/SIGTERM arrived: start nothing new. */
   readonly aborted: boolean
@@ -127,6 +128,7 @@ export async function createBenchNet(): Promise<BenchNet> {
     sensorMac: link.sensor.mac,
     attackerNs: link.peer.ns,
     attackerIf: link.peer.ifname,
+    attackerIpv4: link.peer.ipv4,
     attackerMac: link.peer.mac,
     get aborted() {
       return aborted

@@ -25,6 +25,8 @@ export interface SynPoolOptions {
   dstMac: string
   srcMac: string
   seed?: number
+  /** Every frame from this one source (a scanner), each from its own source port; default: distinct sources. */
+  src?: string
 }
 
 /** xorshift32: a seeded generator, so pools are reproducible (Math.random is not). */
@@ -40,7 +42,7 @@ export function xorshift32(seed: number): () => number {
   }
 }
 
-/** `count` SYN frames from distinct sources in 198.18.1.0–198.19.255.254. */
+/** `count` SYN frames from distinct sources in 198.18.1.0–198.19.255.254 (or all from `src`). */
 export function buildSynPool(options: SynPoolOptions): FramePool {
   const { count } = options
   // 198.18.0.0/15 minus the link's /24 and the .0/.255 host parts leaves ~129,000.
@@ -55,9 +57,9 @@ export function buildSynPool(options: SynPoolOptions): FramePool {
     const host = next() & 0x1ffff
     const c = host >> 8
     const d = host & 0xff
-    if (c === 0 || d === 0 || d === 255 || seen.has(host)) continue
+    if (options.src === undefined && (c === 0 || d === 0 || d === 255 || seen.has(host))) continue
     seen.add(host)
-    const src = `198.${18 + (c >> 8)}.${c & 0xff}.${d}`
+    const src = options.src ?? `198.${18 + (c >> 8)}.${c & 0xff}.${d}`
     const frame = buildFrame({
       src,
       dst: options.dst,
