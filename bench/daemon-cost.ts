@@ -23,7 +23,8 @@
  *
  * Reported per case: the daemon's CPU (every thread, /proc/PID/stat) from the start of
  * the traffic to 2.5 s after its end, divided by the hits its policy engine had counted
- * then (its latest stats event; the backlog is drained by then); the sensor's kernel and
+ * then (its latest stats event; the backlog is drained by then), and of that the main
+ * (JavaScript) thread's share (/proc/PID/task/PID/stat); the sensor's kernel and
  * ring drops from the same event; its RSS (VmRSS) every second (start, peak, end); and the
  * sender's offered rate. With `--baseline ROOT` (another build of this package, e.g. the
  * main branch's, with its dist/ built) every round runs that build's daemon too, right
@@ -99,6 +100,9 @@ interface Result {
   hits: number
   cpuSeconds: number
   nsPerHit: number
+  /** Of nsPerHit: the main (JavaScript) thread's, and every other thread's (capture, GC helpers, libuv). */
+  mainThreadNsPerHit: number
+  otherThreadsNsPerHit: number
   coreFraction: number
   rss: { start: number; peak: number; end: number; everySecond: number[] }
   decisions: Record<string, number>
@@ -121,6 +125,7 @@ async function measure(net: BenchNet, build: Build, c: Case): Promise<Result> {
         ? ['--pool', String(values.pool)]
         : ['--pool', String(SCANNER_FRAMES), '--src', net.attackerIpv4, '--connect', String(SCANNER_HANDSHAKES)]
     const cpu0 = await cpuSeconds(pid)
+    const main0 = await cpuSeconds(pid, pid)
     sender = new PinnedChild('sender', net.attackerNs, cores.sender, [
       process.execPath, SENDER_JS, '--interface', net.attackerIf, '--dst', net.sensorIpv4, '--dst-mac', net.sensorMac,
       '--src-mac', net.attackerMac, '--port', String(TRIPWIRE), '--seconds', String(seconds), '--pps', String(c.pps), ...traffic,
@@ -138,6 +143,7 @@ async function measure(net: BenchNet, build: Build, c: Case): Promise<Result> {
     const sent = await done
     await sleep(2500)
     const cpu1 = await cpuSeconds(pid)
+    const main1 = await cpuSeconds(pid, pid)
     rss.push(await rssMiB(pid))
     // Every line it printed so far; the last stats event is at most 1 s old.
     let stats: { policy?: { hits?: number; decisions?: Record<string, number> }; sensor?: Record<string, number> } | undefined
@@ -157,6 +163,8 @@ async function measure(net: BenchNet, build: Build, c: Case): Promise<Result> {
       hits,
       cpuSeconds: cpu,
       nsPerHit: hits > 0 ? (cpu * 1e9) / hits : Number.NaN,
+      mainThreadNsPerHit: hits > 0 ? ((main1 - main0) * 1e9) / hits : Number.NaN,
+      otherThreadsNsPerHit: hits > 0 ? ((cpu - (main1 - main0)) * 1e9) / hits : Number.NaN,
       coreFraction: cpu / (elapsed + 2.5),
       rss: { start: rss[0]!, peak: Math.max(...rss), end: rss.at(-1)!, everySecond: rss.map((x) => Math.round(x)) },
       decisions: Object.fromEntries(Object.entries(stats?.policy?.decisions ?? {}).filter(([, n]) => n > 0)),
@@ -188,7 +196,7 @@ try {
         results.push(res)
         console.error(
           `[daemon-cost] round ${r + 1}/${rounds} ${c.name} ${b.label}: offered ${(res.offeredPps / 1e3).toFixed(1)}k pps, sent ${res.sent}, hits ${res.hits}, ` +
-            `drops ${res.kernelDrops}+${res.ringDrops}, CPU ${res.cpuSeconds.toFixed(2)} s = ${res.nsPerHit.toFixed(0)} ns/hit (${(res.coreFraction * 100).toFixed(0)} % of a core), ` +
+            `drops ${res.kernelDrops}+${res.ringDrops}, CPU ${res.cpuSeconds.toFixed(2)} s = ${res.nsPerHit.toFixed(0)} ns/hit (main thread ${res.mainThreadNsPerHit.toFixed(0)}, others ${res.otherThreadsNsPerHit.toFixed(0)}; ${(res.coreFraction * 100).toFixed(0)} % of a core), ` +
             `RSS MiB start ${res.rss.start.toFixed(0)} peak ${res.rss.peak.toFixed(0)} end ${res.rss.end.toFixed(0)}`,
         )
       }

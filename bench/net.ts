@@ -36,10 +36,11 @@ async function ticksPerSecond(): Promise<number> {
 
 /**
  * CPU seconds (user + system, every thread of the process) consumed so far by `pid`.
- * /proc/PID/stat sums the whole thread group, so the capture thread is included.
+ * /proc/PID/stat sums the whole thread group, so the capture thread is included. With
+ * `tid`, that one thread's (its main thread: `tid` = `pid`).
  */
-export async function cpuSeconds(pid: number): Promise<number> {
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8')
+export async function cpuSeconds(pid: number, tid?: number): Promise<number> {
+  const text = await readFile(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8')
   // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
   // Fields 14 and 15 (utime, stime) are at 11 and 12 once pid and comm are cut off.
