@@ -5,7 +5,7 @@
  *                                      [--scanner-pps 10000] [--rounds 1] [--baseline ROOT] [--profile DIR]
  *
  * In a `pnperf-` namespace pair it starts `portanoia watch --tcp 2222 -i VETH --block all
- * --json --no-control --stats-interval 1s` in the sensor namespace, pinned to core 0 (its
+ * --json --no-control --no-state --stats-interval 1s` in the sensor namespace, pinned to core 0 (its
  * JSON lines go to a pipe this process reads and discards, as `> /dev/null` would), and the
  * bench's sender, pinned to core 1, offers one of two cases to the tripwire for `--seconds`:
  *
@@ -31,12 +31,14 @@
  * before this one's, and the summary gives this build's ns/hit as a ratio to it. The
  * daemon and the sender are ended by PID; the namespaces are deleted on every path out.
  */
+import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
+import { parseArgs, promisify } from 'node:util'
 import { cpuSeconds, createBenchNet, PinnedChild, type BenchNet } from './net.js'
 
+const execFileP = promisify(execFile)
 const SENDER_JS = fileURLToPath(new URL('./e2e-sender.js', import.meta.url))
 const CLI_JS = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url))
 const TRIPWIRE = 2222
@@ -113,7 +115,7 @@ interface Result {
 async function measure(net: BenchNet, build: Build, c: Case): Promise<Result> {
   const prof = values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', join(values.profile, `${build.label}-${c.name}`)]
   const daemon = new PinnedChild(`portanoia watch (${build.label})`, net.sensorNs, cores.receiver, [
-    process.execPath, ...prof, build.cli, 'watch', '--tcp', String(TRIPWIRE), '-i', net.sensorIf, '--block', 'all', '--json', '--no-control', '--stats-interval', '1s',
+    process.execPath, ...prof, build.cli, 'watch', '--tcp', String(TRIPWIRE), '-i', net.sensorIf, '--block', 'all', '--json', '--no-control', '--no-state', '--stats-interval', '1s',
   ])
   let sender: PinnedChild | undefined
   try {
@@ -176,6 +178,10 @@ async function measure(net: BenchNet, build: Build, c: Case): Promise<Result> {
   } finally {
     await sender?.end()
     await daemon.end()
+    // Its blocks outlive it in the kernel (by design; --no-state keeps them out of a state
+    // file): the next daemon must start from none, or it adopts them and the scanner's
+    // handshakes never complete.
+    await execFileP('ip', ['netns', 'exec', net.sensorNs, 'nft', 'delete', 'table', 'inet', 'portanoia'], { timeout: 10_000 }).catch(() => undefined)
   }
 }
 
