@@ -130,6 +130,30 @@ describe('Attributor', () => {
     expect(v.calls).toEqual(['198.18.0.1', '198.18.0.2', '198.18.0.3'])
   })
 
+  it('caches no answer for hits past the budget: a flood of new sources evicts none of the checked answers', () => {
+    const clock = { t: 0 }
+    const v = scripted('s', {})
+    const a = new Attributor({ validators: [v], checksPerSecond: 2, maxEntries: 2, now: () => clock.t })
+    a.attribute(hit('198.18.0.1'))
+    a.attribute(hit('198.18.0.2'))
+    for (let i = 0; i < 100; i++) expect(a.attribute(hit(`198.18.1.${i}`)).evidence).toEqual(['unchecked'])
+    expect(a.stats()).toMatchObject({ checks: 2, skipped: 100, cached: 2 })
+    // Still the checked answers (a cached `unchecked` would have evicted them), with no new check.
+    expect(a.attribute(hit('198.18.0.1')).evidence).toEqual([])
+    expect(a.attribute(hit('198.18.0.2')).evidence).toEqual([])
+    expect(v.calls).toEqual(['198.18.0.1', '198.18.0.2'])
+  })
+
+  it('answerFor() of the hit just attributed is its answer; after a mark it is asked afresh', () => {
+    const a = new Attributor({ validators: [scripted('s', {})] })
+    const h = hit('198.18.0.3')
+    const first = a.attribute(h)
+    expect(a.answerFor(h)).toBe(first)
+    a.mark('198.18.0.3', ['decoy'], 60_000)
+    expect(a.answerFor(h).evidence).toContain('decoy')
+    expect(a.stats().hits).toBe(1)
+  })
+
   it('a pending answer settles: the cache holds the final one and listeners hear the source', async () => {
     let resolve!: (r: ValidatorResult) => void
     const later = new Promise<ValidatorResult>((r) => (resolve = r))
