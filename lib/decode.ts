@@ -7,8 +7,10 @@
  * address words, so a source is formatted once however often it probes; interface
  * names are resolved once per index as batches are decoded. A kept hit keeps its chunk's
  * words (up to 512 records) alive unless it is detached (`hit[RETAIN_HIT]()`, copy on
- * retain: 18 words of its own), for code that keeps hits for long; a hit never keeps its Sensor, and never refers to the drain buffer, which the
- * next drain overwrites. `JSON.stringify(hit)` and `util.inspect` see the
+ * retain: 18 words of its own), for code that keeps hits for long; a hit never keeps its
+ * Sensor, and never refers to the drain buffer, which the next drain overwrites. The
+ * per-hit tables downstream key by `hit[HIT_KEY]`, written from the same words
+ * (lib/hit-key.ts). `JSON.stringify(hit)` and `util.inspect` see the
  * fields through `toJSON()`; `structuredClone` and `postMessage` copy own data
  * properties only, so send `JSON.parse(JSON.stringify(hit))` to a worker. The layout
  * table here is what lib/binding.ts checks the addon's exported offsets against.
