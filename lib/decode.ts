@@ -1,13 +1,13 @@
 /**
  * Decoding of HitRecords (native/hit_record.h) into Hit objects. Runs on the JS thread
- * for every hit, so the per-hit work is the least that keeps a hit valid: the first 72
- * bytes of each record (18 words) are copied onto the JS heap, in one array per batch
+ * for every hit, so the per-hit work is the least that keeps a hit valid: the first 88
+ * bytes of each record (22 words: through the TCP option kinds) are copied onto the JS heap, in one array per batch
  * chunk, and a hit is a view of three references (those words, its index, the decoder's
  * caches) whose fields are computed when read. Address text comes from a small cache keyed by the
  * address words, so a source is formatted once however often it probes; interface
  * names are resolved once per index as batches are decoded. A kept hit keeps its chunk's
  * words (up to 512 records) alive unless it is detached (`hit[RETAIN_HIT]()`, copy on
- * retain: 18 words of its own), for code that keeps hits for long; a hit never keeps its
+ * retain: 22 words of its own), for code that keeps hits for long; a hit never keeps its
  * Sensor, and never refers to the drain buffer, which the next drain overwrites. The
  * per-hit tables downstream key by `hit[HIT_KEY]`, written from the same words
  * (lib/hit-key.ts). `JSON.stringify(hit)` and `util.inspect` see the
@@ -19,7 +19,7 @@
 import { formatAddressBytes as formatAddress } from './ip-text.js'
 import type { Attribution, Hit, Proto, ScanKind } from './types.js'
 import { MAPPED_WORD } from './hit-key.js'
-import { HIT_KEY, RETAIN_HIT, SCAN_KINDS } from './types.js'
+import { HIT_KEY, PROBE_SHAPE, RETAIN_HIT, SCAN_KINDS, SOURCE_HASH, TCP_OPTIONS, TCP_SHAPE } from './types.js'
 
 export { formatAddress }
 
@@ -204,10 +204,13 @@ class DecodeContext {
 
 /** 2^32 ns in ms: time = hi * this + lo / 1e6 keeps sub-microsecond resolution. */
 const MS_PER_HI = 4294.967296
-/** Words of a record a hit reads (the first 72 bytes: through the source MAC): what the decoder copies. */
-const HIT_WORDS = 18
 /**
- * Records per heap array: 512 × 18 Smis = 72 KiB, under V8's large-object size (128 KiB),
+ * Words of a record a hit reads (the first 88 bytes: through the TCP option kinds, which
+ * scan shapes and tool guesses read): what the decoder copies.
+ */
+const HIT_WORDS = 22
+/**
+ * Records per heap array: 512 × 22 Smis = 88 KiB, under V8's large-object size (128 KiB),
  * so a batch's words are an ordinary young-generation allocation (memory that is reused,
  * where a fresh ArrayBuffer per batch costs a page fault per 4 KiB on first touch).
  */
@@ -229,6 +232,14 @@ const FLAGS = 14
 const IP_ID = 15
 /** The source MAC's six bytes, from the first byte of this word. */
 const SRC_MAC = 16
+/** srcMac[4] | srcMac[5] << 8 | tcpWindow << 16 */
+const TCP_WINDOW = 17
+/** tcpMss | tcpWscale << 16 | tcpOptCount << 24 */
+const TCP_MSS = 18
+/** The first 12 TCP option kinds, four a word. */
+const TCP_OPTS = 19
+const TCP_PROTO = 6
+const OPT_MSS = 2
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
 
 /**
@@ -401,7 +412,44 @@ class DecodedHit implements Hit {
   }
 
   /**
-   * Copy on retain: gives this hit its own copy of the words it reads (72 bytes), so
+   * What a scanner keeps the same in every copy of one probe (types.ts PROBE_SHAPE):
+   * destination, ports, protocol, kind, flags, IP ID, TCP window and options. Not the
+   * source, the TTL (nmap draws one per packet) or the link-layer address.
+   */
+  [PROBE_SHAPE](): number {
+    const w = this.#w
+    const q = this.#q
+    let h = Math.imul(w[q + DST + 3]! ^ w[q + DST]!, 0x9e3779b1) ^ w[q + DST + 1]! ^ Math.imul(w[q + DST + 2]!, 0x85ebca6b)
+    h = Math.imul(h ^ w[q + PORTS]!, 0xc2b2ae35) ^ w[q + KINDS]!
+    h = Math.imul(h ^ w[q + IP_ID]!, 0x27d4eb2f) ^ (w[q + TCP_WINDOW]! >>> 16)
+    h = Math.imul(h ^ w[q + TCP_MSS]!, 0x165667b1) ^ w[q + TCP_OPTS]!
+    h = Math.imul(h ^ w[q + TCP_OPTS + 1]!, 0x9e3779b1) ^ w[q + TCP_OPTS + 2]!
+    return (h ^ (h >>> 15)) | 0
+  }
+
+  /** TCP window + 65,536 × options class (types.ts TCP_SHAPE); 0 when not TCP. */
+  [TCP_SHAPE](): number {
+    const w = this.#w
+    const q = this.#q
+    if (((w[q + KINDS]! >>> 8) & 0xff) !== TCP_PROTO) return 0
+    const m = w[q + TCP_MSS]!
+    const count = m >>> 24
+    let cls: number = TCP_OPTIONS.other
+    if (count === 0) cls = TCP_OPTIONS.none
+    else if (count === 1 && (w[q + TCP_OPTS]! & 0xff) === OPT_MSS) cls = (m & 0xffff) === 1460 ? TCP_OPTIONS.mss1460 : TCP_OPTIONS.mssOther
+    return (w[q + TCP_WINDOW]! >>> 16) + cls * 65536
+  }
+
+  /** A 32-bit hash of the source address words (types.ts SOURCE_HASH). */
+  [SOURCE_HASH](): number {
+    const w = this.#w
+    const q = this.#q + SRC
+    const h = Math.imul(w[q + 3]! ^ Math.imul(w[q + 2]!, 0x85ebca6b), 0x9e3779b1) ^ Math.imul(w[q]! ^ w[q + 1]!, 0xc2b2ae35)
+    return (h ^ (h >>> 16)) | 0
+  }
+
+  /**
+   * Copy on retain: gives this hit its own copy of the words it reads (88 bytes), so
    * keeping it no longer keeps its batch. Idempotent; returns the hit.
    */
   [RETAIN_HIT](): this {

@@ -73,6 +73,34 @@ export const HIT_KEY: unique symbol = Symbol('portanoia.hitKey')
 export const RETAIN_HIT: unique symbol = Symbol('portanoia.retainHit')
 
 /**
+ * Hits decoded from a record answer `hit[PROBE_SHAPE]()` with a 32-bit hash of what a
+ * scanner keeps identical in every copy of one probe it sends from several source
+ * addresses (nmap -D): destination, both ports, protocol, kind and flags, IP ID, TCP
+ * window and options — not the source, TTL or link-layer address. Numbers read from the
+ * record, no allocation; decoy grouping (lib/attribution/decoy.ts) keys probes by it. Hits
+ * built any other way need not have it. Not exported from the package index.
+ */
+export const PROBE_SHAPE: unique symbol = Symbol('portanoia.probeShape')
+
+/**
+ * Hits decoded from a record answer `hit[TCP_SHAPE]()` with the TCP header facts a
+ * scanning tool's fingerprint is made of: the window (bits 0..15) plus 65,536 × the
+ * options class (TCP_OPTIONS), 0 for a hit that is not TCP. No allocation. Not exported
+ * from the package index.
+ */
+export const TCP_SHAPE: unique symbol = Symbol('portanoia.tcpShape')
+
+/** The options classes of TCP_SHAPE. */
+export const TCP_OPTIONS = { none: 0, mss1460: 1, mssOther: 2, other: 3 } as const
+
+/**
+ * Hits decoded from a record answer `hit[SOURCE_HASH]()` with a 32-bit hash of the source
+ * address words (no text, no allocation): scan tracking keys its table by it. Not
+ * exported from the package index.
+ */
+export const SOURCE_HASH: unique symbol = Symbol('portanoia.sourceHash')
+
+/**
  * One probe to a tripwire, as yielded by `for await (const hit of sensor)`. A sensor's hits
  * compute their fields when read, stay valid for as long as they are kept, and cannot be
  * assigned to. `JSON.stringify(hit)` gives every field but `timeNs`; structuredClone and
@@ -125,6 +153,12 @@ export interface Hit {
   [HIT_KEY]?(out: Int32Array, at: number): void
   /** Copy on retain (see RETAIN_HIT). @internal */
   [RETAIN_HIT]?(): Hit
+  /** What stays the same in copies of one probe (see PROBE_SHAPE). @internal */
+  [PROBE_SHAPE]?(): number
+  /** TCP window and options class (see TCP_SHAPE). @internal */
+  [TCP_SHAPE]?(): number
+  /** Hash of the source address (see SOURCE_HASH). @internal */
+  [SOURCE_HASH]?(): number
 }
 
 /** A tripwire: one port or an inclusive range, on one protocol. */

@@ -33,6 +33,8 @@ export const EVIDENCE = {
   self: 'the packet claims one of this host’s own addresses and arrived from a link — forged',
   'hops:match': 'the hop count agrees with the distance learned from a completed handshake with this address',
   'hops:mismatch': 'the hop count differs from the distance learned from a completed handshake with this address — forged packet (a verified source stays verified)',
+  decoy: 'the source is in a decoy group: the same probes (ports, flags, IP ID, TCP window and options) came from several sources within milliseconds, as nmap -D sends them (no verdict by itself)',
+  'decoy:sender': 'in its decoy group, the only source nothing says was forged: the likely real sender (no verdict by itself)',
   pending: 'an asynchronous check (a link-layer question) has not answered yet: the attribution may still change',
   unchecked: 'no check ran: no attributor is attached, the frame carried nothing to check, or the check budget was spent',
   'validator-failed': 'a validator threw or rejected; its verdict is missing',
