@@ -47,6 +47,8 @@ export {
   statsEventSchema,
   errorEventSchema,
   operatorEventSchema,
+  scanEventSchema,
+  decoyEventSchema,
   parseEventLine,
   toJsonLine,
 } from './daemon/events.js'
@@ -61,7 +63,11 @@ export type {
   FleetEvent,
   OperatorEvent,
   ForgeryEvent,
+  ScanEvent,
+  DecoyEvent,
 } from './daemon/events.js'
+export type { ScanShape } from './daemon/scans.js'
+export type { ScanTool } from './daemon/scan-tools.js'
 export { forgeryEventSchema } from './attribution/events.js'
 
 // Policy.

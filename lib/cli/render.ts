@@ -6,7 +6,7 @@
  * pin the plain text.
  */
 import pc from 'picocolors'
-import type { DecisionEvent, ErrorEvent, FirewallEvent, FleetDecisionEvent, FleetEvent, ForgeryEvent, HitEvent, OperatorEvent, PortanoiaEvent, PrefixEvent, StatsEvent } from '../daemon/events.js'
+import type { DecisionEvent, DecoyEvent, ErrorEvent, FirewallEvent, FleetDecisionEvent, FleetEvent, ForgeryEvent, HitEvent, OperatorEvent, PortanoiaEvent, PrefixEvent, ScanEvent, StatsEvent } from '../daemon/events.js'
 import { formatDuration } from '../daemon/config.js'
 import type { DaemonStatus } from '../daemon/status.js'
 
@@ -188,6 +188,22 @@ function forgeryLine(e: ForgeryEvent, c: Colors): string {
   return `${c.dim(clock(e.time))} ${label('FORGERY', c.magenta)} ${who}${where} forges ${c.bold(e.src)} (${e.guard}): ${e.evidence.join(', ')}, ${e.count} packet(s) to ${e.trigger.dstPort}/${e.trigger.proto}${holder}`
 }
 
+/** Hits grouped into a scan: its shape, who, what, and the tool guess. */
+function scanLine(e: ScanEvent, c: Colors): string {
+  const who = e.src !== undefined ? `${c.bold(e.src)}${e.sourceCount > 1 ? ` (+${e.sourceCount - 1} decoys)` : ''}` : `${e.sourceCount} sources${e.sources.length > 0 ? ` ${e.sources.slice(0, 4).join(' ')}${e.sourceCount > 4 ? ' …' : ''}` : ''}`
+  const ports = `${e.ports.slice(0, 8).join(',')}${e.portCount > 8 ? ` … (${e.portCount})` : ''}`
+  const tool = e.tool === undefined ? '' : ` [${e.tool}]`
+  const verb = e.phase === 'start' ? 'scanning' : 'ended scanning'
+  return `${c.dim(clock(e.time))} ${label('SCAN', e.phase === 'start' ? c.yellow : c.dim)} ${e.shape} #${e.id}: ${who} ${verb} ${e.dsts.join(' ')} ports ${ports}/${e.proto} (${e.kinds.join(', ')}; ${e.hits} packets)${tool}`
+}
+
+/** A decoy group and its likely sender. */
+function decoyLine(e: DecoyEvent, c: Colors): string {
+  const sender = e.sender === undefined ? 'no single plausible sender' : `sender ${c.bold(e.sender)}`
+  const members = e.members.map((m) => `${m.src}${m.attribution === 'forged' ? ' (forged)' : ''}`).join(' ')
+  return `${c.dim(clock(e.time))} ${label('DECOY', c.magenta)} group #${e.id} of ${e.memberCount}: ${sender}; ${e.probes} probe(s) to ${e.dst} ports ${e.ports.join(',')}/${e.proto}${c.dim(` — ${members}`)}`
+}
+
 /** One line (no newline) for an event. */
 export function renderEvent(e: PortanoiaEvent, c: Colors = NO_COLOR): string {
   switch (e.type) {
@@ -211,6 +227,10 @@ export function renderEvent(e: PortanoiaEvent, c: Colors = NO_COLOR): string {
       return `${c.dim(clock(e.time))} ${label('BYPASSED', c.red)} ${e.src}${e.prefix === undefined ? '' : ` (in ${e.prefix})`} is blocked yet reached [${e.dst}]:${e.dstPort}/${e.proto} on ${e.interface} by the ${e.path} path${e.path === 'forward' ? ': the drop rules cover input only (--forward)' : ''}`
     case 'forgery':
       return forgeryLine(e, c)
+    case 'scan':
+      return scanLine(e, c)
+    case 'decoy':
+      return decoyLine(e, c)
   }
 }
 

@@ -48,9 +48,11 @@ import { parsePorts, portsToString } from '../bpf/ports.js'
 import { PortanoiaError } from '../errors.js'
 import {
   decisionEvent,
+  decoyEvent,
   errorEvent,
   hitEvent,
   type PortanoiaEvent,
+  scanEvent,
   statsEvent,
 } from './events.js'
 import { type Fleet, type ResolvedFleet, startFleet } from '../fleet/index.js'
@@ -70,6 +72,7 @@ import type { GuardFactsInForce } from './host-watch.js'
 import { samePorts, unusedTripwires } from '../listening.js'
 import type { Metrics } from './metrics.js'
 import { planReload, prepareReload, type PreparedReload } from './reload.js'
+import { ScanTracker, type ScanTrackerOptions } from './scans.js'
 import {
   blockStatus,
   breakerStatus,
@@ -185,6 +188,11 @@ export interface DaemonOptions {
    * questions on, the built-ins only. False: no attribution (hits say `unchecked`).
    */
   attribution?: AttributionConfig | false
+  /**
+   * Scan tracking (lib/daemon/scans.ts): `scan` events with a shape and a tool guess,
+   * decoy groups and their `decoy` events. Default on with its defaults; false: off.
+   */
+  scans?: ScanTrackerOptions | false
   /** The config this daemon was built from (startDaemon): what a reload compares against. */
   config?: DaemonConfig
   /** Where reload() without an argument gets the new config (the CLI re-reads its file). */
@@ -221,6 +229,8 @@ export interface DaemonStats {
 }
 
 const MAX_QUEUED_EVENTS = 65_536
+/** How often scans are recognised and ended (scans.ts): the most a `scan` event lags its hit. */
+const SCAN_SWEEP_MS = 250
 
 function checkMs(name: string, value: number | undefined, fallback: number, min: number): number {
   if (value === undefined) return fallback
@@ -284,6 +294,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
   #failure: Error | undefined
   #fleet: Fleet | null = null
   #attribution: AttributionPipeline | null = null
+  #scans: ScanTracker | null = null
   #sync: FirewallSync | null = null
   /** Addresses a block-bypassed event was raised for (once each; the oldest forgotten past 65,536). */
   readonly #bypassed = new Set<string>()
@@ -494,6 +505,17 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
         log('warn', `attribution is off: ${(err as Error).message ?? String(err)} (hits say 'unchecked')`)
       }
     }
+    if (options.scans !== false) {
+      const attributor = daemon.#attribution?.attributor
+      const scans = new ScanTracker({
+        // Its clock is the capture's (hits carry the kernel's wall-clock time), not the engine's.
+        ...options.scans,
+        // Decoy members' evidence names go through the attributor (never a verdict).
+        decoy: { ...options.scans?.decoy, ...(attributor !== undefined && { mark: (src, names, ms) => attributor.mark(src, names, ms) }) },
+      })
+      attributor?.onSettled((src, answer) => scans.settled(src, answer.attribution))
+      daemon.#scans = scans
+    }
 
     // 4. Responders. The firewall adopts what the kernel holds: local blocks go to the
     //    engine, fleet bans (their own set, tagged) to the fleet link once it runs.
@@ -582,6 +604,18 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     const every = (ms: number, fn: () => void): void => {
       const t = setInterval(fn, ms)
       daemon.#timers.push(t)
+    }
+    const scans = daemon.#scans
+    if (scans !== null) {
+      every(SCAN_SWEEP_MS, () => {
+        try {
+          const { scans: started, decoys } = scans.sweep()
+          for (const g of decoys) daemon.#emit(decoyEvent(g))
+          for (const r of started) daemon.#emit(scanEvent(r))
+        } catch (err) {
+          daemon.#emit(errorEvent({ responder: 'scans', error: err }))
+        }
+      })
     }
     every(1000, () => {
       // A timer callback that throws would end the process: report it as an event instead.
@@ -906,6 +940,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     try {
       // Batches: a flood costs one await per drained batch, not one per hit.
       const live = this.host.live
+      const scans = this.#scans
       for await (const hits of this.sensor.batches()) {
         for (const hit of hits) {
           // A reply to one of this host's own connections is not a probe at all.
@@ -916,6 +951,7 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
           if (this.#hits) this.#emit(hitEvent(hit))
           const ds = this.engine.observe(hit)
           this.#attribution?.observe(hit)
+          scans?.observe(hit)
           if (ds.length > 0) {
             if (metrics !== undefined) {
               // Capture timestamp to decision, on the wall clock both use.
@@ -1431,7 +1467,16 @@ export class Daemon implements AsyncIterable<PortanoiaEvent> {
     const watch = this.host.stats()
     if (watch !== null) Object.assign(guards, watch)
     const attribution = this.#attribution?.stats()
-    return statsEvent({ policy: this.engine.stats(), sensor, responders, guards, ...(attribution !== undefined && { attribution }), uptimeMs: Date.now() - this.#started })
+    const scans = this.#scans?.stats()
+    return statsEvent({
+      policy: this.engine.stats(),
+      sensor,
+      responders,
+      guards,
+      ...(attribution !== undefined && { attribution }),
+      ...(scans !== undefined && { scans: { ...scans } }),
+      uptimeMs: Date.now() - this.#started,
+    })
   }
 
   // -------------------------------------------------------------------- events

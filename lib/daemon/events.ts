@@ -1,9 +1,10 @@
 /**
  * The event stream's stable schema: what `portanoia watch --json` prints, one JSON
- * object per line, and what the pretty terminal output renders. Ten types — `hit`,
+ * object per line, and what the pretty terminal output renders. Twelve types — `hit`,
  * `decision`, `stats`, `error`, `fleet`, `operator`, `firewall` (the kernel's firewall
  * differed from what the daemon believed, and the daemon followed the kernel),
- * `prefix`, `block-bypassed` and `forgery` (someone forges a guarded address) — each
+ * `prefix`, `block-bypassed`, `forgery` (someone forges a guarded address), `scan` (hits
+ * grouped into a scan, with its shape) and `decoy` (a decoy group and its sender) — each
  * with `type`, `time` (ISO 8601, UTC) and `v` (schema version); a
  * `decision` with `source: 'fleet'` is a CrowdSec fleet ban (lib/fleet/events.ts
  * defines the fleet shapes, lib/attribution/events.ts the forgery one; this module
@@ -28,12 +29,15 @@ import { isValidAddress } from '../policy/addr.js'
 import { ACTIONS, type Action, type BreakerState, type Decision, REASON_CODES, type ReasonCode } from '../policy/decision.js'
 import type { PolicyStats } from '../policy/engine.js'
 import type { BlockPath } from '../responders/types.js'
+import type { DecoyGroup } from '../attribution/decoy.js'
+import { SCAN_TOOLS, type ScanTool } from './scan-tools.js'
+import { SCAN_SHAPES, type ScanReport, type ScanShape } from './scans.js'
 import { type Attribution, type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
 
 export { EVENT_SCHEMA_VERSION }
 export type { FleetDecisionEvent, FleetEvent, ForgeryEvent }
 
-export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet' | 'operator' | 'firewall' | 'prefix' | 'block-bypassed' | 'forgery'
+export type EventType = 'hit' | 'decision' | 'stats' | 'error' | 'fleet' | 'operator' | 'firewall' | 'prefix' | 'block-bypassed' | 'forgery' | 'scan' | 'decoy'
 
 interface EventBase {
   /** Which of the event types this is. */
@@ -244,6 +248,12 @@ export interface StatsEvent extends EventBase {
    * answers by attribution (`verified`, `plausible`, `forged`), `forgedPackets`, `forgeryAlerts`.
    */
   attribution?: Record<string, number>
+  /**
+   * Scan tracking's counters: sources `tracked` now, hits `untracked` (table full of scans),
+   * scans announced by shape (`vertical`, `horizontal`, `decoy`, `distributed`), `decoyProbes`
+   * (probes seen from several sources), `decoyGroups`.
+   */
+  scans?: Record<string, number>
 }
 
 /** A responder failed to carry out an action. Capture and the other responders go on. */
@@ -382,10 +392,78 @@ export interface BlockBypassedEvent extends EventBase {
 }
 
 /**
+ * Hits grouped into a scan (lib/daemon/scans.ts). `start` when the scan is recognised
+ * (at most a fraction of a second after the hit that made it one), `end` with the final
+ * counts once none of its sources sent a hit for the idle time (30 s by default). Shapes:
+ * `vertical` (one source, several ports), `horizontal` (one source, one or few ports on
+ * several addresses of this host), `decoy` (a decoy group: the same probes from several
+ * sources, see the `decoy` event), `distributed` (several sources not forged, the same
+ * TCP fingerprint, port sets that do not overlap: one port set split between them).
+ */
+export interface ScanEvent extends EventBase {
+  type: 'scan'
+  /** Unique within this daemon run; the `start` and `end` of one scan share it. */
+  id: number
+  phase: 'start' | 'end'
+  shape: ScanShape
+  /** The one source (vertical, horizontal), or a decoy group's sender when exactly one member is not forged. */
+  src?: string
+  /** That source's attribution over the scan: verified, plausible, or forged when every packet was. */
+  attribution?: Attribution
+  /** The first 32 sources. */
+  sources: string[]
+  sourceCount: number
+  family: 4 | 6
+  proto: Proto
+  kinds: ScanKind[]
+  /** Addresses of this host probed (the first 8). */
+  dsts: string[]
+  /** Distinct ports probed, the first 32 (a source's first 16). */
+  ports: number[]
+  /** How many distinct ports, at least (counted in a 256-bit map per source). */
+  portCount: number
+  /** Packets from its sources so far. */
+  hits: number
+  /** The tool whose fingerprint most of its probes carry: nmap, masscan or zmap. */
+  tool?: ScanTool
+  /** The decoy group's id (decoy shape). */
+  decoy?: number
+  firstSeen: string
+  lastSeen: string
+}
+
+/**
+ * A decoy group (lib/attribution/decoy.ts): the same probe — ports, flags, IP ID, TCP
+ * window and options — from several sources within milliseconds, as nmap -D sends
+ * it. Once per group, when its members' attribution settled. `sender` is the one
+ * member nothing says was forged, absent when none or several are; grouping never makes
+ * a source forged (members get the evidence name `decoy`, the sender `decoy:sender`).
+ */
+export interface DecoyEvent extends EventBase {
+  type: 'decoy'
+  /** Unique within this daemon run (a decoy scan's `decoy` field). */
+  id: number
+  sender?: string
+  /** The first 32 members and their attribution. */
+  members: Array<{ src: string; attribution: Attribution }>
+  memberCount: number
+  /** The probe: the address of this host, family, protocol, kind, ports (the first 32). */
+  dst: string
+  family: 4 | 6
+  proto: Proto
+  kind: ScanKind
+  ports: number[]
+  /** Probes seen sent from several members so far. */
+  probes: number
+  firstSeen: string
+  lastSeen: string
+}
+
+/**
  * Any event. A `decision` is either this host's (DecisionEvent, no `source`) or the
  * fleet's (FleetDecisionEvent, `source: 'fleet'`): tell them apart by `source`.
  */
-export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent | OperatorEvent | FirewallEvent | PrefixEvent | BlockBypassedEvent | ForgeryEvent
+export type PortanoiaEvent = HitEvent | DecisionEvent | StatsEvent | ErrorEvent | FleetDecisionEvent | FleetEvent | OperatorEvent | FirewallEvent | PrefixEvent | BlockBypassedEvent | ForgeryEvent | ScanEvent | DecoyEvent
 
 // ---------------------------------------------------------------------------
 // Schemas. Each is checked both ways against its interface below, so the two
@@ -501,6 +579,7 @@ export const statsEventSchema = z.object({
   responders: z.record(z.string(), z.record(z.string(), z.number())).optional(),
   guards: z.record(z.string(), z.number()).optional(),
   attribution: z.record(z.string(), z.number()).optional(),
+  scans: z.record(z.string(), z.number()).optional(),
 })
 
 export const errorEventSchema = z.object({
@@ -577,6 +656,48 @@ export const blockBypassedEventSchema = z.object({
   prefix: z.string().max(64).regex(/^[0-9a-f:.]+\/\d{1,3}$/).optional(),
 })
 
+export const scanEventSchema = z.object({
+  type: z.literal('scan'),
+  time: isoTime,
+  v: version,
+  id: count,
+  phase: z.enum(['start', 'end']),
+  shape: z.enum(SCAN_SHAPES as [ScanShape, ...ScanShape[]]),
+  src: address.optional(),
+  attribution: attribution.optional(),
+  sources: z.array(address),
+  sourceCount: count,
+  family,
+  proto,
+  kinds: z.array(kind),
+  dsts: z.array(address),
+  ports: z.array(port),
+  portCount: count,
+  hits: count,
+  tool: z.enum(SCAN_TOOLS).optional(),
+  decoy: count.optional(),
+  firstSeen: isoTime,
+  lastSeen: isoTime,
+})
+
+export const decoyEventSchema = z.object({
+  type: z.literal('decoy'),
+  time: isoTime,
+  v: version,
+  id: count,
+  sender: address.optional(),
+  members: z.array(z.object({ src: address, attribution })),
+  memberCount: count,
+  dst: address,
+  family,
+  proto,
+  kind,
+  ports: z.array(port),
+  probes: count,
+  firstSeen: isoTime,
+  lastSeen: isoTime,
+})
+
 // Two shapes share `type: 'decision'`, so `type` alone cannot dispatch: the fleet
 // decision (which requires `source: 'fleet'`) is tried first, everything else goes
 // through the discriminated union.
@@ -591,6 +712,8 @@ const localEventSchema = z.discriminatedUnion('type', [
   prefixEventSchema,
   blockBypassedEventSchema,
   forgeryEventSchema,
+  scanEventSchema,
+  decoyEventSchema,
 ])
 
 /** Any event: a fleet decision (`source: 'fleet'`), or one of the others by `type`. */
@@ -606,7 +729,9 @@ const schemasMatch: [
   Same<z.infer<typeof firewallEventSchema>, FirewallEvent>,
   Same<z.infer<typeof prefixEventSchema>, PrefixEvent>,
   Same<z.infer<typeof blockBypassedEventSchema>, BlockBypassedEvent>,
-] = [true, true, true, true, true, true, true, true]
+  Same<z.infer<typeof scanEventSchema>, ScanEvent>,
+  Same<z.infer<typeof decoyEventSchema>, DecoyEvent>,
+] = [true, true, true, true, true, true, true, true, true, true]
 void schemasMatch
 
 // ---------------------------------------------------------------------------
@@ -688,6 +813,7 @@ export interface StatsInput {
   responders?: Record<string, Record<string, number>>
   guards?: Record<string, number>
   attribution?: Record<string, number>
+  scans?: Record<string, number>
   uptimeMs?: number
   /** Milliseconds; default now. */
   time?: number
@@ -705,6 +831,7 @@ export function statsEvent(input: StatsInput): StatsEvent {
   if (input.responders !== undefined) e.responders = { ...input.responders }
   if (input.guards !== undefined) e.guards = { ...input.guards }
   if (input.attribution !== undefined) e.attribution = { ...input.attribution }
+  if (input.scans !== undefined) e.scans = { ...input.scans }
   return e
 }
 
@@ -744,6 +871,56 @@ export function prefixEvent(
   if (fields.expiresAt !== undefined && Number.isFinite(fields.expiresAt)) e.expiresAt = iso(fields.expiresAt)
   if (fields.retired !== undefined) e.retired = fields.retired
   if (fields.reason !== undefined) e.reason = fields.reason
+  return e
+}
+
+/** A `scan` event from the tracker's report. */
+export function scanEvent(r: ScanReport, time: number = Date.now()): ScanEvent {
+  const e: ScanEvent = {
+    type: 'scan',
+    time: iso(time),
+    v: EVENT_SCHEMA_VERSION,
+    id: r.id,
+    phase: r.phase,
+    shape: r.shape,
+    sources: r.sources.slice(0, 32),
+    sourceCount: r.sourceCount,
+    family: r.family,
+    proto: r.proto,
+    kinds: [...r.kinds],
+    dsts: r.dsts.slice(0, 8),
+    ports: r.ports.slice(0, 32),
+    portCount: r.portCount,
+    hits: r.hits,
+    firstSeen: iso(r.firstSeen),
+    lastSeen: iso(r.lastSeen),
+  }
+  if (r.src !== undefined) e.src = r.src
+  if (r.attribution !== undefined) e.attribution = r.attribution
+  if (r.tool !== undefined) e.tool = r.tool
+  if (r.decoy !== undefined) e.decoy = r.decoy
+  return e
+}
+
+/** A `decoy` event for a group the grouper reports. */
+export function decoyEvent(g: DecoyGroup, time: number = Date.now()): DecoyEvent {
+  const e: DecoyEvent = {
+    type: 'decoy',
+    time: iso(time),
+    v: EVENT_SCHEMA_VERSION,
+    id: g.id,
+    members: g.members.slice(0, 32).map((m) => ({ src: m.src, attribution: m.attribution })),
+    memberCount: g.members.length + g.extraMembers,
+    dst: g.dst,
+    family: g.family,
+    proto: g.proto,
+    kind: g.kind,
+    ports: g.ports.slice(0, 32),
+    probes: g.probes,
+    firstSeen: iso(g.firstSeen),
+    lastSeen: iso(g.lastSeen),
+  }
+  if (g.sender !== undefined) e.sender = g.sender
   return e
 }
 

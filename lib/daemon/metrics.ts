@@ -99,6 +99,8 @@ export class Metrics {
   readonly #firewallChanges: Counter<string>
   readonly #prefixBans: Counter<string>
   readonly #bypassed: Counter<string>
+  readonly #scans: Counter<'shape' | 'tool'>
+  readonly #decoys: Counter<'sender'>
   #sources: MetricsSources = {}
   readonly #mirror = new Mirror()
 
@@ -124,6 +126,18 @@ export class Metrics {
         this.#hitChild(proto, kind, false, 'forged')
       }
     }
+    this.#scans = new Counter({
+      name: 'portanoia_scans_total',
+      help: 'Scans recognised (scan events with phase start), by shape (vertical, horizontal, decoy, distributed) and tool guess (nmap, masscan, zmap, none).',
+      labelNames: ['shape', 'tool'],
+      registers,
+    })
+    this.#decoys = new Counter({
+      name: 'portanoia_decoy_groups_total',
+      help: 'Decoy groups reported (the same probe from several sources within milliseconds), by whether one member was named the sender (named) or not (none).',
+      labelNames: ['sender'],
+      registers,
+    })
     this.#forgeries = new Counter({
       name: 'portanoia_forgeries_total',
       help: 'Forgery alerts: forged packets claiming an address portanoia guards (one alert per address, guard and minute), by guard.',
@@ -330,6 +344,12 @@ export class Metrics {
         return
       case 'block-bypassed':
         this.#bypassed.labels(e.path).inc()
+        return
+      case 'scan':
+        if (e.phase === 'start') this.#scans.labels(e.shape, e.tool ?? 'none').inc()
+        return
+      case 'decoy':
+        this.#decoys.labels(e.sender === undefined ? 'none' : 'named').inc()
         return
       default:
         return

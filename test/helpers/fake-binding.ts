@@ -24,12 +24,20 @@ export interface FakeHit {
   kind: ScanKind
   /** Completed handshake with a listener (default: kind === 'connect'). */
   verified?: boolean
+  /** Capture time, ms since the epoch (default now). */
+  time?: number
+  ttl?: number
+  ipId?: number
+  /** TCP window (default 0). */
+  window?: number
+  /** TCP options: one MSS option of 1460, a list of option kinds (MSS 1460 when 2 is among them), or none (default). */
+  options?: 'mss1460' | 'none' | readonly number[]
 }
 
 /** A HitRecord for an IPv4 probe, laid out as native/hit_record.h says. */
 export function hitRecord(h: FakeHit): Buffer {
   const b = Buffer.alloc(HIT_RECORD_SIZE)
-  b.writeBigUInt64LE(BigInt(Date.now()) * 1_000_000n, HIT_RECORD_LAYOUT.tsNs)
+  b.writeBigUInt64LE(BigInt(Math.round((h.time ?? Date.now()) * 1000)) * 1000n, HIT_RECORD_LAYOUT.tsNs)
   const v4 = (a: string): number[] => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...a.split('.').map(Number)]
   b.set(v4(h.src), HIT_RECORD_LAYOUT.src)
   b.set(v4(h.dst ?? '198.18.0.1'), HIT_RECORD_LAYOUT.dst)
@@ -39,9 +47,17 @@ export function hitRecord(h: FakeHit): Buffer {
   b[HIT_RECORD_LAYOUT.family] = 4
   b[HIT_RECORD_LAYOUT.proto] = h.proto === 'ip' ? (h.dstPort ?? 47) : PROTO_NUMBERS[h.proto ?? 'tcp']
   b[HIT_RECORD_LAYOUT.kind] = SCAN_KINDS.indexOf(h.kind)
-  b[HIT_RECORD_LAYOUT.tcpFlags] = h.kind === 'syn' ? 0x02 : 0x10
+  b[HIT_RECORD_LAYOUT.tcpFlags] = h.kind === 'syn' ? 0x02 : h.kind === 'fin' ? 0x01 : 0x10
   const verified = h.verified ?? h.kind === 'connect'
   b.writeUInt16LE(HIT_FLAGS.ipv4 | (verified ? HIT_FLAGS.verified : 0), HIT_RECORD_LAYOUT.flags)
+  if (h.ttl !== undefined) b[HIT_RECORD_LAYOUT.ttl] = h.ttl
+  if (h.ipId !== undefined) b.writeUInt32LE(h.ipId, HIT_RECORD_LAYOUT.ipId)
+  if (h.window !== undefined) b.writeUInt16LE(h.window, HIT_RECORD_LAYOUT.tcpWindow)
+  const options = h.options ?? 'none'
+  const kinds = options === 'mss1460' ? [2] : options === 'none' ? [] : options
+  if (kinds.includes(2)) b.writeUInt16LE(1460, HIT_RECORD_LAYOUT.tcpMss)
+  b[HIT_RECORD_LAYOUT.tcpOptCount] = kinds.length
+  kinds.forEach((k, i) => (b[HIT_RECORD_LAYOUT.tcpOpts + i] = k))
   return b
 }
 

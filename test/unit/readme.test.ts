@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { buildProgram } from '../../lib/cli/program.js'
-import { blockBypassedEventSchema, decisionEventSchema, errorEventSchema, FIREWALL_OPS, firewallEventSchema, hitEventSchema, operatorEventSchema, PREFIX_OPS, prefixEventSchema, statsEventSchema } from '../../lib/daemon/events.js'
+import { blockBypassedEventSchema, decisionEventSchema, decoyEventSchema, errorEventSchema, FIREWALL_OPS, firewallEventSchema, hitEventSchema, operatorEventSchema, PREFIX_OPS, prefixEventSchema, scanEventSchema, statsEventSchema } from '../../lib/daemon/events.js'
 import { forgeryEventSchema } from '../../lib/attribution/events.js'
 import { Metrics } from '../../lib/daemon/metrics.js'
 import { FLEET_OPS, fleetDecisionEventSchema, fleetEventSchema, SKIP_WHYS } from '../../lib/fleet/events.js'
@@ -139,6 +139,8 @@ describe('README.md Events section', () => {
     ['prefix', prefixEventSchema],
     ['block-bypassed', blockBypassedEventSchema],
     ['forgery', forgeryEventSchema],
+    ['scan', scanEventSchema],
+    ['decoy', decoyEventSchema],
   ]
   for (const [name, schema] of cases) {
     it(`lists exactly the fields of the ${name} event`, () => {
@@ -174,6 +176,12 @@ describe('README.md Events section', () => {
   it('lists exactly the paths of a block-bypassed event', () => {
     const { values } = parseEntry(entry(events, 'block-bypassed'))
     expect(sorted(values.path ?? [])).toEqual(sorted(blockBypassedEventSchema.shape.path.options))
+  })
+
+  it('lists exactly the phases and shapes of a scan event', () => {
+    const { values } = parseEntry(entry(events, 'scan'))
+    expect(sorted(values.phase ?? [])).toEqual(sorted(scanEventSchema.shape.phase.options))
+    expect(sorted(values.shape ?? [])).toEqual(sorted(scanEventSchema.shape.shape.options))
   })
 
   it('lists exactly the ops of a prefix event', () => {
