@@ -224,8 +224,8 @@ export class ScanTracker {
     this.#kinds[e]! |= 1 << (KIND_BIT[kind] ?? 0)
     const tcp = hit[TCP_SHAPE]
     const shape = tcp !== undefined ? tcp.call(hit) : 0
-    const tool = toolOf(kind, shape, hit.ttl, hit.ipId)
-    this.#votes[e * TOOLS + tool]!++
+    // A reset or a completed handshake is the scanner's kernel answering, not a probe of the tool's: no vote.
+    if (kind !== 'rst' && kind !== 'connect') this.#votes[e * TOOLS + toolOf(kind, shape, hit.ttl, hit.ipId)]!++
     let grew = false
     const port = hit.dstPort
     const bit = Math.imul(port, 0x9e3779b1) >>> 24
@@ -496,15 +496,17 @@ export class ScanTracker {
   #tool(e: number): number {
     let best = 0
     let votes = 0
+    let total = this.#votes[e * TOOLS]!
     for (let t = 1; t < TOOLS; t++) {
       const v = this.#votes[e * TOOLS + t]!
+      total += v
       if (v > votes) {
         best = t
         votes = v
       }
     }
     // A guess only when most probes agree.
-    return votes * 2 > this.#hits[e]! ? best : 0
+    return votes * 2 > total ? best : 0
   }
 
   #attribution(e: number): Attribution {

@@ -209,6 +209,16 @@ describe('scan shapes', () => {
     expect(parseEventLine(toJsonLine(scanEvent(end[0]!)))).toMatchObject({ type: 'scan', phase: 'end', shape: 'vertical', tool: 'nmap' })
   })
 
+  it('the resets a scanner’s kernel sends the tripwire listeners are no vote against its tool', () => {
+    const t = new ScanTracker()
+    for (let i = 0; i < 3; i++) {
+      t.observe(hit({ ...NMAP_SYN, src: '198.18.0.2', dstPort: 2001 + i, ipId: 100 + i, time: i }))
+      for (let j = 0; j < 2; j++) t.observe(hit({ kind: 'rst', window: 0, ttl: 64, src: '198.18.0.2', dstPort: 2001 + i, ipId: 0, time: i + 0.1 }))
+    }
+    const [scan] = t.sweep(1000).scans
+    expect(scan).toMatchObject({ shape: 'vertical', tool: 'nmap', hits: 9, kinds: ['syn', 'rst'] })
+  })
+
   it('horizontal: one source, one port, two addresses of this host; no tool for an ordinary stack', () => {
     const t = new ScanTracker()
     t.observe(hit({ ...LINUX_SYN, src: '198.18.0.2', dst: '198.18.0.1', dstPort: 23, ipId: 1, time: 0 }))
