@@ -139,16 +139,14 @@ export class DecoyGrouper {
   }
 
   /**
-   * One hit (its attribution already read); `key`, a number the caller knows the source
-   * by, is handed back in the group's members. O(1); allocates only when a probe
-   * repeats across sources.
+   * One hit; `key`, a number the caller knows the source by, is handed back in the
+   * group's members; `src`, `time` and `attribution` are the hit's, when the caller read
+   * them already. O(1); allocates only when a probe repeats across sources.
    */
-  observe(hit: Hit, key = 0): void {
+  observe(hit: Hit, key = 0, src = hit.src, time = hit.time, attribution: Attribution = hit.attribution): void {
     if (hit.verified) return
     const shape = shapeOf(hit)
     const slot = shape & this.#mask
-    const time = hit.time
-    const src = hit.src
     const n = this.#count[slot]!
     if (n > 0 && this.#shape[slot] === shape && time - this.#t0[slot]! <= this.#windowMs) {
       const base = slot * this.#perProbe
@@ -156,7 +154,7 @@ export class DecoyGrouper {
       if (n >= this.#perProbe) return
       this.#srcs[base + n] = src
       this.#keys[base + n] = key
-      this.#attrs[base + n] = hit.attribution
+      this.#attrs[base + n] = attribution
       this.#evidence[base + n] = hit.evidence
       this.#count[slot] = n + 1
       if (n === 1) {
@@ -173,7 +171,8 @@ export class DecoyGrouper {
     const base = slot * this.#perProbe
     this.#srcs[base] = src
     this.#keys[base] = key
-    this.#attrs[base] = hit.attribution
+    this.#attrs[base] = attribution
+    // The evidence (shared, frozen) only tells whether the answer was pending: read at the fold.
     this.#evidence[base] = hit.evidence
   }
 

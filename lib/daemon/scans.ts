@@ -201,8 +201,11 @@ export class ScanTracker {
     const src = hit.src
     const own = hit[SOURCE_HASH]
     const h = own !== undefined ? own.call(hit) : hashText(src)
-    this.decoys.observe(hit, h)
     const time = hit.time
+    const attribution = hit.attribution
+    this.decoys.observe(hit, h, src, time, attribution)
+    const tcp = hit[TCP_SHAPE]
+    const shape = tcp !== undefined ? tcp.call(hit) : 0
     const w0 = (h & this.#mask) * 2
     let e = -1
     if (this.#hash[w0] === h && this.#src[w0] === src && this.#state[w0] !== FREE) e = w0
@@ -213,17 +216,14 @@ export class ScanTracker {
         this.#untracked++
         return
       }
-      this.#start(e, h, src, hit, time)
+      this.#start(e, h, src, hit, time, shape)
     }
     this.#hits[e]!++
     if (time > this.#last[e]!) this.#last[e] = time
-    const attribution = hit.attribution
     if (attribution === 'forged') this.#forged[e]!++
     else if (attribution === 'verified') this.#verified[e] = 1
     const kind = hit.kind
     this.#kinds[e]! |= 1 << (KIND_BIT[kind] ?? 0)
-    const tcp = hit[TCP_SHAPE]
-    const shape = tcp !== undefined ? tcp.call(hit) : 0
     // A reset or a completed handshake is the scanner's kernel answering, not a probe of the tool's: no vote.
     if (kind !== 'rst' && kind !== 'connect') this.#votes[e * TOOLS + toolOf(kind, shape, hit.ttl, hit.ipId)]!++
     let grew = false
@@ -345,7 +345,7 @@ export class ScanTracker {
     return best
   }
 
-  #start(e: number, h: number, src: string, hit: Hit, time: number): void {
+  #start(e: number, h: number, src: string, hit: Hit, time: number, tcpShape: number): void {
     this.#hash[e] = h
     this.#src[e] = src
     this.#state[e] = TRACKING
@@ -357,13 +357,15 @@ export class ScanTracker {
     this.#forged[e] = 0
     this.#verified[e] = 0
     this.#kinds[e] = 0
-    this.#portBits.fill(0, e * PORT_WORDS, (e + 1) * PORT_WORDS)
+    // Plain stores: a ranged fill() is a builtin call each, the larger part of a new source's cost.
+    const bits = this.#portBits
+    for (let i = e * PORT_WORDS; i < (e + 1) * PORT_WORDS; i++) bits[i] = 0
     this.#portCount[e] = 0
     this.#portsKept[e] = 0
     this.#dstCount[e] = 0
-    this.#votes.fill(0, e * TOOLS, (e + 1) * TOOLS)
-    const tcp = hit[TCP_SHAPE]
-    this.#tcpShape[e] = tcp !== undefined ? tcp.call(hit) : 0
+    const votes = this.#votes
+    for (let i = e * TOOLS; i < (e + 1) * TOOLS; i++) votes[i] = 0
+    this.#tcpShape[e] = tcpShape
     this.#scanId[e] = 0
     this.#isCandidate[e] = 0
   }
@@ -372,7 +374,7 @@ export class ScanTracker {
     this.#state[e] = FREE
     this.#src[e] = undefined
     this.#proto[e] = undefined
-    this.#dsts.fill(undefined, e * KEPT_DSTS, (e + 1) * KEPT_DSTS)
+    for (let i = e * KEPT_DSTS; i < (e + 1) * KEPT_DSTS; i++) this.#dsts[i] = undefined
   }
 
   #fold(e: number, id: number): void {
