@@ -98,6 +98,26 @@ const KEPT_DSTS = 8
 const MAX_LISTED = 32
 const TOOLS = SCAN_TOOLS.length + 1
 
+// Offsets of an entry's numbers in the strided table (STRIDE words an entry, two cache lines).
+const E_HASH = 0
+const E_STATE = 1
+const E_FAMILY = 2
+const E_HITS = 3
+const E_FORGED = 4
+const E_VERIFIED = 5
+const E_KINDS = 6
+const E_PORT_COUNT = 7
+const E_PORTS_KEPT = 8
+const E_DST_COUNT = 9
+const E_TCP_SHAPE = 10
+const E_SCAN_ID = 11
+const E_IS_CANDIDATE = 12
+/** Tool votes, TOOLS words. */
+const E_VOTES = 16
+/** The 256-bit port map, PORT_WORDS words. */
+const E_BITS = 20
+const STRIDE = 32
+
 const KIND_BIT: Readonly<Record<string, number>> = Object.fromEntries(SCAN_KINDS.map((k, i) => [k, i]))
 
 function popcount(x: number): number {
@@ -131,30 +151,18 @@ export class ScanTracker {
   readonly #maxScans: number
   readonly #now: () => number
   readonly decoys: DecoyGrouper
-  // The source table, entry e = set * 2 + way.
-  readonly #hash: Int32Array
+  // The source table, entry e = set * 2 + way: its numbers in one strided array (E_* offsets,
+  // two cache lines an entry), so a new source touches few lines; times, ports, strings beside.
+  readonly #n: Int32Array
+  readonly #entries: number
   readonly #src: Array<string | undefined>
-  readonly #state: Uint8Array
-  readonly #family: Uint8Array
   readonly #proto: Array<Proto | undefined>
   readonly #first: Float64Array
   readonly #last: Float64Array
-  readonly #hits: Uint32Array
-  readonly #forged: Uint32Array
-  readonly #verified: Uint8Array
-  readonly #kinds: Uint32Array
-  readonly #portBits: Int32Array
-  readonly #portCount: Uint16Array
   readonly #ports: Uint16Array
-  readonly #portsKept: Uint8Array
   readonly #dsts: Array<string | undefined>
-  readonly #dstCount: Uint8Array
-  readonly #votes: Uint32Array
-  readonly #tcpShape: Int32Array
-  readonly #scanId: Uint32Array
   /** Entries that may have become a scan alone, for the next sweep (each once: state says). */
   readonly #candidates: number[] = []
-  readonly #isCandidate: Uint8Array
   readonly #multi = new Map<number, MultiScan>()
   /** Decoy group id → its scan id. */
   readonly #decoyScan = new Map<number, number>()
@@ -173,27 +181,14 @@ export class ScanTracker {
     this.#maxScans = options.maxScans ?? 64
     this.#now = options.now ?? Date.now
     this.decoys = new DecoyGrouper({ idleMs: this.#idleMs, ...options.decoy })
-    this.#hash = new Int32Array(n)
+    this.#entries = n
+    this.#n = new Int32Array(n * STRIDE)
     this.#src = new Array<string | undefined>(n).fill(undefined)
-    this.#state = new Uint8Array(n)
-    this.#family = new Uint8Array(n)
     this.#proto = new Array<Proto | undefined>(n).fill(undefined)
     this.#first = new Float64Array(n)
     this.#last = new Float64Array(n)
-    this.#hits = new Uint32Array(n)
-    this.#forged = new Uint32Array(n)
-    this.#verified = new Uint8Array(n)
-    this.#kinds = new Uint32Array(n)
-    this.#portBits = new Int32Array(n * PORT_WORDS)
-    this.#portCount = new Uint16Array(n)
     this.#ports = new Uint16Array(n * KEPT_PORTS)
-    this.#portsKept = new Uint8Array(n)
     this.#dsts = new Array<string | undefined>(n * KEPT_DSTS).fill(undefined)
-    this.#dstCount = new Uint8Array(n)
-    this.#votes = new Uint32Array(n * TOOLS)
-    this.#tcpShape = new Int32Array(n)
-    this.#scanId = new Uint32Array(n)
-    this.#isCandidate = new Uint8Array(n)
   }
 
   /** One hit, after its attribution was read. O(1), no allocation. */
@@ -208,8 +203,8 @@ export class ScanTracker {
     const shape = tcp !== undefined ? tcp.call(hit) : 0
     const w0 = (h & this.#mask) * 2
     let e = -1
-    if (this.#hash[w0] === h && this.#src[w0] === src && this.#state[w0] !== FREE) e = w0
-    else if (this.#hash[w0 + 1] === h && this.#src[w0 + 1] === src && this.#state[w0 + 1] !== FREE) e = w0 + 1
+    if (this.#n[w0 * STRIDE + E_HASH] === h && this.#src[w0] === src && this.#n[w0 * STRIDE + E_STATE] !== FREE) e = w0
+    else if (this.#n[(w0 + 1) * STRIDE + E_HASH] === h && this.#src[w0 + 1] === src && this.#n[(w0 + 1) * STRIDE + E_STATE] !== FREE) e = w0 + 1
     else {
       e = this.#admit(w0, time)
       if (e < 0) {
@@ -218,30 +213,30 @@ export class ScanTracker {
       }
       this.#start(e, h, src, hit, time, shape)
     }
-    this.#hits[e]!++
+    this.#n[e * STRIDE + E_HITS]!++
     if (time > this.#last[e]!) this.#last[e] = time
-    if (attribution === 'forged') this.#forged[e]!++
-    else if (attribution === 'verified') this.#verified[e] = 1
+    if (attribution === 'forged') this.#n[e * STRIDE + E_FORGED]!++
+    else if (attribution === 'verified') this.#n[e * STRIDE + E_VERIFIED] = 1
     const kind = hit.kind
-    this.#kinds[e]! |= 1 << (KIND_BIT[kind] ?? 0)
+    this.#n[e * STRIDE + E_KINDS]! |= 1 << (KIND_BIT[kind] ?? 0)
     // A reset or a completed handshake is the scanner's kernel answering, not a probe of the tool's: no vote.
-    if (kind !== 'rst' && kind !== 'connect') this.#votes[e * TOOLS + toolOf(kind, shape, hit.ttl, hit.ipId)]!++
+    if (kind !== 'rst' && kind !== 'connect') this.#n[e * STRIDE + E_VOTES + toolOf(kind, shape, hit.ttl, hit.ipId)]!++
     let grew = false
     const port = hit.dstPort
     const bit = Math.imul(port, 0x9e3779b1) >>> 24
-    const word = e * PORT_WORDS + (bit >>> 5)
+    const word = e * STRIDE + E_BITS + (bit >>> 5)
     const mask = 1 << (bit & 31)
-    if ((this.#portBits[word]! & mask) === 0) {
-      this.#portBits[word]! |= mask
-      this.#portCount[e]!++
-      const kept = this.#portsKept[e]!
+    if ((this.#n[word]! & mask) === 0) {
+      this.#n[word]! |= mask
+      this.#n[e * STRIDE + E_PORT_COUNT]!++
+      const kept = this.#n[e * STRIDE + E_PORTS_KEPT]!
       if (kept < KEPT_PORTS) {
         this.#ports[e * KEPT_PORTS + kept] = port
-        this.#portsKept[e] = kept + 1
+        this.#n[e * STRIDE + E_PORTS_KEPT] = kept + 1
       }
       grew = true
     }
-    const count = this.#dstCount[e]!
+    const count = this.#n[e * STRIDE + E_DST_COUNT]!
     if (count < KEPT_DSTS) {
       const dst = hit.dst
       const base = e * KEPT_DSTS
@@ -254,13 +249,13 @@ export class ScanTracker {
       }
       if (!seen) {
         this.#dsts[base + count] = dst
-        this.#dstCount[e] = count + 1
+        this.#n[e * STRIDE + E_DST_COUNT] = count + 1
         grew = true
       }
     }
-    if (grew && this.#state[e] === TRACKING && this.#isCandidate[e] === 0 && (this.#portCount[e]! >= 2 || this.#dstCount[e]! >= this.#minAddresses)) {
+    if (grew && this.#n[e * STRIDE + E_STATE] === TRACKING && this.#n[e * STRIDE + E_IS_CANDIDATE] === 0 && (this.#n[e * STRIDE + E_PORT_COUNT]! >= 2 || this.#n[e * STRIDE + E_DST_COUNT]! >= this.#minAddresses)) {
       // Two ports already: a shard of a distributed scan may never reach minPorts alone.
-      this.#isCandidate[e] = 1
+      this.#n[e * STRIDE + E_IS_CANDIDATE] = 1
       this.#candidates.push(e)
     }
   }
@@ -283,8 +278,8 @@ export class ScanTracker {
     const fresh: number[] = []
     const ready: number[] = []
     for (const e of this.#candidates) {
-      if (this.#state[e] !== TRACKING) {
-        this.#isCandidate[e] = 0
+      if (this.#n[e * STRIDE + E_STATE] !== TRACKING) {
+        this.#n[e * STRIDE + E_IS_CANDIDATE] = 0
         continue
       }
       const src = this.#src[e]!
@@ -292,7 +287,7 @@ export class ScanTracker {
       if (g !== undefined) {
         // Its group's scan covers it, now or when the group is reported.
         const scan = this.#multi.get(this.#decoyScan.get(g.id) ?? 0)
-        if (scan !== undefined) this.#attach(scan, [{ src, key: this.#hash[e]! }], scans)
+        if (scan !== undefined) this.#attach(scan, [{ src, key: this.#n[e * STRIDE + E_HASH]! }], scans)
         else fresh.push(e)
         continue
       }
@@ -303,20 +298,20 @@ export class ScanTracker {
     this.#candidates.push(...fresh)
     this.#distributed(scans)
     for (const e of ready) {
-      if (this.#state[e] !== TRACKING) {
-        this.#isCandidate[e] = 0
+      if (this.#n[e * STRIDE + E_STATE] !== TRACKING) {
+        this.#n[e * STRIDE + E_IS_CANDIDATE] = 0
         continue
       }
-      const shape = this.#portCount[e]! >= this.#minPorts ? 'vertical' : this.#dstCount[e]! >= this.#minAddresses ? 'horizontal' : undefined
+      const shape = this.#n[e * STRIDE + E_PORT_COUNT]! >= this.#minPorts ? 'vertical' : this.#n[e * STRIDE + E_DST_COUNT]! >= this.#minAddresses ? 'horizontal' : undefined
       if (shape === undefined) {
         // Not (yet) a scan: asked again when it grows.
-        this.#isCandidate[e] = 0
+        this.#n[e * STRIDE + E_IS_CANDIDATE] = 0
         continue
       }
       const id = this.#nextId++
-      this.#state[e] = ANNOUNCED
-      this.#scanId[e] = id
-      this.#isCandidate[e] = 0
+      this.#n[e * STRIDE + E_STATE] = ANNOUNCED
+      this.#n[e * STRIDE + E_SCAN_ID] = id
+      this.#n[e * STRIDE + E_IS_CANDIDATE] = 0
       this.#announced[shape]++
       scans.push(this.#single(e, id, 'start', shape))
     }
@@ -326,7 +321,7 @@ export class ScanTracker {
 
   stats(): ScanTrackerStats {
     let tracked = 0
-    for (let e = 0; e < this.#state.length; e++) if (this.#state[e] !== FREE) tracked++
+    for (let e = 0; e < this.#entries; e++) if (this.#n[e * STRIDE + E_STATE] !== FREE) tracked++
     const d = this.decoys.stats()
     return { tracked, untracked: this.#untracked, ...this.#announced, decoyProbes: d.coincidences, decoyGroups: d.groups }
   }
@@ -337,55 +332,54 @@ export class ScanTracker {
   #admit(w0: number, now: number): number {
     let best = -1
     for (let e = w0; e < w0 + 2; e++) {
-      if (this.#state[e] === FREE) return e
-      if (this.#last[e]! + this.#idleMs <= now && this.#state[e] === TRACKING) return e
-      if (this.#hits[e]! < 2 && this.#state[e] === TRACKING && (best < 0 || this.#last[e]! < this.#last[best]!)) best = e
+      if (this.#n[e * STRIDE + E_STATE] === FREE) return e
+      if (this.#last[e]! + this.#idleMs <= now && this.#n[e * STRIDE + E_STATE] === TRACKING) return e
+      if (this.#n[e * STRIDE + E_HITS]! < 2 && this.#n[e * STRIDE + E_STATE] === TRACKING && (best < 0 || this.#last[e]! < this.#last[best]!)) best = e
     }
     // Announced and folded entries end at the sweep, which reports them; until then they stay.
     return best
   }
 
   #start(e: number, h: number, src: string, hit: Hit, time: number, tcpShape: number): void {
-    this.#hash[e] = h
+    this.#n[e * STRIDE + E_HASH] = h
     this.#src[e] = src
-    this.#state[e] = TRACKING
-    this.#family[e] = hit.family
+    this.#n[e * STRIDE + E_STATE] = TRACKING
+    this.#n[e * STRIDE + E_FAMILY] = hit.family
     this.#proto[e] = hit.proto
     this.#first[e] = time
     this.#last[e] = time
-    this.#hits[e] = 0
-    this.#forged[e] = 0
-    this.#verified[e] = 0
-    this.#kinds[e] = 0
+    this.#n[e * STRIDE + E_HITS] = 0
+    this.#n[e * STRIDE + E_FORGED] = 0
+    this.#n[e * STRIDE + E_VERIFIED] = 0
+    this.#n[e * STRIDE + E_KINDS] = 0
     // Plain stores: a ranged fill() is a builtin call each, the larger part of a new source's cost.
-    const bits = this.#portBits
-    for (let i = e * PORT_WORDS; i < (e + 1) * PORT_WORDS; i++) bits[i] = 0
-    this.#portCount[e] = 0
-    this.#portsKept[e] = 0
-    this.#dstCount[e] = 0
-    const votes = this.#votes
-    for (let i = e * TOOLS; i < (e + 1) * TOOLS; i++) votes[i] = 0
-    this.#tcpShape[e] = tcpShape
-    this.#scanId[e] = 0
-    this.#isCandidate[e] = 0
+    const n = this.#n
+    for (let i = e * STRIDE + E_BITS; i < e * STRIDE + E_BITS + PORT_WORDS; i++) n[i] = 0
+    this.#n[e * STRIDE + E_PORT_COUNT] = 0
+    this.#n[e * STRIDE + E_PORTS_KEPT] = 0
+    this.#n[e * STRIDE + E_DST_COUNT] = 0
+    for (let i = e * STRIDE + E_VOTES; i < e * STRIDE + E_VOTES + TOOLS; i++) n[i] = 0
+    this.#n[e * STRIDE + E_TCP_SHAPE] = tcpShape
+    this.#n[e * STRIDE + E_SCAN_ID] = 0
+    this.#n[e * STRIDE + E_IS_CANDIDATE] = 0
   }
 
   #free(e: number): void {
-    this.#state[e] = FREE
+    this.#n[e * STRIDE + E_STATE] = FREE
     this.#src[e] = undefined
     this.#proto[e] = undefined
     for (let i = e * KEPT_DSTS; i < (e + 1) * KEPT_DSTS; i++) this.#dsts[i] = undefined
   }
 
   #fold(e: number, id: number): void {
-    this.#state[e] = FOLDED
-    this.#scanId[e] = id
-    this.#isCandidate[e] = 0
+    this.#n[e * STRIDE + E_STATE] = FOLDED
+    this.#n[e * STRIDE + E_SCAN_ID] = id
+    this.#n[e * STRIDE + E_IS_CANDIDATE] = 0
   }
 
   /** The entry still belongs to `src` and to scan `id`. */
   #owns(e: number, src: string, id: number): boolean {
-    return this.#state[e] === FOLDED && this.#src[e] === src && this.#scanId[e] === id
+    return this.#n[e * STRIDE + E_STATE] === FOLDED && this.#src[e] === src && this.#n[e * STRIDE + E_SCAN_ID] === id
   }
 
   // ------------------------------------------------------------------ shapes
@@ -405,12 +399,12 @@ export class ScanTracker {
     for (const { src, key } of sources) {
       const e = this.#find(src, key)
       if (e < 0) continue
-      if (this.#state[e] === ANNOUNCED) {
+      if (this.#n[e * STRIDE + E_STATE] === ANNOUNCED) {
         // A scan announced alone that turns out part of a decoy group ends here: the
         // group's scan counts its packets from now on.
-        out.push(this.#single(e, this.#scanId[e]!, 'end', this.#portCount[e]! >= this.#minPorts ? 'vertical' : 'horizontal'))
+        out.push(this.#single(e, this.#n[e * STRIDE + E_SCAN_ID]!, 'end', this.#n[e * STRIDE + E_PORT_COUNT]! >= this.#minPorts ? 'vertical' : 'horizontal'))
       }
-      if (this.#state[e] === TRACKING || this.#state[e] === ANNOUNCED) this.#fold(e, scan.id)
+      if (this.#n[e * STRIDE + E_STATE] === TRACKING || this.#n[e * STRIDE + E_STATE] === ANNOUNCED) this.#fold(e, scan.id)
       if (this.#owns(e, src, scan.id) && !scan.entries.includes(e)) {
         scan.entries.push(e)
         scan.srcs.push(src)
@@ -421,7 +415,7 @@ export class ScanTracker {
   /** The entry of `src`, whose source hash is `h`; -1 when it has none. */
   #find(src: string, h: number): number {
     const w0 = (h & this.#mask) * 2
-    for (let e = w0; e < w0 + 2; e++) if (this.#hash[e] === h && this.#src[e] === src && this.#state[e] !== FREE) return e
+    for (let e = w0; e < w0 + 2; e++) if (this.#n[e * STRIDE + E_HASH] === h && this.#src[e] === src && this.#n[e * STRIDE + E_STATE] !== FREE) return e
     return -1
   }
 
@@ -433,11 +427,11 @@ export class ScanTracker {
   #distributed(out: ScanReport[]): void {
     if (this.#multi.size >= this.#maxScans) return
     let cohorts: Map<string, number[]> | undefined
-    for (let e = 0; e < this.#state.length; e++) {
-      if (this.#state[e] !== TRACKING || this.#portCount[e]! < 2 || this.#tcpShape[e] === 0 || this.#forged[e]! * 2 > this.#hits[e]!) continue
+    for (let e = 0; e < this.#entries; e++) {
+      if (this.#n[e * STRIDE + E_STATE] !== TRACKING || this.#n[e * STRIDE + E_PORT_COUNT]! < 2 || this.#n[e * STRIDE + E_TCP_SHAPE] === 0 || this.#n[e * STRIDE + E_FORGED]! * 2 > this.#n[e * STRIDE + E_HITS]!) continue
       if (this.decoys.groupOf(this.#src[e]!, this.#last[e]!) !== undefined) continue
       cohorts ??= new Map()
-      const key = `${this.#family[e]} ${this.#tcpShape[e]} ${this.#kinds[e]}`
+      const key = `${this.#n[e * STRIDE + E_FAMILY]} ${this.#n[e * STRIDE + E_TCP_SHAPE]} ${this.#n[e * STRIDE + E_KINDS]}`
       const c = cohorts.get(key)
       if (c === undefined) cohorts.set(key, [e])
       else c.push(e)
@@ -450,7 +444,7 @@ export class ScanTracker {
       let ports = 0
       for (const e of members) {
         for (let i = 0; i < PORT_WORDS; i++) {
-          const w = this.#portBits[e * PORT_WORDS + i]!
+          const w = this.#n[e * STRIDE + E_BITS + i]!
           if ((union[i]! & w) !== 0) overlap = true
           union[i]! |= w
         }
@@ -474,12 +468,12 @@ export class ScanTracker {
   // ------------------------------------------------------------------ ends
 
   #endIdle(now: number, out: ScanReport[]): void {
-    for (let e = 0; e < this.#state.length; e++) {
-      const state = this.#state[e]!
+    for (let e = 0; e < this.#entries; e++) {
+      const state = this.#n[e * STRIDE + E_STATE]!
       if (state === FREE || this.#last[e]! + this.#idleMs > now) continue
-      if (state === ANNOUNCED) out.push(this.#single(e, this.#scanId[e]!, 'end', this.#portCount[e]! >= this.#minPorts ? 'vertical' : 'horizontal'))
+      if (state === ANNOUNCED) out.push(this.#single(e, this.#n[e * STRIDE + E_SCAN_ID]!, 'end', this.#n[e * STRIDE + E_PORT_COUNT]! >= this.#minPorts ? 'vertical' : 'horizontal'))
       // Folded entries are read by their multi-source scan's end below, then freed.
-      if (state !== FOLDED || !this.#multi.has(this.#scanId[e]!)) this.#free(e)
+      if (state !== FOLDED || !this.#multi.has(this.#n[e * STRIDE + E_SCAN_ID]!)) this.#free(e)
     }
     for (const scan of [...this.#multi.values()]) {
       const live = scan.entries.some((e, i) => this.#owns(e, scan.srcs[i]!, scan.id) && this.#last[e]! + this.#idleMs > now)
@@ -498,9 +492,9 @@ export class ScanTracker {
   #tool(e: number): number {
     let best = 0
     let votes = 0
-    let total = this.#votes[e * TOOLS]!
+    let total = this.#n[e * STRIDE + E_VOTES]!
     for (let t = 1; t < TOOLS; t++) {
-      const v = this.#votes[e * TOOLS + t]!
+      const v = this.#n[e * STRIDE + E_VOTES + t]!
       total += v
       if (v > votes) {
         best = t
@@ -512,8 +506,8 @@ export class ScanTracker {
   }
 
   #attribution(e: number): Attribution {
-    if (this.#verified[e] === 1) return 'verified'
-    return this.#hits[e]! > 0 && this.#forged[e] === this.#hits[e] ? 'forged' : 'plausible'
+    if (this.#n[e * STRIDE + E_VERIFIED] === 1) return 'verified'
+    return this.#n[e * STRIDE + E_HITS]! > 0 && this.#n[e * STRIDE + E_FORGED] === this.#n[e * STRIDE + E_HITS] ? 'forged' : 'plausible'
   }
 
   #kindNames(mask: number): ScanKind[] {
@@ -533,13 +527,13 @@ export class ScanTracker {
       attribution: this.#attribution(e),
       sources: [src],
       sourceCount: 1,
-      family: this.#family[e] === 6 ? 6 : 4,
+      family: this.#n[e * STRIDE + E_FAMILY] === 6 ? 6 : 4,
       proto: this.#proto[e] ?? 'tcp',
-      kinds: this.#kindNames(this.#kinds[e]!),
-      dsts: this.#dsts.slice(e * KEPT_DSTS, e * KEPT_DSTS + this.#dstCount[e]!) as string[],
-      ports: Array.from(this.#ports.subarray(e * KEPT_PORTS, e * KEPT_PORTS + this.#portsKept[e]!)),
-      portCount: this.#portCount[e]!,
-      hits: this.#hits[e]!,
+      kinds: this.#kindNames(this.#n[e * STRIDE + E_KINDS]!),
+      dsts: this.#dsts.slice(e * KEPT_DSTS, e * KEPT_DSTS + this.#n[e * STRIDE + E_DST_COUNT]!) as string[],
+      ports: Array.from(this.#ports.subarray(e * KEPT_PORTS, e * KEPT_PORTS + this.#n[e * STRIDE + E_PORTS_KEPT]!)),
+      portCount: this.#n[e * STRIDE + E_PORT_COUNT]!,
+      hits: this.#n[e * STRIDE + E_HITS]!,
       firstSeen: this.#first[e]!,
       lastSeen: this.#last[e]!,
     }
@@ -561,22 +555,22 @@ export class ScanTracker {
     scan.entries.forEach((e, i) => {
       if (!this.#owns(e, scan.srcs[i]!, scan.id)) return
       if (i === 0 && g === undefined) {
-        family = this.#family[e] === 6 ? 6 : 4
+        family = this.#n[e * STRIDE + E_FAMILY] === 6 ? 6 : 4
         proto = this.#proto[e] ?? 'tcp'
       }
-      hits += this.#hits[e]!
-      kinds |= this.#kinds[e]!
+      hits += this.#n[e * STRIDE + E_HITS]!
+      kinds |= this.#n[e * STRIDE + E_KINDS]!
       if (this.#last[e]! > last) last = this.#last[e]!
-      for (let w = 0; w < PORT_WORDS; w++) union[w]! |= this.#portBits[e * PORT_WORDS + w]!
-      for (let k = 0; k < this.#portsKept[e]!; k++) {
+      for (let w = 0; w < PORT_WORDS; w++) union[w]! |= this.#n[e * STRIDE + E_BITS + w]!
+      for (let k = 0; k < this.#n[e * STRIDE + E_PORTS_KEPT]!; k++) {
         const p = this.#ports[e * KEPT_PORTS + k]!
         if (ports.length < MAX_LISTED && !ports.includes(p)) ports.push(p)
       }
-      for (let k = 0; k < this.#dstCount[e]!; k++) {
+      for (let k = 0; k < this.#n[e * STRIDE + E_DST_COUNT]!; k++) {
         const d = this.#dsts[e * KEPT_DSTS + k]!
         if (dsts.length < KEPT_DSTS && !dsts.includes(d)) dsts.push(d)
       }
-      for (let t = 0; t < TOOLS; t++) votes[t]! += this.#votes[e * TOOLS + t]!
+      for (let t = 0; t < TOOLS; t++) votes[t]! += this.#n[e * STRIDE + E_VOTES + t]!
     })
     if (g !== undefined) {
       for (const p of g.ports) if (ports.length < MAX_LISTED && !ports.includes(p)) ports.push(p)
