@@ -19,13 +19,24 @@
  * source's latency is that stamp minus its first capture time; after the trial the
  * set is read back (`nft -j list set`) and every stamped address must be in it.
  * Loads: a few sources per second, and a flood of thousands of distinct sources/s.
+ * The sensor namespace gets a route back to the spoofed pool through the attacker's
+ * address for part 2 only: without one, attribution's reverse-path check rightly
+ * finds every checked source forged (`rpf:no-route`) and nothing is blocked but the
+ * sources its budget left unchecked. Each blocked source's delay is split into
+ * stages, stamped through the same public hooks: capture → the policy's decision
+ * (Metrics.decided, on the capture path; a source held for its attribution is
+ * decided later and counted as held), → the decision event (emitted once the live
+ * peer check answered: the BlockVetter's wait), → its `nft -f -` starting (the
+ * FirewallBatcher's wait for the transaction in flight), → that transaction
+ * returning. The event loop's delay over the trial (monitorEventLoopDelay) says how
+ * much of every stage is the JS thread being busy.
  *
  * Every round runs every load once, in the same order, so drift hits all alike; each
  * figure is the median [min..max] over rounds of the per-round median or p99. Runs
  * on the bench's main thread, one trial at a time; every namespace is torn down on
  * every path out (bench/net.ts), and every nft command runs inside it.
  */
-import { performance } from 'node:perf_hooks'
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { Daemon } from '../lib/daemon/daemon.js'
 import { Metrics } from '../lib/daemon/metrics.js'
@@ -44,6 +55,8 @@ import { fmt, ratio, si, summarize } from './stats.js'
 const SENDER_JS = fileURLToPath(new URL('./e2e-sender.js', import.meta.url))
 const RECEIVER_JS = fileURLToPath(new URL('./latency-receiver.js', import.meta.url))
 const PORT = 2222
+/** The spoofed sources' range (bench/traffic.ts buildSynPool), routed back through the attacker in part 2. */
+const SPOOFED_POOL = '198.18.0.0/15'
 
 /** Issue 9's targets (issue 4 asked for p99 < 5 ms and < 50 ms). */
 const JS_P99_LOW_TARGET_MS = 2
@@ -101,6 +114,13 @@ interface BanTrial {
   latency: Percentiles
   /** Capture → policy decision (Metrics.decided), for the breakdown. */
   decision: Percentiles
+  /** Per blocked source, ms: capture → decision, decision → decision event (peer check), → nft start (batcher), nft start → return. */
+  stages: { decide: Percentiles; vet: Percentiles; queue: Percentiles; nft: Percentiles }
+  /** Blocked sources decided after their attribution settled (no decision on the capture path). */
+  held: number
+  /** Event-loop delay over the trial, ms (monitorEventLoopDelay, 10 ms resolution). */
+  loopDelayP99Ms: number
+  loopDelayMaxMs: number
   errors: number
   error?: string
 }
@@ -195,14 +215,25 @@ async function jsTrial(net: BenchNet, kit: ReceiverKit, o: SectionOptions, who: 
 class CaptureTimes extends Metrics {
   readonly first = new Map<string, number>()
   readonly decisions: number[] = []
+  /** When the capture path first decided about a source (the daemon calls decided() right after hit() for the same hit). */
+  readonly decidedAt = new Map<string, number>()
+  readonly #clock: RealtimeClock
+  #last: string | undefined
+
+  constructor(clock: RealtimeClock) {
+    super({ defaultMetrics: false })
+    this.#clock = clock
+  }
 
   override hit(h: Hit): void {
     if (!this.first.has(h.src)) this.first.set(h.src, h.time)
+    this.#last = h.src
     super.hit(h)
   }
 
   override decided(seconds: number): void {
     this.decisions.push(seconds * 1000)
+    if (this.#last !== undefined && !this.decidedAt.has(this.#last)) this.decidedAt.set(this.#last, this.#clock.now())
     super.decided(seconds)
   }
 }
@@ -219,24 +250,37 @@ async function banTrial(net: BenchNet, o: SectionOptions, load: string, round: n
   const t: BanTrial = {
     load, round, targetPps: sourcesPerSecond, offeredPps: 0, sent: 0, sources: 0, stamped: 0, notInSet: 0, neverBlocked: 0,
     batches: 0, latency: emptyPercentiles(), decision: emptyPercentiles(), errors: 0,
+    stages: { decide: emptyPercentiles(), vet: emptyPercentiles(), queue: emptyPercentiles(), nft: emptyPercentiles() },
+    held: 0, loopDelayP99Ms: Number.NaN, loopDelayMaxMs: Number.NaN,
   }
   const clock = new RealtimeClock()
-  const commits: Array<{ at: number; script: string }> = []
+  const commits: Array<{ start: number; at: number; script: string }> = []
+  const vettedAt = new Map<string, number>()
   let armed = false
   const inNs = netnsRun(net.sensorNs)
-  // Stamps the moment a transaction returned 0: nft has had the kernel's commit ack.
+  // Stamps when a transaction started and when it returned 0: nft has had the kernel's commit ack.
   const timed: RunFn = async (cmd, args, input) => {
+    const start = clock.now()
     const r = await inNs(cmd, args, input)
-    if (armed && r.code === 0 && args.includes('-f') && input !== undefined) commits.push({ at: clock.now(), script: input })
+    if (armed && r.code === 0 && args.includes('-f') && input !== undefined) commits.push({ start, at: clock.now(), script: input })
     return r
   }
   const firewall = new NftablesResponder({ run: timed })
-  const metrics = new CaptureTimes({ defaultMetrics: false })
+  const metrics = new CaptureTimes(clock)
+  const loop = monitorEventLoopDelay({ resolution: 10 })
   let daemon: Daemon | undefined
   let sender: PinnedChild | undefined
+  let routed = false
+  const route = async (verb: 'replace' | 'del'): Promise<void> => {
+    const r = await net.net.sensorExec('ip', ['route', verb, SPOOFED_POOL, 'via', net.attackerIpv4, 'dev', net.sensorIf])
+    if (r.code !== 0) throw new Error(`ip route ${verb} ${SPOOFED_POOL} in ${net.sensorNs}: ${r.stderr.trim()}`)
+  }
   try {
     // A fresh table each trial: a source blocked in an earlier trial would not be blocked again.
     await firewall.uninstall()
+    // A route back (part 2 only; part 1 wants the kernel's RSTs to die at the lookup).
+    await route('replace')
+    routed = true
     daemon = await Daemon.compose({
       ports: [`${PORT}/tcp`],
       interface: net.sensorIf,
@@ -248,6 +292,8 @@ async function banTrial(net: BenchNet, o: SectionOptions, load: string, round: n
       metrics,
       onEvent: (e) => {
         if (e.type === 'error') t.errors++
+        // Emitted once the decision left the BlockVetter, right before the batcher takes it.
+        else if (armed && e.type === 'decision' && e.action === 'block' && !vettedAt.has(e.src)) vettedAt.set(e.src, clock.now())
       },
     })
     const pool = Math.max(1, Math.min(100_000, Math.round(sourcesPerSecond * seconds)))
@@ -255,6 +301,7 @@ async function banTrial(net: BenchNet, o: SectionOptions, load: string, round: n
     await sender.next(60_000)
     clock.anchor()
     armed = true
+    loop.enable()
     sender.send('go')
     const sent = await sender.next(seconds * 1000 + 30_000)
     t.sent = num(sent, 'sent')
@@ -268,19 +315,37 @@ async function banTrial(net: BenchNet, o: SectionOptions, load: string, round: n
       if (settled === fw.requested && settled === last && metrics.first.size > 0) break
       last = settled
     }
+    loop.disable()
+    t.loopDelayP99Ms = loop.percentile(99) / 1e6
+    t.loopDelayMaxMs = loop.max / 1e6
     await daemon.close()
     daemon = undefined
     armed = false
 
-    const stamp = new Map<string, number>()
-    for (const c of commits) for (const a of scriptAddresses(c.script)) if (!stamp.has(a)) stamp.set(a, c.at)
+    const stamp = new Map<string, { start: number; at: number }>()
+    for (const c of commits) for (const a of scriptAddresses(c.script)) if (!stamp.has(a)) stamp.set(a, c)
     const inSet = new Set((await firewall.list()).map((b) => b.address))
     const latencies: number[] = []
+    const decide: number[] = []
+    const vet: number[] = []
+    const queue: number[] = []
+    const nft: number[] = []
     for (const [src, captured] of metrics.first) {
-      const at = stamp.get(src)
-      if (at === undefined) t.neverBlocked++
-      else latencies.push(at - captured)
+      const c = stamp.get(src)
+      if (c === undefined) {
+        t.neverBlocked++
+        continue
+      }
+      latencies.push(c.at - captured)
+      nft.push(c.at - c.start)
+      const decided = metrics.decidedAt.get(src)
+      const vetted = vettedAt.get(src)
+      if (decided === undefined) t.held++
+      else decide.push(decided - captured)
+      if (decided !== undefined && vetted !== undefined) vet.push(vetted - decided)
+      if (vetted !== undefined) queue.push(c.start - vetted)
     }
+    t.stages = { decide: percentiles(decide), vet: percentiles(vet), queue: percentiles(queue), nft: percentiles(nft) }
     for (const a of stamp.keys()) if (!inSet.has(a)) t.notInSet++
     t.sources = metrics.first.size
     t.stamped = stamp.size
@@ -291,9 +356,11 @@ async function banTrial(net: BenchNet, o: SectionOptions, load: string, round: n
   } catch (err) {
     t.error = (err as Error).message
   } finally {
+    loop.disable()
     await sender?.end()
     await daemon?.close()
     await firewall.uninstall()
+    if (routed) await route('del').catch((err: unknown) => (t.error ??= (err as Error).message))
   }
   return t
 }
@@ -374,7 +441,7 @@ export async function run(options: LatencyOptions): Promise<SectionResult> {
         if (net.aborted) break
         const t = await banTrial(net, options, l.name, r, l.pps, l.seconds)
         bans.push(t)
-        log(`latency: round ${r + 1}/${rounds} packet→blocked ${l.name}: ${t.error ?? `median ${ms(t.latency.median)} ms, p99 ${ms(t.latency.p99)} ms, max ${ms(t.latency.max)} ms, ${t.stamped}/${t.sources} blocked in ${t.batches} transactions, ${t.notInSet} not in set`}`)
+        log(`latency: round ${r + 1}/${rounds} packet→blocked ${l.name}: ${t.error ?? `median ${ms(t.latency.median)} ms, p99 ${ms(t.latency.p99)} ms, max ${ms(t.latency.max)} ms, ${t.stamped}/${t.sources} blocked in ${t.batches} transactions, ${t.notInSet} not in set; p99 by stage: decide ${ms(t.stages.decide.p99)}, peer check ${ms(t.stages.vet.p99)}, batcher ${ms(t.stages.queue.p99)}, nft ${ms(t.stages.nft.p99)} ms, ${t.held} held for attribution; event-loop delay p99 ${ms(t.loopDelayP99Ms)} ms`}`)
       }
     }
     if (net.aborted) return { ...base, reason: 'interrupted', details: { js, bans } }
@@ -460,12 +527,39 @@ export async function run(options: LatencyOptions): Promise<SectionResult> {
         samples: fmt(pick(ts, (t) => t.latency.n)),
         'lost / not blocked': fmt(pick(ts, (t) => t.neverBlocked + t.notInSet)),
       })
+      // Where a blocked source's time goes (each stage's own percentiles: they do not add up to the total's).
+      const stages = [
+        ['capture → policy decision', (t: BanTrial) => t.stages.decide],
+        ['decision → peer check answered (BlockVetter)', (t: BanTrial) => t.stages.vet],
+        ['→ its nft transaction starts (FirewallBatcher)', (t: BanTrial) => t.stages.queue],
+        ['nft transaction (ip netns exec + nft -f -)', (t: BanTrial) => t.stages.nft],
+      ] as const
+      for (const [name, f] of stages) {
+        rows.push({
+          measure: `  stage: ${name}`,
+          load: l.name,
+          'median ms': fmt(pick(ts, (t) => f(t).median), ms),
+          'p99 ms': fmt(pick(ts, (t) => f(t).p99), ms),
+          'max ms': fmt(pick(ts, (t) => f(t).max), ms),
+          samples: fmt(pick(ts, (t) => f(t).n)),
+        })
+      }
+      rows.push({
+        measure: '  event-loop delay during the trial',
+        load: l.name,
+        'p99 ms': fmt(pick(ts, (t) => t.loopDelayP99Ms), ms),
+        'max ms': fmt(pick(ts, (t) => t.loopDelayMaxMs), ms),
+        'lost / not blocked': `${fmt(pick(ts, (t) => t.held))} held for attribution`,
+      })
       banGroups.push({
         label: l.name,
         bars: [
           { label: 'median', value: median },
           { label: 'p99', value: p99 },
-          { label: 'p99 capture→decision', value: pick(ts, (t) => t.decision.p99) },
+          { label: 'p99 capture→decision', value: pick(ts, (t) => t.stages.decide.p99) },
+          { label: 'p99 peer check', value: pick(ts, (t) => t.stages.vet.p99) },
+          { label: 'p99 batcher wait', value: pick(ts, (t) => t.stages.queue.p99) },
+          { label: 'p99 nft transaction', value: pick(ts, (t) => t.stages.nft.p99) },
         ],
       })
       if (p99.n > 0 && p99.median > banWorst) {
@@ -499,7 +593,8 @@ export async function run(options: LatencyOptions): Promise<SectionResult> {
         `${rounds} interleaved rounds; each figure is the median [min..max] over rounds of that round's median / p99 / max.`,
         `Packet → JS: receiver (default Sensor options, retireMs 2) pinned to core ${options.cores.receiver}, sender (paced, e2e-sender) to core ${options.cores.sender}; ${options.seconds} s per trial; latency = receiver wall clock − hit.time (kernel CLOCK_REALTIME), same host clock, re-anchored each trial (the anchor is off by at most ${Number.isFinite(anchorWorst) ? (anchorWorst * 1000).toFixed(1) : 'n/a'} µs, the worst over trials; bench/realtime.ts).`,
         `Sender ceiling ${si(ceilingPps)} pps${options.ceilingPps === undefined ? ' (measured here, sender alone, unpaced)' : ' (given by run.ts)'}.`,
-        `Packet → blocked: the library Daemon in the bench process (not pinned), block 'all' with the caps raised, default batching (the next event-loop turn, at most 256 per batch); nftables through netnsRun; each source sent once; light load ${lightSeconds} s, flood ${floodSeconds} s per trial. Latency = when the batch's \`nft -f -\` returned 0 − the source's first capture time; the set is read back afterwards. A no-op \`nft -f -\` through \`ip netns exec\` alone takes ${ms(nftFloor.median)} ms (median of ${nftFloor.n}), of which a daemon on the host does not pay the \`ip netns exec\` part.`,
+        `Packet → blocked: the library Daemon in the bench process (not pinned), block 'all' with the caps raised, default batching (the next event-loop turn, at most 256 per batch); nftables through netnsRun; a route back to the spoofed pool through the attacker (so attribution finds the sources plausible: reverse path passes, off-link); each source sent once; light load ${lightSeconds} s, flood ${floodSeconds} s per trial. Latency = when the batch's \`nft -f -\` returned 0 − the source's first capture time; the set is read back afterwards. A no-op \`nft -f -\` through \`ip netns exec\` alone takes ${ms(nftFloor.median)} ms (median of ${nftFloor.n}), of which a daemon on the host does not pay the \`ip netns exec\` part.`,
+        'Packet → blocked stages, per blocked source: capture → the policy decision on the capture path; → the decision event, emitted once the live peer check answered; → the start of the `nft -f -` that carried it; → its return. Each stage has its own percentiles (they do not add up to the total\'s); "held" sources were decided only when their attribution settled.',
         '"lost / not blocked": packet → JS counts kernel + ring drops; packet → blocked counts captured sources never blocked plus stamped addresses missing from the set.',
       ],
     }
