@@ -61,6 +61,7 @@ const FLAG_NAMES: Record<keyof ConfigInput, string> = {
   attribution: '--no-attribution',
   reversePath: '--reverse-path',
   linkProbe: '--no-link-probe',
+  scans: '--no-scans',
 }
 
 /** Config key → its flag ('url' → '--crowdsec-url'), from the fleet's own table. */

@@ -97,6 +97,7 @@ function watchInput(o: Raw): WatchInput {
   for (const k of ['json', 'dryRun', 'hits', 'forward'] as const) if (o[k] === true) input[k] = true
   if (o.linkProbe === false) input.linkProbe = false
   if (o.attribution === false) input.attribution = false
+  if (o.scans === false) input.scans = false
   const metrics = str(o, 'metrics')
   if (metrics !== undefined) input.metrics = metrics
   // --control PATH, or --no-control (commander: control === false).
@@ -232,6 +233,7 @@ Original portanoia form:
     .addOption(new Option('--reverse-path <mode>', 'attribution: strict (default), loose (only "no route back" is evidence of forgery), or off').choices(['strict', 'loose', 'off']))
     .option('--no-link-probe', 'attribution: never send an ARP/NS question about an on-link source (the neighbour table only)')
     .option('--no-attribution', 'no attribution checks: hits say unchecked, and --block all acts on every spoofable source')
+    .option('--no-scans', 'no scan tracking: no scan or decoy events (saves its per-hit cost under a flood)')
   for (const flag of Object.keys(FLEET_FLAGS) as Array<keyof typeof FLEET_FLAGS>) watchCmd.option(flag, FLEET_HELP[flag])
   watchCmd.option('--crowdsec-push-spoofable', 'also push blocks from spoofable evidence (--block all); off by default: a forged packet must not become a fleet-wide ban')
   watchCmd

@@ -151,6 +151,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
         ...(options.validators !== undefined && { validators: options.validators }),
       },
       host,
+      ...(!config.scans && { scans: false as const }),
       ...(fleet !== undefined && { fleet }),
       ...(metrics !== undefined && { metrics }),
       onClosed: closeExtras,

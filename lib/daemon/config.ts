@@ -113,6 +113,7 @@ export const configSchema = z.strictObject({
   attribution: z.boolean().describe('false: no attribution checks (hits say unchecked)').optional(),
   reversePath: z.enum(['strict', 'loose', 'off']).optional(),
   linkProbe: z.boolean().optional(),
+  scans: z.boolean().describe('false: no scan tracking (no scan or decoy events)').optional(),
   ...fleetConfigSchema.shape,
 })
 
@@ -169,6 +170,8 @@ export interface ConfigInput {
   attribution?: boolean
   /** Attribution's reverse-path check: strict (default), loose, or off. */
   reversePath?: string
+  /** False: no scan tracking, so no `scan` or `decoy` events (default true; lib/daemon/scans.ts). */
+  scans?: boolean
   /** Attribution may ask the link (ARP/NS) who holds an on-link source (default true). */
   linkProbe?: boolean
 }
@@ -210,6 +213,8 @@ export interface DaemonConfig {
   attribution: boolean
   reversePath: 'strict' | 'loose' | 'off'
   linkProbe: boolean
+  /** Scan tracking (`scan` and `decoy` events). */
+  scans: boolean
 }
 
 // ---------------------------------------------------------------- config file
@@ -699,6 +704,7 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
     attribution: input.attribution !== false,
     reversePath: reversePathOf(input.reversePath, name('reversePath')),
     linkProbe: input.linkProbe !== false,
+    scans: input.scans !== false,
   }
   if (iface !== undefined) config.interface = iface
   if (netns !== undefined) config.netns = netns
