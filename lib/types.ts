@@ -1,7 +1,7 @@
 /**
  * Public value types shared by the sensor, the policy and the responders. Pure
- * declarations and the name tables that mirror native/hit_record.h; nothing here
- * does I/O. The kind and proto tables are part of the JS contract: their order
+ * declarations, the name tables that mirror native/hit_record.h and one rule about
+ * what a kind means (isAnswer); nothing here does I/O. The kind and proto tables are part of the JS contract: their order
  * matches the numeric values the capture thread writes.
  */
 
@@ -46,6 +46,17 @@ export const SCAN_KINDS = [
 ] as const
 
 export type ScanKind = Exclude<(typeof SCAN_KINDS)[number], 'none'>
+
+/**
+ * Whether a hit is an answer, not a probe: a RST (with or without ACK) from a source that
+ * did not complete a handshake. A RST is never sent unprompted (RFC 9293), and a forged
+ * SYN claiming a neighbour makes a tripwire listener send it a SYN-ACK that its kernel
+ * resets: a genuine packet from an innocent address. The policy never counts it toward
+ * a block, and scan tracking never counts it as a probe.
+ */
+export function isAnswer(hit: { readonly kind: ScanKind; readonly verified: boolean }): boolean {
+  return hit.kind === 'rst' && !hit.verified
+}
 
 /** Words of a hit's table key (see HIT_KEY). */
 export const HIT_KEY_WORDS = 8

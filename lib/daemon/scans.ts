@@ -32,7 +32,7 @@
  */
 
 import { type DecoyGroup, DecoyGrouper, type DecoyOptions } from '../attribution/decoy.js'
-import { type Attribution, type Hit, type Proto, SCAN_KINDS, type ScanKind, SOURCE_HASH, TCP_SHAPE } from '../types.js'
+import { type Attribution, type Hit, isAnswer, type Proto, SCAN_KINDS, type ScanKind, SOURCE_HASH, TCP_SHAPE } from '../types.js'
 import type { ScanEvent } from './events.js'
 import { SCAN_TOOLS, toolName, toolOf } from './scan-tools.js'
 
@@ -193,6 +193,8 @@ export class ScanTracker {
 
   /** One hit, after its attribution was read. O(1), no allocation. */
   observe(hit: Hit): void {
+    // An answer is no probe (types.ts isAnswer): neither a scan's nor a decoy group's.
+    if (isAnswer(hit)) return
     const src = hit.src
     const own = hit[SOURCE_HASH]
     const h = own !== undefined ? own.call(hit) : hashText(src)
@@ -219,8 +221,8 @@ export class ScanTracker {
     else if (attribution === 'verified') this.#n[e * STRIDE + E_VERIFIED] = 1
     const kind = hit.kind
     this.#n[e * STRIDE + E_KINDS]! |= 1 << (KIND_BIT[kind] ?? 0)
-    // A reset or a completed handshake is the scanner's kernel answering, not a probe of the tool's: no vote.
-    if (kind !== 'rst' && kind !== 'connect') this.#n[e * STRIDE + E_VOTES + toolOf(kind, shape, hit.ttl, hit.ipId)]!++
+    // A completed handshake is the scanner's kernel answering, not a probe of the tool's: no vote.
+    if (kind !== 'connect') this.#n[e * STRIDE + E_VOTES + toolOf(kind, shape, hit.ttl, hit.ipId)]!++
     let grew = false
     const port = hit.dstPort
     const bit = Math.imul(port, 0x9e3779b1) >>> 24

@@ -45,7 +45,7 @@
  */
 
 import { PortanoiaError } from '../errors.js'
-import { HIT_KEY, type Attribution, type Hit, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
+import { HIT_KEY, type Attribution, type Hit, isAnswer, type Proto, SCAN_KINDS, type ScanKind } from '../types.js'
 import { HIT_KEY_WORDS, hitKey, KEY_SOURCE, keyAddress, textKey } from '../hit-key.js'
 import { WordMap } from '../word-map.js'
 import { type Address, type Family, formatAddress, parseAddress } from './addr.js'
@@ -314,11 +314,6 @@ const NO_DECISIONS: readonly Decision[] = Object.freeze([])
 const MAX_EVIDENCE = 16
 
 /** A source's attribution over its window; `pending` while only unsettled answers vouch for it. */
-/** A RST (with or without ACK) from a source that did not complete a handshake. */
-function isReset(hit: Hit): boolean {
-  return hit.kind === 'rst' && !hit.verified
-}
-
 function sourceAttribution(st: SourceState): Attribution | 'pending' {
   if (st.verifiedCount > 0) return 'verified'
   if (st.plausible > 0) return 'plausible'
@@ -595,7 +590,7 @@ export class PolicyEngine {
    */
   reattribute(src: string, answer: { attribution: Attribution; evidence: readonly string[] }, hit?: Hit): readonly Decision[] {
     // A reset's answer was never waited for, nor does it count (see SourceState.resets).
-    if (hit !== undefined && isReset(hit)) return NO_DECISIONS
+    if (hit !== undefined && isAnswer(hit)) return NO_DECISIONS
     const st = this.#lookup(src, false)?.[1]
     if (st === undefined) return NO_DECISIONS
     const now = this.#now()
@@ -1068,7 +1063,7 @@ export class PolicyEngine {
     }
     st.count++
     if (verified && !transit) st.verifiedCount++
-    if (isReset(hit)) {
+    if (isAnswer(hit)) {
       // Its attribution speaks for the reset, not for a probe: neither counted nor waited for.
       st.resets++
     } else {

@@ -209,14 +209,14 @@ describe('scan shapes', () => {
     expect(parseEventLine(toJsonLine(scanEvent(end[0]!)))).toMatchObject({ type: 'scan', phase: 'end', shape: 'vertical', tool: 'nmap' })
   })
 
-  it('the resets a scanner’s kernel sends the tripwire listeners are no vote against its tool', () => {
+  it('the resets a scanner’s kernel sends the tripwire listeners are no vote against its tool (answers, not counted)', () => {
     const t = new ScanTracker()
     for (let i = 0; i < 3; i++) {
       t.observe(hit({ ...NMAP_SYN, src: '198.18.0.2', dstPort: 2001 + i, ipId: 100 + i, time: i }))
       for (let j = 0; j < 2; j++) t.observe(hit({ kind: 'rst', window: 0, ttl: 64, src: '198.18.0.2', dstPort: 2001 + i, ipId: 0, time: i + 0.1 }))
     }
     const [scan] = t.sweep(1000).scans
-    expect(scan).toMatchObject({ shape: 'vertical', tool: 'nmap', hits: 9, kinds: ['syn', 'rst'] })
+    expect(scan).toMatchObject({ shape: 'vertical', tool: 'nmap', hits: 3, kinds: ['syn'] })
   })
 
   it('horizontal: one source, one port, two addresses of this host; no tool for an ordinary stack', () => {
@@ -226,6 +226,20 @@ describe('scan shapes', () => {
     const [scan] = t.sweep(1000).scans
     expect(scan).toMatchObject({ shape: 'horizontal', src: '198.18.0.2', dsts: ['198.18.0.1', '198.18.0.9'], ports: [23] })
     expect(scan!.tool).toBeUndefined()
+  })
+
+  it('resets are answers, not probes: a neighbour resetting the SYN-ACKs that forged SYNs in its name drew is no scan; a real scanner\'s resets change nothing', () => {
+    const t = new ScanTracker()
+    // The neighbour's kernel resets four SYN-ACKs it never asked for: no scan of its own.
+    for (let i = 0; i < 4; i++) t.observe(hit({ kind: 'rst', window: 0, options: 'none', ttl: 64, src: '198.18.0.5', dstPort: 3000 + i, ipId: 0, time: i }))
+    // nmap -sS: its SYNs, then its own kernel's resets: one vertical nmap scan, as without them.
+    for (let i = 0; i < 4; i++) {
+      t.observe(hit({ ...NMAP_SYN, src: '198.18.0.6', dstPort: 3000 + i, time: i }))
+      t.observe(hit({ kind: 'rst', window: 0, options: 'none', ttl: 64, src: '198.18.0.6', dstPort: 3000 + i, ipId: 0, time: i + 0.5 }))
+    }
+    const scans = t.sweep(1000).scans
+    expect(scans.map((s) => s.src)).toEqual(['198.18.0.6'])
+    expect(scans[0]).toMatchObject({ shape: 'vertical', tool: 'nmap', portCount: 4 })
   })
 
   it('two probes to one port of one address are no scan', () => {
