@@ -1,13 +1,13 @@
 /**
  * Decoding of HitRecords (native/hit_record.h) into Hit objects. Runs on the JS thread
- * for every hit, so the per-hit work is the least that keeps a hit valid: the first 88
- * bytes of each record (22 words: through the TCP option kinds) are copied onto the JS heap, in one array per batch
- * chunk, and a hit is a view of three references (those words, its index, the decoder's
- * caches) whose fields are computed when read. Address text comes from a small cache keyed by the
+ * for every hit, so the per-hit work is the least that keeps a hit valid: the drained
+ * records are copied out of the drain buffer in one typed-array slice per chunk of up to
+ * 512 records, and a hit is a view of three references (those words, its index, the
+ * decoder's caches) whose fields are computed when read. Address text comes from a small cache keyed by the
  * address words, so a source is formatted once however often it probes; interface
  * names are resolved once per index as batches are decoded. A kept hit keeps its chunk's
  * words (up to 512 records) alive unless it is detached (`hit[RETAIN_HIT]()`, copy on
- * retain: 22 words of its own), for code that keeps hits for long; a hit never keeps its
+ * retain: the 22 words it reads, through the TCP option kinds), for code that keeps hits for long; a hit never keeps its
  * Sensor, and never refers to the drain buffer, which the next drain overwrites. The
  * per-hit tables downstream key by `hit[HIT_KEY]`, written from the same words
  * (lib/hit-key.ts). `JSON.stringify(hit)` and `util.inspect` see the
@@ -206,13 +206,15 @@ class DecodeContext {
 const MS_PER_HI = 4294.967296
 /**
  * Words of a record a hit reads (the first 88 bytes: through the TCP option kinds, which
- * scan shapes and tool guesses read): what the decoder copies.
+ * scan shapes and tool guesses read): what a retained hit keeps.
  */
 const HIT_WORDS = 22
 /**
- * Records per heap array: 512 × 22 Smis = 88 KiB, under V8's large-object size (128 KiB),
- * so a batch's words are an ordinary young-generation allocation (memory that is reused,
- * where a fresh ArrayBuffer per batch costs a page fault per 4 KiB on first touch).
+ * Records per copy: a kept hit keeps at most 512 records (48 KiB) alive, whatever the
+ * sensor's batch size. The copy is one typed-array slice (a memcpy): copying word by
+ * word into a JS array cost ~200 ns a hit, because record words are int32s that are not
+ * Smis (a source address usually is not) and turned the array into boxed or double
+ * elements as it filled.
  */
 const CHUNK = 512
 // Word indexes within a record.
@@ -248,10 +250,10 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'
  */
 class DecodedHit implements Hit {
   readonly #ctx: DecodeContext
-  #w: number[]
+  #w: Int32Array
   #q: number
 
-  constructor(ctx: DecodeContext, w: number[], q: number) {
+  constructor(ctx: DecodeContext, w: Int32Array, q: number) {
     this.#ctx = ctx
     this.#w = w
     this.#q = q
@@ -519,19 +521,17 @@ export class HitDecoder {
     const ctx = this.#ctx
     // Hits come in runs from one interface: a name is asked for once per new index.
     let last = 0
-    let q = first * WORDS
     for (let base = 0; base < count; base += CHUNK) {
       const m = Math.min(CHUNK, count - base)
-      const w: number[] = new Array<number>(m * HIT_WORDS)
-      for (let i = 0, j = 0; i < m; i++, q += WORDS) {
-        const index = words[q + IFINDEX]!
+      const from = (first + base) * WORDS
+      const w = words.slice(from, from + m * WORDS)
+      for (let q = 0, end = m * WORDS; q < end; q += WORDS) {
+        const index = w[q + IFINDEX]!
         if (index !== last) {
           last = index
           if (!ctx.names.has(index >>> 0)) ctx.names.set(index >>> 0, this.#ifname(index >>> 0))
         }
-        const at = j
-        for (let k = 0; k < HIT_WORDS; k++) w[j++] = words[q + k]!
-        out.push(new DecodedHit(ctx, w, at))
+        out.push(new DecodedHit(ctx, w, q))
       }
     }
   }
@@ -550,7 +550,7 @@ export class HitDecoder {
 export function decodeHit(buf: Uint8Array, offset: number, ifname: (index: number) => string): Hit {
   const bytes = new Uint8Array(HIT_RECORD_SIZE)
   bytes.set(buf.subarray(offset, offset + HIT_RECORD_SIZE))
-  const words = Array.from(new Int32Array(bytes.buffer, 0, HIT_WORDS))
+  const words = new Int32Array(bytes.buffer, 0, HIT_WORDS)
   const ctx = new DecodeContext()
   const index = words[IFINDEX]! >>> 0
   if (index !== 0) ctx.names.set(index, ifname(index))

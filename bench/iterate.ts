@@ -1,0 +1,134 @@
+/**
+ * The library's per-hit JavaScript path on its own, without a kernel (issue 9): a
+ * Sensor opened through the public open() over a fake addon whose drain() copies
+ * prepared HitRecords into the drain buffer as the native side does (one memcpy per
+ * batch), consumed as the throughput bench's receiver consumes them — a `for await`
+ * loop, or `batches()`, reading `kind`, `src` and `dstPort`. A quick, unprivileged
+ * companion to the throughput section for trying a change to decoding or iteration;
+ * the end-to-end figures (capture thread and kernel included) are that section's.
+ *
+ *   node dist/bench/iterate.js [--hits 5000000] [--pool 4096] [--batch 1024] [--rounds 5]
+ *
+ * Prints ns of this process's CPU (user + system, GC included) per hit for each way,
+ * median [min..max] over rounds, the two ways alternating so drift hits both alike.
+ */
+import { parseArgs } from 'node:util'
+import type { NativeBinding, NativeCapture, NativeCaptureOptions, NativeCaptureStats } from '../lib/binding.js'
+import { HIT_FLAGS, HIT_RECORD_SIZE } from '../lib/decode.js'
+import { open } from '../lib/sensor.js'
+
+const { values } = parseArgs({
+  options: {
+    hits: { type: 'string', default: '5000000' },
+    pool: { type: 'string', default: '4096' },
+    batch: { type: 'string', default: '1024' },
+    rounds: { type: 'string', default: '5' },
+  },
+})
+const total = Number(values.hits)
+const pool = Number(values.pool)
+const batch = Number(values.batch)
+const rounds = Number(values.rounds)
+const WORDS = HIT_RECORD_SIZE / 4
+
+/** Records of SYNs from `pool` sources of 198.18.0.0/15, as the throughput bench's sender draws them. */
+function records(count: number): Buffer {
+  const b = Buffer.alloc(count * HIT_RECORD_SIZE)
+  const w = new Int32Array(b.buffer, b.byteOffset, b.length / 4)
+  const ns = BigInt(Date.now()) * 1_000_000n
+  for (let i = 0; i < count; i++) {
+    const q = i * WORDS
+    const host = (i % pool) + 2
+    w[q] = Number(ns & 0xffffffffn) | 0
+    w[q + 1] = Number(ns >> 32n) | 0
+    w[q + 4] = 0xffff0000 | 0
+    w[q + 5] = 198 | ((18 + (host >>> 16)) << 8) | (((host >>> 8) & 0xff) << 16) | ((host & 0xff) << 24)
+    w[q + 8] = 0xffff0000 | 0
+    w[q + 9] = 198 | (18 << 8) | (1 << 24)
+    w[q + 10] = (1024 + (i % 60000)) | (2222 << 16)
+    w[q + 11] = 2
+    w[q + 12] = 4 | (6 << 8) | (1 << 16) | (2 << 24)
+    w[q + 13] = 64
+    w[q + 14] = HIT_FLAGS.ipv4 | HIT_FLAGS.srcMac | (60 << 16)
+    w[q + 16] = 0x00000202
+    w[q + 17] = 0x0101
+  }
+  return b
+}
+
+const STATS: NativeCaptureStats = {
+  kernelPackets: 0, kernelDrops: 0, kernelFreezes: 0, frames: 0, hits: 0, ringDrops: 0,
+  notTripwire: 0, malformed: 0, duplicates: 0, connects: 0, blocks: 0,
+  expressHits: 0, expressCopies: 0, expressSwitches: 0, expressActive: 0,
+}
+
+/** A capture that always has `left` records ready, then ends. */
+class Replay implements NativeCapture {
+  static source = records(pool * 16)
+  static left = 0
+  #at = 0
+  constructor(_options: NativeCaptureOptions) {}
+  start(): void {}
+  drain(buffer: Buffer): number {
+    const src = Replay.source
+    const n = Math.min(buffer.length / HIT_RECORD_SIZE, Replay.left, (src.length - this.#at) / HIT_RECORD_SIZE)
+    if (n === 0) return 0
+    src.copy(buffer, 0, this.#at, this.#at + n * HIT_RECORD_SIZE)
+    this.#at = (this.#at + n * HIT_RECORD_SIZE) % src.length
+    Replay.left -= n
+    return n
+  }
+  arm(): boolean {
+    return false
+  }
+  disarm(): void {}
+  ended(): boolean {
+    return Replay.left === 0
+  }
+  error(): null {
+    return null
+  }
+  setFilter(): void {}
+  addListener(): void {}
+  removeListener(): void {}
+  listenerPorts(): number[] {
+    return []
+  }
+  stats(): NativeCaptureStats {
+    return STATS
+  }
+  interfaceName(): string {
+    return 'veth0'
+  }
+  ref(): void {}
+  unref(): void {}
+  close(): void {}
+}
+const binding = { Capture: Replay } as unknown as NativeBinding
+
+type Way = 'for await' | 'batches()'
+async function once(way: Way, count: number): Promise<number> {
+  Replay.left = count
+  const sensor = await open({ ports: ['2222/tcp'], listen: false, batch, binding })
+  let syn = 0
+  const cpu0 = process.cpuUsage()
+  if (way === 'for await') {
+    for await (const hit of sensor) if (hit.kind === 'syn' && hit.dstPort === 2222 && hit.src !== '') syn++
+  } else {
+    for await (const hits of sensor.batches()) for (const hit of hits) if (hit.kind === 'syn' && hit.dstPort === 2222 && hit.src !== '') syn++
+  }
+  const cpu = process.cpuUsage(cpu0)
+  await sensor.close()
+  if (syn !== count) throw new Error(`${way}: ${syn} of ${count} hits read`)
+  return ((cpu.user + cpu.system) * 1000) / count
+}
+
+const ways: Way[] = ['for await', 'batches()']
+for (const way of ways) await once(way, Math.min(total, 500_000))
+const ns: Record<Way, number[]> = { 'for await': [], 'batches()': [] }
+for (let r = 0; r < rounds; r++) for (const way of ways) ns[way].push(await once(way, total))
+for (const way of ways) {
+  const s = [...ns[way]].sort((a, b) => a - b)
+  const f = (x: number): string => x.toFixed(0)
+  console.log(`${way.padEnd(10)} ${f(s[s.length >> 1]!)} [${f(s[0]!)}..${f(s[s.length - 1]!)}] ns/hit  (${total} hits × ${rounds} rounds, pool ${pool}, batch ${batch})`)
+}
