@@ -149,7 +149,7 @@ const TPACKET_SOURCE = join(PACKAGE_ROOT, 'bench', 'baseline', 'tpacket_receiver
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** The C reader's retire timeout: portanoia's default, so both wait as long in the kernel. */
-export const TPACKET_RETIRE_MS = 2
+export const TPACKET_RETIRE_MS = 1
 
 async function compileReceiver(dir: string, source: string, name: string): Promise<string> {
   const out = join(dir, name)

@@ -33,7 +33,7 @@ export interface SensorOptions {
   netns?: string
   /** Capacity of the record ring between the capture thread and JS (default 65536). */
   ringRecords?: number
-  /** TPACKET_V3 block retire timeout in ms: the longest a lone probe waits in the kernel (default 2). */
+  /** TPACKET_V3 block retire timeout in ms: the longest a lone probe waits in the kernel (default 1). */
   retireMs?: number
   blockSize?: number
   blockCount?: number

@@ -153,12 +153,15 @@ CaptureWrap::CaptureWrap(const Napi::CallbackInfo& info)
   options.ring_records = GetUint(o, "ringRecords", 1u << 16, 64, 1u << 24);
   // Many small blocks rather than a few big ones, for the same 8 MiB: under sparse
   // traffic every block retires after retireMs holding a handful of frames, so the
-  // ring rides out a capture-thread stall of blockCount x retireMs (128 ms here, where
-  // 8 x 1 MiB gave 16 ms and dropped probes on a busy host); under a flood the bytes
-  // buffered are the same.
+  // ring rides out a capture-thread stall of blockCount x retireMs (64 ms here, where
+  // 8 x 1 MiB and 2 ms gave 16 ms and dropped probes on a busy host); under a flood the
+  // bytes buffered are the same.
   options.geometry.block_size = GetUint(o, "blockSize", 128u << 10, 4096, 1u << 28);
   options.geometry.block_count = GetUint(o, "blockCount", 64, 2, 4096);
-  options.geometry.retire_ms = GetUint(o, "retireMs", 2, 1, 1000);
+  // 1 ms: since Linux 6.18 the retire timer is exact, and a lone probe's wait in the
+  // kernel is the floor of packet -> JS at a trickle (p99 2.00 -> 1.35 ms at 100 hits/s,
+  // BENCHMARKS.md); before 6.18 it is counted in whole jiffies, one at least.
+  options.geometry.retire_ms = GetUint(o, "retireMs", 1, 1, 1000);
   if (options.geometry.block_size % 4096 != 0) {
     throw Napi::RangeError::New(env, "blockSize must be a multiple of 4096");
   }

@@ -3,7 +3,7 @@
  * kernel side as portanoia and nothing else. An AF_PACKET SOCK_RAW socket bound to one
  * interface, the same classic-BPF program portanoia attaches (the harness compiles it
  * with lib/bpf/filter.ts and passes its bytes as hex), a TPACKET_V3 ring with
- * portanoia's default geometry (64 blocks of 128 KiB, 2 ms retire timeout; flags change
+ * portanoia's default geometry (64 blocks of 128 KiB, 1 ms retire timeout; flags change
  * it), one thread that polls, walks every retired block, checks Ethernet/IPv4/TCP
  * destination port in place and hands the block back. No second thread, no copy, no
  * record: what is left of portanoia's cost above this is its own. Compiled by
@@ -113,7 +113,7 @@ int main(int argc, char **argv) {
   const unsigned port = (unsigned)strtoul(argv[2], NULL, 10);
   const unsigned block_size = argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10) : 128u << 10;
   const unsigned block_count = argc > 5 ? (unsigned)strtoul(argv[5], NULL, 10) : 64;
-  const unsigned retire_ms = argc > 6 ? (unsigned)strtoul(argv[6], NULL, 10) : 2;
+  const unsigned retire_ms = argc > 6 ? (unsigned)strtoul(argv[6], NULL, 10) : 1;
 
   int fd = filtered_packet_socket(argv[3]);
   int version = TPACKET_V3;
