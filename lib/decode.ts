@@ -202,6 +202,7 @@ class DecodeContext {
   readonly attribution = new AttributionHook()
 }
 
+const NO_WORDS = new Int32Array(0)
 /** 2^32 ns in ms: time = hi * this + lo / 1e6 keeps sub-microsecond resolution. */
 const MS_PER_HI = 4294.967296
 /**
@@ -503,37 +504,85 @@ class DecodedHit implements Hit {
 }
 
 /**
- * Decodes HitRecords: `decode(words, first, n, out)` appends the hits of records
- * first .. first + n - 1 of `words` (an Int32Array over whole records, e.g. the Sensor's
- * drain buffer, free to be overwritten once this returns). What the hits read is copied
- * into arrays of CHUNK records on the JS heap. One decoder per Sensor; its caches live as
- * long as the sensor.
+ * Decodes HitRecords: `load(words, first, n)` then `take()` one hit at a time (the
+ * Sensor's per-hit iterator: no array of hits per batch), or `decode(words, first, n,
+ * out)` to append them all at once (batches(), benchmarks). Records are copied out of
+ * `words` (an Int32Array over whole records, e.g. the Sensor's drain buffer) one chunk of
+ * up to CHUNK records at a time, as the chunk's first hit is taken. One decoder per
+ * Sensor; its caches live as long as the sensor.
  */
 export class HitDecoder {
   readonly #ctx = new DecodeContext()
   readonly #ifname: (index: number) => string
+  /** The loaded batch: records #next .. #end - 1 of #source are still to be handed out. */
+  #source: Int32Array = NO_WORDS
+  #next = 0
+  #end = 0
+  /** The current chunk's copy and the word offset of its next record. */
+  #chunk: Int32Array = NO_WORDS
+  #q = 0
+  #left = 0
+  #lastIndex = 0
 
   constructor(ifname: (index: number) => string) {
     this.#ifname = ifname
   }
 
   decode(words: Int32Array, first: number, count: number, out: Hit[]): void {
-    const ctx = this.#ctx
-    // Hits come in runs from one interface: a name is asked for once per new index.
-    let last = 0
-    for (let base = 0; base < count; base += CHUNK) {
-      const m = Math.min(CHUNK, count - base)
-      const from = (first + base) * WORDS
-      const w = words.slice(from, from + m * WORDS)
-      for (let q = 0, end = m * WORDS; q < end; q += WORDS) {
-        const index = w[q + IFINDEX]!
-        if (index !== last) {
-          last = index
-          if (!ctx.names.has(index >>> 0)) ctx.names.set(index >>> 0, this.#ifname(index >>> 0))
-        }
-        out.push(new DecodedHit(ctx, w, q))
-      }
+    this.load(words, first, count)
+    this.takeAll(out)
+  }
+
+  /**
+   * Loads records first .. first + count - 1 of `words` (e.g. the Sensor's drain buffer)
+   * to be handed out by take()/takeAll(); `words` must stay unchanged until they all were
+   * (records are copied chunk by chunk as the first hit of each chunk is taken). Records
+   * still loaded from before are dropped.
+   */
+  load(words: Int32Array, first: number, count: number): void {
+    this.#source = words
+    this.#next = first
+    this.#end = first + count
+    this.#chunk = NO_WORDS
+    this.#q = 0
+    this.#left = count
+  }
+
+  /** Hits still loaded. */
+  get left(): number {
+    return this.#left
+  }
+
+  /** The next loaded hit; the caller checks `left` first. */
+  take(): Hit {
+    let w = this.#chunk
+    let q = this.#q
+    if (q === w.length) {
+      // Hits of one chunk share one copy: a kept hit keeps at most CHUNK records alive.
+      const m = Math.min(CHUNK, this.#end - this.#next)
+      const from = this.#next * WORDS
+      w = this.#source.slice(from, from + m * WORDS)
+      this.#next += m
+      this.#chunk = w
+      q = 0
     }
+    this.#q = q + WORDS
+    this.#left--
+    // Hits come in runs from one interface: a name is asked for once per new index.
+    const index = w[q + IFINDEX]!
+    if (index !== this.#lastIndex) this.#nameOf(index)
+    return new DecodedHit(this.#ctx, w, q)
+  }
+
+  /** Appends every loaded hit to `out`. */
+  takeAll(out: Hit[]): void {
+    while (this.#left > 0) out.push(this.take())
+  }
+
+  #nameOf(index: number): void {
+    this.#lastIndex = index
+    const names = this.#ctx.names
+    if (!names.has(index >>> 0)) names.set(index >>> 0, this.#ifname(index >>> 0))
   }
 
   /** Attaches (or, with null, detaches) where this decoder's hits get their attribution. */

@@ -224,8 +224,6 @@ export class Sensor implements AsyncIterable<Hit> {
   #kernelFilter: boolean
   #buffer: Buffer
   #words: Int32Array
-  #queue: Hit[] = []
-  #queueHead = 0
   #delivered = 0
   #ifnames = new Map<number, string>()
   #decoder: HitDecoder
@@ -299,19 +297,16 @@ export class Sensor implements AsyncIterable<Hit> {
   }
 
   /**
-   * Drains the next batch into the drain buffer and decodes it (the decoder copies what
-   * the hits read onto the JS heap, so the buffer is free again at once). False when
-   * there is nothing to read now, or the sensor is closing.
+   * Drains the next batch into the drain buffer and loads it into the decoder, which hands
+   * its hits out one at a time (copying records out of the buffer a chunk at a time), so
+   * this runs only once every loaded hit was taken. False when there is nothing to read
+   * now, or the sensor is closing.
    */
   #drainNow(): boolean {
     if (this.#closing !== undefined || this.#failed) return false
     const n = this.#capture.drain(this.#buffer)
     if (n === 0) return false
-    // A fresh array per batch: batches() hands the queue itself to its consumer.
-    const queue: Hit[] = []
-    this.#decoder.decode(this.#words, 0, n, queue)
-    this.#queue = queue
-    this.#queueHead = 0
+    this.#decoder.load(this.#words, 0, n)
     return true
   }
 
@@ -322,7 +317,7 @@ export class Sensor implements AsyncIterable<Hit> {
    */
   async #fill(): Promise<boolean> {
     for (;;) {
-      if (this.#queueHead < this.#queue.length) return true
+      if (this.#decoder.left > 0) return true
       if (this.#closing !== undefined || this.#failed) return false
       if (this.#drainNow()) return true
       if (this.#capture.ended()) {
@@ -352,16 +347,16 @@ export class Sensor implements AsyncIterable<Hit> {
   async #read(): Promise<IteratorResult<Hit, undefined>> {
     if (!(await this.#fill())) return { done: true, value: undefined }
     this.#delivered++
-    return { done: false, value: this.#queue[this.#queueHead++]! }
+    return { done: false, value: this.#decoder.take() }
   }
 
   /** The next hit; concurrent calls are served in order. */
   next(): Promise<IteratorResult<Hit, undefined>> {
     // Fast path: nobody else is reading and a hit is decoded, or a batch waits in the
     // ring: no await at all, one settled promise per hit (the iterator protocol's own).
-    if (!this.#busy && (this.#queueHead < this.#queue.length || this.#drainNow())) {
+    if (!this.#busy && (this.#decoder.left > 0 || this.#drainNow())) {
       this.#delivered++
-      return Promise.resolve({ done: false, value: this.#queue[this.#queueHead++]! })
+      return Promise.resolve({ done: false, value: this.#decoder.take() })
     }
     this.#busy = true
     const result = this.#reading.then(() => this.#read())
@@ -399,11 +394,9 @@ export class Sensor implements AsyncIterable<Hit> {
       // A per-hit reader may still be waiting: let it finish first.
       if (this.#busy) await this.#reading
       if (!(await this.#fill())) return
-      const queue = this.#queue
-      const head = this.#queueHead
-      const out = head === 0 ? queue : queue.slice(head)
-      this.#queue = []
-      this.#queueHead = 0
+      // A fresh array per batch: it is the consumer's to keep.
+      const out: Hit[] = []
+      this.#decoder.takeAll(out)
       this.#delivered += out.length
       yield out
     }
