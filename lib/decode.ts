@@ -1,14 +1,15 @@
 /**
  * Decoding of HitRecords (native/hit_record.h) into Hit objects. Runs on the JS thread
- * for every hit, so the per-hit work is the least that keeps a hit valid: the drained
- * records are copied out of the drain buffer in one typed-array slice per chunk of up to
- * 512 records, and a hit is a view of three references (those words, its index, the
- * decoder's caches) whose fields are computed when read. Address text comes from a small cache keyed by the
+ * for every hit, so the per-hit work is the least that keeps a hit valid: a hit is a view
+ * of three references (its batch's record words, its index, the decoder's caches) whose
+ * fields are computed when read. The words are the drain buffer itself when the Sensor
+ * hands a well-filled batch over (lib/sensor.ts), or else a typed-array slice of it per
+ * chunk of up to 512 records. Address text comes from a small cache keyed by the
  * address words, so a source is formatted once however often it probes; interface
- * names are resolved once per index as batches are decoded. A kept hit keeps its chunk's
- * words (up to 512 records) alive unless it is detached (`hit[RETAIN_HIT]()`, copy on
+ * names are resolved once per index as batches are decoded. A kept hit keeps its batch's
+ * or chunk's words alive (up to `batch` records, or 512) unless it is detached (`hit[RETAIN_HIT]()`, copy on
  * retain: the 22 words it reads, through the TCP option kinds), for code that keeps hits for long; a hit never keeps its
- * Sensor, and never refers to the drain buffer, which the next drain overwrites. The
+ * Sensor, and never refers to a buffer a later drain writes into. The
  * per-hit tables downstream key by `hit[HIT_KEY]`, written from the same words
  * (lib/hit-key.ts). `JSON.stringify(hit)` and `util.inspect` see the
  * fields through `toJSON()`; `structuredClone` and `postMessage` copy own data
@@ -211,11 +212,11 @@ const MS_PER_HI = 4294.967296
  */
 const HIT_WORDS = 22
 /**
- * Records per copy: a kept hit keeps at most 512 records (48 KiB) alive, whatever the
- * sensor's batch size. The copy is one typed-array slice (a memcpy): copying word by
- * word into a JS array cost ~200 ns a hit, because record words are int32s that are not
- * Smis (a source address usually is not) and turned the array into boxed or double
- * elements as it filled.
+ * Records per copy, when records are copied (a batch the Sensor does not hand over whole):
+ * a hit kept from such a batch keeps at most 512 records (48 KiB) alive. The copy is one
+ * typed-array slice (a memcpy): copying word by word into a JS array cost ~200 ns a hit,
+ * because record words are int32s that are not Smis (a source address usually is not)
+ * and turned the array into boxed or double elements as it filled.
  */
 const CHUNK = 512
 // Word indexes within a record.
@@ -535,17 +536,24 @@ export class HitDecoder {
 
   /**
    * Loads records first .. first + count - 1 of `words` (e.g. the Sensor's drain buffer)
-   * to be handed out by take()/takeAll(); `words` must stay unchanged until they all were
-   * (records are copied chunk by chunk as the first hit of each chunk is taken). Records
-   * still loaded from before are dropped.
+   * to be handed out by take()/takeAll(). With `own`, the hits refer to `words` itself,
+   * which nobody may write again; otherwise `words` must stay unchanged until every hit
+   * was taken (records are copied chunk by chunk as the first hit of each chunk is taken).
+   * Records still loaded from before are dropped.
    */
-  load(words: Int32Array, first: number, count: number): void {
+  load(words: Int32Array, first: number, count: number, own = false): void {
     this.#source = words
-    this.#next = first
-    this.#end = first + count
-    this.#chunk = NO_WORDS
-    this.#q = 0
     this.#left = count
+    if (own) {
+      this.#chunk = first === 0 && words.length === count * WORDS ? words : words.subarray(first * WORDS, (first + count) * WORDS)
+      this.#q = 0
+      this.#next = this.#end = 0
+    } else {
+      this.#chunk = NO_WORDS
+      this.#q = 0
+      this.#next = first
+      this.#end = first + count
+    }
   }
 
   /** Hits still loaded. */

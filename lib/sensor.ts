@@ -222,8 +222,9 @@ export class Sensor implements AsyncIterable<Hit> {
   #capture: NativeCapture
   #ports: PortRange[]
   #kernelFilter: boolean
-  #buffer: Buffer
-  #words: Int32Array
+  /** The buffer the next drain writes into; null once a drained batch was handed to its hits. */
+  #buffer: Buffer | null = null
+  #batchBytes: number
   #delivered = 0
   #ifnames = new Map<number, string>()
   #decoder: HitDecoder
@@ -247,8 +248,7 @@ export class Sensor implements AsyncIterable<Hit> {
     this.#kernelFilter = options.kernelFilter ?? true
     this.interface = options.interface
     this.#listen = options.listen
-    this.#buffer = Buffer.alloc(options.batch * HIT_RECORD_SIZE)
-    this.#words = new Int32Array(this.#buffer.buffer, this.#buffer.byteOffset, this.#buffer.length / 4)
+    this.#batchBytes = options.batch * HIT_RECORD_SIZE
     this.#decoder = new HitDecoder(this.#ifname)
     // The doorbell holds the sensor only weakly, so an unclosed, unreachable sensor
     // can still be collected (its finalizer stops the thread; close() is the contract).
@@ -297,16 +297,23 @@ export class Sensor implements AsyncIterable<Hit> {
   }
 
   /**
-   * Drains the next batch into the drain buffer and loads it into the decoder, which hands
-   * its hits out one at a time (copying records out of the buffer a chunk at a time), so
-   * this runs only once every loaded hit was taken. False when there is nothing to read
-   * now, or the sensor is closing.
+   * Drains the next batch and loads it into the decoder, which hands its hits out one at a
+   * time, so this runs only once every loaded hit was taken. A batch that fills at least a
+   * quarter of the buffer becomes its hits' own (no copy: under a flood the records are
+   * written once, by the addon) and the next drain gets a fresh, uninitialised buffer; a
+   * smaller one is copied out by the decoder and the buffer is drained into again, so a hit
+   * kept from a trickle does not keep a whole batch's memory. False when there is nothing
+   * to read now, or the sensor is closing.
    */
   #drainNow(): boolean {
     if (this.#closing !== undefined || this.#failed) return false
-    const n = this.#capture.drain(this.#buffer)
+    const buffer = (this.#buffer ??= Buffer.allocUnsafeSlow(this.#batchBytes))
+    const n = this.#capture.drain(buffer)
     if (n === 0) return false
-    this.#decoder.load(this.#words, 0, n)
+    const words = new Int32Array(buffer.buffer, buffer.byteOffset, (n * HIT_RECORD_SIZE) / 4)
+    const own = n * HIT_RECORD_SIZE * 4 >= this.#batchBytes
+    if (own) this.#buffer = null
+    this.#decoder.load(words, 0, n, own)
     return true
   }
 

@@ -593,20 +593,31 @@ describe('Sensor iterator with a fake capture', () => {
     await sensor.close()
   })
 
-  test('the drain buffer is the sensor’s own and sized batch × record', async () => {
-    const { sensor, capture } = await openFake({ batch: 3 })
-    const sizes: number[] = []
-    const buffers = new Set<Buffer>()
+  test('drain buffers are sized batch × record; a well-filled batch keeps its buffer, a trickle reuses one', async () => {
+    const { sensor, capture } = await openFake({ batch: 8 })
+    const drained: Array<{ buffer: Buffer; n: number }> = []
     const orig = capture.drain.bind(capture)
     capture.drain = (b: Buffer): number => {
-      sizes.push(b.length)
-      buffers.add(b)
-      return orig(b)
+      const n = orig(b)
+      if (n > 0) drained.push({ buffer: b, n })
+      return n
     }
-    capture.push(1, 2, 3, 4)
-    for (let i = 0; i < 4; i++) await sensor.next()
-    expect(new Set(sizes)).toEqual(new Set([3 * HIT_RECORD_SIZE]))
-    expect(buffers.size).toBe(1)
+    // Two full batches: each becomes its hits' own, the next drain gets a fresh buffer.
+    capture.push(...Array.from({ length: 16 }, (_, i) => i + 1))
+    const full: Hit[] = []
+    for (let i = 0; i < 16; i++) full.push((await sensor.next()).value as Hit)
+    // Then a trickle: one record a drain, copied out of one reused buffer.
+    for (let i = 0; i < 3; i++) {
+      capture.push(100 + i)
+      full.push((await sensor.next()).value as Hit)
+    }
+    expect(drained.map((d) => d.n)).toEqual([8, 8, 1, 1, 1])
+    expect(new Set(drained.map((d) => d.buffer.length))).toEqual(new Set([8 * HIT_RECORD_SIZE]))
+    expect(drained[0]!.buffer).not.toBe(drained[1]!.buffer)
+    expect(drained[2]!.buffer).toBe(drained[3]!.buffer)
+    expect(drained[3]!.buffer).toBe(drained[4]!.buffer)
+    // Every hit still reads its own record after the buffers were drained into again.
+    expect(full.map((h) => h.srcPort)).toEqual([...Array.from({ length: 16 }, (_, i) => i + 1), 100, 101, 102])
     await sensor.close()
   })
 
