@@ -36,6 +36,8 @@
         "native/host_wrap.cc",
         "native/link_probe.cc",
         "native/link_wrap.cc",
+        "native/nft_lib.cc",
+        "native/nft_wrap.cc",
         "native/errno_name.cc",
         "native/libc_compat.cc"
       ],

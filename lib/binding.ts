@@ -262,11 +262,26 @@ export interface NativeParseMeta {
   ethertype?: number
 }
 
+/** One nftables context in a namespace: run() commits a script as `nft -f -` would, off the JS thread. */
+export interface NativeNft {
+  /** Resolves with nft's exit code (0 committed, 1 refused) and its output; rejects when it could not run at all. */
+  run(script: string): Promise<{ code: number; stdout: string; stderr: string }>
+  close(): void
+}
+
+export interface NativeNftClass {
+  new (options: { netns?: string }): NativeNft
+  /** null when libnftables loads; otherwise why not. */
+  available(): string | null
+}
+
 export interface NativeBinding {
   Capture: new (options: NativeCaptureOptions) => NativeCapture
   Sender: new (options: { interface: string; netns?: string }) => NativeSender
   HostWatch: new (options: { netns?: string }) => NativeHostWatch
   LinkFacts: new (options: { netns?: string }) => NativeLinkFacts
+  /** libnftables in-process (native/nft_wrap.h); `netns` is a namespace path (/run/netns/NAME). */
+  Nft: NativeNftClass
   parseFrame(frame: Buffer, meta?: NativeParseMeta): { result: number; record: Buffer }
   /** Test entry: whole rtnetlink messages to the facts they describe. */
   parseRtnl(messages: Buffer): NativeHostFacts

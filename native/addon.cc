@@ -1,4 +1,4 @@
-// Module init only: registers the Capture, Sender, HostWatch and LinkFacts classes, the
+// Module init only: registers the Capture, Sender, HostWatch, LinkFacts and Nft classes, the
 // test entries (parse a frame, parse rtnetlink messages, build and parse link probes,
 // the peer check's programs, name an errno), and the HitRecord layout (size and every
 // field offset) that lib/binding.ts checks against its decoder at load time, so a stale
@@ -10,6 +10,7 @@
 #include "hit_record.h"
 #include "host_wrap.h"
 #include "link_wrap.h"
+#include "nft_wrap.h"
 #include "packet_parse.h"
 
 namespace portanoia {
@@ -27,6 +28,8 @@ class Addon : public Napi::Addon<Addon> {
     data->host_ctor = Napi::Persistent(host);
     Napi::Function link = LinkFactsWrap::Define(env);
     data->link_ctor = Napi::Persistent(link);
+    Napi::Function nft = NftWrap::Define(env);
+    data->nft_ctor = Napi::Persistent(nft);
 
     Napi::Object layout = Napi::Object::New(env);
     for (const FieldOffset& f : kHitRecordFields) {
@@ -37,6 +40,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceValue("Sender", sender, napi_enumerable),
                              InstanceValue("HostWatch", host, napi_enumerable),
                              InstanceValue("LinkFacts", link, napi_enumerable),
+                             InstanceValue("Nft", nft, napi_enumerable),
                              InstanceValue("probePackets", ProbePackets(env), napi_enumerable),
                              InstanceValue("hitRecordSize", Napi::Number::New(env, kHitRecordSize), napi_enumerable),
                              InstanceValue("hitRecordLayout", layout, napi_enumerable),

@@ -20,6 +20,7 @@ struct AddonData {
   Napi::FunctionReference sender_ctor;
   Napi::FunctionReference host_ctor;
   Napi::FunctionReference link_ctor;
+  Napi::FunctionReference nft_ctor;
 };
 
 Napi::Error MakeSysError(Napi::Env env, const SysError& err);

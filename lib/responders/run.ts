@@ -134,8 +134,8 @@ export function createRun(options: RunOptions = {}): RunFn {
 /** The RunFn responders use unless given another. */
 export const defaultRun: RunFn = createRun()
 
-// What `ip netns` accepts as a name, minus anything that could read as an option.
-const NETNS_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/
+/** What `ip netns` accepts as a name, minus anything that could read as an option (or a path). */
+export const NETNS_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/
 
 /** Wraps `run` so every command executes in network namespace `ns`. */
 export function netnsRun(ns: string, run: RunFn = defaultRun): RunFn {

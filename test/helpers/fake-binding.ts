@@ -187,6 +187,8 @@ export function fakeBinding(): FakeBinding {
       }
       close(): void {}
     } as unknown as NativeBinding['LinkFacts'],
+    // No libnftables in the fake: nft runs through whatever RunFn the test passes.
+    Nft: Object.assign(class {}, { available: () => 'no libnftables in the fake' }) as unknown as NativeBinding['Nft'],
     parseFrame: () => ({ result: 1, record: Buffer.alloc(HIT_RECORD_SIZE) }),
     parseRtnl: () => ({ generation: 0, dumpedAtMs: 0, noticedAtMs: 0, nexthops: true, addresses: [], gateways: [] }),
     parseRtnlObjects: () => ({ routes: [], neighbours: [], links: [] }),

@@ -197,6 +197,7 @@ function fakeBinding(): FakeBinding {
     Sender: class {} as unknown as NativeBinding['Sender'],
     HostWatch: class {} as unknown as NativeBinding['HostWatch'],
     LinkFacts: class {} as unknown as NativeBinding['LinkFacts'],
+    Nft: Object.assign(class {}, { available: () => 'no libnftables in the fake' }) as unknown as NativeBinding['Nft'],
     parseFrame: () => ({ result: 1, record: Buffer.alloc(HIT_RECORD_SIZE) }),
     parseRtnl: () => ({ generation: 0, dumpedAtMs: 0, noticedAtMs: 0, nexthops: true, addresses: [], gateways: [] }),
     parseRtnlObjects: () => ({ routes: [], neighbours: [], links: [] }),
