@@ -12,7 +12,8 @@
  *
  * Part 2, packet → blocked. The library's Daemon runs in this process on the sensor
  * namespace (block 'all' with the caps raised, so every spoofed SYN becomes a block)
- * with the NftablesResponder running nft through netnsRun. Two hooks, both public
+ * with the NftablesResponder running nft as the daemon does (commandRunner: in-process
+ * through libnftables when it loads, else `ip netns exec` + nft). Two hooks, both public
  * API, give the two ends: a Metrics subclass sees every Hit (the first capture time
  * of each source), and the responder's RunFn is wrapped to stamp the moment each
  * `nft -f -` transaction returns 0 — the commit is then done in the kernel. A
@@ -39,9 +40,9 @@
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { Daemon } from '../lib/daemon/daemon.js'
+import { commandRunner } from '../lib/daemon/parts.js'
 import { Metrics } from '../lib/daemon/metrics.js'
 import { NftablesResponder } from '../lib/responders/nftables.js'
-import { netnsRun } from '../lib/responders/run.js'
 import type { RunFn } from '../lib/responders/types.js'
 import type { Hit } from '../lib/types.js'
 import { removeScratch, scratchDir } from '../lib/lab/scratch.js'
@@ -257,7 +258,8 @@ async function banTrial(net: BenchNet, o: SectionOptions, load: string, round: n
   const commits: Array<{ start: number; at: number; script: string }> = []
   const vettedAt = new Map<string, number>()
   let armed = false
-  const inNs = netnsRun(net.sensorNs)
+  // As the daemon runs them inside a namespace: transactions in-process through libnftables when it loads.
+  const inNs = commandRunner(net.sensorNs)
   // Stamps when a transaction started and when it returned 0: nft has had the kernel's commit ack.
   const timed: RunFn = async (cmd, args, input) => {
     const start = clock.now()
@@ -367,12 +369,11 @@ async function banTrial(net: BenchNet, o: SectionOptions, load: string, round: n
 
 /**
  * The fixed cost every block transaction pays here: an empty `nft -f -` through the
- * same netnsRun, i.e. `ip netns exec` plus nft's own start. A daemon on the host has
- * no `ip netns exec` in front of nft, so this is the part of part 2 that is the
- * bench's, reported so the reader can take it off.
+ * same runner as part 2 (in-process, or `ip netns exec` plus nft's own start where
+ * libnftables does not load), reported so the reader can take it off.
  */
 async function nftNoopMs(net: BenchNet): Promise<Percentiles> {
-  const inNs = netnsRun(net.sensorNs)
+  const inNs = commandRunner(net.sensorNs)
   const times: number[] = []
   for (let i = 0; i < 20; i++) {
     const t0 = performance.now()
@@ -422,7 +423,7 @@ export async function run(options: LatencyOptions): Promise<SectionResult> {
       { name: `${si(flood)} new sources/s (flood)`, pps: flood, seconds: floodSeconds },
     ]
     const nftFloor = await nftNoopMs(net)
-    log(`latency: a no-op \`nft -f -\` through ip netns exec takes ${ms(nftFloor.median)} ms (median of ${nftFloor.n})`)
+    log(`latency: a no-op \`nft -f -\` through the daemon's runner takes ${ms(nftFloor.median)} ms (median of ${nftFloor.n})`)
     kit = await prepareReceivers(scratch, PORT)
     const js: JsTrial[] = []
     const bans: BanTrial[] = []
@@ -593,7 +594,7 @@ export async function run(options: LatencyOptions): Promise<SectionResult> {
         `${rounds} interleaved rounds; each figure is the median [min..max] over rounds of that round's median / p99 / max.`,
         `Packet → JS: receiver (default Sensor options, retireMs 2) pinned to core ${options.cores.receiver}, sender (paced, e2e-sender) to core ${options.cores.sender}; ${options.seconds} s per trial; latency = receiver wall clock − hit.time (kernel CLOCK_REALTIME), same host clock, re-anchored each trial (the anchor is off by at most ${Number.isFinite(anchorWorst) ? (anchorWorst * 1000).toFixed(1) : 'n/a'} µs, the worst over trials; bench/realtime.ts).`,
         `Sender ceiling ${si(ceilingPps)} pps${options.ceilingPps === undefined ? ' (measured here, sender alone, unpaced)' : ' (given by run.ts)'}.`,
-        `Packet → blocked: the library Daemon in the bench process (not pinned), block 'all' with the caps raised, default batching (the next event-loop turn, at most 256 per batch); nftables through netnsRun; a route back to the spoofed pool through the attacker (so attribution finds the sources plausible: reverse path passes, off-link); each source sent once; light load ${lightSeconds} s, flood ${floodSeconds} s per trial. Latency = when the batch's \`nft -f -\` returned 0 − the source's first capture time; the set is read back afterwards. A no-op \`nft -f -\` through \`ip netns exec\` alone takes ${ms(nftFloor.median)} ms (median of ${nftFloor.n}), of which a daemon on the host does not pay the \`ip netns exec\` part.`,
+        `Packet → blocked: the library Daemon in the bench process (not pinned), block 'all' with the caps raised, default batching (the next event-loop turn, at most 256 per batch); nftables through the daemon's runner (libnftables in-process when it loads); a route back to the spoofed pool through the attacker (so attribution finds the sources plausible: reverse path passes, off-link); each source sent once; light load ${lightSeconds} s, flood ${floodSeconds} s per trial. Latency = when the batch's \`nft -f -\` returned 0 − the source's first capture time; the set is read back afterwards. A no-op \`nft -f -\` through that runner alone takes ${ms(nftFloor.median)} ms (median of ${nftFloor.n}).`,
         'Packet → blocked stages, per blocked source: capture → the policy decision on the capture path; → the decision event, emitted once the live peer check answered; → the start of the `nft -f -` that carried it; → its return. Each stage has its own percentiles (they do not add up to the total\'s); "held" sources were decided only when their attribution settled.',
         '"lost / not blocked": packet → JS counts kernel + ring drops; packet → blocked counts captured sources never blocked plus stamped addresses missing from the set.',
       ],

@@ -15,6 +15,7 @@ import { DEFAULT_TRIPWIRES, unusedTripwires, withoutListening } from '../listeni
 import { ExecResponder } from '../responders/exec.js'
 import { IpsetResponder } from '../responders/ipset.js'
 import { NftablesResponder } from '../responders/nftables.js'
+import { nftLibRun } from '../responders/nft-lib.js'
 import { createRun, defaultRun, defaultStream, netnsRun, netnsStream, type StreamFn } from '../responders/run.js'
 import type { Responder, RunFn } from '../responders/types.js'
 import { WebhookResponder } from '../responders/webhook.js'
@@ -61,9 +62,14 @@ export function monitorRunner(netns: string | undefined): StreamFn {
   return netns === undefined ? defaultStream : netnsStream(netns)
 }
 
-/** How firewall and exec commands run: here, or inside the watched namespace. */
+/**
+ * How firewall commands run: here, or inside the watched namespace; nft transactions
+ * (`nft -f -`) in this process through libnftables when it loads (nftLibRun: no
+ * fork of the daemon per block), everything else as a child.
+ */
 export function commandRunner(netns: string | undefined): RunFn {
-  return netns === undefined ? defaultRun : netnsRun(netns)
+  const base = netns === undefined ? defaultRun : netnsRun(netns)
+  return nftLibRun(base, netns === undefined ? {} : { netns })
 }
 
 /** The notifiers the config names (exec, webhook), not yet started. */
