@@ -533,7 +533,7 @@ export async function run(options: LatencyOptions): Promise<SectionResult> {
         ['capture → policy decision', (t: BanTrial) => t.stages.decide],
         ['decision → peer check answered (BlockVetter)', (t: BanTrial) => t.stages.vet],
         ['→ its nft transaction starts (FirewallBatcher)', (t: BanTrial) => t.stages.queue],
-        ['nft transaction (ip netns exec + nft -f -)', (t: BanTrial) => t.stages.nft],
+        ['nft transaction (nft -f -, in-process where libnftables loads)', (t: BanTrial) => t.stages.nft],
       ] as const
       for (const [name, f] of stages) {
         rows.push({
@@ -576,7 +576,7 @@ export async function run(options: LatencyOptions): Promise<SectionResult> {
         statement: `issue 9: packet → source in the nft set p99 ≤ ${BAN_P99_TARGET_MS} ms under a flood of new sources`,
         met: banWorst <= BAN_P99_TARGET_MS && notInSet === 0,
         measured: `p99 ${fmt(banWorstSummary, ms)} ms at ${banWorstLoad} (the worse load)`,
-        note: `until \`nft -f -\` returned 0 for the batch, run through \`ip netns exec\` (which adds its own process start); ${notInSet} stamped address(es) missing from the set afterwards`,
+        note: `until \`nft -f -\` returned 0 for the batch, run through the daemon's runner (libnftables in-process when it loads); ${notInSet} stamped address(es) missing from the set afterwards`,
       })
     }
     const anchorWorst = Math.max(...js.filter((t) => t.error === undefined).map((t) => t.anchorUncertaintyMs))

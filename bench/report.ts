@@ -69,12 +69,14 @@ export function renderSection(s: SectionResult, report: BenchReport, paths: { ma
 
 export function renderResults(report: BenchReport, paths: { markdownFile: string; resultsFile: string }): string {
   const m = report.machine
+  // Said from the load the run saw, not assumed: a 2-core box with a build beside it reads ~2.
+  const busy = Math.max(...m.loadavgStart, ...m.loadavgEnd) > m.nproc * 0.75
   const out: string[] = []
   out.push('## Results', '')
   out.push(
     `Run ${report.startedAt} (${report.mode}, ${report.durationSeconds.toFixed(0)} s) with \`${report.command}\` on ${m.nproc} cores (${m.cpuModel}), Linux ${m.kernel}, Node ${m.node}; ` +
       `load average ${m.loadavgStart.map((x) => x.toFixed(1)).join(' ')} at start, ${m.loadavgEnd.map((x) => x.toFixed(1)).join(' ')} at end ` +
-      `(other engineers' test suites were running: the machine is noisy). Traffic generator pinned to core ${m.cores.sender}, receivers to core ${m.cores.receiver}. ` +
+      `${busy ? '(a busy machine: more runnable threads than 3/4 of its cores on average, so the spreads are wide)' : '(a quiet machine)'}. Traffic generator pinned to core ${m.cores.sender}, receivers to core ${m.cores.receiver}. ` +
       `Raw figures: [\`${relative(dirname(paths.markdownFile), paths.resultsFile)}\`](${relative(dirname(paths.markdownFile), paths.resultsFile)}).`,
     '',
   )
