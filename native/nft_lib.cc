@@ -92,6 +92,12 @@ std::string AsStdin(std::string text, const std::string& path) {
   return text;
 }
 
+// Every session's runs and frees, one at a time (nft_lib.h).
+std::mutex& RunLock() {
+  static std::mutex mu;
+  return mu;
+}
+
 const Api& Load() {
   static const Api api = Open();
   return api;
@@ -115,8 +121,9 @@ bool NftSession::Run(const std::string& script, NftResult* result, SysError* err
     *err = SysError{ENOENT, "uv_dlopen", api.why};
     return false;
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (closed_) {
+  std::lock_guard<std::mutex> lock(RunLock());
+  if (closed_.load()) {
+    FreeContext();
     *err = SysError{EBADF, "nft_run_cmd_from_filename", "the nft session is closed"};
     return false;
   }
@@ -154,16 +161,25 @@ bool NftSession::Run(const std::string& script, NftResult* result, SysError* err
   result->code = rc == 0 ? 0 : 1;
   result->out = out != nullptr ? out : "";
   result->err = AsStdin(e != nullptr ? e : "", path);
+  // Closed while this ran: the close left the context to this run.
+  if (closed_.load()) FreeContext();
   return true;
 }
 
 void NftSession::Close() {
-  std::lock_guard<std::mutex> lock(mu_);
-  closed_ = true;
-  if (ctx_ != nullptr) {
-    Load().ctx_free(ctx_);
-    ctx_ = nullptr;
-  }
+  closed_.store(true);
+  // Never wait here (the JS thread, or a destructor on it): a transaction in progress,
+  // this session's or another's, holds the lock. This session's frees the context when
+  // it ends; otherwise it is freed at the next Close() or Run() that finds the lock free,
+  // or left to the process's exit.
+  std::unique_lock<std::mutex> lock(RunLock(), std::try_to_lock);
+  if (lock.owns_lock()) FreeContext();
+}
+
+void NftSession::FreeContext() {
+  if (ctx_ == nullptr) return;
+  Load().ctx_free(ctx_);
+  ctx_ = nullptr;
 }
 
 }  // namespace portanoia

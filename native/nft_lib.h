@@ -6,13 +6,15 @@
 // first line whatever line failed, and names a file's line and column as the command
 // does; the memfd's name in the text is put back to the command's /dev/stdin.
 // One NftSession per namespace owns one nft context; Run() may be called from any
-// thread (the glue calls it from libuv's pool) and takes the session's lock, so the
-// context is used by one thread at a time. Every call enters the session's namespace
+// thread (the glue calls it from libuv's pool) and takes one process-wide lock, so a
+// context is used by one thread at a time and no two contexts run at once: libnftables
+// keeps some state in globals, and the kernel serialises nftables transactions anyway. Every call enters the session's namespace
 // on the calling thread for its whole duration: the context's netlink socket is
 // opened (and, after some errors, reopened by libnftables) in it, never in the
 // namespace the pool thread happens to be in.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -44,14 +46,17 @@ class NftSession {
   // all (no library, no namespace); then nothing was sent to the kernel.
   bool Run(const std::string& script, NftResult* result, SysError* err);
 
-  // Frees the context; later Run() calls fail. Idempotent.
+  // Later Run() calls fail; frees the context now, or as soon as the transaction in
+  // progress ends. Never blocks. Idempotent.
   void Close();
 
  private:
-  std::mutex mu_;
+  // With RunLock held.
+  void FreeContext();
+
   std::string netns_;
   nft_ctx* ctx_ = nullptr;
-  bool closed_ = false;
+  std::atomic<bool> closed_{false};
 };
 
 }  // namespace portanoia

@@ -23,7 +23,7 @@ class NftWorker : public Napi::AsyncWorker {
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
-  // On a libuv pool thread; the session's lock keeps its context to one thread.
+  // On a libuv pool thread; NftSession's lock keeps a context to one thread.
   void Execute() override { ok_ = session_->Run(script_, &result_, &err_); }
 
   void OnOK() override {

@@ -3,7 +3,8 @@
  * on a real kernel, in a test namespace only: the context writes into the namespace
  * it was given and nowhere else (the host's tables are read before and after), a
  * script is one transaction (a failing line leaves nothing of the batch behind, with
- * nft's own error text), concurrent runs all land, a namespace that does not exist is
+ * nft's own error text), concurrent runs all land (also two namespaces' contexts side by
+ * side, each writing into its own), a namespace that does not exist is
  * a clear error, and the nftables responder blocks end to end through it without
  * starting an nft process for its transactions.
  */
@@ -92,6 +93,32 @@ describe.skipIf(!IS_ROOT)('nftables in-process (libnftables, real kernel, test n
     await expect(nft.run(`list tables\n`)).rejects.toThrow(/closed/)
     expect(hostTables()).toBe(before)
     expect(hostTables()).not.toContain(TABLE)
+  })
+
+  it('runs two namespaces\' contexts side by side, each into its own; a run pending at close() settles', async () => {
+    const Nft = loadBinding().Nft
+    const peerNs = net.links[0]!.peer.ns
+    const a = new Nft({ netns: `/run/netns/${net.sensorNs}` })
+    const b = new Nft({ netns: `/run/netns/${peerNs}` })
+    const made = await Promise.all([
+      ...Array.from({ length: 10 }, () => a.run('add table inet pnlibside\n')),
+      ...Array.from({ length: 10 }, () => b.run('add table inet pnlibpeer\n')),
+    ])
+    expect(made.map((r) => r.code)).toEqual(made.map(() => 0))
+    const sensorTables = (await net.sensorExec('nft', ['list', 'tables'])).stdout
+    const peerTables = (await net.links[0]!.peer.exec('nft', ['list', 'tables'])).stdout
+    expect(sensorTables).toContain('pnlibside')
+    expect(sensorTables).not.toContain('pnlibpeer')
+    expect(peerTables).toContain('pnlibpeer')
+    expect(peerTables).not.toContain('pnlibside')
+    // A run queued or in progress when close() comes settles (committed, or refused as closed).
+    const pending = b.run('delete table inet pnlibpeer\n').then(
+      (r) => `code ${r.code}`,
+      (e: Error) => e.message,
+    )
+    b.close()
+    a.close()
+    expect(await pending).toMatch(/^code 0$|closed/)
   })
 
   it('refuses a namespace that does not exist, at construction and through nftLibRun', async () => {
