@@ -7,11 +7,13 @@
 // called it directly would not load on the prebuild's 2.28 baseline.
 #include "nft_lib.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cerrno>
+#include <mutex>
 #include <cstdint>
 #include <string>
 
@@ -92,11 +94,59 @@ std::string AsStdin(std::string text, const std::string& path) {
   return text;
 }
 
-// Every session's runs and frees, one at a time (nft_lib.h).
-std::mutex& RunLock() {
-  static std::mutex mu;
-  return mu;
+// Every session's runs and frees, one at a time (nft_lib.h). A gate on pthreads directly,
+// because Close() must be able to try without waiting, and both std::mutex::try_lock
+// (pthread_mutex_trylock) and std::condition_variable::wait bind symbols above the
+// prebuild's baseline (glibc 2.34, GLIBCXX 3.4.30); pthread_mutex_lock and the
+// pthread_cond calls are old. The mutex is held only to flip `held_`, never for a run.
+class RunGate {
+ public:
+  void Enter() {
+    pthread_mutex_lock(&mu_);
+    while (held_) pthread_cond_wait(&free_, &mu_);
+    held_ = true;
+    pthread_mutex_unlock(&mu_);
+  }
+  bool TryEnter() {
+    pthread_mutex_lock(&mu_);
+    const bool got = !held_;
+    held_ = true;
+    pthread_mutex_unlock(&mu_);
+    return got;
+  }
+  void Leave() {
+    pthread_mutex_lock(&mu_);
+    held_ = false;
+    pthread_mutex_unlock(&mu_);
+    pthread_cond_signal(&free_);
+  }
+
+ private:
+  pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t free_ = PTHREAD_COND_INITIALIZER;
+  bool held_ = false;
+};
+
+RunGate& Gate() {
+  static RunGate gate;
+  return gate;
 }
+
+// Holds the gate for a scope; `entered` false when a try found it taken.
+class GateScope {
+ public:
+  GateScope() { Gate().Enter(); }
+  explicit GateScope(std::try_to_lock_t) : entered_(Gate().TryEnter()) {}
+  ~GateScope() {
+    if (entered_) Gate().Leave();
+  }
+  GateScope(const GateScope&) = delete;
+  GateScope& operator=(const GateScope&) = delete;
+  bool entered() const { return entered_; }
+
+ private:
+  bool entered_ = true;
+};
 
 const Api& Load() {
   static const Api api = Open();
@@ -121,7 +171,7 @@ bool NftSession::Run(const std::string& script, NftResult* result, SysError* err
     *err = SysError{ENOENT, "uv_dlopen", api.why};
     return false;
   }
-  std::lock_guard<std::mutex> lock(RunLock());
+  GateScope gate;
   if (closed_.load()) {
     FreeContext();
     *err = SysError{EBADF, "nft_run_cmd_from_filename", "the nft session is closed"};
@@ -172,8 +222,8 @@ void NftSession::Close() {
   // this session's or another's, holds the lock. This session's frees the context when
   // it ends; otherwise it is freed at the next Close() or Run() that finds the lock free,
   // or left to the process's exit.
-  std::unique_lock<std::mutex> lock(RunLock(), std::try_to_lock);
-  if (lock.owns_lock()) FreeContext();
+  GateScope gate(std::try_to_lock);
+  if (gate.entered()) FreeContext();
 }
 
 void NftSession::FreeContext() {

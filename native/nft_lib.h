@@ -51,7 +51,7 @@ class NftSession {
   void Close();
 
  private:
-  // With RunLock held.
+  // With the run gate held.
   void FreeContext();
 
   std::string netns_;
