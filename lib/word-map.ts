@@ -80,6 +80,9 @@ export class WordMap<V> {
 
   /** The slot holding `key` (its first `width` words from `at`), or -1. */
   find(key: ArrayLike<number>, at = 0): number {
+    // Most per-hit tables are empty most of the time (marks, verified sources, blocks):
+    // no hash and no probe into an index line that is not in cache.
+    if (this.#size === 0) return -1
     const w = this.width
     const h = hashWords(key, at, w)
     const keys = this.#keys
@@ -128,6 +131,15 @@ export class WordMap<V> {
       this.#values[found] = value
       return found
     }
+    return this.insert(key, value, at)
+  }
+
+  /**
+   * Adds `key`, which the caller has just found absent (find() returned -1, nothing
+   * inserted since), and returns its slot: set() without its second probe. A key that is
+   * present would be indexed twice.
+   */
+  insert(key: ArrayLike<number>, value: V, at = 0): number {
     if (this.#size >= this.#max && this.#oldest !== EMPTY) {
       this.deleteSlot(this.#oldest)
       this.#evictions++

@@ -209,73 +209,109 @@ const NO_EVIDENCE: readonly string[] = Object.freeze([])
 
 /** One source's window: what it sent, what was decided. One class, so one shape for every source. */
 class SourceState {
-  src: string
-  addr: Address
+  // Every field is set in reset(), the one place a new source's values are written: a
+  // state is reused for the next new source after #shrink, and must keep nothing of the last.
+  src!: string
+  addr!: Address
   /** Its slot in the source table that holds it (lib/word-map.ts). */
-  slot = -1
-  windowStart: number
-  firstSeen: number
-  lastSeen: number
-  count = 0
-  verifiedCount = 0
+  slot!: number
+  windowStart!: number
+  firstSeen!: number
+  lastSeen!: number
+  count!: number
+  verifiedCount!: number
   /** proto index × 65536 + port; a short array, linear search beats a Set at this size. */
-  ports: number[]
-  portsTruncated = false
+  ports!: number[]
+  portsTruncated!: boolean
   /** Bit i set for SCAN_KINDS[i]. */
-  kinds = 0
+  kinds!: number
   /**
    * The latest hit's fields a decision reports (its trigger) or a reapply needs: copied,
    * so the engine keeps no hit (a kept hit would keep its batch, or cost a copy per hit).
    */
-  lastTime = 0
-  lastVerified = false
-  lastDst = ''
-  lastDstPort = 0
-  lastSrcPort = 0
-  lastProto: Proto = 'tcp'
-  lastKind: ScanKind = 'syn'
-  lastInterface = ''
+  lastTime!: number
+  lastVerified!: boolean
+  lastDst!: string
+  lastDstPort!: number
+  lastSrcPort!: number
+  lastProto!: Proto
+  lastKind!: ScanKind
+  lastInterface!: string
   /** `guards.check()` result, valid while `guardGeneration` matches the guards'. */
-  guard: GuardReason | null = null
-  guardGeneration = -1
-  emitted: Verdict | null = null
-  last: Verdict | null = null
-  sinceEmit = 0
-  demandCounted = false
-  reportCounted = false
+  guard!: GuardReason | null
+  guardGeneration!: number
+  emitted!: Verdict | null
+  last!: Verdict | null
+  sinceEmit!: number
+  demandCounted!: boolean
+  reportCounted!: boolean
   /** The breaker this source was last counted into (a source counts once per breaker). */
-  suppressedBy: Breaker | null = null
+  suppressedBy!: Breaker | null
   /** Packets whose attribution settled plausible (or verified by the source's memory), and forged. */
-  plausible = 0
-  forged = 0
+  plausible!: number
+  forged!: number
   /**
    * Resets from a spoofable source: answers, never probes (RFC 9293 never sends a RST
    * unprompted). A forged SYN that claims a neighbour makes a tripwire listener send
    * it a SYN-ACK, and its own kernel resets: a real packet from an innocent address.
    * Counted as hits, never as evidence that the source probed this host.
    */
-  resets = 0
+  resets!: number
   /** The latest packet's attribution was still being checked. */
-  pending = false
+  pending!: boolean
   /**
    * Evidence names its packets carried, first seen first, at most MAX_EVIDENCE: an
    * attributor's frozen answer shared until a name must be added (`ownEvidence`).
    */
-  evidence: readonly string[] = NO_EVIDENCE
-  ownEvidence = false
+  evidence!: readonly string[]
+  ownEvidence!: boolean
   /**
    * The caller's check (vetBlocks) could not answer for a spoofable block of this
    * source: it is not blocked, nor asked about again, for the rest of its window.
    */
-  unchecked = false
+  unchecked!: boolean
 
   constructor(src: string, addr: Address, now: number, port: number) {
+    this.reset(src, addr, now, port, [port])
+  }
+
+  /** A new source's state (`ports`: an array to own, holding `port` alone). */
+  reset(src: string, addr: Address, now: number, port: number, ports: number[]): void {
     this.src = src
     this.addr = addr
+    this.slot = -1
     this.windowStart = now
     this.firstSeen = now
     this.lastSeen = now
-    this.ports = [port]
+    this.count = 0
+    this.verifiedCount = 0
+    ports[0] = port
+    this.ports = ports
+    this.portsTruncated = false
+    this.kinds = 0
+    this.lastTime = 0
+    this.lastVerified = false
+    this.lastDst = ''
+    this.lastDstPort = 0
+    this.lastSrcPort = 0
+    this.lastProto = 'tcp'
+    this.lastKind = 'syn'
+    this.lastInterface = ''
+    this.guard = null
+    this.guardGeneration = -1
+    this.emitted = null
+    this.last = null
+    this.sinceEmit = 0
+    this.demandCounted = false
+    this.reportCounted = false
+    this.suppressedBy = null
+    this.plausible = 0
+    this.forged = 0
+    this.resets = 0
+    this.pending = false
+    this.evidence = NO_EVIDENCE
+    this.ownEvidence = false
+    this.unchecked = false
   }
 }
 
@@ -457,6 +493,8 @@ export class PolicyEngine {
   readonly #spoofableSources: WordMap<SourceState>
   /** The spoofable sources that were only counted so far, by slot (compact-sources.ts); their slot holds COMPACT. */
   readonly #compact = new CompactSources<Breaker>()
+  /** A shrunk source's state object, kept for the next new source (#newState). */
+  #spare: SourceState | null = null
   /** Sources of transit hits: their own table, so forwarded traffic is never evidence. */
   readonly #transitSources: WordMap<SourceState>
   /** The current hit's key (observe), and one for the calls that name a source by its text. */
@@ -680,6 +718,18 @@ export class PolicyEngine {
     c.evidence[s] = st.evidence
     c.suppressedBy[s] = st.suppressedBy
     table.setValueAt(s, COMPACT)
+    // Nothing else holds it (no decision was built from it, no vetting names it): the next
+    // new source reuses the object, so a forged flood's sources die as numbers, not garbage.
+    this.#spare = st
+  }
+
+  /** A new source's state: the one #shrink left, when there is one. */
+  #newState(src: string, addr: Address, now: number, port: number): SourceState {
+    const spare = this.#spare
+    if (spare === null) return new SourceState(src, addr, now, port)
+    this.#spare = null
+    spare.reset(src, addr, now, port, spare.ports)
+    return spare
   }
 
   /** The SourceState of a compact source in `slot` of the spoofable table (`key`: its key). */
@@ -687,7 +737,7 @@ export class PolicyEngine {
     const c = this.#compact
     const addr = keyAddress(key)
     const src = hit !== null && hit[HIT_KEY] !== undefined && addr.family === hit.family ? hit.src : formatAddress(addr)
-    const st = new SourceState(src, addr, c.windowStart[slot]!, c.port[slot]!)
+    const st = this.#newState(src, addr, c.windowStart[slot]!, c.port[slot]!)
     st.slot = slot
     st.lastSeen = c.lastSeen[slot]!
     st.lastTime = c.lastTime[slot]!
@@ -1047,13 +1097,14 @@ export class PolicyEngine {
       const addr = keyAddress(key)
       // A decoded hit's text is canonical unless an IPv4-mapped IPv6 source folded to IPv4.
       const src = hit[HIT_KEY] !== undefined && addr.family === hit.family ? hit.src : formatAddress(addr)
-      st = new SourceState(src, addr, now, portKey)
-      st.slot = table.set(key, st)
+      st = this.#newState(src, addr, now, portKey)
+      // Absent from every table (found nowhere above, or its window's state just removed).
+      st.slot = table.insert(key, st)
     } else {
       if (verified && !transit && table === this.#spoofableSources) {
         // Verified evidence moves the source out of reach of forged-traffic churn.
         table.deleteSlot(st.slot)
-        st.slot = this.#verifiedSources.set(key, st)
+        st.slot = this.#verifiedSources.insert(key, st)
       }
       const ports = st.ports
       if (!ports.includes(portKey)) {

@@ -1122,6 +1122,30 @@ describe('sources only counted into a breaker (kept compact)', () => {
     expect(s.engine.stats().suppressedSources).toBe(1)
   })
 
+  it('keep nothing of one another: a counted source\'s state reused for the next new source starts afresh', () => {
+    const s = setup({ block: 'all', maxBlocksPerMinute: 1, windowMs: 600_000 })
+    const t0 = s.clock.t
+    s.observe(hit('198.18.0.2'))
+    expect(s.observe(hit('198.18.0.3'))[0]?.breaker).toBe('open')
+    // A is counted (and kept compact) with a FIN, evidence, its own ports; B, new right after,
+    // is counted with a plain SYN and nothing else.
+    s.clock.t += 1000
+    s.observe(hit('198.18.0.4', { kind: 'fin', tcpFlags: 0x01, srcPort: 1111, dstPort: 23, evidence: Object.freeze(['rpf:pass']) }))
+    s.observe(hit('198.18.0.4', { kind: 'fin', tcpFlags: 0x01, srcPort: 1112, dstPort: 23, evidence: Object.freeze(['rpf:pass']) }))
+    s.clock.t += 1000
+    s.observe(hit('198.18.0.5', { srcPort: 2222 }))
+    s.clock.t = t0 + 125_000
+    expect(s.tick().some((d) => d.breaker === 'closed')).toBe(true)
+    const [b] = s.observe(hit('198.18.0.5', { srcPort: 2223 }))
+    expect(b).toMatchObject({ src: '198.18.0.5', count: 2, kinds: ['syn'], ports: ['2222/tcp'], evidence: [], firstSeen: t0 + 2000, windowStart: t0 + 2000 })
+    expect(b?.trigger).toMatchObject({ srcPort: 2223, dstPort: 2222, kind: 'syn' })
+    // A's own window is still there, whole, and a block of it speaks only of it.
+    s.clock.t += 61_000
+    const [a] = s.observe(hit('198.18.0.4', { kind: 'fin', tcpFlags: 0x01, srcPort: 1113, dstPort: 23, evidence: Object.freeze(['rpf:pass']) }))
+    expect(a).toMatchObject({ src: '198.18.0.4', count: 3, kinds: ['fin'], ports: ['23/tcp'], evidence: ['rpf:pass'], firstSeen: t0 + 1000 })
+    expect(s.engine.stats().suppressedSources).toBe(2)
+  })
+
   it('end their window without a summary, and a held block or settled answer finds them by their text', () => {
     const s = setup({ block: 'all', maxBlocksPerMinute: 1 })
     s.observe(hit('198.18.0.2'))

@@ -80,9 +80,12 @@ describe('WordMap', () => {
       const op = rnd(10)
       if (op < 6) {
         if (!model.has(name) && model.size >= max) evict()
-        if (model.has(name)) model.set(name, step)
-        else model.set(name, step)
-        m.set(key, step)
+        // insert() for a key just found absent, as the engine does for a new source.
+        if (!model.has(name) && rnd(2) === 0) {
+          expect(m.find(key)).toBe(-1)
+          m.insert(key, step)
+        } else m.set(key, step)
+        model.set(name, step)
       } else if (op < 9) {
         expect(m.delete(key)).toBe(model.delete(name))
       } else {
