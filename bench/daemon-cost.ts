@@ -110,6 +110,8 @@ interface Result {
   decisions: Record<string, number>
   kernelDrops: number
   ringDrops: number
+  /** Times the capture thread woke the JS thread (the sensor's `wakeups`; NaN from a build without it). */
+  wakeups: number
 }
 
 async function measure(net: BenchNet, build: Build, c: Case): Promise<Result> {
@@ -172,6 +174,7 @@ async function measure(net: BenchNet, build: Build, c: Case): Promise<Result> {
       decisions: Object.fromEntries(Object.entries(stats?.policy?.decisions ?? {}).filter(([, n]) => n > 0)),
       kernelDrops: stats?.sensor?.kernelDrops ?? Number.NaN,
       ringDrops: stats?.sensor?.ringDrops ?? Number.NaN,
+      wakeups: stats?.sensor?.wakeups ?? Number.NaN,
     }
     if (c.name === 'scanner') r.handshakes = Number(ready.connected)
     return r
@@ -202,7 +205,7 @@ try {
         results.push(res)
         console.error(
           `[daemon-cost] round ${r + 1}/${rounds} ${c.name} ${b.label}: offered ${(res.offeredPps / 1e3).toFixed(1)}k pps, sent ${res.sent}, hits ${res.hits}, ` +
-            `drops ${res.kernelDrops}+${res.ringDrops}, CPU ${res.cpuSeconds.toFixed(2)} s = ${res.nsPerHit.toFixed(0)} ns/hit (main thread ${res.mainThreadNsPerHit.toFixed(0)}, others ${res.otherThreadsNsPerHit.toFixed(0)}; ${(res.coreFraction * 100).toFixed(0)} % of a core), ` +
+            `drops ${res.kernelDrops}+${res.ringDrops}, JS wake-ups ${res.wakeups}, CPU ${res.cpuSeconds.toFixed(2)} s = ${res.nsPerHit.toFixed(0)} ns/hit (main thread ${res.mainThreadNsPerHit.toFixed(0)}, others ${res.otherThreadsNsPerHit.toFixed(0)}; ${(res.coreFraction * 100).toFixed(0)} % of a core), ` +
             `RSS MiB start ${res.rss.start.toFixed(0)} peak ${res.rss.peak.toFixed(0)} end ${res.rss.end.toFixed(0)}`,
         )
       }

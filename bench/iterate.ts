@@ -59,7 +59,7 @@ function records(count: number): Buffer {
 const STATS: NativeCaptureStats = {
   kernelPackets: 0, kernelDrops: 0, kernelFreezes: 0, frames: 0, hits: 0, ringDrops: 0,
   notTripwire: 0, malformed: 0, duplicates: 0, connects: 0, blocks: 0,
-  expressHits: 0, expressCopies: 0, expressSwitches: 0, expressActive: 0,
+  expressHits: 0, expressCopies: 0, expressSwitches: 0, expressActive: 0, wakeups: 0,
 }
 
 /** A capture that always has `left` records ready, then ends. */

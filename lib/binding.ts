@@ -37,6 +37,8 @@ export interface NativeCaptureOptions {
   blockSize?: number
   blockCount?: number
   retireMs?: number
+  /** While hits keep coming, at most one hand-over to JS per this many ms; 0 = per retired block (default 2). */
+  coalesceMs?: number
   dedup?: boolean
   /** The express lane while the interface is quiet (default false). */
   express?: boolean
@@ -62,6 +64,8 @@ export interface NativeCaptureStats {
   expressSwitches: number
   /** 1 while the express lane carries the tripwire program, else 0 (a number, like every total, for the stats event). */
   expressActive: number
+  /** Times the capture thread woke the JS thread to hand over hits. */
+  wakeups: number
 }
 
 export interface NativeCapture {

@@ -35,6 +35,13 @@ export interface SensorOptions {
   ringRecords?: number
   /** TPACKET_V3 block retire timeout in ms: the longest a lone probe waits in the kernel (default 1). */
   retireMs?: number
+  /**
+   * While hits keep coming, hand them to JS at most once per this many ms (default 2; 0
+   * hands over every retired block). Each hand-over is a wake-up of both threads, which at
+   * a sustained rate costs more than the hits it carries; a lone probe is never held, so
+   * this adds up to `coalesceMs` of delay only under sustained traffic.
+   */
+  coalesceMs?: number
   blockSize?: number
   blockCount?: number
   /** Records copied per drain call (default 1024). */
@@ -486,6 +493,7 @@ export async function open(options: SensorOptions): Promise<Sensor> {
   const batch = checkInt('batch', options.batch, 1, 65536) ?? 1024
   const ringRecords = checkInt('ringRecords', options.ringRecords, 64, 1 << 24)
   const retireMs = checkInt('retireMs', options.retireMs, 1, 1000)
+  const coalesceMs = checkInt('coalesceMs', options.coalesceMs, 0, 100)
   const blockSize = checkInt('blockSize', options.blockSize, 4096, 1 << 28)
   const blockCount = checkInt('blockCount', options.blockCount, 2, 4096)
   if (blockSize !== undefined && blockSize % 4096 !== 0) {
@@ -521,6 +529,7 @@ export async function open(options: SensorOptions): Promise<Sensor> {
       ports: portBitmaps(ranges),
       ...(ringRecords !== undefined && { ringRecords }),
       ...(retireMs !== undefined && { retireMs }),
+      ...(coalesceMs !== undefined && { coalesceMs }),
       ...(blockSize !== undefined && { blockSize }),
       ...(blockCount !== undefined && { blockCount }),
       dedup: options.dedup ?? true,

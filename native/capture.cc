@@ -251,9 +251,10 @@ bool Capture::ArmDoorbell() {
 }
 
 void Capture::RingDoorbell() {
-  doorbell_.Ring([this] {
+  const bool woke = doorbell_.Ring([this] {
     if (notify_) notify_();
   });
+  if (woke) wakeups_.fetch_add(1, std::memory_order_relaxed);
 }
 
 SysError Capture::Error() const {
@@ -418,6 +419,7 @@ CaptureStats Capture::Stats() const {
   s.express_hits = express_hits_.load(std::memory_order_relaxed);
   s.express_copies = express_copies_.load(std::memory_order_relaxed);
   s.express_switches = express_switches_.load(std::memory_order_relaxed);
+  s.wakeups = wakeups_.load(std::memory_order_relaxed);
   s.express_active = has_express_ && express_.active();
   return s;
 }
@@ -668,6 +670,26 @@ int Capture::PollTimeoutMs(bool busy, uint64_t now_ns) const {
   return timeout;
 }
 
+uint64_t Capture::HoldUntil(bool busy, bool published, uint64_t now_ns) {
+  // Each hand-over costs a wake-up on both threads (poll, eventfd, an event-loop turn and
+  // a promise: ~13 + ~26 us here), whatever it carries. At a sustained 10k hits/s every
+  // 1 ms retire carries ten hits, so the wake-ups, not the hits, were ~90 % of the
+  // daemon's CPU (BENCHMARKS.md). While hits keep coming (the last walk published and so
+  // did one within a hold and two retire periods before it), the packet socket is left out of
+  // the next poll for coalesce_ms: the blocks retired meanwhile are walked, published and
+  // rung for in one go. A lone probe after a quiet spell is never held, nor a busy ring
+  // (a full lap walked: it must be drained), nor while the express lane is on (it is for
+  // a quiet interface, and its hits are the ones a consumer waits for).
+  const uint64_t previous = last_published_ns_;
+  if (published) last_published_ns_ = now_ns;
+  if (options_.coalesce_ms == 0 || busy || !published || express_.active()) return 0;
+  // Within a hold and two retire periods: after a hold the last hand-over is a hold ago.
+  const uint64_t sustained_ns =
+      (uint64_t(options_.coalesce_ms) + uint64_t(options_.geometry.retire_ms) * 2u) * 1'000'000u;
+  if (previous == 0 || now_ns - previous > sustained_ns) return 0;
+  return now_ns + uint64_t(options_.coalesce_ms) * 1'000'000u;
+}
+
 void Capture::AcceptAll(int listen_fd) {
   const uint64_t due = NowNs(CLOCK_MONOTONIC) + kConnectHoldNs;
   for (;;) {
@@ -760,6 +782,7 @@ void Capture::Run() {
   // The lane starts on (Open attached the tripwire program): a sensor starts quiet.
   quiet_intervals_ = kExpressQuietIntervals;
   bool busy = false;
+  uint64_t hold_until = 0;
   while (!stop_.load(std::memory_order_acquire)) {
     if (listeners_dirty_.exchange(false, std::memory_order_acq_rel)) {
       rebuild();
@@ -767,11 +790,24 @@ void Capture::Run() {
       for (int fd : retired) close(fd);
       retired.clear();
     }
-    const int ready = poll(fds.data(), fds.size(), PollTimeoutMs(busy, NowNs(CLOCK_MONOTONIC)));
+    // A hold leaves the packet socket (and the lane) out of this poll until it ends; the
+    // wake eventfd and the listeners stay in, so stop and handshakes are not delayed.
+    const uint64_t before_poll = NowNs(CLOCK_MONOTONIC);
+    const bool holding = hold_until > before_poll;
+    fds[0].events = holding ? 0 : POLLIN;
+    if (has_express_) fds[2].events = holding ? 0 : POLLIN;
+    int timeout = PollTimeoutMs(busy, before_poll);
+    if (holding) {
+      const int left_ms = int((hold_until - before_poll + 999'999) / 1'000'000);
+      if (timeout > left_ms) timeout = left_ms;
+    }
+    const int ready = poll(fds.data(), fds.size(), timeout);
     if (ready < 0 && errno != EINTR) {
       Fail(errno, "poll");
       break;
     }
+    // Still holding (woken early by the eventfd or a listener): the ring waits.
+    const bool held = holding && NowNs(CLOCK_MONOTONIC) < hold_until;
     if (ready > 0 && (fds[0].revents & (POLLERR | POLLNVAL)) != 0) {
       int so_error = 0;
       socklen_t len = sizeof(so_error);
@@ -790,14 +826,15 @@ void Capture::Run() {
     }
     // The express lane first: its frames are the ones a consumer is waiting for, and its
     // copies are then already known when the main ring's arrive.
-    if (has_express_) {
+    if (has_express_ && !held) {
       track_ring_ = express_.active() || NowNs(CLOCK_MONOTONIC) < track_until_ns_;
       DrainExpress();
       track_ring_ = track_ring_ || express_.active();
     }
     // At most one lap of the ring, then maintenance.
+    const uint64_t hits_before = hits_.load(std::memory_order_relaxed);
     uint32_t walked = 0;
-    for (; walked < tpacket_.block_count(); walked++) {
+    for (; !held && walked < tpacket_.block_count(); walked++) {
       tpacket_block_desc* block = tpacket_.CurrentBlock();
       if (block == nullptr) break;
       WalkBlock(block);
@@ -806,6 +843,7 @@ void Capture::Run() {
     blocks_.fetch_add(walked, std::memory_order_relaxed);
     busy = walked == tpacket_.block_count();
     const uint64_t now = NowNs(CLOCK_MONOTONIC);
+    if (!held) hold_until = HoldUntil(busy, hits_.load(std::memory_order_relaxed) != hits_before, now);
     FlushConnects(now, false);
     TuneExpress(now);
     if (now - last_stats >= kStatsIntervalNs) {

@@ -47,6 +47,9 @@ struct CaptureOptions {
   uint32_t ring_records = 1u << 16;
   bool dedup = true;           // drop a frame seen again on another interface (`any` only)
   bool express = false;        // the express lane while the interface is quiet (express_lane.h)
+  // While hits keep coming, at most one hand-over to JS per this many ms (0: one per
+  // retired block): see Capture::HoldUntil.
+  uint32_t coalesce_ms = 2;
 };
 
 struct CaptureStats {
@@ -61,6 +64,7 @@ struct CaptureStats {
   uint64_t duplicates = 0;       // same frame on a second interface
   uint64_t connects = 0;         // handshakes completed with a tripwire listener
   uint64_t blocks = 0;           // ring blocks handed back to the kernel
+  uint64_t wakeups = 0;          // times the capture thread woke the JS thread (doorbell notified)
   uint64_t express_hits = 0;     // hits reported first through the express lane
   uint64_t express_copies = 0;   // second copies of a frame (express and ring both had it), not reported
   uint64_t express_switches = 0; // times the express lane was turned on or off
@@ -143,6 +147,7 @@ class Capture {
   uint64_t NoteAck(const HitRecord& record);
   void FlushConnects(uint64_t now_ns, bool all);
   int PollTimeoutMs(bool busy, uint64_t now_ns) const;
+  uint64_t HoldUntil(bool busy, bool published, uint64_t now_ns);
   void AwaitLastBlock();
 
   CaptureOptions options_;
@@ -164,6 +169,8 @@ class Capture {
   bool track_ring_ = false;      // this lap: main-ring frames may have express copies
   uint64_t ring_frames_ = 0;     // frames the main ring handed over, each once
   std::atomic<uint64_t> express_hits_{0}, express_copies_{0}, express_switches_{0};
+  std::atomic<uint64_t> wakeups_{0};
+  uint64_t last_published_ns_ = 0;  // when a walk of the ring last published hits (capture thread)
   std::thread thread_;
   Notify notify_;
   bool started_ = false;

@@ -64,7 +64,7 @@ export function hitRecord(h: FakeHit): Buffer {
 const ZERO_STATS: NativeCaptureStats = {
   kernelPackets: 0, kernelDrops: 0, kernelFreezes: 0, frames: 0, hits: 0, ringDrops: 0,
   notTripwire: 0, malformed: 0, duplicates: 0, connects: 0, blocks: 0,
-  expressHits: 0, expressCopies: 0, expressSwitches: 0, expressActive: 0,
+  expressHits: 0, expressCopies: 0, expressSwitches: 0, expressActive: 0, wakeups: 0,
 }
 
 export class FakeCapture implements NativeCapture {

@@ -51,7 +51,7 @@ function record(seq: number): Buffer {
 const ZERO_STATS: NativeCaptureStats = {
   kernelPackets: 0, kernelDrops: 0, kernelFreezes: 0, frames: 0, hits: 0, ringDrops: 0,
   notTripwire: 0, malformed: 0, duplicates: 0, connects: 0, blocks: 0,
-  expressHits: 0, expressCopies: 0, expressSwitches: 0, expressActive: 0,
+  expressHits: 0, expressCopies: 0, expressSwitches: 0, expressActive: 0, wakeups: 0,
 }
 
 class FakeCapture implements NativeCapture {
@@ -264,6 +264,9 @@ describe('open() validation happens before any native Capture exists', () => {
     ['ringRecords infinite', { ports: [2222], ringRecords: Number.POSITIVE_INFINITY }, 'PORTANOIA_BAD_OPTION'],
     ['retireMs 0', { ports: [2222], retireMs: 0 }, 'PORTANOIA_BAD_OPTION'],
     ['retireMs negative', { ports: [2222], retireMs: -1 }, 'PORTANOIA_BAD_OPTION'],
+    ['coalesceMs negative', { ports: [2222], coalesceMs: -1 }, 'PORTANOIA_BAD_OPTION'],
+    ['coalesceMs above 100', { ports: [2222], coalesceMs: 101 }, 'PORTANOIA_BAD_OPTION'],
+    ['coalesceMs fractional', { ports: [2222], coalesceMs: 0.5 }, 'PORTANOIA_BAD_OPTION'],
     ['blockSize below a page', { ports: [2222], blockSize: 2048 }, 'PORTANOIA_BAD_OPTION'],
     ['blockSize not page-aligned', { ports: [2222], blockSize: 4096 * 3 + 1 }, 'PORTANOIA_BAD_OPTION'],
     ['blockCount 1', { ports: [2222], blockCount: 1 }, 'PORTANOIA_BAD_OPTION'],
@@ -297,13 +300,14 @@ describe('open() validation happens before any native Capture exists', () => {
       interface: 'eth0',
       ringRecords: 1024,
       retireMs: 5,
+      coalesceMs: 0,
       blockSize: 1 << 16,
       blockCount: 4,
       netns: '/run/netns/x',
       dedup: false,
     })
     const o = capture.options
-    expect(o).toMatchObject({ interface: 'eth0', netns: '/run/netns/x', ringRecords: 1024, retireMs: 5, blockSize: 1 << 16, blockCount: 4, dedup: false })
+    expect(o).toMatchObject({ interface: 'eth0', netns: '/run/netns/x', ringRecords: 1024, retireMs: 5, coalesceMs: 0, blockSize: 1 << 16, blockCount: 4, dedup: false })
     expect(o.filter.length % 8).toBe(0)
     const has = (map: NativePortBitmaps[keyof NativePortBitmaps], p: number): boolean => ((map[p >> 3]! >> (p & 7)) & 1) === 1
     for (let p = 9000; p <= 9010; p++) expect(has(o.ports.tcp, p)).toBe(true)
