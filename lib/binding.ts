@@ -268,8 +268,11 @@ export interface NativeParseMeta {
 
 /** One nftables context in a namespace: run() commits a script as `nft -f -` would, off the JS thread. */
 export interface NativeNft {
-  /** Resolves with nft's exit code (0 committed, 1 refused) and its output; rejects when it could not run at all. */
-  run(script: string): Promise<{ code: number; stdout: string; stderr: string }>
+  /**
+   * Resolves with nft's exit code (0 committed, 1 refused) and its output, written as `nft -j`
+   * (`json`) and `nft -t` (`terse`) would; rejects when it could not run at all.
+   */
+  run(script: string, options?: { json?: boolean; terse?: boolean }): Promise<{ code: number; stdout: string; stderr: string }>
   close(): void
 }
 

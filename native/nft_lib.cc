@@ -31,6 +31,7 @@ struct Api {
   const char* (*get_output)(nft_ctx* ctx) = nullptr;
   const char* (*get_error)(nft_ctx* ctx) = nullptr;
   int (*run_file)(nft_ctx* ctx, const char* filename) = nullptr;
+  void (*set_output_flags)(nft_ctx* ctx, unsigned flags) = nullptr;
   bool ok = false;
   std::string why;
 };
@@ -63,7 +64,8 @@ Api Open() {
            Bind(&lib, "nft_ctx_buffer_error", &api.buffer_error, &api.why) &&
            Bind(&lib, "nft_ctx_get_output_buffer", &api.get_output, &api.why) &&
            Bind(&lib, "nft_ctx_get_error_buffer", &api.get_error, &api.why) &&
-           Bind(&lib, "nft_run_cmd_from_filename", &api.run_file, &api.why);
+           Bind(&lib, "nft_run_cmd_from_filename", &api.run_file, &api.why) &&
+           Bind(&lib, "nft_ctx_output_set_flags", &api.set_output_flags, &api.why);
   return api;
 }
 
@@ -165,7 +167,7 @@ bool NftSession::Available(std::string* why) {
   return api.ok;
 }
 
-bool NftSession::Run(const std::string& script, NftResult* result, SysError* err) {
+bool NftSession::Run(const std::string& script, unsigned output_flags, NftResult* result, SysError* err) {
   const Api& api = Load();
   if (!api.ok) {
     *err = SysError{ENOENT, "uv_dlopen", api.why};
@@ -196,6 +198,8 @@ bool NftSession::Run(const std::string& script, NftResult* result, SysError* err
       return false;
     }
   }
+  // Every run says its own: a list's JSON must not carry over to the next transaction.
+  api.set_output_flags(ctx_, output_flags);
   const int fd = ScriptFile(script);
   if (fd < 0) {
     *err = SysError{errno, "memfd_create", ""};

@@ -25,6 +25,11 @@ struct nft_ctx;
 
 namespace portanoia {
 
+// The output flags of the nft command's -j and -t (libnftables.h NFT_CTX_OUTPUT_JSON and
+// NFT_CTX_OUTPUT_TERSE; the header is not needed to build, the library is loaded at run time).
+constexpr unsigned kNftOutputJson = 1u << 4;
+constexpr unsigned kNftOutputTerse = 1u << 11;
+
 struct NftResult {
   int code = 0;  // 0: committed; 1: nft refused or the kernel failed the batch
   std::string out;
@@ -42,9 +47,10 @@ class NftSession {
   // True when libnftables can be loaded; `why` says what failed otherwise.
   static bool Available(std::string* why);
 
-  // Runs `script` as one transaction. False (with `err`) when it could not be run at
-  // all (no library, no namespace); then nothing was sent to the kernel.
-  bool Run(const std::string& script, NftResult* result, SysError* err);
+  // Runs `script` as one transaction, its output (a list's) written as `output_flags`
+  // ask (kNftOutput*, as nft -j / -t; 0 for plain text). False (with `err`) when it could
+  // not be run at all (no library, no namespace); then nothing was sent to the kernel.
+  bool Run(const std::string& script, unsigned output_flags, NftResult* result, SysError* err);
 
   // Later Run() calls fail; frees the context now, or as soon as the transaction in
   // progress ends. Never blocks. Idempotent.

@@ -15,16 +15,17 @@ namespace {
 
 class NftWorker : public Napi::AsyncWorker {
  public:
-  NftWorker(Napi::Env env, std::shared_ptr<NftSession> session, std::string script)
+  NftWorker(Napi::Env env, std::shared_ptr<NftSession> session, std::string script, unsigned output_flags)
       : Napi::AsyncWorker(env, "portanoia-nft"),
         session_(std::move(session)),
         script_(std::move(script)),
+        output_flags_(output_flags),
         deferred_(Napi::Promise::Deferred::New(env)) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   // On a libuv pool thread; NftSession's lock keeps a context to one thread.
-  void Execute() override { ok_ = session_->Run(script_, &result_, &err_); }
+  void Execute() override { ok_ = session_->Run(script_, output_flags_, &result_, &err_); }
 
   void OnOK() override {
     Napi::Env env = Env();
@@ -46,6 +47,7 @@ class NftWorker : public Napi::AsyncWorker {
  private:
   std::shared_ptr<NftSession> session_;
   std::string script_;
+  unsigned output_flags_;
   Napi::Promise::Deferred deferred_;
   NftResult result_;
   SysError err_;
@@ -94,7 +96,16 @@ Napi::Value NftWrap::Run(const Napi::CallbackInfo& info) {
   std::string script = info[0].As<Napi::String>().Utf8Value();
   // A NUL would end the script early in the C string libnftables takes.
   if (script.find('\0') != std::string::npos) throw Napi::TypeError::New(env, "run(script): script contains a NUL byte");
-  auto* worker = new NftWorker(env, session_, std::move(script));
+  // run(script, { json, terse }): a list's output as nft -j / -t write it.
+  unsigned flags = 0;
+  if (info[1].IsObject()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    if (o.Get("json").ToBoolean().Value()) flags |= kNftOutputJson;
+    if (o.Get("terse").ToBoolean().Value()) flags |= kNftOutputTerse;
+  } else if (!info[1].IsUndefined()) {
+    throw Napi::TypeError::New(env, "run(script, options): options must be an object");
+  }
+  auto* worker = new NftWorker(env, session_, std::move(script), flags);
   Napi::Promise promise = worker->Promise();
   // Queue() hands the worker to Node, which deletes it after OnOK.
   worker->Queue();

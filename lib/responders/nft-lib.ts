@@ -6,9 +6,11 @@
  * exec, a dynamic link and nft's own start; under a flood of new sources that is
  * most of the packet → block delay. The library is what the nft command itself runs,
  * so a script is the same one atomic transaction, with the same exit status and the
- * same error text (the responders' EXISTS/MISSING checks read it). Everything else —
- * `nft -j list`, another program, a custom nft path — goes to `fallback`, and so does
- * every call when libnftables cannot be loaded (the addon never links it: the sensor
+ * same error text (the responders' EXISTS/MISSING checks read it). `nft -j [-t] list
+ * WORDS…` (the firewall's reads: the sync's check every few seconds forked the daemon as
+ * well) runs in-process too, its JSON the command's. Everything else — monitors, other
+ * flags, another program, a custom nft path — goes to `fallback`, and so does every call
+ * when libnftables cannot be loaded (the addon never links it: the sensor
  * runs without it). A run cannot be killed on a timeout as a child can: one that
  * has not returned after `timeoutMs` is reported as timed out (code 124, outcome
  * unknown, as a killed child's would be) and from then on every transaction starts
@@ -61,7 +63,9 @@ export function nftLibRun(fallback: RunFn, options: NftLibRunOptions = {}): RunF
   let nft: NativeNft | undefined
   let wedged = false
   return async (cmd, args, input): Promise<RunResult> => {
-    if (wedged || cmd !== 'nft' || args.length !== 2 || args[0] !== '-f' || args[1] !== '-' || input === undefined) return await fallback(cmd, args, input)
+    if (wedged || cmd !== 'nft') return await fallback(cmd, args, input)
+    const job = inProcess(args, input)
+    if (job === null) return await fallback(cmd, args, input)
     let timer: NodeJS.Timeout | undefined
     try {
       nft ??= new binding.Nft(ns === undefined ? {} : { netns: `/run/netns/${ns}` })
@@ -71,7 +75,9 @@ export function nftLibRun(fallback: RunFn, options: NftLibRunOptions = {}): RunF
           resolve({ code: 124, stdout: '', stderr: `nft: the in-process transaction has not returned after ${timeoutMs} ms; its outcome is unknown, and later transactions start an nft process`, timedOut: true })
         }, timeoutMs)
       })
-      return await Promise.race([nft.run(input), late])
+      const r = await Promise.race([nft.run(job.script, job.output), late])
+      // The command names no place for a command given as arguments: neither does this.
+      return job.read ? { ...r, stderr: r.stderr.replace(/^\/dev\/stdin:\d+:\d+(?:-\d+)?: /gm, '') } : r
     } catch (e) {
       // Not run at all (no namespace, no context): as a program that could not start.
       return { code: 127, stdout: '', stderr: `nft: ${(e as Error).message}` }
@@ -79,4 +85,20 @@ export function nftLibRun(fallback: RunFn, options: NftLibRunOptions = {}): RunF
       clearTimeout(timer)
     }
   }
+}
+
+/** Words a list command names (table families and names, set names): nothing nft would read as syntax. */
+const LIST_WORD = /^[A-Za-z0-9_.-]{1,64}$/
+
+/**
+ * What runs in-process for an nft argv: `-f -` with a script (a transaction), or `-j`
+ * [`-t`] `list` with plain words (a read, its output as JSON). Null for anything else.
+ */
+function inProcess(args: readonly string[], input: string | undefined): { script: string; output: { json?: boolean; terse?: boolean }; read: boolean } | null {
+  if (args.length === 2 && args[0] === '-f' && args[1] === '-' && input !== undefined) return { script: input, output: {}, read: false }
+  if (input !== undefined || args[0] !== '-j') return null
+  const terse = args[1] === '-t'
+  const words = args.slice(terse ? 2 : 1)
+  if (words[0] !== 'list' || words.length < 2 || !words.every((w) => LIST_WORD.test(w))) return null
+  return { script: `${words.join(' ')}\n`, output: { json: true, ...(terse && { terse: true }) }, read: true }
 }

@@ -121,6 +121,50 @@ describe.skipIf(!IS_ROOT)('nftables in-process (libnftables, real kernel, test n
     expect(await pending).toMatch(/^code 0$|closed/)
   })
 
+  it('reads (`nft -j [-t] list …`) give the command\'s own JSON and error text; anything else is the command\'s', async () => {
+    const calls: string[] = []
+    const base = netnsRun(net.sensorNs)
+    const fallback: RunFn = async (cmd, args, input) => {
+      calls.push([cmd, ...args].join(' '))
+      return await base(cmd, args, input)
+    }
+    const run = nftLibRun(fallback, { netns: net.sensorNs })
+    const made = await run('nft', ['-f', '-'], `add table inet ${TABLE}r\nadd set inet ${TABLE}r s { type ipv4_addr; flags timeout; }\nadd element inet ${TABLE}r s { 198.18.9.7 timeout 1h, 198.18.9.8 }\n`)
+    expect(made.code, made.stderr).toBe(0)
+    try {
+      for (const args of [
+        ['-j', '-t', 'list', 'table', 'inet', `${TABLE}r`],
+        ['-j', 'list', 'set', 'inet', `${TABLE}r`, 's'],
+        ['-j', 'list', 'table', 'inet', `${TABLE}-none`],
+        ['-j', 'list', 'set', 'inet', `${TABLE}r`, 'none'],
+      ]) {
+        const mine = await run('nft', args)
+        const cli = await net.sensorExec('nft', args)
+        expect(mine.code, args.join(' ')).toBe(cli.code)
+        // The same JSON, but for an element's time left (whole seconds: the two reads may
+        // straddle a tick).
+        const read = (json: string): unknown => JSON.parse(json, (k, v: unknown) => (k === 'expires' ? undefined : v))
+        if (cli.code === 0) expect(read(mine.stdout), args.join(' ')).toEqual(read(cli.stdout))
+        else expect(mine.stderr, args.join(' ')).toBe(cli.stderr)
+      }
+      const set = (JSON.parse((await run('nft', ['-j', 'list', 'set', 'inet', `${TABLE}r`, 's'])).stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> }).nftables.find((o) => o.set)?.set
+      expect(set?.elem).toHaveLength(2)
+      const terse = (JSON.parse((await run('nft', ['-j', '-t', 'list', 'set', 'inet', `${TABLE}r`, 's'])).stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> }).nftables.find((o) => o.set)?.set
+      expect(terse).toBeDefined()
+      expect(terse?.elem).toBeUndefined()
+      // A transaction after a JSON read prints no JSON (each run sets its own output flags).
+      const plain = await run('nft', ['-f', '-'], `list set inet ${TABLE}r s\n`)
+      expect(plain.stdout).toMatch(/^table inet /)
+      expect(calls).toEqual([])
+      // Not a plain read: the command runs it.
+      await run('nft', ['-j', 'list', 'set', 'inet', `${TABLE}r`, 's;flush'])
+      await run('nft', ['-a', 'list', 'tables'])
+      expect(calls).toEqual([`nft -j list set inet ${TABLE}r s;flush`, 'nft -a list tables'])
+    } finally {
+      await net.sensorExec('nft', ['delete', 'table', 'inet', `${TABLE}r`])
+    }
+  })
+
   it('refuses a namespace that does not exist, at construction and through nftLibRun', async () => {
     const Nft = loadBinding().Nft
     expect(() => new Nft({ netns: `/run/netns/${net.sensorNs}-gone` })).toThrow(/ENOENT/)
@@ -151,10 +195,12 @@ describe.skipIf(!IS_ROOT)('nftables in-process (libnftables, real kernel, test n
       // The block went through libnftables: no `nft -f -` child was started for it.
       expect(spawned.filter((c) => c === 'nft -f -').length).toBe(transactionsBefore)
       expect(transactionsBefore).toBe(0)
-      // The kernel holds it, as the nft command reads it back.
+      // The kernel holds it, as the responder reads it back (in-process too).
       expect((await responder.list()).map((e) => e.address)).toContain(link.peer.ipv4)
       expect((await responder.unblock([link.peer.ipv4])).ok).toBe(true)
       expect(await canConnect(link.peer, link.sensor.ipv4)).toBe(true)
+      // Neither its transactions nor its reads started an nft process.
+      expect(spawned.filter((c) => c.startsWith('nft -f') || c.startsWith('nft -j'))).toEqual([])
     } finally {
       await responder.uninstall()
     }

@@ -10,7 +10,7 @@ import type { NativeBinding, NativeNft } from '../../lib/binding.js'
 import { nftLibRun } from '../../lib/responders/nft-lib.js'
 import type { RunFn, RunResult } from '../../lib/responders/types.js'
 
-type Script = (script: string) => Promise<RunResult>
+type Script = (script: string, options?: { json?: boolean; terse?: boolean }) => Promise<RunResult>
 
 function fakeNft(run: Script, unavailable: string | null = null, made: Array<{ netns?: string }> = []): Pick<NativeBinding, 'Nft'> {
   class Nft implements NativeNft {
@@ -20,8 +20,8 @@ function fakeNft(run: Script, unavailable: string | null = null, made: Array<{ n
     constructor(options: { netns?: string }) {
       made.push(options)
     }
-    run(script: string): Promise<{ code: number; stdout: string; stderr: string }> {
-      return run(script)
+    run(script: string, options?: { json?: boolean; terse?: boolean }): Promise<{ code: number; stdout: string; stderr: string }> {
+      return run(script, options)
     }
     close(): void {}
   }
@@ -34,18 +34,42 @@ function recorder(): { calls: string[]; run: RunFn } {
 }
 
 describe('nftLibRun', () => {
-  it('runs nft -f - scripts in-process and everything else as a child', async () => {
+  it('runs nft -f - scripts and plain `nft -j [-t] list` reads in-process, everything else as a child', async () => {
     const fb = recorder()
     const scripts: string[] = []
     const made: Array<{ netns?: string }> = []
-    const run = nftLibRun(fb.run, { netns: 'pnt-x', binding: fakeNft(async (s) => (scripts.push(s), { code: 0, stdout: 'lib', stderr: '' }), null, made) })
-    expect(await run('nft', ['-f', '-'], 'add table inet t\n')).toMatchObject({ code: 0, stdout: 'lib' })
-    expect(await run('nft', ['-j', 'list', 'ruleset'])).toMatchObject({ stdout: 'child' })
+    const run = nftLibRun(fb.run, {
+      netns: 'pnt-x',
+      binding: fakeNft(async (s, o) => (scripts.push(`${JSON.stringify(o ?? {})} ${s}`), { code: 1, stdout: '', stderr: '/dev/stdin:1:12-20: Error: No such file or directory\nlist table x\n' }), null, made),
+    })
+    // A transaction keeps the script's place in the error text (the command's `-f -` does too);
+    // a read drops it, as the command does for a command given as arguments.
+    expect(await run('nft', ['-f', '-'], 'add table inet t\n')).toMatchObject({ code: 1, stderr: /^\/dev\/stdin:1:12-20: Error/ })
+    expect(await run('nft', ['-j', 'list', 'ruleset'])).toMatchObject({ code: 1, stderr: /^Error: No such file/ })
+    expect(await run('nft', ['-j', '-t', 'list', 'table', 'inet', 'portanoia'])).toMatchObject({ code: 1 })
+    for (const [args, input] of [
+      [['-j', 'list', 'set', 'inet', 't', 's;flush ruleset']],
+      [['-j', 'list']],
+      [['-j', 'monitor', 'destroy']],
+      [['-j', '-a', 'list', 'ruleset']],
+      [['-j', 'list', 'ruleset'], 'flush ruleset\n'],
+    ] as Array<[string[], string?]>) {
+      expect(await run('nft', args, input)).toMatchObject({ stdout: 'child' })
+    }
     expect(await run('/usr/local/sbin/nft', ['-f', '-'], 'add table inet t\n')).toMatchObject({ stdout: 'child' })
     expect(await run('nft', ['-f', '-'])).toMatchObject({ stdout: 'child' })
     expect(await run('ip', ['-j', 'route'])).toMatchObject({ stdout: 'child' })
-    expect(scripts).toEqual(['add table inet t\n'])
-    expect(fb.calls).toEqual(['nft -j list ruleset', '/usr/local/sbin/nft -f -', 'nft -f -', 'ip -j route'])
+    expect(scripts).toEqual(['{} add table inet t\n', '{"json":true} list ruleset\n', '{"json":true,"terse":true} list table inet portanoia\n'])
+    expect(fb.calls).toEqual([
+      'nft -j list set inet t s;flush ruleset',
+      'nft -j list',
+      'nft -j monitor destroy',
+      'nft -j -a list ruleset',
+      'nft -j list ruleset',
+      '/usr/local/sbin/nft -f -',
+      'nft -f -',
+      'ip -j route',
+    ])
     // One context, made at the first transaction, in the namespace's path.
     await run('nft', ['-f', '-'], 'add table inet u\n')
     expect(made).toEqual([{ netns: '/run/netns/pnt-x' }])
