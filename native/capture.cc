@@ -793,7 +793,8 @@ void Capture::Run() {
     // A hold leaves the packet socket (and the lane) out of this poll until it ends; the
     // wake eventfd and the listeners stay in, so stop and handshakes are not delayed.
     const uint64_t before_poll = NowNs(CLOCK_MONOTONIC);
-    const bool holding = hold_until > before_poll;
+    // The lane coming on (traffic just stopped) ends a hold: its frames are never held.
+    const bool holding = hold_until > before_poll && !express_.active();
     fds[0].events = holding ? 0 : POLLIN;
     if (has_express_) fds[2].events = holding ? 0 : POLLIN;
     int timeout = PollTimeoutMs(busy, before_poll);
