@@ -87,8 +87,11 @@ export function nftLibRun(fallback: RunFn, options: NftLibRunOptions = {}): RunF
   }
 }
 
-/** Words a list command names (table families and names, set names): nothing nft would read as syntax. */
-const LIST_WORD = /^[A-Za-z0-9_.-]{1,64}$/
+/**
+ * Words a list command names (table families and names, set names): nothing nft would read as
+ * syntax, and no option (`-a` after `list` is an option to the command, a syntax error in a script).
+ */
+const LIST_WORD = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/
 
 /**
  * What runs in-process for an nft argv: `-f -` with a script (a transaction), or `-j`

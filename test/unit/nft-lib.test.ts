@@ -50,6 +50,7 @@ describe('nftLibRun', () => {
     for (const [args, input] of [
       [['-j', 'list', 'set', 'inet', 't', 's;flush ruleset']],
       [['-j', 'list']],
+      [['-j', 'list', '-a', 'ruleset']],
       [['-j', 'monitor', 'destroy']],
       [['-j', '-a', 'list', 'ruleset']],
       [['-j', 'list', 'ruleset'], 'flush ruleset\n'],
@@ -63,6 +64,7 @@ describe('nftLibRun', () => {
     expect(fb.calls).toEqual([
       'nft -j list set inet t s;flush ruleset',
       'nft -j list',
+      'nft -j list -a ruleset',
       'nft -j monitor destroy',
       'nft -j -a list ruleset',
       'nft -j list ruleset',
