@@ -38,8 +38,9 @@ export interface SensorOptions {
   /**
    * While hits keep coming, hand them to JS at most once per this many ms (default 2; 0
    * hands over every retired block). Each hand-over is a wake-up of both threads, which at
-   * a sustained rate costs more than the hits it carries; a lone probe is never held, so
-   * this adds up to `coalesceMs` of delay only under sustained traffic.
+   * a sustained rate costs more than the hits it carries. A hold starts only at a hand-over
+   * that came within `coalesceMs` + 2 × `retireMs` of the one before, so a probe after a
+   * quiet spell is never held, and only sustained traffic waits up to `coalesceMs` more.
    */
   coalesceMs?: number
   blockSize?: number

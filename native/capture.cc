@@ -672,7 +672,7 @@ int Capture::PollTimeoutMs(bool busy, uint64_t now_ns) const {
 
 uint64_t Capture::HoldUntil(bool busy, bool published, uint64_t now_ns) {
   // Each hand-over costs a wake-up on both threads (poll, eventfd, an event-loop turn and
-  // a promise: ~13 + ~26 us here), whatever it carries. At a sustained 10k hits/s every
+  // a promise: ~13 + ~17 us of CPU here), whatever it carries. At a sustained 10k hits/s every
   // 1 ms retire carries ten hits, so the wake-ups, not the hits, were ~90 % of the
   // daemon's CPU (BENCHMARKS.md). While hits keep coming (the last walk published and so
   // did one within a hold and two retire periods before it), the packet socket is left out of
