@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util'
 import type { NativeBinding, NativeCapture, NativeCaptureOptions, NativeCaptureStats } from '../lib/binding.js'
 import { HIT_FLAGS, HIT_RECORD_SIZE } from '../lib/decode.js'
 import { open } from '../lib/sensor.js'
+import { buildSynPool } from './traffic.js'
 
 const { values } = parseArgs({
   options: {
@@ -31,18 +32,34 @@ const batch = Number(values.batch)
 const rounds = Number(values.rounds)
 const WORDS = HIT_RECORD_SIZE / 4
 
-/** Records of SYNs from `pool` sources of 198.18.0.0/15, as the throughput bench's sender draws them. */
+/**
+ * The source address word (first octet in the low byte, as a record's words hold it) of each
+ * frame of the throughput bench's SYN pool, in the order the sender sends them: the same
+ * addresses, so the decoder's address cache sees what it sees end to end.
+ */
+function poolSources(count: number): Int32Array {
+  const p = buildSynPool({ count, dst: '198.18.0.1', dstPort: 2222, dstMac: '02:52:00:00:00:01', srcMac: '02:52:00:00:00:02' })
+  const out = new Int32Array(count)
+  let at = 0
+  for (let i = 0; i < count; i++) {
+    out[i] = p.frames.readInt32LE(at + 14 + 12)
+    at += p.lengths[i]!
+  }
+  return out
+}
+
+/** Records of SYNs from the sender's `pool` sources of 198.18.0.0/15, in its order. */
 function records(count: number): Buffer {
+  const sources = poolSources(pool)
   const b = Buffer.alloc(count * HIT_RECORD_SIZE)
   const w = new Int32Array(b.buffer, b.byteOffset, b.length / 4)
   const ns = BigInt(Date.now()) * 1_000_000n
   for (let i = 0; i < count; i++) {
     const q = i * WORDS
-    const host = (i % pool) + 2
     w[q] = Number(ns & 0xffffffffn) | 0
     w[q + 1] = Number(ns >> 32n) | 0
     w[q + 4] = 0xffff0000 | 0
-    w[q + 5] = 198 | ((18 + (host >>> 16)) << 8) | (((host >>> 8) & 0xff) << 16) | ((host & 0xff) << 24)
+    w[q + 5] = sources[i % pool]!
     w[q + 8] = 0xffff0000 | 0
     w[q + 9] = 198 | (18 << 8) | (1 << 24)
     w[q + 10] = (1024 + (i % 60000)) | (2222 << 16)
