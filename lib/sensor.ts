@@ -410,8 +410,7 @@ export class Sensor implements AsyncIterable<Hit> {
       if (this.#busy) await this.#reading
       if (!(await this.#fill())) return
       // A fresh array per batch: it is the consumer's to keep.
-      const out: Hit[] = []
-      this.#decoder.takeAll(out)
+      const out = this.#decoder.takeBatch()
       this.#delivered += out.length
       yield out
     }
