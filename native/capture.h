@@ -140,6 +140,7 @@ class Capture {
   void FoldKernelStats();
   void Publish(const HitRecord* records, uint32_t n);
   void RingDoorbell();
+  void RingPending();
   bool InPortSet(uint8_t proto, uint16_t port) const;
   bool IsDuplicate(const HitRecord& record);
   void ApplyPortSet(const PortSet& ports, bool widen_only);
@@ -171,6 +172,7 @@ class Capture {
   std::atomic<uint64_t> express_hits_{0}, express_copies_{0}, express_switches_{0};
   std::atomic<uint64_t> wakeups_{0};
   uint64_t last_published_ns_ = 0;  // when a walk of the ring last published hits (capture thread)
+  uint32_t unrung_ = 0;  // records published since the doorbell last rang (capture thread)
   std::thread thread_;
   Notify notify_;
   bool started_ = false;
