@@ -11,7 +11,8 @@
  * `batches()` — the throughput section's receivers, so its figures are the section's. Runs
  * alternate between the builds (A, B, …, A, B, …) so drift on the host hits every build
  * alike. Printed per run: CPU ns a hit of the receiver process (every thread) and its ratio
- * to the C reader in the same run, the offered rate and the hits that went missing; then
+ * to the C reader in the same run, of it the JS thread's and the capture thread's, the
+ * offered rate and the hits that went missing; then
  * the median of each build's runs. Builds must share the bench's interface (runE2e's
  * options and result); namespaces and children are runE2e's, torn down on every path out.
  */
@@ -68,8 +69,9 @@ function figure(e: E2eResult, name: string): { line: string; ns: number } {
   const c = e.configs.find((x) => x.name === name)
   if (c === undefined || c.trials === 0) return { line: `${name} failed`, ns: Number.NaN }
   const ratio = c.vsBaseline === undefined ? '' : ` (${c.vsBaseline.cpuNsPerHit.median.toFixed(2)}×)`
+  const split = c.receiver === 'portanoia' ? ` [JS ${c.threadNsPerHit.main.median.toFixed(0)}, capture ${c.threadNsPerHit.capture.median.toFixed(0)}]` : ''
   return {
-    line: `${name} ${c.cpuNsPerHit.median.toFixed(0)}${ratio} at ${(c.offeredPps.median / 1e6).toFixed(3)} Mpps, missing ${c.missing.median}`,
+    line: `${name} ${c.cpuNsPerHit.median.toFixed(0)}${ratio}${split} at ${(c.offeredPps.median / 1e6).toFixed(3)} Mpps, missing ${c.missing.median}`,
     ns: c.cpuNsPerHit.median,
   }
 }

@@ -30,7 +30,7 @@ import { promisify } from 'node:util'
 import { PACKAGE_ROOT } from '../lib/binding.js'
 import { compileFilter } from '../lib/bpf/filter.js'
 import { removeScratch, scratchDir } from '../lib/lab/scratch.js'
-import { createBenchNet, cpuSeconds, linkCounters, PinnedChild, type BenchNet } from './net.js'
+import { createBenchNet, linkCounters, PinnedChild, threadCpuSeconds, type BenchNet, type ThreadCpu } from './net.js'
 import { summarize, type Summary } from './stats.js'
 
 const run = promisify(execFile)
@@ -105,6 +105,12 @@ export interface Trial {
   /** Receiver CPU time over the sender's transmit time: fraction of one core. */
   receiverCpu: number
   cpuNsPerHit: number
+  /**
+   * cpuNsPerHit split by thread: the receiver's main thread (portanoia's JS thread), its
+   * capture thread (`portanoia-cap`; 0 for the other receivers), and the rest (V8's
+   * helpers, libuv's pool).
+   */
+  threadNsPerHit: { main: number; capture: number; other: number }
   error?: string
 }
 
@@ -122,6 +128,7 @@ export interface ConfigSummary {
   missing: Summary
   receiverCpu: Summary
   cpuNsPerHit: Summary
+  threadNsPerHit: { main: Summary; capture: Summary; other: Summary }
   /** Per-round ratios to the baseline config with the same pacing (the C TPACKET_V3 reader, else raw). */
   vsBaseline?: { offeredPps: Summary; deliveredPps: Summary; receiverCpu: Summary; cpuNsPerHit: Summary; baseline: string }
   /** Per-round ratio of this config's offered rate to the sender alone. */
@@ -150,6 +157,8 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 /** The C reader's retire timeout: portanoia's default, so both wait as long in the kernel. */
 export const TPACKET_RETIRE_MS = 1
+/** The name native/capture.cc gives its thread (prctl PR_SET_NAME): the per-thread split finds it by it. */
+const CAPTURE_THREAD = 'portanoia-cap'
 
 async function compileReceiver(dir: string, source: string, name: string): Promise<string> {
   const out = join(dir, name)
@@ -248,6 +257,7 @@ async function trial(env: Env, config: E2eConfig, round: number, targetPps: numb
     receiverCpuSeconds: 0,
     receiverCpu: Number.NaN,
     cpuNsPerHit: Number.NaN,
+    threadNsPerHit: { main: Number.NaN, capture: Number.NaN, other: Number.NaN },
   }
   const { net } = env
   let receiver: PinnedChild | undefined
@@ -274,7 +284,8 @@ async function trial(env: Env, config: E2eConfig, round: number, targetPps: numb
     await sender.next()
 
     const before = receiver === undefined ? {} : await receiver.ask('stats')
-    const cpu0 = pid > 0 ? await cpuSeconds(pid) : 0
+    const none: ThreadCpu = { total: 0, main: 0, named: 0 }
+    const cpu0 = pid > 0 ? await threadCpuSeconds(pid, CAPTURE_THREAD) : none
     const veth0 = await linkCounters(net.sensorNs, net.sensorIf)
     sender.send('go')
     const sent = await sender.next(env.seconds * 1000 + 30_000)
@@ -294,7 +305,7 @@ async function trial(env: Env, config: E2eConfig, round: number, targetPps: numb
         await sleep(100)
       }
     }
-    const cpu1 = pid > 0 ? await cpuSeconds(pid) : 0
+    const cpu1 = pid > 0 ? await threadCpuSeconds(pid, CAPTURE_THREAD) : none
     const veth1 = await linkCounters(net.sensorNs, net.sensorIf)
 
     t.offeredPps = t.sent / t.senderSeconds
@@ -309,9 +320,13 @@ async function trial(env: Env, config: E2eConfig, round: number, targetPps: numb
       t.missing = t.sent - t.delivered
       t.deliveredPps = t.delivered / t.senderSeconds
       t.deliveredFraction = t.sent > 0 ? t.delivered / t.sent : Number.NaN
-      t.receiverCpuSeconds = cpu1 - cpu0
+      t.receiverCpuSeconds = cpu1.total - cpu0.total
       t.receiverCpu = t.receiverCpuSeconds / t.senderSeconds
-      t.cpuNsPerHit = t.delivered > 0 ? (t.receiverCpuSeconds * 1e9) / t.delivered : Number.NaN
+      const perHit = (seconds: number): number => (t.delivered > 0 ? (seconds * 1e9) / t.delivered : Number.NaN)
+      t.cpuNsPerHit = perHit(t.receiverCpuSeconds)
+      const main = cpu1.main - cpu0.main
+      const capture = cpu1.named - cpu0.named
+      t.threadNsPerHit = { main: perHit(main), capture: perHit(capture), other: perHit(t.receiverCpuSeconds - main - capture) }
       receiver.send('quit')
     }
   } catch (err) {
@@ -340,6 +355,11 @@ function summarizeConfig(config: E2eConfig, targetPps: number, trials: readonly 
     missing: pick((t) => t.missing),
     receiverCpu: pick((t) => t.receiverCpu),
     cpuNsPerHit: pick((t) => t.cpuNsPerHit),
+    threadNsPerHit: {
+      main: pick((t) => t.threadNsPerHit.main),
+      capture: pick((t) => t.threadNsPerHit.capture),
+      other: pick((t) => t.threadNsPerHit.other),
+    },
   }
 }
 

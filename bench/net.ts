@@ -5,13 +5,14 @@
  * processes started inside a namespace and pinned to one core with taskset, a
  * line-oriented control channel to them (JSON lines on stdout, commands on stdin), and
  * the counters the end-to-end benchmark samples from outside a process: utime+stime
- * of all its threads from /proc/PID/stat, and a veth's kernel packet counters.
+ * of all its threads from /proc/PID/stat (and per thread from /proc/PID/task), and a
+ * veth's kernel packet counters.
  * Runs on the bench's main thread. Invariant: every child it starts is ended by its
  * PID, and every namespace it creates is deleted, before the bench process exits.
  */
 import type { ChildProcess } from 'node:child_process'
 import { execFile, spawn } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import { createNetnsNet, stopChild, type NetnsNet } from '../lib/lab/netns.js'
@@ -40,14 +41,52 @@ async function ticksPerSecond(): Promise<number> {
  * `tid`, that one thread's (its main thread: `tid` = `pid`).
  */
 export async function cpuSeconds(pid: number, tid?: number): Promise<number> {
-  const text = await readFile(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8')
+  const path = tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`
+  return (await statTicks(path)).ticks / (await ticksPerSecond())
+}
+
+/** utime + stime in ticks, and the command name, from a /proc stat file. */
+async function statTicks(path: string): Promise<{ comm: string; ticks: number }> {
+  const text = await readFile(path, 'utf8')
   // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ')
+  const close = text.lastIndexOf(')')
+  const fields = text.slice(close + 2).split(' ')
   // Fields 14 and 15 (utime, stime) are at 11 and 12 once pid and comm are cut off.
   const utime = Number(fields[11])
   const stime = Number(fields[12])
-  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`cannot parse /proc/${pid}/stat`)
-  return (utime + stime) / (await ticksPerSecond())
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`cannot parse ${path}`)
+  return { comm: text.slice(text.indexOf('(') + 1, close), ticks: utime + stime }
+}
+
+/** A process's CPU seconds so far: in all, its main thread's, and those of its threads named `name`. */
+export interface ThreadCpu {
+  total: number
+  main: number
+  named: number
+}
+
+/**
+ * CPU seconds of `pid` split by thread: the main thread (for a Node receiver, the JS
+ * thread), the threads whose name is `name` (the capture thread names itself
+ * `portanoia-cap`), and in `total` everything, threads that have ended included (the rest
+ * is V8's helpers and libuv's pool).
+ */
+export async function threadCpuSeconds(pid: number, name: string): Promise<ThreadCpu> {
+  const hz = await ticksPerSecond()
+  const total = (await statTicks(`/proc/${pid}/stat`)).ticks / hz
+  let main = 0
+  let named = 0
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    let t: { comm: string; ticks: number }
+    try {
+      t = await statTicks(`/proc/${pid}/task/${tid}/stat`)
+    } catch {
+      continue // ended since the listing: its time is in `total`
+    }
+    if (Number(tid) === pid) main = t.ticks / hz
+    else if (t.comm === name) named += t.ticks / hz
+  }
+  return { total, main, named }
 }
 
 export interface LinkCounters {

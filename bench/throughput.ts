@@ -93,7 +93,7 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
   const ceiling = alone?.offeredPps ?? e.ceilingPps
 
   const rows: SectionResult['rows'] = []
-  const blank = { 'delivered hits/s': '', delivered: '', 'counted drops': '', missing: '', CPU: '', 'CPU ns/hit': '', 'offered ÷ C': '', 'CPU ns/hit ÷ C': '' }
+  const blank = { 'delivered hits/s': '', delivered: '', 'counted drops': '', missing: '', CPU: '', 'CPU ns/hit': '', 'of it JS / capture / other': '', 'offered ÷ C': '', 'CPU ns/hit ÷ C': '' }
   rows.push({ receiver: 'sender alone', rate: 'ceiling', 'offered pps': fmt(ceiling), ...blank })
   for (const fraction of rates) {
     for (const r of receivers) {
@@ -112,6 +112,11 @@ export async function run(options: SectionOptions): Promise<SectionResult> {
         missing: fmt(c.missing),
         CPU: fmt(c.receiverCpu, pct),
         'CPU ns/hit': fmt(c.cpuNsPerHit, (x) => x.toFixed(0)),
+        // The receiver's threads: portanoia's JS thread, its capture thread, V8's helpers and the rest.
+        'of it JS / capture / other':
+          r.receiver === 'portanoia'
+            ? [c.threadNsPerHit.main, c.threadNsPerHit.capture, c.threadNsPerHit.other].map((v) => v.median.toFixed(0)).join(' / ')
+            : '',
         'offered ÷ C': c.vsBaseline === undefined ? '' : fmt(c.vsBaseline.offeredPps, ratio),
         'CPU ns/hit ÷ C': c.vsBaseline === undefined ? '' : fmt(c.vsBaseline.cpuNsPerHit, ratio),
       })
@@ -189,7 +194,7 @@ function judge(e: E2eResult, ceilingPps: number, receivers: readonly ReceiverSpe
     out.push({
       statement: `${label === 'portanoia' ? 'a `for await` consumer' : 'a `batches()` consumer'} costs ≤ ${limit} ns of sensor-process CPU per hit at the generator's ceiling, with 0 drops`,
       met: c.cpuNsPerHit.median <= limit && clean.length === trials.length,
-      measured: `${fmt(c.cpuNsPerHit, (x) => x.toFixed(0))} ns/hit${vs !== undefined ? ` (${fmt(vs.cpuNsPerHit, ratio)} of the ${BASELINE_LABEL}'s in the same round)` : ''} at ${fmt(c.offeredPps)} pps; ${clean.length} of ${trials.length} rounds without a drop or a missing hit`,
+      measured: `${fmt(c.cpuNsPerHit, (x) => x.toFixed(0))} ns/hit${vs !== undefined ? ` (${fmt(vs.cpuNsPerHit, ratio)} of the ${BASELINE_LABEL}'s in the same round)` : ''}, of it the JS thread ${c.threadNsPerHit.main.median.toFixed(0)} and the capture thread ${c.threadNsPerHit.capture.median.toFixed(0)}, at ${fmt(c.offeredPps)} pps; ${clean.length} of ${trials.length} rounds without a drop or a missing hit`,
       note: 'judged on the median over rounds',
     })
   }
