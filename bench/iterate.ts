@@ -28,6 +28,8 @@ const { values } = parseArgs({
 })
 const total = Number(values.hits)
 const pool = Number(values.pool)
+// The sender's pool holds at most 100,000 distinct sources (bench/traffic.ts).
+if (!Number.isInteger(pool) || pool < 1 || pool > 100_000) throw new Error(`iterate: --pool must be an integer 1..100000, not ${JSON.stringify(values.pool)}`)
 const batch = Number(values.batch)
 const rounds = Number(values.rounds)
 const WORDS = HIT_RECORD_SIZE / 4
