@@ -131,10 +131,11 @@ const ADDRESS_SCRATCH = new Uint8Array(16)
 const ADDRESS_SCRATCH_WORDS = new Int32Array(ADDRESS_SCRATCH.buffer)
 
 /**
- * Address text by address words, for one decoder. A hit in either way of its set costs a
- * hash and a compare; a miss formats (the one formatter, lib/ip-text.ts) and evicts the
- * set's older entry. The same address keeps the same string while it is cached, which
- * also makes it a cheap Map key downstream (its hash is computed once).
+ * Address text by address words, for one decoder. A hit costs a hash and a compare per
+ * way looked at; a miss formats (the one formatter, lib/ip-text.ts) and takes a way of its
+ * set (IPv4: an empty one, else the one a turning counter names; IPv6: the older of two).
+ * The same address keeps the same string while it is cached, which also makes it a cheap
+ * Map key downstream (its hash is computed once).
  */
 class AddressText {
   readonly #v4Keys = new Int32Array(4 << V4_SET_BITS)

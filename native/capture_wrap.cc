@@ -164,7 +164,9 @@ CaptureWrap::CaptureWrap(const Napi::CallbackInfo& info)
   options.geometry.retire_ms = GetUint(o, "retireMs", 1, 1, 1000);
   // 2 ms: at a sustained rate the JS thread wakes at most ~500 times a second instead of
   // once per 1 ms retire, for at most 2 ms more of delay (packet -> JS p99 stays within
-  // issue 9's 5 ms at 300k hits/s); a lone probe is never held (Capture::HoldUntil).
+  // issue 9's 5 ms at 300k hits/s); a probe after a quiet spell is never held, only a
+  // hand-over within coalesceMs + 2 x retireMs of the one before starts a hold
+  // (Capture::HoldUntil).
   options.coalesce_ms = GetUint(o, "coalesceMs", 2, 0, 100);
   if (options.geometry.block_size % 4096 != 0) {
     throw Napi::RangeError::New(env, "blockSize must be a multiple of 4096");
