@@ -16,6 +16,7 @@
  * the median of each build's runs. Builds must share the bench's interface (runE2e's
  * options and result); namespaces and children are runE2e's, torn down on every path out.
  */
+import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -32,7 +33,10 @@ const { values, positionals } = parseArgs({
 
 function count(name: string, text: string): number {
   const n = Number(text)
-  if (!Number.isInteger(n) || n < 1 || n > 100) throw new Error(`ab: --${name} must be an integer 1..100, not ${JSON.stringify(text)}`)
+  if (!Number.isInteger(n) || n < 1 || n > 100) {
+    console.error(`ab: --${name} must be an integer 1..100, not ${JSON.stringify(text)}`)
+    process.exit(2)
+  }
   return n
 }
 
@@ -59,8 +63,12 @@ interface Build {
 
 const builds: Build[] = []
 for (const [i, root] of positionals.entries()) {
-  const entry = pathToFileURL(resolve(root, 'dist/bench/e2e.js')).href
-  const mod = (await import(entry)) as { runE2e: typeof RunE2e }
+  const file = resolve(root, 'dist/bench/e2e.js')
+  if (!existsSync(file)) {
+    console.error(`ab: ${file} does not exist: ${root} must be a checkout of portanoia built with \`npm run build\``)
+    process.exit(2)
+  }
+  const mod = (await import(pathToFileURL(file).href)) as { runE2e: typeof RunE2e }
   builds.push({ label: String.fromCharCode(65 + i), root: resolve(root), run: mod.runE2e, ns: {} })
 }
 for (const b of builds) console.log(`${b.label}: ${b.root}`)
