@@ -107,11 +107,32 @@ interface Result {
   otherThreadsNsPerHit: number
   coreFraction: number
   rss: { start: number; peak: number; end: number; everySecond: number[] }
+  /**
+   * Each stats event from the go to the end (one a second): what the policy engine counted and
+   * the ring dropped since the one before, and the share of a core the process and its main
+   * thread used over that second (sampled when the event was read), to set drops against CPU.
+   */
+  perSecond: Array<{ hits: number; ringDrops: number; core: number; mainCore: number }>
   decisions: Record<string, number>
   kernelDrops: number
   ringDrops: number
   /** Times the capture thread woke the JS thread (the sensor's `wakeups`; NaN from a build without it). */
   wakeups: number
+}
+
+interface StatsEvent {
+  policy?: { hits?: number; decisions?: Record<string, number> }
+  sensor?: Record<string, number>
+}
+
+/** The latest stats event among the lines the daemon printed so far (waiting up to `timeoutMs` for each). */
+async function readStats(daemon: PinnedChild, timeoutMs: number): Promise<StatsEvent | undefined> {
+  let stats: StatsEvent | undefined
+  for (;;) {
+    const line = await daemon.next(timeoutMs).catch(() => undefined)
+    if (line === undefined) return stats
+    if (line.type === 'stats') stats = line as StatsEvent
+  }
 }
 
 async function measure(net: BenchNet, build: Build, c: Case): Promise<Result> {
@@ -136,12 +157,39 @@ async function measure(net: BenchNet, build: Build, c: Case): Promise<Result> {
     ])
     const ready = await sender.next(120_000)
     const rss = [await rssMiB(pid)]
+    let stats: StatsEvent | undefined
+    // Lines printed before the go are not the traffic's: the series starts from the last of them.
+    const perSecond: Result['perSecond'] = []
+    let prev = { stats: await readStats(daemon, 0), cpu: await cpuSeconds(pid), main: await cpuSeconds(pid, pid), at: performance.now() }
+    // Waits for the daemon's next stats event (one a second) and samples the CPU right after it.
+    const sample = async (): Promise<boolean> => {
+      let next: StatsEvent | undefined
+      while (next === undefined) {
+        const line = await daemon.next(1500).catch(() => undefined)
+        if (line === undefined) return false
+        if (line.type === 'stats') next = line as StatsEvent
+      }
+      const cpu = await cpuSeconds(pid)
+      const main = await cpuSeconds(pid, pid)
+      const at = performance.now()
+      const s = (at - prev.at) / 1000
+      perSecond.push({
+        hits: (next.policy?.hits ?? 0) - (prev.stats?.policy?.hits ?? 0),
+        ringDrops: (next.sensor?.ringDrops ?? 0) - (prev.stats?.sensor?.ringDrops ?? 0),
+        core: Math.round(((cpu - prev.cpu) / s) * 100) / 100,
+        mainCore: Math.round(((main - prev.main) / s) * 100) / 100,
+      })
+      prev = { stats: next, cpu, main, at }
+      stats = next
+      return true
+    }
     sender.send('go')
     const done = sender.next(seconds * 1000 + 60_000)
     let finished = false
     void done.finally(() => (finished = true)).catch(() => undefined)
     while (!finished) {
-      await Promise.race([sleep(1000), done.catch(() => undefined)])
+      // No stats event within 1.5 s (a stalled or ended daemon): the RSS once a second still.
+      if (!(await sample())) await Promise.race([sleep(1000), done.catch(() => undefined)])
       if (!finished) rss.push(await rssMiB(pid))
     }
     const sent = await done
@@ -150,12 +198,7 @@ async function measure(net: BenchNet, build: Build, c: Case): Promise<Result> {
     const main1 = await cpuSeconds(pid, pid)
     rss.push(await rssMiB(pid))
     // Every line it printed so far; the last stats event is at most 1 s old.
-    let stats: { policy?: { hits?: number; decisions?: Record<string, number> }; sensor?: Record<string, number> } | undefined
-    for (;;) {
-      const line = await daemon.next(200).catch(() => undefined)
-      if (line === undefined) break
-      if (line.type === 'stats') stats = line as typeof stats
-    }
+    stats = (await readStats(daemon, 200)) ?? stats
     const hits = stats?.policy?.hits ?? 0
     const cpu = cpu1 - cpu0
     const elapsed = Number(sent.elapsedNs) / 1e9
@@ -171,6 +214,7 @@ async function measure(net: BenchNet, build: Build, c: Case): Promise<Result> {
       otherThreadsNsPerHit: hits > 0 ? ((cpu - (main1 - main0)) * 1e9) / hits : Number.NaN,
       coreFraction: cpu / (elapsed + 2.5),
       rss: { start: rss[0]!, peak: Math.max(...rss), end: rss.at(-1)!, everySecond: rss.map((x) => Math.round(x)) },
+      perSecond,
       decisions: Object.fromEntries(Object.entries(stats?.policy?.decisions ?? {}).filter(([, n]) => n > 0)),
       kernelDrops: stats?.sensor?.kernelDrops ?? Number.NaN,
       ringDrops: stats?.sensor?.ringDrops ?? Number.NaN,
@@ -208,6 +252,7 @@ try {
             `drops ${res.kernelDrops}+${res.ringDrops}, JS wake-ups ${res.wakeups}, CPU ${res.cpuSeconds.toFixed(2)} s = ${res.nsPerHit.toFixed(0)} ns/hit (main thread ${res.mainThreadNsPerHit.toFixed(0)}, others ${res.otherThreadsNsPerHit.toFixed(0)}; ${(res.coreFraction * 100).toFixed(0)} % of a core), ` +
             `RSS MiB start ${res.rss.start.toFixed(0)} peak ${res.rss.peak.toFixed(0)} end ${res.rss.end.toFixed(0)}`,
         )
+        console.error(`[daemon-cost]   per second (hits / ring drops / core / main thread's core): ${res.perSecond.map((p) => `${p.hits}/${p.ringDrops}/${p.core}/${p.mainCore}`).join(' ')}`)
       }
     }
   }
