@@ -311,3 +311,20 @@ describe('TTL limits', () => {
     expect(fw.blocked).toEqual([])
   })
 })
+
+describe('the hit ring', () => {
+  it('the daemon opens its sensor with a 262,144-record ring (a forged flood\'s first second), and sensor.ringRecords still sets it', async () => {
+    const { capture } = await startDaemon({ ports: ['2222/tcp'], firewall: null })
+    expect(capture.options.ringRecords).toBe(1 << 18)
+    const binding = fakeBinding()
+    const daemon = await Daemon.compose({
+      statsIntervalMs: 0,
+      ports: ['2222/tcp'],
+      firewall: null,
+      host: fakeHost({}),
+      sensor: { binding, ringRecords: 4096 },
+    })
+    closers.push(() => daemon.close())
+    expect(binding.captures[0]!.options.ringRecords).toBe(4096)
+  })
+})
