@@ -10,7 +10,12 @@
  *   node dist/bench/iterate.js [--hits 5000000] [--pool 4096] [--batch 1024] [--rounds 5]
  *
  * Prints ns of this process's CPU (user + system, GC included) per hit for each way,
- * median [min..max] over rounds, the two ways alternating so drift hits both alike.
+ * median [min..max] over rounds, the ways alternating so drift hits all alike. Two of the
+ * ways are V8's floor for the same loops, no Sensor and no records: `for await` over the
+ * cheapest iterator (`next()` returns `Promise.resolve({ done: false, value })`, the value a
+ * new object of three fields that the loop reads through getters, as it reads a hit's), and
+ * the same objects handed over in arrays of `--batch` by an async generator, and one by one
+ * by an async generator (the other shape an async iterable could have).
  */
 import { parseArgs } from 'node:util'
 import type { NativeBinding, NativeCapture, NativeCaptureOptions, NativeCaptureStats } from '../lib/binding.js'
@@ -125,8 +130,68 @@ class Replay implements NativeCapture {
 }
 const binding = { Capture: Replay } as unknown as NativeBinding
 
-type Way = 'for await' | 'batches()'
+/** The floors' item: three fields read through getters, like the hit fields the loops read. */
+class Item {
+  readonly #kind: string
+  readonly #src: string
+  readonly #dstPort: number
+  constructor(kind: string, src: string, dstPort: number) {
+    this.#kind = kind
+    this.#src = src
+    this.#dstPort = dstPort
+  }
+  get kind(): string {
+    return this.#kind
+  }
+  get src(): string {
+    return this.#src
+  }
+  get dstPort(): number {
+    return this.#dstPort
+  }
+}
+
+function trivialIterator(count: number): AsyncIterable<Item> {
+  let i = 0
+  const done: IteratorResult<Item, undefined> = { done: true, value: undefined }
+  const it: AsyncIterator<Item, undefined> = {
+    next: () => (i++ < count ? Promise.resolve({ done: false, value: new Item('syn', '198.18.0.2', 2222) }) : Promise.resolve(done)),
+  }
+  return { [Symbol.asyncIterator]: () => it }
+}
+
+async function* trivialBatches(count: number): AsyncGenerator<Item[], void, undefined> {
+  for (let left = count; left > 0; left -= batch) {
+    const n = Math.min(batch, left)
+    const out = new Array<Item>(n)
+    for (let i = 0; i < n; i++) out[i] = new Item('syn', '198.18.0.2', 2222)
+    yield out
+  }
+}
+
+async function* trivialGenerator(count: number): AsyncGenerator<Item, void, undefined> {
+  for (let i = 0; i < count; i++) yield new Item('syn', '198.18.0.2', 2222)
+}
+
+type Floor = 'floor: for await' | 'floor: batches' | 'floor: generator'
+/** V8's own cost of each way's loop for `count` items: ns of CPU an item. */
+async function floor(way: Floor, count: number): Promise<number> {
+  let syn = 0
+  const cpu0 = process.cpuUsage()
+  if (way === 'floor: for await' || way === 'floor: generator') {
+    const items = way === 'floor: for await' ? trivialIterator(count) : trivialGenerator(count)
+    for await (const hit of items) if (hit.kind === 'syn' && hit.dstPort === 2222 && hit.src !== '') syn++
+  } else {
+    for await (const hits of trivialBatches(count)) for (const hit of hits) if (hit.kind === 'syn' && hit.dstPort === 2222 && hit.src !== '') syn++
+  }
+  const cpu = process.cpuUsage(cpu0)
+  if (syn !== count) throw new Error(`${way}: ${syn} of ${count} items read`)
+  return ((cpu.user + cpu.system) * 1000) / count
+}
+
+type Way = 'for await' | 'batches()' | Floor
 async function once(way: Way, count: number): Promise<number> {
+  if (way !== 'for await' && way !== 'batches()') return floor(way, count)
   Replay.left = count
   const sensor = await open({ ports: ['2222/tcp'], listen: false, batch, binding })
   let syn = 0
@@ -142,12 +207,12 @@ async function once(way: Way, count: number): Promise<number> {
   return ((cpu.user + cpu.system) * 1000) / count
 }
 
-const ways: Way[] = ['for await', 'batches()']
+const ways: Way[] = ['for await', 'batches()', 'floor: for await', 'floor: batches', 'floor: generator']
 for (const way of ways) await once(way, Math.min(total, 500_000))
-const ns: Record<Way, number[]> = { 'for await': [], 'batches()': [] }
+const ns: Record<Way, number[]> = { 'for await': [], 'batches()': [], 'floor: for await': [], 'floor: batches': [], 'floor: generator': [] }
 for (let r = 0; r < rounds; r++) for (const way of ways) ns[way].push(await once(way, total))
 for (const way of ways) {
   const s = [...ns[way]].sort((a, b) => a - b)
   const f = (x: number): string => x.toFixed(0)
-  console.log(`${way.padEnd(10)} ${f(s[s.length >> 1]!)} [${f(s[0]!)}..${f(s[s.length - 1]!)}] ns/hit  (${total} hits × ${rounds} rounds, pool ${pool}, batch ${batch})`)
+  console.log(`${way.padEnd(16)} ${f(s[s.length >> 1]!)} [${f(s[0]!)}..${f(s[s.length - 1]!)}] ns/hit  (${total} hits × ${rounds} rounds, pool ${pool}, batch ${batch})`)
 }
