@@ -62,6 +62,7 @@ const FLAG_NAMES: Record<keyof ConfigInput, string> = {
   reversePath: '--reverse-path',
   linkProbe: '--no-link-probe',
   scans: '--no-scans',
+  ringRecords: '--ring-records',
 }
 
 /** Config key → its flag ('url' → '--crowdsec-url'), from the fleet's own table. */

@@ -90,6 +90,7 @@ function watchInput(o: Raw): WatchInput {
   for (const k of [
     'interface', 'netns', 'block', 'blockTtl', 'forgetAfter', 'aggregate', 'aggregatePrefix4', 'aggregatePrefix6', 'allowFile', 'spoofableTtl', 'maxBlocksPerMinute', 'maxActiveBlocks',
     'maxReportsPerMinute', 'threshold', 'window', 'backend', 'exec', 'webhook', 'statsInterval', 'reversePath', 'enforce',
+    'ringRecords',
   ] as const) {
     const v = str(o, k)
     if (v !== undefined) input[k] = v
@@ -225,6 +226,7 @@ Original portanoia form:
     .option('--forward', 'also drop blocked sources on the forward hook (published container ports)')
     .addOption(new Option('--enforce <where>', 'where blocks drop: input (inet input hook, default), ingress (netdev chain on --interface, before routing and conntrack) or both').choices(['input', 'ingress', 'both']))
     .option('--stats-interval <duration>', 'stats event period (default 60s)')
+    .option('--ring-records <n>', 'hits the ring between capture and the daemon holds, 96 bytes each (default 262144: 24 MiB)')
     .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 (:9464 = loopback)')
     .option('--control <path>', 'control socket for status, list, block, unblock, reload (default /run/portanoia/portanoia[-NETNS].sock)')
     .option('--no-control', 'no control socket')

@@ -161,7 +161,7 @@ export async function startDaemon(config: DaemonConfig, options: StartOptions = 
       ...(config.aggregate !== undefined && { aggregate: config.aggregate }),
       ...(options.reloadSource !== undefined && { reloadSource: options.reloadSource }),
       ...(control !== undefined && { controlPath: control.path }),
-      ...(internals.sensor !== undefined && { sensor: internals.sensor }),
+      sensor: { ringRecords: config.ringRecords, ...internals.sensor },
       ...(internals.now !== undefined && { now: internals.now }),
       ...(options.onEvent !== undefined && { onEvent: options.onEvent }),
       ...(options.onLog !== undefined && { onLog: options.onLog }),

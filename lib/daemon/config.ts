@@ -114,6 +114,7 @@ export const configSchema = z.strictObject({
   reversePath: z.enum(['strict', 'loose', 'off']).optional(),
   linkProbe: z.boolean().optional(),
   scans: z.boolean().describe('false: no scan tracking (no scan or decoy events)').optional(),
+  ringRecords: z.union([positiveInt, z.string()]).describe('records the ring between the capture thread and the daemon holds (96 bytes each; default 262144)').optional(),
   ...fleetConfigSchema.shape,
 })
 
@@ -174,6 +175,8 @@ export interface ConfigInput {
   scans?: boolean
   /** Attribution may ask the link (ARP/NS) who holds an on-link source (default true). */
   linkProbe?: boolean
+  /** Hit records the sensor's ring holds (DAEMON_RING_RECORDS by default). */
+  ringRecords?: string | number
 }
 
 /** A validated configuration, every default applied: what the daemon is built from. */
@@ -215,7 +218,22 @@ export interface DaemonConfig {
   linkProbe: boolean
   /** Scan tracking (`scan` and `decoy` events). */
   scans: boolean
+  /** Hit records the sensor's ring holds (rounded up to a power of two by the addon). */
+  ringRecords: number
 }
+
+/**
+ * The daemon's hit ring, in records (the library's default is 65,536). Its JavaScript costs
+ * ~1.5 µs a hit where a library loop costs ~0.1, and it is slowest in the first second of a
+ * forged flood, when every source is new and V8 is still compiling the loop: at 500k hits/s
+ * from 100,000 sources it fell ~100-150k hits behind in that second, then kept up at ~0.8 of
+ * a core. With 65,536 records the ring dropped 76-84k hits there (bench/daemon-cost.ts's per-
+ * second series); with 131,072 13-34k; with 262,144 none. 24 MiB, touched at open.
+ */
+export const DAEMON_RING_RECORDS = 1 << 18
+/** The addon's bounds for a ring (native/capture_wrap.cc). */
+const RING_RECORDS_MIN = 64
+const RING_RECORDS_MAX = 1 << 24
 
 // ---------------------------------------------------------------- config file
 
@@ -669,6 +687,14 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
     }
   }
 
+  const ringRecords = integer(input.ringRecords, name('ringRecords')) ?? DAEMON_RING_RECORDS
+  if (ringRecords < RING_RECORDS_MIN || ringRecords > RING_RECORDS_MAX) {
+    throw bad(
+      `${name('ringRecords')}: ${ringRecords} is not ${RING_RECORDS_MIN} to ${RING_RECORDS_MAX.toLocaleString('en-US')} records`,
+      `each record is 96 bytes: ${DAEMON_RING_RECORDS} (the default) is 24 MiB, 65536 is 6 MiB; a smaller ring drops hits sooner when the daemon falls behind`,
+    )
+  }
+
   const crowdsec = resolveCrowdsec(input.crowdsec, (key) => name(`crowdsec.${key}`))
   const metrics = input.metrics === undefined ? undefined : parseMetricsListen(input.metrics, name('metrics'))
   const control = controlPath(input.control, name('control'))
@@ -705,6 +731,7 @@ export function resolveConfig(input: ConfigInput, name: FieldNamer = (k) => `fie
     reversePath: reversePathOf(input.reversePath, name('reversePath')),
     linkProbe: input.linkProbe !== false,
     scans: input.scans !== false,
+    ringRecords,
   }
   if (iface !== undefined) config.interface = iface
   if (netns !== undefined) config.netns = netns

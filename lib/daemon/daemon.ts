@@ -59,7 +59,7 @@ import { type Fleet, type ResolvedFleet, startFleet } from '../fleet/index.js'
 import { type StartOptions, startDaemon } from './assemble.js'
 import { BlockVetter } from './block-vetter.js'
 import { type BlockInfo, BlockOrigins, joinBlocks } from './blocks.js'
-import { type ConfigInput, type DaemonConfig, maxTtlMs as backendMaxTtlMs, parseTtl, resolveConfig } from './config.js'
+import { type ConfigInput, DAEMON_RING_RECORDS, type DaemonConfig, maxTtlMs as backendMaxTtlMs, parseTtl, resolveConfig } from './config.js'
 import type { BlockOutcome } from './control.js'
 import { operatorBlock } from './operator-block.js'
 import { EventQueue } from './event-queue.js'
@@ -229,15 +229,6 @@ export interface DaemonStats {
 }
 
 const MAX_QUEUED_EVENTS = 65_536
-/**
- * The daemon's hit ring, in records (the library's default is 65,536). Its JavaScript costs
- * ~1.5 µs a hit where a library loop costs ~0.1, and it is slowest in the first second of a
- * forged flood, when every source is new and V8 is still compiling the loop: at 500k hits/s
- * from 100,000 sources it fell ~100-150k hits behind in that second, then kept up at ~0.8 of
- * a core. With 65,536 records the ring dropped 80-120k hits there (bench/daemon-cost.ts's per-
- * second series); with 131,072 13-34k; with 262,144 none. 24 MiB, touched at open.
- */
-const DAEMON_RING_RECORDS = 1 << 18
 /** How often scans are recognised and ended (scans.ts): the most a `scan` event lags its hit. */
 const SCAN_SWEEP_MS = 250
 

@@ -21,7 +21,8 @@
  * was loaded into the engine at start; a new path would start from nothing),
  * `aggregate` (the prefix sets are part of the table's shape), and `attribution`,
  * `reversePath` and `linkProbe` (the attribution validators are built with the
- * sensor at start), and `scans` (the tracker is wired into the capture loop at start).
+ * sensor at start), `scans` (the tracker is wired into the capture loop at start), and
+ * `ringRecords` (the capture's ring is allocated when it opens; a new one would be a new capture).
  */
 import { Guards } from '../policy/guards.js'
 import type { PolicyConfig } from '../policy/config.js'
@@ -34,7 +35,7 @@ import { allowlistFor, captureSet, notifiersFor, tripwiresFor } from './parts.js
 type Log = (level: 'info' | 'warn', message: string) => void
 
 /** Config fields a reload cannot apply, with the config file's names. */
-const RESTART_FIELDS = ['interface', 'netns', 'backend', 'forward', 'enforce', 'metrics', 'crowdsec', 'json', 'control', 'state', 'aggregate', 'attribution', 'reversePath', 'linkProbe', 'scans'] as const
+const RESTART_FIELDS = ['interface', 'netns', 'backend', 'forward', 'enforce', 'metrics', 'crowdsec', 'json', 'control', 'state', 'aggregate', 'attribution', 'reversePath', 'linkProbe', 'scans', 'ringRecords'] as const
 
 /** Policy keys as the config file names them. */
 const POLICY_NAMES: Partial<Record<keyof PolicyConfig, string>> = {

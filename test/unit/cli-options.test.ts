@@ -165,6 +165,18 @@ describe('config file', () => {
   })
 })
 
+describe('ring size', () => {
+  it('--ring-records and ringRecords size the daemon\'s ring (262,144 by default); out of range or not a number is an error that says the bounds', () => {
+    expect(resolveWatch(watchOf(['watch', '--tcp', '2222']).input).ringRecords).toBe(1 << 18)
+    expect(resolveWatch(watchOf(['watch', '--tcp', '2222', '--ring-records', '65536']).input).ringRecords).toBe(65_536)
+    expect(resolveWatch({}, parseConfig('{"tcp": [2222], "ringRecords": 131072}', 'c.json')).ringRecords).toBe(131_072)
+    expect(() => resolveWatch(watchOf(['watch', '--ring-records', '32']).input)).toThrow(/^--ring-records: 32 is not 64 to 16,777,216 records/)
+    expect(() => resolveWatch(watchOf(['watch', '--ring-records', '1e6']).input)).toThrow(/^--ring-records: "1e6" is not a whole number/)
+    expect(() => resolveConfig({ ringRecords: 1 << 25 })).toThrow(expect.objectContaining({ code: 'PORTANOIA_BAD_CONFIG', hint: expect.stringMatching(/96 bytes/) }))
+    expect(() => parseConfig('{"ringRecords": -1}', 'c.json')).toThrow(/^c\.json:1:17: field ringRecords: /)
+  })
+})
+
 describe('legacy form', () => {
   it('maps -p/-c onto watch with the exec responder and no firewall table', () => {
     const p = watchOf(['-p', '1337', '-c', 'iptables -A INPUT -s [SRC_IP] -j DROP'])

@@ -227,6 +227,17 @@ describe('reload', () => {
     expect((await t.daemon.status()).reload).toMatchObject({ applied: 0, refused: 4, last: { outcome: 'refused', error: { code: 'PORTANOIA_BAD_CONFIG' } } })
   })
 
+  it('the assembly opens the sensor with the config\'s ring size, and a new ring size needs a restart', async () => {
+    const t = await start({ tcp: [2222], ringRecords: 4096 })
+    expect(t.capture.options.ringRecords).toBe(4096)
+    await expect(t.daemon.reload({ statsInterval: '0s', control: false, state: false, tcp: [2222], ringRecords: 8192 })).rejects.toMatchObject({
+      code: 'PORTANOIA_RELOAD_REFUSED',
+      message: 'changed fields that need a restart: ringRecords',
+    })
+    const d = await start({ tcp: [2222] })
+    expect(d.capture.options.ringRecords).toBe(1 << 18)
+  })
+
   it('without an argument re-reads the source: a config file edited in place, its errors with file:line:column', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pnreload-'))
     closers.push(() => rm(dir, { recursive: true, force: true }))
